@@ -1,0 +1,28 @@
+"""The periodic jobs run by ``celery -A segs beat``. Run exactly one beat process."""
+
+from datetime import timedelta
+
+from segs.config import get_settings
+
+_flush_every = get_settings().flush_interval_s
+
+BEAT_SCHEDULE = {
+    "flush-closed-windows": {
+        "task": "segs.tasks.windows.flush_closed_windows",
+        # Run every SEGS_FLUSH_INTERVAL_S (5 s); expire so a stalled worker does not pile them up
+        "schedule": timedelta(seconds=_flush_every),
+        "options": {"expires": _flush_every, "queue": "default"},
+    },
+    "sample-queue-depths": {
+        "task": "segs.tasks.windows.sample_queue_depths",
+        # Run every 5 seconds
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 5, "queue": "default"},
+    },
+    "maintain-partitions": {
+        "task": "segs.tasks.maintenance.maintain_partitions",
+        # Run every hour: create the coming days' partitions, drop expired ones
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600, "queue": "default"},
+    },
+}

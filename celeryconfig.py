@@ -1,0 +1,52 @@
+"""Celery settings (lowercase, Celery 4+ style). Values come from segs.config.Settings."""
+
+from kombu import Queue
+
+from beat_schedule import BEAT_SCHEDULE
+from segs.config import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+broker_transport_options = (
+    # RabbitMQ: basic_publish returns only once the broker confirms it holds the message.
+    {"confirm_publish": True}
+    if _settings.broker_url.startswith(("amqp", "pyamqp"))
+    # Redis: an unacknowledged message returns to its queue after this long (a killed worker).
+    else {"visibility_timeout": _settings.visibility_timeout_s}
+)
+
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+task_ignore_result = True
+
+imports = (
+    "segs.tasks.readings",
+    "segs.tasks.windows",
+    "segs.tasks.maintenance",
+    "segs.tasks.worker_signals",
+)
+
+task_default_queue = "default"
+task_queues = [Queue("default")] + [Queue(name) for name in _settings.reading_queues]
+task_create_missing_queues = False
+# Reading batches name their shard queue when sent; everything else runs on "default".
+task_routes = {"segs.tasks.windows.*": {"queue": "default"}}
+
+# Every task is idempotent (see each task's docstring), so a killed worker's task runs again.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 8
+
+# Give up publishing quickly: the API answers 503 and the client retries.
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+beat_schedule = BEAT_SCHEDULE

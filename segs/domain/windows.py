@@ -1,0 +1,121 @@
+"""Tumbling event-time windows: which window a reading falls in, and how window statistics fold.
+
+Statistics are integer micro-units, so folding is associative and commutative: the same readings
+give the same window whatever the order, the batching or the number of flushes (merge semantics).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from segs.domain.readings import MICRO
+from segs.domain.readings import ROW_ENERGY
+from segs.domain.readings import ROW_METER
+from segs.domain.readings import ROW_POWER
+from segs.domain.readings import ROW_REGION
+from segs.domain.readings import ROW_TS
+from segs.domain.readings import ROW_VOLTAGE
+from segs.domain.readings import ReadingRow
+
+# Window name -> length in seconds. Windows are aligned to the Unix epoch, hence to UTC.
+WINDOW_SIZES: dict[str, int] = {"1m": 60, "15m": 900}
+
+# Layout of one meter's statistics inside a Redis window hash. The Lua fold script in
+# segs/services/windows_store.py packs and unpacks the same layout.
+PACKED_LAYOUT = struct.Struct("<iqqqqqiq")
+LUA_LAYOUT = "<i4i8i8i8i8i8i4i8"
+
+
+def window_start_us(ts_us: int, size_s: int) -> int:
+    """Return the start of the *size_s* window holding the instant *ts_us* (epoch microseconds)."""
+    span = size_s * MICRO
+    return ts_us - ts_us % span
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """What a window knows about one meter's readings, in micro-units."""
+
+    count: int
+    power_sum: int
+    power_min: int
+    power_max: int
+    energy_sum: int
+    voltage_sum: int
+    voltage_count: int
+    last_ts_us: int
+
+    @classmethod
+    def of(cls, row: ReadingRow) -> WindowStats:
+        """Statistics of a window holding only *row*."""
+        power = row[ROW_POWER]
+        energy = row[ROW_ENERGY]
+        voltage = row[ROW_VOLTAGE]
+        return cls(
+            count=1,
+            power_sum=power,
+            power_min=power,
+            power_max=power,
+            energy_sum=0 if energy is None else energy,
+            voltage_sum=0 if voltage is None else voltage,
+            voltage_count=0 if voltage is None else 1,
+            last_ts_us=row[ROW_TS],
+        )
+
+    def merge(self, other: WindowStats) -> WindowStats:
+        """Combine two disjoint sets of readings: counts and sums add, extremes widen."""
+        return WindowStats(
+            count=self.count + other.count,
+            power_sum=self.power_sum + other.power_sum,
+            power_min=min(self.power_min, other.power_min),
+            power_max=max(self.power_max, other.power_max),
+            energy_sum=self.energy_sum + other.energy_sum,
+            voltage_sum=self.voltage_sum + other.voltage_sum,
+            voltage_count=self.voltage_count + other.voltage_count,
+            last_ts_us=max(self.last_ts_us, other.last_ts_us),
+        )
+
+    def pack(self) -> bytes:
+        return PACKED_LAYOUT.pack(
+            self.count,
+            self.power_sum,
+            self.power_min,
+            self.power_max,
+            self.energy_sum,
+            self.voltage_sum,
+            self.voltage_count,
+            self.last_ts_us,
+        )
+
+    @classmethod
+    def unpack(cls, packed: bytes) -> WindowStats:
+        return cls(*PACKED_LAYOUT.unpack(packed))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WindowKey:
+    """Identifies one open window of one region; a Redis hash holds its meters."""
+
+    size: str
+    region: str
+    start_us: int
+
+    @property
+    def end_us(self) -> int:
+        return self.start_us + WINDOW_SIZES[self.size] * MICRO
+
+
+def fold_rows(rows: Iterable[ReadingRow]) -> dict[WindowKey, dict[str, WindowStats]]:
+    """Fold readings into per-window, per-meter statistics, for every window size."""
+    folded: dict[WindowKey, dict[str, WindowStats]] = {}
+    for row in rows:
+        single = WindowStats.of(row)
+        for size, size_s in WINDOW_SIZES.items():
+            key = WindowKey(size, row[ROW_REGION], window_start_us(row[ROW_TS], size_s))
+            meters = folded.setdefault(key, {})
+            meter_id = row[ROW_METER]
+            current = meters.get(meter_id)
+            meters[meter_id] = single if current is None else current.merge(single)
+    return folded

@@ -1,0 +1,90 @@
+"""Prometheus metrics shared by the API and the workers.
+
+gunicorn and Celery prefork run several processes, so prometheus-client runs in multiprocess mode:
+every process writes its samples into PROMETHEUS_MULTIPROC_DIR and one collector reads them all.
+The directory must be set before prometheus_client is imported; when nobody set it we create a
+fresh one here, and forked children inherit it through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segs-metrics-")
+
+from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client import Counter  # noqa: E402
+from prometheus_client import Gauge  # noqa: E402
+from prometheus_client import Histogram  # noqa: E402
+from prometheus_client import generate_latest  # noqa: E402
+from prometheus_client import multiprocess  # noqa: E402
+
+READINGS_ACCEPTED = Counter(
+    "segs_readings_accepted", "Readings accepted and durably queued by the API."
+)
+READINGS_DUPLICATE = Counter(
+    "segs_readings_duplicate",
+    "Readings dropped as duplicates of an accepted (meterId, timestamp).",
+    ["stage"],  # api: recent-duplicate mark; archive: raw_readings key on the worker
+)
+READINGS_REJECTED = Counter("segs_readings_rejected", "Readings rejected at ingestion.", ["reason"])
+INGEST_BATCH_SIZE = Histogram(
+    "segs_ingest_batch_size",
+    "Readings per ingestion request.",
+    buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+)
+INGEST_LATENCY = Histogram(
+    "segs_ingest_latency_seconds",
+    "Time to validate, deduplicate and durably enqueue one ingestion request.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+TASK_DURATION = Histogram(
+    "segs_task_duration_seconds",
+    "Task run time.",
+    ["task"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+READINGS_ARCHIVED = Counter(
+    "segs_readings_archived", "Readings written to raw_readings and folded into windows."
+)
+QUEUE_DEPTH = Gauge(
+    "segs_queue_depth", "Messages waiting in a queue.", ["queue"], multiprocess_mode="mostrecent"
+)
+OPEN_WINDOWS = Gauge(
+    "segs_open_windows",
+    "Windows held in Redis, waiting to close.",
+    ["size"],
+    multiprocess_mode="mostrecent",
+)
+FLUSH_LAG = Histogram(
+    "segs_flush_lag_seconds",
+    "Time from a window's end to its rows being committed in PostgreSQL.",
+    ["size", "kind"],  # kind: on_time, or late (a re-opened window merged into stored rows)
+    buckets=(1, 5, 10, 15, 20, 30, 45, 60, 120, 300, 900),
+)
+WINDOWS_FLUSHED = Counter("segs_windows_flushed", "Region windows flushed.", ["size"])
+LATE_READINGS_MERGED = Counter(
+    "segs_late_readings_merged",
+    "Readings merged into an aggregate row that an earlier flush had already written.",
+    ["size"],
+)
+REGIONAL_LOAD = Gauge(
+    "segs_regional_load_percent",
+    "Load of a region in its latest flushed 1-minute window.",
+    ["region"],
+    multiprocess_mode="mostrecent",
+)
+
+
+def render_latest() -> bytes:
+    """Collect every process's samples in Prometheus text format."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Forget a dead process's live gauges."""
+    multiprocess.mark_process_dead(pid)

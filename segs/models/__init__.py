@@ -1,0 +1,23 @@
+"""SQLAlchemy models. Import from here so every table is registered on Base.metadata."""
+
+from segs.models.base import Base
+from segs.models.grid import Meter
+from segs.models.grid import Region
+from segs.models.telemetry import Aggregate1m
+from segs.models.telemetry import Aggregate15m
+from segs.models.telemetry import RawReading
+from segs.models.telemetry import RegionalAggregate1m
+from segs.models.telemetry import RegionalAggregate15m
+from segs.models.telemetry import WindowFlush
+
+__all__ = [
+    "Aggregate15m",
+    "Aggregate1m",
+    "Base",
+    "Meter",
+    "RawReading",
+    "Region",
+    "RegionalAggregate15m",
+    "RegionalAggregate1m",
+    "WindowFlush",
+]

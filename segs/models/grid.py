@@ -1,0 +1,38 @@
+"""Regions of the grid and the meter registry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Numeric
+from sqlalchemy import String
+from sqlalchemy import func
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from segs.models.base import Base
+
+
+class Region(Base):
+    """A grid region: its local time zone and the capacity its load is measured against."""
+
+    __tablename__ = "regions"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    capacity_kw: Mapped[Decimal] = mapped_column(Numeric(14, 3))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Meter(Base):
+    """A meter, registered on first sight; last_seen follows its newest reading."""
+
+    __tablename__ = "meters"
+
+    meter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    region: Mapped[str] = mapped_column(ForeignKey("regions.name"), index=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))

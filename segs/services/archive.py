@@ -1,0 +1,158 @@
+"""Archive a batch of readings in raw_readings and fold the new ones into the Redis windows.
+
+Exactly-once, even when a task runs twice (redelivery after a killed worker, a retry):
+1. The raw_readings key (meter_id, ts) decides which readings are new. Each row records the
+   task (batch_id) that inserted it, so a second run of the same task finds the rows it owns,
+   whether it inserted them now or on its first run, and folds exactly those.
+2. The fold and the "batch applied" mark are one Redis script, so a batch is folded once.
+A crash between 1 and 2 is safe: the re-run finds its rows by batch_id and folds them then.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from segs import metrics
+from segs.config import Settings
+from segs.domain.readings import ROW_METER
+from segs.domain.readings import ROW_TS
+from segs.domain.readings import ReadingRow
+from segs.domain.windows import fold_rows
+from segs.services.partitions import ensure_partitions
+from segs.services.windows_store import WindowStore
+
+logger = logging.getLogger(__name__)
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS reading_stage (
+    meter_id text, region text, reading_id text, ts_us bigint, power bigint, energy bigint,
+    voltage bigint, current bigint, frequency bigint, power_factor bigint, temperature bigint
+) ON COMMIT DELETE ROWS
+"""
+
+# Timestamps travel as integer epoch microseconds; these conversions are exact both ways:
+#   timestamptz 'epoch' + ts_us * interval '1 microsecond'
+#   (extract(epoch FROM ts) * 1000000)::bigint
+_INSERT_NEW = """
+INSERT INTO raw_readings (meter_id, ts, reading_id, region, power_kw, energy_kwh, voltage,
+                          current, frequency, power_factor, temperature, batch_id, received_at)
+SELECT meter_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', reading_id, region,
+       power * 0.000001, energy * 0.000001, voltage * 0.000001, current * 0.000001,
+       frequency * 0.000001, power_factor * 0.000001, temperature * 0.000001, %(batch_id)s,
+       timestamptz 'epoch' + %(received_at_us)s::bigint * interval '1 microsecond'
+FROM reading_stage
+ON CONFLICT (meter_id, ts) DO NOTHING
+RETURNING meter_id, (extract(epoch FROM ts) * 1000000)::bigint
+"""
+
+# Only needed when some rows conflicted: which of them did an earlier run of this batch insert?
+_OWNED_BEFORE = """
+SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint
+FROM reading_stage s
+JOIN raw_readings r
+  ON r.meter_id = s.meter_id AND r.ts = timestamptz 'epoch' + s.ts_us * interval '1 microsecond'
+WHERE r.batch_id = %(batch_id)s
+"""
+
+_REGISTER_METERS = """
+INSERT INTO meters (meter_id, region, first_seen, last_seen)
+SELECT meter_id, min(region),
+       timestamptz 'epoch' + min(ts_us) * interval '1 microsecond',
+       timestamptz 'epoch' + max(ts_us) * interval '1 microsecond'
+FROM reading_stage WHERE meter_id = ANY(%(meter_ids)s)
+GROUP BY meter_id
+ON CONFLICT (meter_id) DO NOTHING
+"""
+
+
+class MissingPartitionError(Exception):
+    """A reading's day has no raw_readings partition yet."""
+
+
+@dataclass
+class ArchiveOutcome:
+    received: int
+    owned: int
+    folded: bool
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.owned
+
+
+# Meters this process has registered: later batches skip the INSERT for them.
+_registered_meters: set[str] = set()
+_REGISTERED_LIMIT = 2_000_000
+
+
+def archive_and_fold(
+    conn: psycopg.Connection,
+    store: WindowStore,
+    settings: Settings,
+    *,
+    batch_id: str,
+    rows: list[ReadingRow],
+    received_at_us: int,
+    now: datetime,
+) -> ArchiveOutcome:
+    """Insert *rows* into raw_readings and fold those this batch owns into the windows."""
+    try:
+        owned = _insert(conn, batch_id, rows, received_at_us)
+    except MissingPartitionError:
+        ensure_partitions(conn, settings, now)
+        owned = _insert(conn, batch_id, rows, received_at_us)
+
+    folded = fold_rows(owned)
+    last_seen: dict[str, int] = {}
+    for row in owned:
+        meter_id = row[ROW_METER]
+        last_seen[meter_id] = max(last_seen.get(meter_id, 0), row[ROW_TS])
+    applied = (
+        store.fold(batch_id, folded, last_seen, settings.applied_mark_ttl_s) if owned else False
+    )
+
+    outcome = ArchiveOutcome(received=len(rows), owned=len(owned), folded=applied)
+    if applied:
+        metrics.READINGS_ARCHIVED.inc(outcome.owned)
+    if outcome.duplicates:
+        metrics.READINGS_DUPLICATE.labels("archive").inc(outcome.duplicates)
+    return outcome
+
+
+def _insert(
+    conn: psycopg.Connection, batch_id: str, rows: list[ReadingRow], received_at_us: int
+) -> list[ReadingRow]:
+    """Insert the batch in one transaction; return the rows this batch owns."""
+    params = {"batch_id": batch_id, "received_at_us": received_at_us}
+    try:
+        with conn.transaction():
+            with conn.cursor() as cursor:
+                cursor.execute(_STAGE_DDL)
+                with cursor.copy(
+                    "COPY reading_stage (meter_id, region, reading_id, ts_us, power, energy, "
+                    "voltage, current, frequency, power_factor, temperature) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(_INSERT_NEW, params)
+                inserted = {(meter_id, ts_us) for meter_id, ts_us in cursor.fetchall()}
+                if len(inserted) < len(rows):
+                    cursor.execute(_OWNED_BEFORE, params)
+                    inserted.update((meter_id, ts_us) for meter_id, ts_us in cursor.fetchall())
+                owned = [row for row in rows if (row[ROW_METER], row[ROW_TS]) in inserted]
+                unknown = sorted({row[ROW_METER] for row in owned} - _registered_meters)
+                if unknown:
+                    cursor.execute(_REGISTER_METERS, {"meter_ids": unknown})
+    except psycopg.errors.CheckViolation as exc:
+        # "no partition of relation raw_readings found for row"
+        if "partition" in str(exc):
+            raise MissingPartitionError(str(exc)) from exc
+        raise
+    if len(_registered_meters) > _REGISTERED_LIMIT:
+        _registered_meters.clear()
+    _registered_meters.update(unknown)
+    return owned

@@ -1,0 +1,205 @@
+"""Flush closed windows from Redis into the aggregate tables, with merge semantics.
+
+A window closes when its end plus the grace period has passed. Its hash is moved out of the open
+set atomically (RENAME), merged into PostgreSQL, and only then deleted from Redis. The flush log
+(window_flushes) is written in the same transaction as the merge, so a flush that dies after
+committing but before deleting the hash is not merged twice when it is picked up again.
+
+Merging adds counts and sums and widens min/max, so a reading that arrives after its window was
+flushed opens a fresh hash that merges into the stored row; the region's row for that window is
+then recomputed from its meters' rows, so it is corrected too.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from segs import metrics
+from segs.config import Settings
+from segs.domain.readings import MICRO
+from segs.domain.readings import from_epoch_us
+from segs.domain.readings import to_epoch_us
+from segs.domain.windows import WindowKey
+from segs.domain.windows import WindowStats
+from segs.services.partitions import ensure_partitions
+from segs.services.windows_store import WindowStore
+from segs.services.windows_store import parse_flushing_name
+
+logger = logging.getLogger(__name__)
+
+METER_TABLES = {"1m": "aggregates_1m", "15m": "aggregates_15m"}
+REGION_TABLES = {"1m": "regional_aggregates_1m", "15m": "regional_aggregates_15m"}
+
+_STAGE_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS window_stage (
+    meter_id text, reading_count integer, power_sum bigint, power_min bigint, power_max bigint,
+    energy_sum bigint, voltage_sum bigint, voltage_count integer, last_ts_us bigint
+) ON COMMIT DELETE ROWS
+"""
+
+_MERGE_METERS = """
+INSERT INTO {table} AS a (meter_id, window_start, region, reading_count, power_sum_kw,
+    avg_power_kw, min_power_kw, max_power_kw, energy_kwh_sum, voltage_sum, voltage_count,
+    voltage_avg, last_reading_at, flush_count, updated_at)
+SELECT s.meter_id, %(window_start)s, %(region)s, s.reading_count, s.power_sum * 0.000001,
+       round(s.power_sum * 0.000001 / s.reading_count, 6), s.power_min * 0.000001,
+       s.power_max * 0.000001, s.energy_sum * 0.000001, s.voltage_sum * 0.000001,
+       s.voltage_count,
+       CASE WHEN s.voltage_count > 0
+            THEN round(s.voltage_sum * 0.000001 / s.voltage_count, 6) END,
+       timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond', 1, now()
+FROM window_stage s
+ON CONFLICT (meter_id, window_start) DO UPDATE SET
+    reading_count = a.reading_count + EXCLUDED.reading_count,
+    power_sum_kw = a.power_sum_kw + EXCLUDED.power_sum_kw,
+    avg_power_kw = round((a.power_sum_kw + EXCLUDED.power_sum_kw)
+                         / (a.reading_count + EXCLUDED.reading_count), 6),
+    min_power_kw = LEAST(a.min_power_kw, EXCLUDED.min_power_kw),
+    max_power_kw = GREATEST(a.max_power_kw, EXCLUDED.max_power_kw),
+    energy_kwh_sum = a.energy_kwh_sum + EXCLUDED.energy_kwh_sum,
+    voltage_sum = a.voltage_sum + EXCLUDED.voltage_sum,
+    voltage_count = a.voltage_count + EXCLUDED.voltage_count,
+    voltage_avg = CASE WHEN a.voltage_count + EXCLUDED.voltage_count > 0
+                       THEN round((a.voltage_sum + EXCLUDED.voltage_sum)
+                                  / (a.voltage_count + EXCLUDED.voltage_count), 6) END,
+    last_reading_at = GREATEST(a.last_reading_at, EXCLUDED.last_reading_at),
+    flush_count = a.flush_count + 1,
+    updated_at = now()
+RETURNING a.meter_id, a.flush_count
+"""
+
+# The region's row is derived from its meters' rows, never accumulated, so it is always exact.
+_RECOMPUTE_REGION = """
+INSERT INTO {region_table} AS g (region, window_start, meter_count, reading_count,
+    total_power_kw, capacity_kw, load_percentage, energy_kwh_sum, updated_at)
+SELECT a.region, a.window_start, count(*), sum(a.reading_count), sum(a.avg_power_kw),
+       r.capacity_kw, round(100 * sum(a.avg_power_kw) / r.capacity_kw, 4),
+       sum(a.energy_kwh_sum), now()
+FROM {meter_table} a JOIN regions r ON r.name = a.region
+WHERE a.region = %(region)s AND a.window_start = %(window_start)s
+GROUP BY a.region, a.window_start, r.capacity_kw
+ON CONFLICT (region, window_start) DO UPDATE SET
+    meter_count = EXCLUDED.meter_count,
+    reading_count = EXCLUDED.reading_count,
+    total_power_kw = EXCLUDED.total_power_kw,
+    capacity_kw = EXCLUDED.capacity_kw,
+    load_percentage = EXCLUDED.load_percentage,
+    energy_kwh_sum = EXCLUDED.energy_kwh_sum,
+    updated_at = now()
+RETURNING g.load_percentage
+"""
+
+_TOUCH_METERS = """
+UPDATE meters m SET last_seen = timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
+FROM window_stage s
+WHERE m.meter_id = s.meter_id
+  AND m.last_seen < timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
+"""
+
+
+@dataclass
+class FlushReport:
+    """What one flush run did."""
+
+    windows: int = 0
+    rows: int = 0
+    late_readings: int = 0
+    skipped_already_flushed: int = 0
+    flushed: list[WindowKey] = field(default_factory=list)
+
+
+def flush_closed_windows(
+    conn: psycopg.Connection, store: WindowStore, settings: Settings, now: datetime
+) -> FlushReport:
+    """Move every window whose end + grace has passed out of Redis and merge it into PostgreSQL."""
+    cutoff_us = to_epoch_us(now) - settings.window_grace_s * MICRO
+    store.move_due(cutoff_us, token=uuid.uuid4().hex)
+    report = FlushReport()
+    for name in store.flushing():
+        window = parse_flushing_name(name)
+        meters = store.read(name)
+        if meters:
+            try:
+                _merge_window(conn, name, window, meters, report, now)
+            except psycopg.errors.CheckViolation:
+                # The window's day has no partition yet (a reading near the age limit).
+                ensure_partitions(conn, settings, now)
+                _merge_window(conn, name, window, meters, report, now)
+        store.forget(name)
+    return report
+
+
+def _merge_window(
+    conn: psycopg.Connection,
+    name: str,
+    window: WindowKey,
+    meters: dict[str, WindowStats],
+    report: FlushReport,
+    now: datetime,
+) -> None:
+    window_start = from_epoch_us(window.start_us)
+    params = {"window_start": window_start, "region": window.region}
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO window_flushes (flush_key) VALUES (%s) "
+            "ON CONFLICT DO NOTHING RETURNING flush_key",
+            (name,),
+        )
+        if cursor.fetchone() is None:
+            report.skipped_already_flushed += 1
+            return
+        cursor.execute(_STAGE_DDL)
+        with cursor.copy(
+            "COPY window_stage (meter_id, reading_count, power_sum, power_min, power_max, "
+            "energy_sum, voltage_sum, voltage_count, last_ts_us) FROM STDIN"
+        ) as copy:
+            for meter_id, stats in meters.items():
+                copy.write_row(
+                    (
+                        meter_id,
+                        stats.count,
+                        stats.power_sum,
+                        stats.power_min,
+                        stats.power_max,
+                        stats.energy_sum,
+                        stats.voltage_sum,
+                        stats.voltage_count,
+                        stats.last_ts_us,
+                    )
+                )
+        cursor.execute(
+            sql.SQL(_MERGE_METERS).format(table=sql.Identifier(METER_TABLES[window.size])),
+            params,
+        )
+        merged_late = [meter_id for meter_id, flush_count in cursor.fetchall() if flush_count > 1]
+        cursor.execute(
+            sql.SQL(_RECOMPUTE_REGION).format(
+                region_table=sql.Identifier(REGION_TABLES[window.size]),
+                meter_table=sql.Identifier(METER_TABLES[window.size]),
+            ),
+            params,
+        )
+        load = cursor.fetchone()
+        if window.size == "1m":
+            cursor.execute(_TOUCH_METERS)
+
+    late_readings = sum(meters[meter_id].count for meter_id in merged_late)
+    report.windows += 1
+    report.rows += len(meters)
+    report.late_readings += late_readings
+    report.flushed.append(window)
+    kind = "late" if merged_late else "on_time"
+    lag_s = (to_epoch_us(now) - window.end_us) / MICRO
+    metrics.FLUSH_LAG.labels(window.size, kind).observe(max(lag_s, 0.0))
+    metrics.WINDOWS_FLUSHED.labels(window.size).inc()
+    if late_readings:
+        metrics.LATE_READINGS_MERGED.labels(window.size).inc(late_readings)
+    if load is not None and window.size == "1m" and not merged_late:
+        metrics.REGIONAL_LOAD.labels(window.region).set(float(load[0]))

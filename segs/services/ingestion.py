@@ -1,0 +1,209 @@
+"""Accept a batch of readings: validate, drop duplicates, and durably queue one task per shard.
+
+The API answers 2xx only once every accepted reading is in the broker. Whatever goes wrong
+before that (Redis, the broker, a full backlog) becomes :class:`IngestionUnavailableError`, and
+the dedupe marks this request set are released first, so the client's retry is not mistaken
+for a duplicate of readings that were never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from typing import Any
+from typing import Protocol
+
+import msgspec
+
+from segs import metrics
+from segs.config import Settings
+from segs.domain.readings import ROW_METER
+from segs.domain.readings import ROW_TS
+from segs.domain.readings import ReadingError
+from segs.domain.readings import ReadingRow
+from segs.domain.readings import TimeBounds
+from segs.domain.readings import check_row
+from segs.domain.readings import decode_items
+from segs.domain.readings import to_epoch_us
+from segs.domain.readings import to_row
+from segs.domain.sharding import shard_for
+
+logger = logging.getLogger(__name__)
+
+
+class IngestionUnavailableError(Exception):
+    """The readings cannot be taken now; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class DedupeMarks(Protocol):
+    def mark_new(self, keys: list[tuple[str, int]]) -> list[bool]:
+        """Mark each (meter, ts_us) key; True where this call set it (not seen recently)."""
+
+    def release(self, keys: list[tuple[str, int]]) -> None:
+        """Remove marks this request set but could not honour."""
+
+
+class Publisher(Protocol):
+    def __call__(self, shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
+        """Durably enqueue one shard's rows; raise if the broker did not take them."""
+
+
+@dataclass
+class IngestResult:
+    """What happened to each reading of one request."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[ReadingError] = field(default_factory=list)
+    valid: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.errors)
+
+    @property
+    def status(self) -> int:
+        if self.accepted:
+            return 202
+        # Nothing queued: 422 when nothing was valid, 200 when everything valid was a duplicate.
+        return 200 if self.valid else 422
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": [error.as_dict() for error in self.errors],
+        }
+
+
+@dataclass
+class Ingestor:
+    """Ingestion with its collaborators injected, so tests can drive it against real services."""
+
+    settings: Settings
+    known_regions: Callable[[], frozenset[str]]
+    marks: DedupeMarks
+    publish: Publisher
+    backlog_exceeded: Callable[[], bool]
+
+    def ingest(self, items: list[msgspec.Raw], now: datetime) -> IngestResult:
+        """Validate and queue *items* (raw JSON readings) received at *now*.
+
+        :raises IngestionUnavailableError: nothing further could be queued right now.
+        """
+        started = time.perf_counter()
+        result = IngestResult()
+        rows = self._validate(items, now, result)
+        result.valid = len(rows)
+        fresh = self._drop_batch_duplicates(rows, result)
+        if fresh:
+            self._queue(fresh, to_epoch_us(now), result)
+        self._record(len(items), result, time.perf_counter() - started)
+        return result
+
+    def _validate(
+        self, items: list[msgspec.Raw], now: datetime, result: IngestResult
+    ) -> list[ReadingRow]:
+        decoded, errors = decode_items(items)
+        bounds = TimeBounds.around(
+            now,
+            max_age_s=self.settings.max_reading_age_s,
+            max_skew_s=self.settings.max_future_skew_s,
+        )
+        regions = self.known_regions()
+        rows: list[ReadingRow] = []
+        for index, reading in decoded:
+            row = to_row(reading)
+            error = check_row(index, row, known_regions=regions, bounds=bounds)
+            if error is None:
+                rows.append(row)
+            else:
+                errors.append(error)
+        errors.sort(key=lambda error: error.index)
+        result.errors = errors
+        return rows
+
+    @staticmethod
+    def _drop_batch_duplicates(rows: list[ReadingRow], result: IngestResult) -> list[ReadingRow]:
+        seen: set[tuple[str, int]] = set()
+        fresh: list[ReadingRow] = []
+        for row in rows:
+            key = (row[ROW_METER], row[ROW_TS])
+            if key in seen:
+                result.duplicates += 1
+            else:
+                seen.add(key)
+                fresh.append(row)
+        return fresh
+
+    def _queue(self, rows: list[ReadingRow], received_at_us: int, result: IngestResult) -> None:
+        retry_after = self.settings.retry_after_s
+        try:
+            exceeded = self.backlog_exceeded()
+        except Exception as exc:
+            raise IngestionUnavailableError(
+                f"the broker is unavailable: {exc}", retry_after
+            ) from exc
+        if exceeded:
+            raise IngestionUnavailableError(
+                "the reading queues are over their backlog bound", retry_after
+            )
+
+        keys = [(row[ROW_METER], row[ROW_TS]) for row in rows]
+        try:
+            marked = self.marks.mark_new(keys)
+        except Exception as exc:
+            raise IngestionUnavailableError(f"Redis is unavailable: {exc}", retry_after) from exc
+
+        by_shard: dict[int, list[ReadingRow]] = {}
+        for row, is_new in zip(rows, marked, strict=True):
+            if is_new:
+                by_shard.setdefault(shard_for(row[ROW_METER], self.settings.shards), []).append(row)
+            else:
+                result.duplicates += 1
+
+        shards = sorted(by_shard)
+        for position, shard in enumerate(shards):
+            try:
+                self.publish(shard, by_shard[shard], received_at_us)
+            except Exception as exc:
+                # Shards already published stay accepted (a retry sees them as duplicates);
+                # the rest must be retryable, so their marks go.
+                unqueued = [
+                    (row[ROW_METER], row[ROW_TS])
+                    for later in shards[position:]
+                    for row in by_shard[later]
+                ]
+                self._release_quietly(unqueued)
+                metrics.READINGS_ACCEPTED.inc(result.accepted)
+                raise IngestionUnavailableError(
+                    f"the broker did not take the readings: {exc}", retry_after
+                ) from exc
+            result.accepted += len(by_shard[shard])
+
+    def _release_quietly(self, keys: list[tuple[str, int]]) -> None:
+        try:
+            self.marks.release(keys)
+        except Exception:
+            # Redis failing too: the marks expire after SEGS_DEDUPE_MARK_TTL_S on their own.
+            logger.exception("could not release %d dedupe marks", len(keys))
+
+    @staticmethod
+    def _record(size: int, result: IngestResult, elapsed: float) -> None:
+        metrics.INGEST_BATCH_SIZE.observe(size)
+        metrics.INGEST_LATENCY.observe(elapsed)
+        metrics.READINGS_ACCEPTED.inc(result.accepted)
+        if result.duplicates:
+            metrics.READINGS_DUPLICATE.labels("api").inc(result.duplicates)
+        for error in result.errors:
+            metrics.READINGS_REJECTED.labels(error.field).inc()

@@ -1,0 +1,27 @@
+"""Partition upkeep and retention."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+
+from celery.utils.log import get_task_logger
+
+from segs.celery_app import app
+from segs.config import get_settings
+from segs.db import raw_connection
+from segs.services import partitions
+
+logger = get_task_logger(__name__)
+
+
+@app.task(name="segs.tasks.maintenance.maintain_partitions", acks_late=True)
+def maintain_partitions() -> dict[str, int]:
+    """Create the coming partitions and drop expired ones (both idempotent)."""
+    settings = get_settings()
+    now = datetime.now(UTC)
+    with raw_connection() as conn:
+        created = partitions.ensure_partitions(conn, settings, now)
+        dropped = partitions.drop_expired_partitions(conn, settings, now)
+        deleted = partitions.delete_expired_rows(conn, settings, now)
+    return {"created": created, "dropped": len(dropped), "deleted_rows": deleted}

@@ -1,0 +1,53 @@
+"""Broker queue depths, for the API's backlog bound and the queue-depth metric."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from dataclasses import field
+
+from amqp.exceptions import NotFound
+from kombu.exceptions import ChannelError
+
+from segs.celery_app import app
+
+
+def queue_depths(queues: list[str]) -> dict[str, int]:
+    """Return the number of ready messages in each queue (0 for a queue not declared yet)."""
+    depths: dict[str, int] = {}
+    with app.connection_for_read() as connection:
+        channel = connection.channel()
+        try:
+            for queue in queues:
+                try:
+                    depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                except (NotFound, ChannelError):
+                    # An undeclared queue (RabbitMQ), or an empty one (Redis keeps no empty
+                    # lists). RabbitMQ also closes the channel, so open another.
+                    depths[queue] = 0
+                    channel = connection.channel()
+        finally:
+            channel.close()
+    return depths
+
+
+@dataclass
+class BacklogGuard:
+    """Says whether any reading queue is over its bound, asking the broker at most once a period."""
+
+    queues: list[str]
+    limit: int
+    period_s: float
+    _checked_at: float = 0.0
+    _exceeded: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked_at >= self.period_s:
+                depths = queue_depths(self.queues)
+                self._exceeded = any(depth > self.limit for depth in depths.values())
+                self._checked_at = now
+            return self._exceeded

@@ -1,0 +1,60 @@
+"""Periodic window work: flush closed windows, sample queue depths and open windows."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+from datetime import datetime
+
+from celery.utils.log import get_task_logger
+
+from segs import metrics
+from segs.celery_app import app
+from segs.config import get_settings
+from segs.db import raw_connection
+from segs.redis_client import get_redis
+from segs.services import flush
+from segs.services.windows_store import WindowStore
+from segs.tasks.queues import queue_depths
+
+logger = get_task_logger(__name__)
+
+_FLUSH_LOCK = "segs:flush:lock"
+
+
+@app.task(name="segs.tasks.windows.flush_closed_windows", acks_late=True)
+def flush_closed_windows() -> dict[str, int]:
+    """Merge every closed window into PostgreSQL (idempotent: see segs.services.flush)."""
+    client = get_redis()
+    # One flush at a time: a slow run must not race the next beat tick over the same windows.
+    lock = client.lock(_FLUSH_LOCK, timeout=300, blocking=False)
+    if not lock.acquire():
+        return {"skipped": 1}
+    started = time.perf_counter()
+    try:
+        with raw_connection() as conn:
+            report = flush.flush_closed_windows(
+                conn, WindowStore(client), get_settings(), datetime.now(UTC)
+            )
+    finally:
+        lock.release()
+    metrics.TASK_DURATION.labels("flush_closed_windows").observe(time.perf_counter() - started)
+    if report.windows:
+        logger.info(
+            "flushed %d windows (%d meter rows, %d late readings merged)",
+            report.windows,
+            report.rows,
+            report.late_readings,
+        )
+    return {"windows": report.windows, "rows": report.rows, "late_readings": report.late_readings}
+
+
+@app.task(name="segs.tasks.windows.sample_queue_depths", ignore_result=True)
+def sample_queue_depths() -> None:
+    """Publish queue depths and open-window counts as gauges."""
+    settings = get_settings()
+    for queue, depth in queue_depths(["default", *settings.reading_queues]).items():
+        metrics.QUEUE_DEPTH.labels(queue).set(depth)
+    open_windows = WindowStore(get_redis()).open_windows_by_size()
+    for size in ("1m", "15m"):
+        metrics.OPEN_WINDOWS.labels(size).set(open_windows.get(size, 0))

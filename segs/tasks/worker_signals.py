@@ -1,0 +1,50 @@
+"""Worker process hooks: fresh DB pools after fork, and a /metrics endpoint for the workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any
+
+from celery.signals import worker_init
+from celery.signals import worker_process_init
+from celery.signals import worker_process_shutdown
+from prometheus_client import start_http_server
+from prometheus_client.core import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from segs import metrics
+from segs.config import get_settings
+from segs.db import reset_engine
+
+logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def expose_metrics(**_: Any) -> None:
+    """Serve every worker process's samples from the main process."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    # Samples of a previous run would otherwise be added to this one's.
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    port = get_settings().worker_metrics_port
+    if not port:
+        return
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:
+        # Another worker on this host holds the port; this one still works, unscraped.
+        logger.warning("worker metrics not served on port %d: %s", port, exc)
+
+
+@worker_process_init.connect
+def fresh_pools(**_: Any) -> None:
+    reset_engine()
+
+
+@worker_process_shutdown.connect
+def forget_process(pid: int | None = None, **_: Any) -> None:
+    metrics.mark_process_dead(pid or os.getpid())

@@ -1,0 +1,5 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from segs.web.health.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,65 @@
+"""``/health`` says the process is up; ``/ready`` says its dependencies answer."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint
+from flask import Response
+from flask import jsonify
+from sqlalchemy import text
+
+from segs import metrics
+from segs.celery_app import app as celery_app
+from segs.db import get_engine
+from segs.redis_client import get_redis
+
+bp = Blueprint("health", __name__)
+
+_STARTED = time.monotonic()
+
+
+@bp.get("/health")
+def health() -> Response:
+    """Answer 200 while the process serves requests."""
+    return jsonify({"status": "ok", "uptimeSeconds": round(time.monotonic() - _STARTED, 1)})
+
+
+def _check_postgres() -> None:
+    with get_engine().connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _check_redis() -> None:
+    get_redis().ping()
+
+
+def _check_broker() -> None:
+    with celery_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
+
+
+@bp.get("/ready")
+def ready() -> Response:
+    """Answer 200 when PostgreSQL, Redis and the broker all answer, else 503 naming the failures."""
+    checks = {}
+    for name, check in (
+        ("postgres", _check_postgres),
+        ("redis", _check_redis),
+        ("broker", _check_broker),
+    ):
+        try:
+            check()
+            checks[name] = "up"
+        except Exception as exc:  # any failure means "not ready"; the reason is reported
+            checks[name] = f"down: {exc.__class__.__name__}"
+    ok = all(state == "up" for state in checks.values())
+    response = jsonify({"status": "ready" if ok else "not_ready", "checks": checks})
+    response.status_code = 200 if ok else 503
+    return response
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Expose every API process's metrics in Prometheus text format."""
+    return Response(metrics.render_latest(), mimetype="text/plain; version=0.0.4")
