@@ -106,13 +106,8 @@ def archive_and_fold(
         ensure_partitions(conn, settings, now)
         owned = _insert(conn, batch_id, rows, received_at_us)
 
-    folded = fold_rows(owned)
-    last_seen: dict[str, int] = {}
-    for row in owned:
-        meter_id = row[ROW_METER]
-        last_seen[meter_id] = max(last_seen.get(meter_id, 0), row[ROW_TS])
     applied = (
-        store.fold(batch_id, folded, last_seen, settings.applied_mark_ttl_s) if owned else False
+        store.fold(batch_id, fold_rows(owned), settings.applied_mark_ttl_s) if owned else False
     )
 
     outcome = ArchiveOutcome(received=len(rows), owned=len(owned), folded=applied)

@@ -14,13 +14,17 @@ Keys (single Redis instance; the scripts derive key names, so this is not Redis 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import redis
 
 from segs.domain.windows import LUA_LAYOUT
+from segs.domain.windows import PACKED_LAYOUT
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
+
+_ENTRY_HEAD = struct.Struct("<BH")
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
@@ -28,26 +32,30 @@ LAST_SEEN = "segs:meters:last_seen"
 _FLUSHING_PREFIX = "segs:flushing:"
 
 # KEYS: applied marker, open zset, last-seen zset, window hashes...
-# ARGV: marker ttl, window count W, W window ends, entry count E,
-#       E x (window index, meter, packed stats), then (meter, ts_us) pairs for last-seen.
-# The marker and the fold happen in one script, so a batch is folded exactly once.
+# ARGV: marker ttl, then per window hash its end (µs) and whether it is a 1-minute window,
+#       then one binary blob of entries: [u8 window index][u16 meter length][meter][stats].
+# Passing the entries as one blob instead of thousands of arguments cut the client's encoding
+# time per batch by an order of magnitude. The marker and the fold happen in one script, so a
+# batch is folded exactly once.
 _FOLD = f"""
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local fmt = '{LUA_LAYOUT}'
-local windows = tonumber(ARGV[2])
+local stats_len = {PACKED_LAYOUT.size}
+local windows = #KEYS - 3
 for i = 1, windows do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[2 + i], KEYS[3 + i])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[2 * i], KEYS[3 + i])
 end
-local pos = 3 + windows
-local entries = tonumber(ARGV[pos])
-pos = pos + 1
-for _ = 1, entries do
-  local key = KEYS[3 + tonumber(ARGV[pos])]
-  local meter = ARGV[pos + 1]
-  local packed = ARGV[pos + 2]
+local blob = ARGV[2 + 2 * windows]
+local pos = 1
+local size = #blob
+while pos <= size do
+  local index, meter, next_pos = struct.unpack('<BHc0', blob, pos)
+  local packed = string.sub(blob, next_pos, next_pos + stats_len - 1)
+  pos = next_pos + stats_len
+  local key = KEYS[3 + index]
+  local n, p, lo, hi, e, v, vn, t = struct.unpack(fmt, packed)
   local current = redis.call('HGET', key, meter)
   if current then
-    local n, p, lo, hi, e, v, vn, t = struct.unpack(fmt, packed)
     local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(fmt, current)
     if lo2 < lo then lo = lo2 end
     if hi2 > hi then hi = hi2 end
@@ -55,10 +63,9 @@ for _ = 1, entries do
     packed = struct.pack(fmt, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
   end
   redis.call('HSET', key, meter, packed)
-  pos = pos + 3
-end
-for i = pos, #ARGV, 2 do
-  redis.call('ZADD', KEYS[3], 'GT', ARGV[i + 1], ARGV[i])
+  if ARGV[2 * index + 1] == '1' then
+    redis.call('ZADD', KEYS[3], 'GT', t, meter)
+  end
 end
 return 1
 """
@@ -106,21 +113,25 @@ class WindowStore:
         self,
         batch_id: str,
         folded: dict[WindowKey, dict[str, WindowStats]],
-        last_seen: dict[str, int],
         marker_ttl_s: int,
     ) -> bool:
-        """Fold a batch's window statistics in, once; False if this batch was folded before."""
+        """Fold a batch's window statistics in, once; False if this batch was folded before.
+
+        Each meter's newest reading time also goes to the last-seen set (from its 1m windows).
+        """
         windows = sorted(folded)
+        if len(windows) > 255:
+            raise ValueError("a batch spans more than 255 windows; split it")
         keys = [f"segs:applied:{batch_id}", OPEN_WINDOWS, LAST_SEEN]
         keys.extend(window_key_name(window) for window in windows)
-        args: list[str | int | bytes] = [marker_ttl_s, len(windows)]
-        args.extend(window.end_us for window in windows)
-        args.append(sum(len(meters) for meters in folded.values()))
+        args: list[str | int | bytes] = [marker_ttl_s]
+        entries: list[bytes] = []
         for index, window in enumerate(windows, start=1):
+            args.extend((window.end_us, "1" if window.size == "1m" else "0"))
             for meter_id, stats in folded[window].items():
-                args.extend((index, meter_id, stats.pack()))
-        for meter_id, ts_us in last_seen.items():
-            args.extend((meter_id, ts_us))
+                meter = meter_id.encode()
+                entries.append(_ENTRY_HEAD.pack(index, len(meter)) + meter + stats.pack())
+        args.append(b"".join(entries))
         return bool(self._fold(keys=keys, args=args))
 
     def move_due(self, cutoff_us: int, token: str, limit: int = 1000) -> int:

@@ -1,0 +1,53 @@
+# SEGS developer commands. `make run` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test test-unit test-integration bench lint typecheck services migrate install clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+services:
+	@$(PYTHON) tools/check_services.py
+
+migrate: install services
+	$(BIN)/flask --app segs.web migrate
+
+## Start the API, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
+run: migrate
+	$(BIN)/python tools/run_stack.py
+
+## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
+test: install services lint typecheck
+	$(BIN)/python -m pytest tests/unit -q
+	SEGS_TEST_BROKER=redis $(BIN)/python -m pytest tests/integration -q
+	SEGS_TEST_BROKER=amqp $(BIN)/python -m pytest tests/integration -q
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+test-integration: install services
+	SEGS_TEST_BROKER=$${SEGS_TEST_BROKER:-redis} $(BIN)/python -m pytest tests/integration -q
+
+## End-to-end throughput benchmark (see BENCHMARKS.md)
+bench: install services
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy segs simulator bench celeryconfig.py beat_schedule.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""``python -m bench``: run the end-to-end pipeline benchmark and print a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from datetime import UTC
+from datetime import datetime
+
+from bench.pipeline import BenchConfig
+from bench.pipeline import BenchResult
+from bench.pipeline import queue_growth
+from bench.pipeline import run
+
+
+def _parse(argv: list[str]) -> BenchConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run the SEGS pipeline (gunicorn API, Celery worker and beat) under the "
+        "simulator's HTTP load and report throughput, latency, flush lag and exact totals.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--meters", type=int, default=100_000, help="simulated meters")
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between readings of a meter"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--worker-concurrency", type=int, default=2, help="Celery prefork processes"
+    )
+    parser.add_argument("--shards", type=int, default=2, help="SEGS_SHARDS (reading queues)")
+    parser.add_argument(
+        "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
+    )
+    parser.add_argument("--api-port", type=int, default=8077, help="port for the benchmark's API")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+    args = parser.parse_args(argv)
+    return BenchConfig(
+        meters=args.meters,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        api_workers=args.api_workers,
+        worker_concurrency=args.worker_concurrency,
+        shards=args.shards,
+        broker=args.broker,
+        api_port=args.api_port,
+        seed=args.seed,
+    )
+
+
+def _report(result: BenchResult) -> str:
+    config = result.config
+    sim = result.simulator
+    accepted = int(sim.get("accepted", 0))
+    max_depth, slope = queue_growth(result.queue_samples)
+    sustained = accepted / result.wall_s if result.wall_s else 0.0
+    cpu_total = sum(result.cpu_seconds.values())
+    lines = [
+        f"SEGS pipeline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        f"load: {config.meters} meters every {config.interval_s:g} s = "
+        f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s; "
+        f"broker {config.broker}; {config.api_workers} API workers; "
+        f"{config.worker_concurrency} Celery processes; {config.shards} shards",
+        f"accepted readings/s (sustained) : {sustained:,.0f}  "
+        f"({accepted:,} in {result.wall_s:.1f} s)",
+        f"reading queues                  : max depth {max_depth} messages, "
+        f"trend {slope:+.2f} msg/s over the second half; drained {result.drain_s:.1f} s after load",
+        f"ingest latency per batch        : p50 {sim.get('latency_p50_ms', float('nan')):.1f} ms, "
+        f"p99 {sim.get('latency_p99_ms', float('nan')):.1f} ms",
+        f"simulator                       : duplicates {sim.get('duplicates', 0)}, "
+        f"rejected {sim.get('rejected', 0)}, failed {sim.get('failed', 0)}, "
+        f"behind schedule {sim.get('behind_schedule', 0)} cycles",
+    ]
+    if result.flush_lag:
+        lag = result.flush_lag
+        lines.append(
+            f"1m flush lag (window end→commit): p50 {lag['p50_s']:.1f} s, "
+            f"p99 {lag['p99_s']:.1f} s, "
+            f"max {lag['max_s']:.1f} s over {lag['windows']:.0f} region windows"
+        )
+    totals = result.totals
+    lines.append(f"totals check                    : {'PASS' if totals['ok'] else 'FAIL'}")
+    for name, ok in totals["checks"].items():
+        lines.append(f"  {'ok ' if ok else 'BAD'} {name}")
+    lines.append(f"CPU during the load ({cpu_total:.1f} CPU-s over {result.wall_s:.1f} s wall):")
+    for name, seconds in sorted(result.cpu_seconds.items(), key=lambda item: -item[1]):
+        share = 100 * seconds / cpu_total if cpu_total else 0.0
+        lines.append(f"  {name:<22} {seconds:7.1f} CPU-s  {share:5.1f} %")
+    lines.extend(result.notes)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = _parse(sys.argv[1:] if argv is None else argv)
+    result = run(config)
+    print(_report(result))
+    return 0 if result.totals["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""The end-to-end pipeline benchmark behind ``make bench``.
+
+It runs the real stack on this machine (gunicorn API, Celery worker, beat) against its own
+database and Redis databases, drives it with the simulator over HTTP at a fixed offered rate, and
+reports:
+- sustained readings/s (accepted by the API, with the reading queues not growing),
+- p50/p99 ingest latency per 500-reading batch (measured by the simulator, per request),
+- p99 flush lag: time from a 1-minute window's end to its rows being committed in PostgreSQL,
+- the totals check: raw_readings and every aggregate table agree exactly with what was accepted,
+- where the CPU went, per process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    meters: int
+    interval_s: float
+    duration_s: float
+    api_workers: int
+    worker_concurrency: int
+    shards: int
+    broker: str
+    api_port: int
+    seed: int
+    database_url: str = "postgresql+psycopg:///segs_bench"
+    redis_url: str = "redis://localhost:6379/10"
+
+    @property
+    def offered_rate(self) -> float:
+        return self.meters / self.interval_s
+
+    @property
+    def broker_url(self) -> str:
+        if self.broker == "amqp":
+            return "amqp://guest:guest@localhost:5672//"
+        return "redis://localhost:6379/11"
+
+    def env(self, metrics_dir: Path | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "CELERY_BROKER_URL": self.broker_url,
+                "SEGS_SHARDS": str(self.shards),
+                "SEGS_ENV": "testing",
+                "SEGS_WORKER_METRICS_PORT": "0",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if metrics_dir is not None:
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        return env
+
+
+@dataclass
+class ProcessGroup:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    simulator: dict[str, Any]
+    queue_samples: list[tuple[float, int]]
+    cpu_seconds: dict[str, float]
+    wall_s: float
+    drain_s: float
+    totals: dict[str, Any]
+    flush_lag: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+
+
+def _proc_tree(pid: int) -> list[int]:
+    """Return *pid* and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of *pids*, including their reaped children."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 of stat; here offset by the 2 cut fields.
+        total += sum(int(value) for value in fields[11:15])
+    return total / CLOCK_TICKS
+
+
+class CpuMeter:
+    """Sample CPU time per process group between start() and stop()."""
+
+    def __init__(self, groups: dict[str, ProcessGroup]) -> None:
+        self.groups = groups
+        self.start_values: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        values = {
+            name: _cpu_seconds(_proc_tree(group.process.pid)) for name, group in self.groups.items()
+        }
+        values["postgres"] = _cpu_seconds(_pids_named("postgres"))
+        values["redis-server"] = _cpu_seconds(_pids_named("redis-server"))
+        values["rabbitmq (beam.smp)"] = _cpu_seconds(_pids_named("beam.smp"))
+        return values
+
+    def start(self) -> None:
+        self.start_values = self._read()
+
+    def stop(self) -> dict[str, float]:
+        end = self._read()
+        return {name: end[name] - self.start_values.get(name, 0.0) for name in end}
+
+
+def _run_setup(config: BenchConfig) -> None:
+    """Create and migrate the bench database, then empty it and the bench Redis databases."""
+    env = config.env()
+    subprocess.run(
+        [str(BIN / "flask"), "--app", "segs.web", "migrate"], env=env, check=True, cwd=ROOT
+    )
+    import psycopg
+    import redis
+
+    from segs.dbadmin import libpq_conninfo
+
+    with psycopg.connect(libpq_conninfo(config.database_url), autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE raw_readings, aggregates_1m, aggregates_15m, regional_aggregates_1m, "
+            "regional_aggregates_15m, window_flushes, meters"
+        )
+    redis.Redis.from_url(config.redis_url).flushdb()
+    if config.broker == "redis":
+        redis.Redis.from_url(config.broker_url).flushdb()
+
+
+def _spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> ProcessGroup:
+    log_path = logs / f"{name}.log"
+    handle = log_path.open("wb")
+    process = subprocess.Popen(  # noqa: S603 (fixed command lines)
+        command, env=env, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return ProcessGroup(name, process, log_path)
+
+
+def _stop(group: ProcessGroup, timeout: float = 20.0) -> None:
+    if group.process.poll() is not None:
+        return
+    os.killpg(group.process.pid, signal.SIGTERM)
+    try:
+        group.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(group.process.pid, signal.SIGKILL)
+        group.process.wait()
+
+
+def _wait_ready(url: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
+
+
+@contextmanager
+def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]:
+    api_metrics = logs / "metrics-api"
+    worker_metrics = logs / "metrics-worker"
+    groups = {
+        "api (gunicorn)": _spawn(
+            "api",
+            [
+                str(BIN / "gunicorn"),
+                "segs.web:create_app()",
+                "--config",
+                "deploy/gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{config.api_port}",
+                "--workers",
+                str(config.api_workers),
+            ],
+            config.env(api_metrics),
+            logs,
+        ),
+        "worker (celery)": _spawn(
+            "worker",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "segs",
+                "worker",
+                "--loglevel",
+                "WARNING",
+                "--concurrency",
+                str(config.worker_concurrency),
+            ],
+            config.env(worker_metrics),
+            logs,
+        ),
+        "beat (celery)": _spawn(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "segs",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--schedule",
+                str(logs / "celerybeat-schedule"),
+            ],
+            config.env(),
+            logs,
+        ),
+    }
+    try:
+        _wait_ready(f"http://127.0.0.1:{config.api_port}/ready")
+        yield groups
+    finally:
+        for group in groups.values():
+            _stop(group)
+
+
+def _reading_queue_depth(config: BenchConfig) -> int:
+    # The depth probe uses the Celery app, which reads its broker from the environment.
+    from segs.tasks.queues import queue_depths
+
+    return sum(queue_depths([f"readings.{shard}" for shard in range(config.shards)]).values())
+
+
+def _totals(config: BenchConfig, accepted: int) -> dict[str, Any]:
+    """Flush every remaining window, then compare every table with what the API accepted."""
+    import psycopg
+
+    from segs.config import load_settings
+    from segs.dbadmin import libpq_conninfo
+    from segs.services.flush import flush_closed_windows
+    from segs.services.windows_store import WindowStore
+
+    settings = load_settings()
+    import redis
+
+    store = WindowStore(redis.Redis.from_url(config.redis_url))
+    with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
+        # Windows still open at the end: flush them as if their grace had passed.
+        flush_closed_windows(conn, store, settings, datetime.now(UTC) + timedelta(hours=1))
+        row = conn.execute(
+            """
+            SELECT (SELECT count(*) FROM raw_readings),
+                   (SELECT coalesce(sum(reading_count), 0) FROM aggregates_1m),
+                   (SELECT coalesce(sum(reading_count), 0) FROM aggregates_15m),
+                   (SELECT coalesce(sum(reading_count), 0) FROM regional_aggregates_1m),
+                   (SELECT coalesce(sum(reading_count), 0) FROM regional_aggregates_15m),
+                   (SELECT coalesce(sum(power_kw), 0) FROM raw_readings),
+                   (SELECT coalesce(sum(power_sum_kw), 0) FROM aggregates_1m),
+                   (SELECT coalesce(sum(energy_kwh), 0) FROM raw_readings),
+                   (SELECT coalesce(sum(energy_kwh_sum), 0) FROM aggregates_15m)
+            """
+        ).fetchone()
+        assert row is not None
+        mismatched_rows = conn.execute(
+            """
+            SELECT count(*) FROM (
+                SELECT meter_id, date_bin('1 minute', ts, timestamptz 'epoch') AS window_start,
+                       count(*) AS n, sum(power_kw) AS p, max(power_kw) AS hi, min(power_kw) AS lo,
+                       coalesce(sum(energy_kwh), 0) AS e
+                FROM raw_readings GROUP BY 1, 2
+            ) raw
+            FULL JOIN aggregates_1m a USING (meter_id, window_start)
+            WHERE a.reading_count IS DISTINCT FROM raw.n OR a.power_sum_kw IS DISTINCT FROM raw.p
+               OR a.max_power_kw IS DISTINCT FROM raw.hi OR a.min_power_kw IS DISTINCT FROM raw.lo
+               OR a.energy_kwh_sum IS DISTINCT FROM raw.e
+            """
+        ).fetchone()
+    raw_count, agg1, agg15, reg1, reg15, raw_power, agg_power, raw_energy, agg_energy = row
+    checks = {
+        "raw_readings == accepted": raw_count == accepted,
+        "aggregates_1m readings == accepted": agg1 == accepted,
+        "aggregates_15m readings == accepted": agg15 == accepted,
+        "regional_aggregates_1m readings == accepted": reg1 == accepted,
+        "regional_aggregates_15m readings == accepted": reg15 == accepted,
+        "sum power raw == sum power_sum_kw 1m": raw_power == agg_power,
+        "sum energy raw == sum energy 15m": raw_energy == agg_energy,
+        "every 1m row recomputes exactly from raw": mismatched_rows is not None
+        and mismatched_rows[0] == 0,
+    }
+    return {
+        "accepted": accepted,
+        "raw_readings": raw_count,
+        "aggregates_1m_readings": agg1,
+        "aggregates_15m_readings": agg15,
+        "checks": checks,
+        "ok": all(checks.values()),
+    }
+
+
+def _flush_lag(config: BenchConfig, since: datetime, until: datetime) -> dict[str, float]:
+    """Per 1-minute region window flushed while the load ran: commit time minus window end."""
+    import psycopg
+
+    from segs.dbadmin import libpq_conninfo
+
+    with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
+        lags = [
+            float(lag)
+            for (lag,) in conn.execute(
+                """
+                SELECT extract(epoch FROM min(updated_at) - (window_start + interval '1 minute'))
+                FROM aggregates_1m
+                WHERE flush_count = 1 AND updated_at BETWEEN %s AND %s
+                GROUP BY region, window_start
+                """,
+                (since, until),
+            )
+        ]
+    if not lags:
+        return {}
+    lags.sort()
+    return {
+        "windows": float(len(lags)),
+        "p50_s": lags[len(lags) // 2],
+        "p99_s": lags[min(len(lags) - 1, int(len(lags) * 0.99))],
+        "max_s": lags[-1],
+    }
+
+
+def run(config: BenchConfig) -> BenchResult:
+    """Run one benchmark at the configured offered rate."""
+    os.environ.update(config.env())
+    logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
+    _run_setup(config)
+    summary_path = logs / "simulator.json"
+    notes: list[str] = []
+    with _stack(config, logs) as groups:
+        simulator_cmd = [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--url",
+            f"http://127.0.0.1:{config.api_port}/telemetry/batch",
+            "--meters",
+            str(config.meters),
+            "--interval",
+            str(config.interval_s),
+            "--duration",
+            str(config.duration_s),
+            "--seed",
+            str(config.seed),
+            "--json-summary",
+            str(summary_path),
+            "--quiet",
+        ]
+        samples: list[tuple[float, int]] = []
+        load_started = datetime.now(UTC)
+        began = time.monotonic()
+        simulator = _spawn("simulator", simulator_cmd, config.env(), logs)
+        groups_with_sim = dict(groups)
+        groups_with_sim["simulator"] = simulator
+        meter = CpuMeter(groups_with_sim)
+        meter.start()
+        while simulator.process.poll() is None:
+            samples.append((time.monotonic() - began, _reading_queue_depth(config)))
+            time.sleep(1.0)
+        wall = time.monotonic() - began
+        cpu = meter.stop()
+        load_ended = datetime.now(UTC)
+        drain_started = time.monotonic()
+        while _reading_queue_depth(config) > 0 and time.monotonic() - drain_started < 300:
+            time.sleep(0.5)
+        drain = time.monotonic() - drain_started
+        # Let the worker finish the tasks it holds before comparing totals.
+        time.sleep(2.0)
+        if simulator.process.returncode != 0:
+            notes.append(
+                f"simulator exited with {simulator.process.returncode}; see {simulator.log_path}"
+            )
+    sim_summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    accepted = int(sim_summary.get("accepted", 0))
+    totals = _totals(config, accepted)
+    lag = _flush_lag(config, load_started, load_ended)
+    notes.append(f"logs in {logs}")
+    return BenchResult(config, sim_summary, samples, cpu, wall, drain, totals, lag, notes)
+
+
+def queue_growth(samples: list[tuple[float, int]]) -> tuple[int, float]:
+    """Return (max depth, slope in messages/s over the second half of the run)."""
+    if len(samples) < 4:
+        return (max((depth for _, depth in samples), default=0), 0.0)
+    half = samples[len(samples) // 2 :]
+    times = [t for t, _ in half]
+    depths = [float(depth) for _, depth in half]
+    slope = statistics.linear_regression(times, depths).slope
+    return max(depth for _, depth in samples), slope
