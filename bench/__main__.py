@@ -31,6 +31,9 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--worker-concurrency", type=int, default=2, help="Celery prefork processes"
     )
+    parser.add_argument(
+        "--worker-pool", choices=("prefork", "threads"), default="prefork", help="Celery pool"
+    )
     parser.add_argument("--shards", type=int, default=2, help="SEGS_SHARDS (reading queues)")
     parser.add_argument(
         "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
@@ -44,6 +47,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         duration_s=args.duration,
         api_workers=args.api_workers,
         worker_concurrency=args.worker_concurrency,
+        worker_pool=args.worker_pool,
         shards=args.shards,
         broker=args.broker,
         api_port=args.api_port,
@@ -64,7 +68,7 @@ def _report(result: BenchResult) -> str:
         f"load: {config.meters} meters every {config.interval_s:g} s = "
         f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s; "
         f"broker {config.broker}; {config.api_workers} API workers; "
-        f"{config.worker_concurrency} Celery processes; {config.shards} shards",
+        f"Celery {config.worker_pool} x{config.worker_concurrency}; {config.shards} shards",
         f"accepted readings/s (sustained) : {sustained:,.0f}  "
         f"({accepted:,} in {result.wall_s:.1f} s)",
         f"reading queues                  : max depth {max_depth} messages, "

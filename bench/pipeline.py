@@ -42,6 +42,7 @@ class BenchConfig:
     duration_s: float
     api_workers: int
     worker_concurrency: int
+    worker_pool: str
     shards: int
     broker: str
     api_port: int
@@ -143,11 +144,16 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 class CpuMeter:
-    """Sample CPU time per process group between start() and stop()."""
+    """CPU time per process group between start() and stop().
+
+    sample() must be called while processes run: a group that exits (the simulator) keeps the
+    last value read, since its /proc entries are gone once it is reaped.
+    """
 
     def __init__(self, groups: dict[str, ProcessGroup]) -> None:
         self.groups = groups
         self.start_values: dict[str, float] = {}
+        self.latest: dict[str, float] = {}
 
     def _read(self) -> dict[str, float]:
         values = {
@@ -160,10 +166,15 @@ class CpuMeter:
 
     def start(self) -> None:
         self.start_values = self._read()
+        self.latest = dict(self.start_values)
+
+    def sample(self) -> None:
+        for name, value in self._read().items():
+            self.latest[name] = max(value, self.latest.get(name, 0.0))
 
     def stop(self) -> dict[str, float]:
-        end = self._read()
-        return {name: end[name] - self.start_values.get(name, 0.0) for name in end}
+        self.sample()
+        return {name: self.latest[name] - self.start_values.get(name, 0.0) for name in self.latest}
 
 
 def _run_setup(config: BenchConfig) -> None:
@@ -252,6 +263,8 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
                 "WARNING",
                 "--concurrency",
                 str(config.worker_concurrency),
+                "--pool",
+                config.worker_pool,
             ],
             config.env(worker_metrics),
             logs,
@@ -419,6 +432,7 @@ def run(config: BenchConfig) -> BenchResult:
         meter.start()
         while simulator.process.poll() is None:
             samples.append((time.monotonic() - began, _reading_queue_depth(config)))
+            meter.sample()
             time.sleep(1.0)
         wall = time.monotonic() - began
         cpu = meter.stop()

@@ -180,18 +180,26 @@ class TimeBounds:
 
 def to_row(reading: ReadingIn) -> ReadingRow:
     """Quantise a validated reading into the compact row the workers receive."""
+    # Written out rather than calling micro_or_none per field: this runs for every reading
+    # and the calls were a tenth of the API's CPU per request.
+    energy = reading.energy_kwh
+    voltage = reading.voltage
+    current = reading.current
+    frequency = reading.frequency
+    power_factor = reading.power_factor
+    temperature = reading.temperature
     return [
         reading.meter_id,
         reading.region,
         reading.reading_id,
-        to_epoch_us(reading.timestamp),
-        micro(reading.power_kw),
-        micro_or_none(reading.energy_kwh),
-        micro_or_none(reading.voltage),
-        micro_or_none(reading.current),
-        micro_or_none(reading.frequency),
-        micro_or_none(reading.power_factor),
-        micro_or_none(reading.temperature),
+        (reading.timestamp - EPOCH) // ONE_MICROSECOND,
+        int(reading.power_kw * MICRO + 0.5),  # validated >= 0
+        None if energy is None else int(energy * MICRO + 0.5),
+        None if voltage is None else int(voltage * MICRO + 0.5),
+        None if current is None else int(current * MICRO + 0.5),
+        None if frequency is None else int(frequency * MICRO + 0.5),
+        None if power_factor is None else int(power_factor * MICRO + 0.5),
+        None if temperature is None else micro(temperature),
     ]
 
 
@@ -209,3 +217,15 @@ def check_row(
             index, "timestamp", f"is older than the maximum age of {bounds.max_age_s} s"
         )
     return None
+
+
+def first_of_each_key(rows: list[ReadingRow]) -> list[ReadingRow]:
+    """Keep the first reading of each (meter, instant); later ones in the same batch repeat it."""
+    seen: set[tuple[str, int]] = set()
+    unique: list[ReadingRow] = []
+    for row in rows:
+        key = (row[ROW_METER], row[ROW_TS])
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique

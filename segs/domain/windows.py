@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from segs.domain.readings import MICRO
 from segs.domain.readings import ROW_ENERGY
@@ -34,7 +35,9 @@ def window_start_us(ts_us: int, size_s: int) -> int:
     return ts_us - ts_us % span
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: frozen dataclasses set each field through object.__setattr__, which showed up in
+# the worker's profile; nothing mutates these after construction.
+@dataclass(slots=True)
 class WindowStats:
     """What a window knows about one meter's readings, in micro-units."""
 
@@ -94,8 +97,7 @@ class WindowStats:
         return cls(*PACKED_LAYOUT.unpack(packed))
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class WindowKey:
+class WindowKey(NamedTuple):
     """Identifies one open window of one region; a Redis hash holds its meters."""
 
     size: str

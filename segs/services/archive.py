@@ -21,6 +21,7 @@ from segs.config import Settings
 from segs.domain.readings import ROW_METER
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
+from segs.domain.readings import first_of_each_key
 from segs.domain.windows import fold_rows
 from segs.services.partitions import ensure_partitions
 from segs.services.windows_store import WindowStore
@@ -46,10 +47,10 @@ SELECT meter_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', reading
        timestamptz 'epoch' + %(received_at_us)s::bigint * interval '1 microsecond'
 FROM reading_stage
 ON CONFLICT (meter_id, ts) DO NOTHING
-RETURNING meter_id, (extract(epoch FROM ts) * 1000000)::bigint
 """
 
-# Only needed when some rows conflicted: which of them did an earlier run of this batch insert?
+# Only needed when some rows conflicted (rare: duplicates older than the API's marks, or a
+# re-run of this batch): which rows does this batch own, inserted now or by an earlier run?
 _OWNED_BEFORE = """
 SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint
 FROM reading_stage s
@@ -100,6 +101,8 @@ def archive_and_fold(
     now: datetime,
 ) -> ArchiveOutcome:
     """Insert *rows* into raw_readings and fold those this batch owns into the windows."""
+    received = len(rows)
+    rows = first_of_each_key(rows)
     try:
         owned = _insert(conn, batch_id, rows, received_at_us)
     except MissingPartitionError:
@@ -110,7 +113,7 @@ def archive_and_fold(
         store.fold(batch_id, fold_rows(owned), settings.applied_mark_ttl_s) if owned else False
     )
 
-    outcome = ArchiveOutcome(received=len(rows), owned=len(owned), folded=applied)
+    outcome = ArchiveOutcome(received=received, owned=len(owned), folded=applied)
     if applied:
         metrics.READINGS_ARCHIVED.inc(outcome.owned)
     if outcome.duplicates:
@@ -134,11 +137,12 @@ def _insert(
                     for row in rows:
                         copy.write_row(row)
                 cursor.execute(_INSERT_NEW, params)
-                inserted = {(meter_id, ts_us) for meter_id, ts_us in cursor.fetchall()}
-                if len(inserted) < len(rows):
+                if cursor.rowcount == len(rows):
+                    owned = rows
+                else:
                     cursor.execute(_OWNED_BEFORE, params)
-                    inserted.update((meter_id, ts_us) for meter_id, ts_us in cursor.fetchall())
-                owned = [row for row in rows if (row[ROW_METER], row[ROW_TS]) in inserted]
+                    mine = {(meter_id, ts_us) for meter_id, ts_us in cursor.fetchall()}
+                    owned = [row for row in rows if (row[ROW_METER], row[ROW_TS]) in mine]
                 unknown = sorted({row[ROW_METER] for row in owned} - _registered_meters)
                 if unknown:
                     cursor.execute(_REGISTER_METERS, {"meter_ids": unknown})

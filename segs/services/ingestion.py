@@ -28,6 +28,7 @@ from segs.domain.readings import ReadingRow
 from segs.domain.readings import TimeBounds
 from segs.domain.readings import check_row
 from segs.domain.readings import decode_items
+from segs.domain.readings import first_of_each_key
 from segs.domain.readings import to_epoch_us
 from segs.domain.readings import to_row
 from segs.domain.sharding import shard_for
@@ -105,7 +106,8 @@ class Ingestor:
         result = IngestResult()
         rows = self._validate(items, now, result)
         result.valid = len(rows)
-        fresh = self._drop_batch_duplicates(rows, result)
+        fresh = first_of_each_key(rows)
+        result.duplicates = len(rows) - len(fresh)
         if fresh:
             self._queue(fresh, to_epoch_us(now), result)
         self._record(len(items), result, time.perf_counter() - started)
@@ -132,19 +134,6 @@ class Ingestor:
         errors.sort(key=lambda error: error.index)
         result.errors = errors
         return rows
-
-    @staticmethod
-    def _drop_batch_duplicates(rows: list[ReadingRow], result: IngestResult) -> list[ReadingRow]:
-        seen: set[tuple[str, int]] = set()
-        fresh: list[ReadingRow] = []
-        for row in rows:
-            key = (row[ROW_METER], row[ROW_TS])
-            if key in seen:
-                result.duplicates += 1
-            else:
-                seen.add(key)
-                fresh.append(row)
-        return fresh
 
     def _queue(self, rows: list[ReadingRow], received_at_us: int, result: IngestResult) -> None:
         retry_after = self.settings.retry_after_s

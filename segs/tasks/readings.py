@@ -56,4 +56,10 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
 
 def publish_batch(shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
     """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP)."""
-    fold_batch.apply_async(args=(rows, received_at_us), queue=queue_for_shard(shard))
+    fold_batch.apply_async(
+        args=(rows, received_at_us),
+        queue=queue_for_shard(shard),
+        # Celery would otherwise build a repr of every row for its logs and events.
+        argsrepr=f"(<{len(rows)} readings>, {received_at_us})",
+        kwargsrepr="{}",
+    )
