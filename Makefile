@@ -47,7 +47,7 @@ lint: install
 	$(BIN)/lint-imports
 
 typecheck: install
-	$(BIN)/mypy segs simulator bench celeryconfig.py beat_schedule.py
+	$(BIN)/mypy segs simulator bench tools celeryconfig.py beat_schedule.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -75,11 +75,13 @@ def _print_summary(started_at: datetime) -> None:
             {"t": started_at},
         ).all()
     print("\n=== SEGS run summary ===")
-    print(f"readings archived in raw_readings this run : {raw}")
-    print(f"1-minute aggregate rows written this run   : {agg[0]} ({agg[1]} readings)")
-    print(f"final flush                                : {flushed}")
+    print(f"readings archived in raw_readings this run   : {raw}")
+    print(f"1-minute aggregate rows of this run's windows: {agg[0]} ({agg[1]} readings)")
+    print(f"final flush of closed windows                : {flushed}")
     for region, window_start, load in loads:
         print(f"  {region:<18} load {float(load):6.2f} % in window {window_start:%H:%M} UTC")
+    if not loads:
+        print("  (no 1-minute window of this run has closed yet; run longer to see loads)")
     print("Windows still open stay in Redis and are flushed by the next run.")
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 from typing import Any
 
+from celery.signals import after_setup_logger
 from celery.signals import worker_init
 from celery.signals import worker_process_init
 from celery.signals import worker_process_shutdown
@@ -38,6 +39,12 @@ def expose_metrics(**_: Any) -> None:
     except OSError as exc:
         # Another worker on this host holds the port; this one still works, unscraped.
         logger.warning("worker metrics not served on port %d: %s", port, exc)
+
+
+@after_setup_logger.connect
+def quiet_task_success_lines(**_: Any) -> None:
+    """Hide Celery's line per successful task: hundreds a minute would bury everything else."""
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 
 @worker_process_init.connect
