@@ -96,11 +96,16 @@ ON CONFLICT (region, window_start) DO UPDATE SET
 RETURNING g.load_percentage
 """
 
+# An upsert, not an UPDATE: workers skip registering meters they registered before, so the
+# registry converges here even if a meter row went missing since.
 _TOUCH_METERS = """
-UPDATE meters m SET last_seen = timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
+INSERT INTO meters AS m (meter_id, region, first_seen, last_seen)
+SELECT s.meter_id, %(region)s,
+       timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond',
+       timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
 FROM window_stage s
-WHERE m.meter_id = s.meter_id
-  AND m.last_seen < timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
+ON CONFLICT (meter_id) DO UPDATE SET last_seen = EXCLUDED.last_seen
+WHERE m.last_seen < EXCLUDED.last_seen
 """
 
 
@@ -188,7 +193,7 @@ def _merge_window(
         )
         load = cursor.fetchone()
         if window.size == "1m":
-            cursor.execute(_TOUCH_METERS)
+            cursor.execute(_TOUCH_METERS, params)
 
     late_readings = sum(meters[meter_id].count for meter_id in merged_late)
     report.windows += 1
