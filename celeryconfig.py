@@ -17,8 +17,8 @@ broker_transport_options = (
     else {"visibility_timeout": _settings.visibility_timeout_s}
 )
 
-task_serializer = "json"
-accept_content = ["json"]
+task_serializer = "orjson"  # registered in segs.celery_app
+accept_content = ["orjson", "json"]
 timezone = "UTC"
 enable_utc = True
 task_ignore_result = True
