@@ -13,6 +13,7 @@ from bench.pipeline import BenchConfig
 from bench.pipeline import BenchResult
 from bench.pipeline import queue_growth
 from bench.pipeline import run
+from bench.pipeline import sustained_verdict
 
 
 def _parse(argv: list[str]) -> BenchConfig:
@@ -22,9 +23,9 @@ def _parse(argv: list[str]) -> BenchConfig:
         "simulator's HTTP load and report throughput, latency, flush lag and exact totals.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--meters", type=int, default=100_000, help="simulated meters")
+    parser.add_argument("--meters", type=int, default=40_000, help="simulated meters")
     parser.add_argument(
-        "--interval", type=float, default=10.0, help="seconds between readings of a meter"
+        "--interval", type=float, default=2.0, help="seconds between readings of a meter"
     )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
@@ -40,6 +41,9 @@ def _parse(argv: list[str]) -> BenchConfig:
     )
     parser.add_argument("--api-port", type=int, default=8077, help="port for the benchmark's API")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
+    parser.add_argument(
+        "--concurrency", type=int, default=10, help="simulator batches in flight (seed default 10)"
+    )
     args = parser.parse_args(argv)
     return BenchConfig(
         meters=args.meters,
@@ -52,6 +56,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         broker=args.broker,
         api_port=args.api_port,
         seed=args.seed,
+        client_concurrency=args.concurrency,
     )
 
 
@@ -60,17 +65,19 @@ def _report(result: BenchResult) -> str:
     sim = result.simulator
     accepted = int(sim.get("accepted", 0))
     max_depth, slope = queue_growth(result.queue_samples)
-    sustained = accepted / result.wall_s if result.wall_s else 0.0
+    rate = accepted / result.wall_s if result.wall_s else 0.0
+    kept_up, reasons = sustained_verdict(result)
     cpu_total = sum(result.cpu_seconds.values())
     lines = [
         f"SEGS pipeline benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         f"load: {config.meters} meters every {config.interval_s:g} s = "
-        f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s; "
+        f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s "
+        f"({config.client_concurrency} batches in flight); "
         f"broker {config.broker}; {config.api_workers} API workers; "
         f"Celery {config.worker_pool} x{config.worker_concurrency}; {config.shards} shards",
-        f"accepted readings/s (sustained) : {sustained:,.0f}  "
-        f"({accepted:,} in {result.wall_s:.1f} s)",
+        f"accepted readings/s             : {rate:,.0f}  ({accepted:,} in {result.wall_s:.1f} s)",
+        f"sustained (kept up)             : {'yes' if kept_up else 'no: ' + '; '.join(reasons)}",
         f"reading queues                  : max depth {max_depth} messages, "
         f"trend {slope:+.2f} msg/s over the second half; drained {result.drain_s:.1f} s after load",
         f"ingest latency per batch        : p50 {sim.get('latency_p50_ms', float('nan')):.1f} ms, "

@@ -47,6 +47,7 @@ class BenchConfig:
     broker: str
     api_port: int
     seed: int
+    client_concurrency: int
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
 
@@ -420,6 +421,8 @@ def run(config: BenchConfig) -> BenchResult:
             str(config.seed),
             "--json-summary",
             str(summary_path),
+            "--concurrency",
+            str(config.client_concurrency),
             "--quiet",
         ]
         samples: list[tuple[float, int]] = []
@@ -453,6 +456,23 @@ def run(config: BenchConfig) -> BenchResult:
     lag = _flush_lag(config, load_started, load_ended)
     notes.append(f"logs in {logs}")
     return BenchResult(config, sim_summary, samples, cpu, wall, drain, totals, lag, notes)
+
+
+def sustained_verdict(result: BenchResult) -> tuple[bool, list[str]]:
+    """Did the pipeline keep up with the offered load? Returns (verdict, reasons it did not)."""
+    sim = result.simulator
+    reasons = []
+    if int(sim.get("behind_schedule", 0)):
+        reasons.append("the simulator fell behind its schedule")
+    if int(sim.get("failed", 0)):
+        reasons.append("some batches failed (503 or no answer)")
+    _, slope = queue_growth(result.queue_samples)
+    # Bursts come once per simulator cycle, so allow the queues to hold about one cycle.
+    if result.drain_s > max(5.0, 2 * result.config.interval_s):
+        reasons.append(f"the queues took {result.drain_s:.1f} s to drain after the load")
+    if slope > 5.0:
+        reasons.append(f"the queues grew by {slope:.1f} messages/s")
+    return (not reasons, reasons)
 
 
 def queue_growth(samples: list[tuple[float, int]]) -> tuple[int, float]:
