@@ -117,12 +117,18 @@ class Ingestor:
         self, items: list[msgspec.Raw], now: datetime, result: IngestResult
     ) -> list[ReadingRow]:
         decoded, errors = decode_items(items)
+        try:
+            regions = self.known_regions()
+        except Exception as exc:
+            raise IngestionUnavailableError(
+                f"the database is unavailable: {exc.__class__.__name__}",
+                self.settings.retry_after_s,
+            ) from exc
         bounds = TimeBounds.around(
             now,
             max_age_s=self.settings.max_reading_age_s,
             max_skew_s=self.settings.max_future_skew_s,
         )
-        regions = self.known_regions()
         rows: list[ReadingRow] = []
         for index, reading in decoded:
             row = to_row(reading)

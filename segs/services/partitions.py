@@ -70,7 +70,9 @@ def ensure_partitions(conn: psycopg.Connection, settings: Settings, now: datetim
     Returns how many partitions were created. Safe to run concurrently and repeatedly.
     """
     created = 0
-    oldest = now - timedelta(seconds=settings.max_reading_age_s) - timedelta(days=1)
+    # From the oldest reading the API accepts; no earlier, or the retention drop (the horizon
+    # is at least as old, see Settings) and this would drop and re-create a partition forever.
+    oldest = now - timedelta(seconds=settings.max_reading_age_s)
     newest = now + timedelta(days=settings.partition_premake_days)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))

@@ -24,7 +24,7 @@ from segs.domain.windows import PACKED_LAYOUT
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 
-_ENTRY_HEAD = struct.Struct("<BH")
+_ENTRY_HEAD = struct.Struct("<HH")
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
@@ -33,7 +33,7 @@ _FLUSHING_PREFIX = "segs:flushing:"
 
 # KEYS: applied marker, open zset, last-seen zset, window hashes...
 # ARGV: marker ttl, then per window hash its end (µs) and whether it is a 1-minute window,
-#       then one binary blob of entries: [u8 window index][u16 meter length][meter][stats].
+#       then one binary blob of entries: [u16 window index][u16 meter length][meter][stats].
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The marker and the fold happen in one script, so a
 # batch is folded exactly once.
@@ -49,7 +49,7 @@ local blob = ARGV[2 + 2 * windows]
 local pos = 1
 local size = #blob
 while pos <= size do
-  local index, meter, next_pos = struct.unpack('<BHc0', blob, pos)
+  local index, meter, next_pos = struct.unpack('<HHc0', blob, pos)
   local packed = string.sub(blob, next_pos, next_pos + stats_len - 1)
   pos = next_pos + stats_len
   local key = KEYS[3 + index]
@@ -119,9 +119,8 @@ class WindowStore:
 
         Each meter's newest reading time also goes to the last-seen set (from its 1m windows).
         """
+        # A batch holds at most 1,000 readings, so at most 2,000 windows: a u16 index suffices.
         windows = sorted(folded)
-        if len(windows) > 255:
-            raise ValueError("a batch spans more than 255 windows; split it")
         keys = [f"segs:applied:{batch_id}", OPEN_WINDOWS, LAST_SEEN]
         keys.extend(window_key_name(window) for window in windows)
         args: list[str | int | bytes] = [marker_ttl_s]
