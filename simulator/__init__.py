@@ -1,0 +1,1 @@
+"""Load generator for SEGS: simulated smart meters sending readings over HTTP or to the queue."""
