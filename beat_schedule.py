@@ -19,6 +19,12 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=5),
         "options": {"expires": 5, "queue": "default"},
     },
+    "requeue-stalled-batches": {
+        "task": "segs.tasks.readings.requeue_stalled_batches",
+        # Run every 15 seconds: the Redis broker's safety net (segs.services.pending)
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 15, "queue": "default"},
+    },
     "maintain-partitions": {
         "task": "segs.tasks.maintenance.maintain_partitions",
         # Run every hour: create the coming days' partitions, drop expired ones

@@ -34,7 +34,11 @@ task_default_queue = "default"
 task_queues = [Queue("default")] + [Queue(name) for name in _settings.reading_queues]
 task_create_missing_queues = False
 # Reading batches name their shard queue when sent; everything else runs on "default".
-task_routes = {"segs.tasks.windows.*": {"queue": "default"}}
+task_routes = {
+    "segs.tasks.windows.*": {"queue": "default"},
+    "segs.tasks.maintenance.*": {"queue": "default"},
+    "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
+}
 
 # Every task is idempotent (see each task's docstring), so a killed worker's task runs again.
 task_acks_late = True

@@ -72,6 +72,8 @@ class Settings:
     flush_interval_s: float = 5.0
     applied_mark_ttl_s: int = 2 * 24 * 3600
     visibility_timeout_s: int = 600
+    pending_ledger: bool = True
+    requeue_after_s: int = 60
 
     # Retention (whole partitions are dropped)
     raw_retention_days: int = 7
@@ -91,13 +93,26 @@ class Settings:
         return [f"readings.{shard}" for shard in range(self.shards)]
 
 
+def _pending_ledger(broker_url: str) -> bool:
+    """On by default with the Redis broker, which can lose a killed worker's message."""
+    raw = os.environ.get("SEGS_PENDING_LEDGER", "auto").lower()
+    if raw == "auto":
+        return broker_url.startswith(("redis", "rediss"))
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"SEGS_PENDING_LEDGER must be auto, on or off, got {raw!r}")
+
+
 def load_settings() -> Settings:
     """Read the settings from the environment, failing loudly on unusable values."""
     environment = _str("SEGS_ENV", "development")
+    broker_url = _str("CELERY_BROKER_URL", Settings.broker_url)
     settings = Settings(
         database_url=_str("DATABASE_URL", Settings.database_url),
         redis_url=_str("REDIS_URL", Settings.redis_url),
-        broker_url=_str("CELERY_BROKER_URL", Settings.broker_url),
+        broker_url=broker_url,
         shards=_int("SEGS_SHARDS", Settings.shards, minimum=1),
         environment=environment,
         jwt_secret_key=os.environ.get("JWT_SECRET_KEY") or None,
@@ -115,6 +130,8 @@ def load_settings() -> Settings:
         flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
         applied_mark_ttl_s=_int("SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),
         visibility_timeout_s=_int("SEGS_VISIBILITY_TIMEOUT_S", Settings.visibility_timeout_s, 1),
+        pending_ledger=_pending_ledger(broker_url),
+        requeue_after_s=_int("SEGS_REQUEUE_AFTER_S", Settings.requeue_after_s, 1),
         raw_retention_days=_int("SEGS_RAW_RETENTION_DAYS", Settings.raw_retention_days, 1),
         agg_1m_retention_days=_int("SEGS_AGG_1M_RETENTION_DAYS", Settings.agg_1m_retention_days, 1),
         agg_15m_retention_days=_int(

@@ -50,6 +50,19 @@ TASK_DURATION = Histogram(
 READINGS_ARCHIVED = Counter(
     "segs_readings_archived", "Readings written to raw_readings and folded into windows."
 )
+READINGS_EXPIRED = Counter(
+    "segs_readings_expired",
+    "Accepted readings that waited in a queue past raw_readings retention and were not stored.",
+)
+BATCHES_REQUEUED = Counter(
+    "segs_batches_requeued",
+    "Reading batches re-published from the pending ledger (Redis broker safety net).",
+)
+PENDING_BATCHES = Gauge(
+    "segs_pending_batches",
+    "Published reading batches not yet folded (Redis broker only).",
+    multiprocess_mode="mostrecent",
+)
 QUEUE_DEPTH = Gauge(
     "segs_queue_depth", "Messages waiting in a queue.", ["queue"], multiprocess_mode="mostrecent"
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timedelta
 
 import psycopg
 
@@ -22,8 +23,10 @@ from segs.domain.readings import ROW_METER
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
 from segs.domain.readings import first_of_each_key
+from segs.domain.readings import to_epoch_us
 from segs.domain.windows import fold_rows
 from segs.services.partitions import ensure_partitions
+from segs.services.pending import PendingLedger
 from segs.services.windows_store import WindowStore
 
 logger = logging.getLogger(__name__)
@@ -79,10 +82,11 @@ class ArchiveOutcome:
     received: int
     owned: int
     folded: bool
+    expired: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.owned
+        return self.received - self.owned - self.expired
 
 
 # Meters this process has registered: later batches skip the INSERT for them.
@@ -93,6 +97,7 @@ _REGISTERED_LIMIT = 2_000_000
 def archive_and_fold(
     conn: psycopg.Connection,
     store: WindowStore,
+    ledger: PendingLedger,
     settings: Settings,
     *,
     batch_id: str,
@@ -107,18 +112,39 @@ def archive_and_fold(
         owned = _insert(conn, batch_id, rows, received_at_us)
     except MissingPartitionError:
         ensure_partitions(conn, settings, now)
-        owned = _insert(conn, batch_id, rows, received_at_us)
+        kept = _drop_expired(rows, settings, now)
+        expired = len(rows) - len(kept)
+        owned = _insert(conn, batch_id, kept, received_at_us)
+    else:
+        expired = 0
 
     applied = (
         store.fold(batch_id, fold_rows(owned), settings.applied_mark_ttl_s) if owned else False
     )
 
-    outcome = ArchiveOutcome(received=received, owned=len(owned), folded=applied)
+    outcome = ArchiveOutcome(received=received, owned=len(owned), folded=applied, expired=expired)
     if applied:
         metrics.READINGS_ARCHIVED.inc(outcome.owned)
     if outcome.duplicates:
         metrics.READINGS_DUPLICATE.labels("archive").inc(outcome.duplicates)
     return outcome
+
+
+def _drop_expired(rows: list[ReadingRow], settings: Settings, now: datetime) -> list[ReadingRow]:
+    """Set aside readings whose day partition retention has already dropped.
+
+    A reading accepted just inside the maximum age can wait in a queue until its day's
+    partition is dropped; it cannot be stored (nor checked for duplicates) any more, and it must
+    not block the rest of its batch.
+    """
+    horizon_us = to_epoch_us(now - timedelta(days=settings.raw_retention_days))
+    kept = [row for row in rows if row[ROW_TS] >= horizon_us]
+    if len(kept) < len(rows):
+        metrics.READINGS_EXPIRED.inc(len(rows) - len(kept))
+        logger.warning(
+            "%d readings outlived raw_readings retention before archiving", len(rows) - len(kept)
+        )
+    return kept
 
 
 def _insert(

@@ -23,6 +23,8 @@ from segs.domain.windows import LUA_LAYOUT
 from segs.domain.windows import PACKED_LAYOUT
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
+from segs.services.pending import PENDING
+from segs.services.pending import PENDING_AT
 
 _ENTRY_HEAD = struct.Struct("<HH")
 
@@ -31,28 +33,30 @@ FLUSHING = "segs:win:flushing"
 LAST_SEEN = "segs:meters:last_seen"
 _FLUSHING_PREFIX = "segs:flushing:"
 
-# KEYS: applied marker, open zset, last-seen zset, window hashes...
-# ARGV: marker ttl, then per window hash its end (µs) and whether it is a 1-minute window,
+# KEYS: applied marker, open zset, last-seen zset, pending hash, pending zset, window hashes...
+# ARGV: marker ttl, batch id, then per window hash its end (µs) and whether it is 1-minute,
 #       then one binary blob of entries: [u16 window index][u16 meter length][meter][stats].
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The marker and the fold happen in one script, so a
 # batch is folded exactly once.
 _FOLD = f"""
+redis.call('HDEL', KEYS[4], ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[2])
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 local fmt = '{LUA_LAYOUT}'
 local stats_len = {PACKED_LAYOUT.size}
-local windows = #KEYS - 3
+local windows = #KEYS - 5
 for i = 1, windows do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[2 * i], KEYS[3 + i])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[1 + 2 * i], KEYS[5 + i])
 end
-local blob = ARGV[2 + 2 * windows]
+local blob = ARGV[3 + 2 * windows]
 local pos = 1
 local size = #blob
 while pos <= size do
   local index, meter, next_pos = struct.unpack('<HHc0', blob, pos)
   local packed = string.sub(blob, next_pos, next_pos + stats_len - 1)
   pos = next_pos + stats_len
-  local key = KEYS[3 + index]
+  local key = KEYS[5 + index]
   local n, p, lo, hi, e, v, vn, t = struct.unpack(fmt, packed)
   local current = redis.call('HGET', key, meter)
   if current then
@@ -63,7 +67,7 @@ while pos <= size do
     packed = struct.pack(fmt, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
   end
   redis.call('HSET', key, meter, packed)
-  if ARGV[2 * index + 1] == '1' then
+  if ARGV[2 + 2 * index] == '1' then
     redis.call('ZADD', KEYS[3], 'GT', t, meter)
   end
 end
@@ -117,13 +121,14 @@ class WindowStore:
     ) -> bool:
         """Fold a batch's window statistics in, once; False if this batch was folded before.
 
-        Each meter's newest reading time also goes to the last-seen set (from its 1m windows).
+        Each meter's newest reading time also goes to the last-seen set (from its 1m windows),
+        and the batch leaves the pending ledger (segs.services.pending) in the same step.
         """
         # A batch holds at most 1,000 readings, so at most 2,000 windows: a u16 index suffices.
         windows = sorted(folded)
-        keys = [f"segs:applied:{batch_id}", OPEN_WINDOWS, LAST_SEEN]
+        keys = [f"segs:applied:{batch_id}", OPEN_WINDOWS, LAST_SEEN, PENDING, PENDING_AT]
         keys.extend(window_key_name(window) for window in windows)
-        args: list[str | int | bytes] = [marker_ttl_s]
+        args: list[str | int | bytes] = [marker_ttl_s, batch_id]
         entries: list[bytes] = []
         for index, window in enumerate(windows, start=1):
             args.extend((window.end_us, "1" if window.size == "1m" else "0"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
 from segs.redis_client import get_redis
 from segs.services.archive import archive_and_fold
+from segs.services.pending import PendingLedger
 from segs.services.windows_store import WindowStore
 
 logger = get_task_logger(__name__)
@@ -42,6 +44,7 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
         outcome = archive_and_fold(
             conn,
             WindowStore(get_redis()),
+            PendingLedger(get_redis()),
             get_settings(),
             batch_id=self.request.id,
             rows=rows,
@@ -56,10 +59,40 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
 
 def publish_batch(shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
     """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP)."""
+    task_id = str(uuid.uuid4())
+    ledger = PendingLedger(get_redis()) if get_settings().pending_ledger else None
+    if ledger is not None:
+        ledger.record(task_id, shard, rows, received_at_us, time.time())
+    try:
+        _send(task_id, shard, rows, received_at_us)
+    except BaseException:
+        if ledger is not None:
+            ledger.settle(task_id)
+        raise
+
+
+def _send(task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
     fold_batch.apply_async(
         args=(rows, received_at_us),
+        task_id=task_id,
         queue=queue_for_shard(shard),
         # Celery would otherwise build a repr of every row for its logs and events.
         argsrepr=f"(<{len(rows)} readings>, {received_at_us})",
         kwargsrepr="{}",
     )
+
+
+@app.task(name="segs.tasks.readings.requeue_stalled_batches", acks_late=True)
+def requeue_stalled_batches() -> int:
+    """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded."""
+    settings = get_settings()
+    ledger = PendingLedger(get_redis())
+    now = time.time()
+    stalled = ledger.claim_stalled(now - settings.requeue_after_s, now)
+    for batch in stalled:
+        _send(batch.task_id, batch.shard, batch.rows, batch.received_at_us)
+    metrics.PENDING_BATCHES.set(ledger.size())
+    if stalled:
+        metrics.BATCHES_REQUEUED.inc(len(stalled))
+        logger.warning("re-published %d stalled reading batches", len(stalled))
+    return len(stalled)

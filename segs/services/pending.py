@@ -1,0 +1,83 @@
+"""A ledger of published reading batches not yet folded: the Redis broker's safety net.
+
+kombu's Redis transport takes a message off its queue (BRPOP) before it records it as
+unacknowledged; a worker killed in between loses the message (kombu#305, celery#7950). So with
+the Redis broker the API writes each batch here before publishing it, the worker's fold script
+removes it in the same atomic step that folds it, and beat re-publishes any batch left here for
+longer than SEGS_REQUEUE_AFTER_S under the same task id. Running a batch twice is harmless
+(segs.services.archive), so a re-published batch whose original was only slow costs only time.
+
+With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guarantee and the
+ledger is off.
+
+Keys: ``segs:pending`` hash task id -> [shard, received_at_us, rows];
+``segs:pending:at`` zset task id -> when it was (re)published, epoch seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from segs.domain.readings import ReadingRow
+
+PENDING = "segs:pending"
+PENDING_AT = "segs:pending:at"
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    task_id: str
+    shard: int
+    received_at_us: int
+    rows: list[ReadingRow]
+
+
+@dataclass
+class PendingLedger:
+    client: redis.Redis
+
+    def record(
+        self, task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int, now_s: float
+    ) -> None:
+        """Remember a batch about to be published."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(PENDING, task_id, orjson.dumps([shard, received_at_us, rows]))
+        pipe.zadd(PENDING_AT, {task_id: now_s})
+        pipe.execute()
+
+    def settle(self, task_id: str) -> None:
+        """Forget a batch (its publish failed, or a worker has fully applied it)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(PENDING, task_id)
+        pipe.zrem(PENDING_AT, task_id)
+        pipe.execute()
+
+    def claim_stalled(
+        self, older_than_s: float, now_s: float, limit: int = 500
+    ) -> list[PendingBatch]:
+        """Return batches pending since before *older_than_s*, marking them re-published now."""
+        task_ids = [
+            task_id.decode()
+            for task_id in self.client.zrangebyscore(PENDING_AT, "-inf", older_than_s, 0, limit)
+        ]
+        if not task_ids:
+            return []
+        payloads: list[Any] = self.client.hmget(PENDING, task_ids)
+        stalled = []
+        pipe = self.client.pipeline(transaction=True)
+        for task_id, payload in zip(task_ids, payloads, strict=True):
+            if payload is None:  # settled meanwhile
+                pipe.zrem(PENDING_AT, task_id)
+                continue
+            shard, received_at_us, rows = orjson.loads(payload)
+            stalled.append(PendingBatch(task_id, shard, received_at_us, rows))
+            pipe.zadd(PENDING_AT, {task_id: now_s})
+        pipe.execute()
+        return stalled
+
+    def size(self) -> int:
+        return int(self.client.zcard(PENDING_AT))

@@ -1,0 +1,87 @@
+"""Shared fixtures: test settings, the test database, a clean slate, a real Celery worker.
+
+The environment defaults below must be in place before anything imports segs: settings are read
+once per process (segs.config.get_settings) and the Celery app reads celeryconfig on first use.
+Unit tests use none of the service fixtures, so they run without PostgreSQL, Redis or a broker.
+"""
+
+from __future__ import annotations
+
+import os
+
+BROKERS = {
+    "redis": "redis://localhost:6379/15",
+    "amqp": "amqp://guest:guest@localhost:5672//",
+}
+TEST_BROKER = os.environ.get("SEGS_TEST_BROKER", "redis")
+if TEST_BROKER not in BROKERS:
+    raise RuntimeError(f"SEGS_TEST_BROKER must be one of {', '.join(BROKERS)}, got {TEST_BROKER!r}")
+
+os.environ.setdefault("SEGS_ENV", "testing")
+os.environ.setdefault("DATABASE_URL", "postgresql+psycopg:///segs_test")
+os.environ.setdefault("REDIS_URL", "redis://localhost:6379/14")
+os.environ.setdefault("CELERY_BROKER_URL", BROKERS[TEST_BROKER])
+os.environ.setdefault("SEGS_SHARDS", "4")
+os.environ.setdefault("SEGS_WORKER_METRICS_PORT", "0")
+os.environ.setdefault("SEGS_WINDOW_GRACE_S", "1")
+os.environ.setdefault("SEGS_VISIBILITY_TIMEOUT_S", "5")
+# The Redis broker's safety net re-publishes a batch still unfolded after this long.
+os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")
+
+import pytest  # noqa: E402
+
+from tests import support  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def database():
+    """Create and migrate the test database once per session (creates partitions too)."""
+    from segs.db import get_engine
+    from segs.web.cli import migrate_database
+
+    migrate_database()
+    yield
+    # Close this process's pooled connections before the interpreter does it noisily.
+    from segs.celery_app import app
+    from segs.redis_client import get_redis
+
+    app.close()
+    get_redis().close()
+    get_engine().dispose()
+
+
+@pytest.fixture
+def clean_state(database: None) -> None:
+    """Empty every data table, the test Redis database and the task queues."""
+    support.reset_state()
+
+
+@pytest.fixture
+def worker(clean_state: None, tmp_path):
+    """A real Celery worker subprocess (prefork, concurrency 2), stopped at teardown."""
+    proc = support.WorkerProcess(tmp_path / "worker")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def app(database: None):
+    from segs.web import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app):
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def published():
+    """Ids of every task this process publishes while the test runs."""
+    with support.PublishedTasks() as tasks:
+        yield tasks

@@ -1,0 +1,191 @@
+"""Flushing closed windows from Redis into PostgreSQL: closing time, crash recovery, Lua fold."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+from datetime import datetime
+from decimal import Decimal as D
+
+import pytest
+
+from segs.config import get_settings
+from segs.db import raw_connection
+from segs.domain.readings import from_epoch_us
+from segs.domain.windows import WindowKey
+from segs.domain.windows import WindowStats
+from segs.redis_client import get_redis
+from segs.services import flush
+from segs.services.windows_store import OPEN_WINDOWS
+from segs.services.windows_store import WindowStore
+from segs.services.windows_store import parse_flushing_name
+from segs.services.windows_store import window_key_name
+from segs.tasks.readings import fold_batch
+from tests.support import MICRO
+from tests.support import assert_stored_equals_recomputed
+from tests.support import dt
+from tests.support import flush_now
+from tests.support import meter_rows
+from tests.support import now_us
+from tests.support import past_15m_window
+from tests.support import query
+from tests.support import reading
+from tests.support import region_rows
+from tests.support import to_rows
+
+pytestmark = pytest.mark.integration
+
+REGION = "Bangalore-East"  # capacity 3900 kW
+GRACE = 1 * MICRO
+
+
+@pytest.fixture
+def window(clean_state) -> int:
+    return past_15m_window(45)
+
+
+def fold(readings) -> dict:
+    return fold_batch.apply(args=(to_rows(readings), now_us()), task_id=str(uuid.uuid4())).get()
+
+
+def two_meters(window: int) -> list[dict]:
+    return [
+        reading("F-1", REGION, window + 5 * MICRO, 2.0, energy=0.5, voltage=230.0),
+        reading("F-1", REGION, window + 6 * MICRO, 4.0, energy=0.25),
+        reading("F-2", REGION, window + 7 * MICRO, 1.5, voltage=240.0),
+    ]
+
+
+def assert_flushed_once(window: int) -> None:
+    for size in ("1m", "15m"):
+        assert meter_rows(size) == {
+            ("F-1", dt(window)): (REGION, 2, D("6"), D("3"), D("2"), D("4"), D("0.75"), D("230"),
+                                  1, D("230"), dt(window + 6 * MICRO), 1),
+            ("F-2", dt(window)): (REGION, 1, D("1.5"), D("1.5"), D("1.5"), D("1.5"), D("0"),
+                                  D("240"), 1, D("240"), dt(window + 7 * MICRO), 1),
+        }  # fmt: skip
+        assert region_rows(size) == {
+            (REGION, dt(window)): (2, 3, D("4.5"), D("3900"), D("0.1154"), D("0.75")),
+        }
+    assert_stored_equals_recomputed()
+
+
+def test_flush_rerun_after_commit_but_before_redis_delete_merges_nothing_twice(window):
+    assert fold(two_meters(window)) == {"received": 3, "owned": 3, "folded": True}
+    store = WindowStore(get_redis())
+    now = datetime.now(UTC)
+    assert store.move_due(now_us() - GRACE, token="crashed") == 2
+    names = store.flushing()
+    assert names == sorted(
+        f"segs:flushing:crashed:{window_key_name(WindowKey(size, REGION, window))}"
+        for size in ("1m", "15m")
+    )
+    # The crashed flush committed both windows to PostgreSQL, then died before forget().
+    with raw_connection() as conn:
+        for name in names:
+            report = flush.FlushReport()
+            flush._merge_window(
+                conn, name, parse_flushing_name(name), store.read(name), report, now
+            )
+            assert report.windows == 1
+    assert sorted(key for (key,) in query("SELECT flush_key FROM window_flushes")) == names
+
+    # The next flush finds the leftovers, sees they were merged, and only deletes them.
+    with raw_connection() as conn:
+        report = flush.flush_closed_windows(conn, store, get_settings(), datetime.now(UTC))
+    assert (report.windows, report.rows, report.skipped_already_flushed) == (0, 0, 2)
+    assert store.flushing() == []
+    assert [name for name in names if get_redis().exists(name)] == []
+    assert_flushed_once(window)
+
+
+def test_flush_that_died_before_merging_is_completed_by_the_next(window):
+    fold(two_meters(window))
+    store = WindowStore(get_redis())
+    assert store.move_due(now_us() - GRACE, token="died") == 2
+    assert get_redis().zcard(OPEN_WINDOWS) == 0
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
+    assert store.flushing() == []
+    assert_flushed_once(window)
+
+
+def test_flush_twice_is_a_no_op(window):
+    fold(two_meters(window))
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert_flushed_once(window)
+
+
+def test_window_closes_exactly_at_end_plus_grace(window):
+    fold([reading("F-1", REGION, window + 30 * MICRO, 1.0)])
+    store = WindowStore(get_redis())
+    settings = get_settings()
+    assert settings.window_grace_s == 1
+
+    def flush_at(instant_us: int) -> list[WindowKey]:
+        with raw_connection() as conn:
+            return flush.flush_closed_windows(
+                conn, store, settings, from_epoch_us(instant_us)
+            ).flushed
+
+    minute_end, quarter_end = window + 60 * MICRO, window + 900 * MICRO
+    assert flush_at(minute_end + GRACE - 1) == []
+    assert flush_at(minute_end + GRACE) == [WindowKey("1m", REGION, window)]
+    assert query("SELECT count(*) FROM aggregates_1m") == [(1,)]
+    assert query("SELECT count(*) FROM aggregates_15m") == [(0,)]
+    assert flush_at(quarter_end + GRACE - 1) == []
+    assert flush_at(quarter_end + GRACE) == [WindowKey("15m", REGION, window)]
+    assert query("SELECT count(*) FROM aggregates_15m") == [(1,)]
+    assert get_redis().zcard(OPEN_WINDOWS) == 0
+
+
+def test_open_window_is_not_flushed(clean_state):
+    # 30 s ahead (within the allowed clock skew): its windows end in the future.
+    moment = now_us() + 30 * MICRO
+    fold([reading("F-1", REGION, moment, 1.0)])
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert query("SELECT count(*) FROM aggregates_1m") == [(0,)]
+    assert query("SELECT count(*) FROM aggregates_15m") == [(0,)]
+    assert get_redis().zcard(OPEN_WINDOWS) == 2
+    assert WindowStore(get_redis()).open_windows_by_size() == {"1m": 1, "15m": 1}
+
+
+def test_a_running_flush_makes_the_next_one_skip(window):
+    fold(two_meters(window))
+    lock = get_redis().lock("segs:flush:lock", timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert flush_now() == {"skipped": 1}
+    finally:
+        lock.release()
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
+
+
+def test_lua_fold_merges_like_window_stats(clean_state):
+    store = WindowStore(get_redis())
+    key = WindowKey("1m", REGION, 1_767_225_600 * MICRO)
+    big = WindowStats(
+        count=1_000_000,
+        power_sum=2**52,
+        power_min=0,
+        power_max=1_000_000 * MICRO,
+        energy_sum=123_456_789_012,
+        voltage_sum=250 * MICRO * 1_000_000,
+        voltage_count=1_000_000,
+        last_ts_us=key.start_us + 59_999_999,
+    )
+    small = WindowStats(3, 7_000_001, 1, 5_000_000, 0, 0, 0, key.start_us + 1)
+    other = WindowStats(1, 5, 5, 5, 5, 5, 1, key.start_us)
+    quarter = WindowKey("15m", REGION, key.start_us)
+    assert store.fold("b1", {key: {"m1": big, "m2": other}, quarter: {"m3": other}}, 60)
+    assert store.fold("b2", {key: {"m1": small}}, 60)
+    # The same batch again is refused by its applied mark.
+    assert not store.fold("b2", {key: {"m1": small}}, 60)
+    assert store.read(window_key_name(key)) == {"m1": big.merge(small), "m2": other}
+    assert store.read(window_key_name(quarter)) == {"m3": other}
+    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(key)) == key.end_us
+    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
+    assert 0 < get_redis().ttl("segs:applied:b1") <= 60
+    # Last seen follows each meter's newest reading in its 1-minute windows.
+    last_seen = dict(get_redis().zrange("segs:meters:last_seen", 0, -1, withscores=True))
+    assert last_seen == {b"m1": key.start_us + 59_999_999, b"m2": key.start_us}

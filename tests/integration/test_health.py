@@ -1,0 +1,58 @@
+"""GET /health, /ready and /metrics."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support import now_us
+from tests.support import post_batch
+from tests.support import reading
+
+pytestmark = pytest.mark.integration
+
+
+def test_health(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok"
+    assert set(body) == {"status", "uptimeSeconds"}
+
+
+def test_ready_when_every_dependency_answers(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "checks": {"postgres": "up", "redis": "up", "broker": "up"},
+    }
+
+
+def _accepted_total(client) -> float:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    match = re.search(
+        r"^segs_readings_accepted_total (\S+)$", response.get_data(as_text=True), re.M
+    )
+    assert match, response.get_data(as_text=True)[:2000]
+    return float(match.group(1))
+
+
+def test_metrics_count_accepted_readings(client, clean_state):
+    before = _accepted_total(client)
+    ts = now_us() - 120_000_000
+    status, body = post_batch(
+        client,
+        [
+            reading("MET-1", "Pune-West", ts, 1.0),
+            reading("MET-2", "Pune-West", ts, 2.0),
+            reading("MET-1", "Pune-West", ts, 1.0),  # duplicate: not accepted
+        ],
+    )
+    assert (status, body["accepted"], body["duplicates"]) == (202, 2, 1)
+    assert _accepted_total(client) == before + 2
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'^segs_readings_duplicate_total\{stage="api"\} \S+$', text, re.M)

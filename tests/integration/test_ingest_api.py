@@ -1,0 +1,412 @@
+"""POST /telemetry and /telemetry/batch against the real Redis, broker and database (§3)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+import redis
+
+from segs.config import get_settings
+from segs.domain.readings import split_batch
+from segs.domain.sharding import shard_for
+from segs.ingestion_client import get_ingestor
+from segs.redis_client import get_redis
+from segs.services.dedupe import RedisDedupeMarks
+from segs.services.dedupe import mark_name
+from segs.services.ingestion import IngestionUnavailableError
+from segs.services.ingestion import Ingestor
+from segs.tasks.queues import BacklogGuard
+from segs.tasks.readings import fold_batch
+from simulator.meters import build_fleet
+from simulator.meters import generate_readings
+from simulator.meters import iso_timestamp
+from tests.support import MICRO
+from tests.support import iso
+from tests.support import now_us
+from tests.support import post_batch
+from tests.support import query
+from tests.support import queue_depths
+from tests.support import reading
+from tests.support import wait_processed
+
+pytestmark = pytest.mark.integration
+
+REGION = "Pune-West"
+
+
+@pytest.fixture
+def ts(clean_state) -> int:
+    """A whole second two minutes ago."""
+    now = now_us()
+    return now - now % MICRO - 120 * MICRO
+
+
+def test_mixed_batch_answers_202_with_exact_counts(client, ts):
+    week = 7 * 86400 * MICRO
+    batch = [
+        reading("API-1", REGION, ts, 1.5),
+        reading("API-2", REGION, ts, 0.0, energy=0.0, voltage=230.0),
+        reading("API-1", REGION, ts, 1.5),  # exact duplicate inside the batch
+        reading("API-3", REGION, ts, -2.0),
+        reading("API-3", "Atlantis", ts, 2.0),
+        reading("API-3", REGION, ts - week - 60 * MICRO, 2.0),
+        reading("API-3", REGION, ts + 3600 * MICRO, 2.0),
+        {k: v for k, v in reading("API-3", REGION, ts, 2.0).items() if k != "meterId"},
+        # The same instant as index 1, written at +05:30: a duplicate.
+        reading("API-2", REGION, ts, 9.0, timestamp=iso(ts, offset="+05:30")),
+        "not a reading",
+    ]
+    status, body = post_batch(client, batch)
+    assert status == 202
+    assert body == {
+        "accepted": 2,
+        "duplicates": 2,
+        "rejected": 6,
+        "errors": [
+            {"index": 3, "field": "powerKw", "message": "Expected `float` >= 0.0"},
+            {"index": 4, "field": "region", "message": "unknown region 'Atlantis'"},
+            {
+                "index": 5,
+                "field": "timestamp",
+                "message": "is older than the maximum age of 604800 s",
+            },
+            {"index": 6, "field": "timestamp", "message": "is more than 300 s in the future"},
+            {"index": 7, "field": "meterId", "message": "is required"},
+            {"index": 9, "field": "reading", "message": "Expected `object`, got `str`"},
+        ],
+    }
+    # Exactly the two accepted readings hold a dedupe mark.
+    marks = sorted(key.decode() for key in get_redis().scan_iter("segs:dd:*"))
+    assert marks == sorted([mark_name("API-1", ts), mark_name("API-2", ts)])
+    # And they are queued (no worker runs here): one task per shard.
+    shards = {shard_for(meter, get_settings().shards) for meter in ("API-1", "API-2")}
+    assert queue_depths() == {
+        name: int(name in {f"readings.{k}" for k in shards})
+        for name in ["default", *get_settings().reading_queues]
+    }
+
+
+def test_nothing_valid_answers_422(client, ts):
+    status, body = post_batch(
+        client, [reading("API-1", REGION, ts, 1.0, powerFactor=1.5), {"meterId": "x"}]
+    )
+    assert status == 422
+    assert body == {
+        "accepted": 0,
+        "duplicates": 0,
+        "rejected": 2,
+        "errors": [
+            {"index": 0, "field": "powerFactor", "message": "Expected `float` <= 1.0"},
+            {"index": 1, "field": "readingId", "message": "is required"},
+        ],
+    }
+    assert sum(queue_depths().values()) == 0
+
+
+def test_only_duplicates_answers_200(client, ts):
+    batch = [reading("API-1", REGION, ts, 1.0), reading("API-2", REGION, ts, 2.0)]
+    assert post_batch(client, batch) == (
+        202,
+        {"accepted": 2, "duplicates": 0, "rejected": 0, "errors": []},
+    )
+    # Same (meter, instant) with a new readingId and value is still a duplicate.
+    again = [reading("API-1", REGION, ts, 5.0), reading("API-2", REGION, ts, 2.0)]
+    assert post_batch(client, again) == (
+        200,
+        {"accepted": 0, "duplicates": 2, "rejected": 0, "errors": []},
+    )
+    with_bad = [reading("API-1", REGION, ts, 1.0), reading("API-9", REGION, ts, -1)]
+    assert post_batch(client, with_bad) == (
+        200,
+        {
+            "accepted": 0,
+            "duplicates": 1,
+            "rejected": 1,
+            "errors": [{"index": 1, "field": "powerKw", "message": "Expected `float` >= 0.0"}],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/telemetry/batch", b"this is not json", "body must be a JSON array of readings"),
+        ("/telemetry/batch", b'{"meterId": "m"}', "body must be a JSON array of readings"),
+        ("/telemetry/batch", b"[]", "body must hold between 1 and 1000 readings"),
+        ("/telemetry", b"[{}]", "body must be a JSON object holding one reading"),
+        ("/telemetry", b"{broken", "body must be a JSON object"),
+    ],
+)
+def test_bad_bodies_answer_400(client, clean_state, path, body, message):
+    response = client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert set(answer) == {"error"}
+    assert answer["error"]["code"] == "BAD_REQUEST"
+    assert answer["error"]["message"].startswith(message)
+    assert answer["error"]["details"] is None
+
+
+def test_more_than_1000_readings_answer_413(client, ts):
+    batch = [reading(f"API-{i}", REGION, ts, 1.0) for i in range(1001)]
+    status, body = post_batch(client, batch)
+    assert status == 413
+    assert body == {
+        "error": {
+            "code": "PAYLOAD_TOO_LARGE",
+            "message": "a batch holds at most 1000 readings, got 1001",
+            "details": None,
+        }
+    }
+    assert sum(queue_depths().values()) == 0
+    # 1000 is allowed.
+    status, body = post_batch(client, batch[:1000])
+    assert (status, body["accepted"]) == (202, 1000)
+
+
+def test_body_over_the_size_limit_answers_413(client, clean_state):
+    limit = get_settings().max_body_bytes
+    body = b"[" + b" " * (limit - 1) + b"]"
+    response = client.post("/telemetry/batch", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_single_reading(client, ts):
+    one = reading("API-1", REGION, ts, 3.3, energy=0.01)
+    response = client.post("/telemetry", data=json.dumps(one), content_type="application/json")
+    assert response.status_code == 202
+    assert response.get_json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}
+    response = client.post("/telemetry", data=json.dumps(one), content_type="application/json")
+    assert response.status_code == 200
+    assert response.get_json() == {"accepted": 0, "duplicates": 1, "rejected": 0, "errors": []}
+    bad = dict(one, powerKw=-1)
+    response = client.post("/telemetry", data=json.dumps(bad), content_type="application/json")
+    assert response.status_code == 422
+    assert response.get_json()["errors"] == [
+        {"index": 0, "field": "powerKw", "message": "Expected `float` >= 0.0"}
+    ]
+
+
+def test_seed_simulator_payload_is_stored_with_energy(client, worker, published):
+    now = now_us()
+    moment = now - now % MICRO - 90 * MICRO
+    # The seed's documented sample, verbatim but for the time.
+    sample = {
+        "readingId": "a3f5e7b9-1234-5678-90ab-cdef12345678",
+        "meterId": "MTR-00000042",
+        "userId": "USR-00000021",
+        "timestamp": iso_timestamp(moment / MICRO),
+        "powerKw": 5.234,
+        "energyKwh": 0.0435,
+        "voltage": 235.6,
+        "region": "Mumbai-North",
+        "seq": 1523,
+        "status": "OK",
+        "metadata": {"mode": "normal", "baseLoad": 4.5},
+    }
+    # And what the project's simulator sends for the same instant (same shape as the seed's).
+    fleet = build_fleet(6, ["Mumbai-North", "Delhi-South"], random.Random(1))
+    generated = generate_readings(
+        fleet,
+        ["normal", "peak", "outage", "normal", "peak", "normal"],
+        seq=7,
+        timestamp=iso_timestamp(moment / MICRO),
+        interval_s=10.0,
+        duplicate_rate=0.0,
+        rng=random.Random(2),
+    )
+    assert {"userId", "seq", "status", "metadata", "energyKwh"} <= set(generated[0])
+    status, body = post_batch(client, [sample, *generated])
+    assert (status, body) == (202, {"accepted": 7, "duplicates": 0, "rejected": 0, "errors": []})
+
+    wait_processed(worker, runs=len(published.snapshot()), raw_rows=7)
+    rows = {
+        meter: (reading_id, region, power, energy, voltage, ts)
+        for meter, reading_id, region, power, energy, voltage, ts in query(
+            "SELECT meter_id, reading_id, region, power_kw, energy_kwh, voltage, ts "
+            "FROM raw_readings"
+        )
+    }
+    moment_dt = datetime.fromtimestamp(moment // MICRO, tz=UTC)
+    assert rows["MTR-00000042"] == (
+        "a3f5e7b9-1234-5678-90ab-cdef12345678",
+        "Mumbai-North",
+        Decimal("5.234"),
+        Decimal("0.0435"),
+        Decimal("235.6"),
+        moment_dt,
+    )
+    for item in generated:
+        assert rows[item["meterId"]] == (
+            item["readingId"],
+            item["region"],
+            Decimal(repr(item["powerKw"])),
+            Decimal(repr(item["energyKwh"])),
+            Decimal(repr(item["voltage"])),
+            moment_dt,
+        )
+    # Energy is kept (not 0) wherever the meter drew power.
+    assert all(rows[item["meterId"]][3] > 0 for item in generated if item["powerKw"] > 0)
+
+
+def test_backlog_over_bound_answers_503_with_retry_after(client, ts, monkeypatch):
+    batch = [reading("API-1", REGION, ts, 1.0), reading("API-2", REGION, ts, 2.0)]
+    monkeypatch.setattr(get_ingestor(), "backlog_exceeded", lambda: True)
+    response = client.post(
+        "/telemetry/batch", data=json.dumps(batch), content_type="application/json"
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert response.get_json() == {
+        "error": {
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "the reading queues are over their backlog bound",
+            "details": None,
+        }
+    }
+    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    monkeypatch.undo()
+    assert post_batch(client, batch)[0] == 202
+
+
+def test_broker_failure_answers_503_and_a_retry_is_accepted(client, ts, monkeypatch):
+    batch = [reading(f"API-{i}", REGION, ts, 1.0) for i in range(8)]
+
+    def broken(shard, rows, received_at_us):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(get_ingestor(), "publish", broken)
+    response = client.post(
+        "/telemetry/batch", data=json.dumps(batch), content_type="application/json"
+    )
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "2"
+    assert response.get_json()["error"] == {
+        "code": "SERVICE_UNAVAILABLE",
+        "message": "the broker did not take the readings: broker down",
+        "details": None,
+    }
+    # The marks of readings that were never queued are gone...
+    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    monkeypatch.undo()
+    # ...so the client's retry is accepted, not answered as duplicates.
+    assert post_batch(client, batch) == (
+        202,
+        {"accepted": 8, "duplicates": 0, "rejected": 0, "errors": []},
+    )
+
+
+def _ingestor(publish, marks=None) -> Ingestor:
+    settings = get_settings()
+    return Ingestor(
+        settings=settings,
+        known_regions=lambda: frozenset({REGION}),
+        marks=marks or RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
+        publish=publish,
+        backlog_exceeded=lambda: False,
+    )
+
+
+def _items(readings):
+    return split_batch(json.dumps(readings).encode(), max_items=1000)
+
+
+def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
+    readings = [reading(f"ING-{i:02d}", REGION, ts, float(i)) for i in range(20)]
+    shards = get_settings().shards
+    by_shard = {}
+    for item in readings:
+        by_shard.setdefault(shard_for(item["meterId"], shards), []).append(item["meterId"])
+    assert len(by_shard) > 1
+    first_shard = min(by_shard)
+
+    published: list[tuple[int, int]] = []
+
+    def fails_after_first(shard, rows, received_at_us):
+        if shard != first_shard:
+            raise ConnectionError("confirm timeout")
+        published.append((shard, len(rows)))
+
+    now = datetime.now(UTC)
+    with pytest.raises(IngestionUnavailableError) as excinfo:
+        _ingestor(fails_after_first).ingest(_items(readings), now)
+    assert excinfo.value.reason == "the broker did not take the readings: confirm timeout"
+    assert excinfo.value.retry_after == 2
+    assert published == [(first_shard, len(by_shard[first_shard]))]
+    # The first shard's readings are queued and stay marked; the rest were released.
+    marked = sorted(key.decode() for key in get_redis().scan_iter("segs:dd:*"))
+    assert marked == sorted(mark_name(meter, ts) for meter in by_shard[first_shard])
+
+    taken: list[int] = []
+    result = _ingestor(lambda shard, rows, _: taken.extend([shard] * len(rows))).ingest(
+        _items(readings), now
+    )
+    assert (result.accepted, result.duplicates, result.errors) == (
+        20 - len(by_shard[first_shard]),
+        len(by_shard[first_shard]),
+        [],
+    )
+    assert first_shard not in taken
+
+
+def test_total_publish_failure_then_retry_is_accepted_not_duplicate(ts):
+    readings = [reading(f"ING-{i:02d}", REGION, ts, 1.0) for i in range(5)]
+
+    def broken(shard, rows, received_at_us):
+        raise OSError("connection refused")
+
+    now = datetime.now(UTC)
+    with pytest.raises(IngestionUnavailableError):
+        _ingestor(broken).ingest(_items(readings), now)
+    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    result = _ingestor(lambda *args: None).ingest(_items(readings), now)
+    assert (result.accepted, result.duplicates, result.status) == (5, 0, 202)
+
+
+def test_redis_unreachable_is_unavailable(ts):
+    client = redis.Redis.from_url("redis://localhost:6390/0", socket_connect_timeout=0.5)
+    calls = []
+    try:
+        ingestor = _ingestor(lambda *args: calls.append(args), RedisDedupeMarks(client, 300))
+        with pytest.raises(IngestionUnavailableError) as excinfo:
+            ingestor.ingest(_items([reading("ING-1", REGION, ts, 1.0)]), datetime.now(UTC))
+    finally:
+        client.close()
+    assert excinfo.value.reason.startswith("Redis is unavailable: ")
+    assert excinfo.value.retry_after == 2
+    assert calls == []
+
+
+def test_redis_unreachable_answers_503(client, ts, monkeypatch):
+    unreachable = redis.Redis.from_url("redis://localhost:6390/0", socket_connect_timeout=0.5)
+    try:
+        monkeypatch.setattr(get_ingestor(), "marks", RedisDedupeMarks(unreachable, 300))
+        status, body = post_batch(client, [reading("API-1", REGION, ts, 1.0)])
+    finally:
+        unreachable.close()
+    assert status == 503
+    assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert body["error"]["message"].startswith("Redis is unavailable: ")
+    assert sum(queue_depths().values()) == 0
+
+
+def test_backlog_guard_reads_queue_depths(ts):
+    for _ in range(3):
+        fold_batch.apply_async(args=([], ts), queue="readings.1")
+    depths = queue_depths()
+    assert depths == {
+        "default": 0,
+        "readings.0": 0,
+        "readings.1": 3,
+        "readings.2": 0,
+        "readings.3": 0,
+    }
+    queues = get_settings().reading_queues
+    assert BacklogGuard(queues, limit=2, period_s=0)() is True
+    assert BacklogGuard(queues, limit=3, period_s=0)() is False

@@ -1,0 +1,151 @@
+"""A reading batch task run twice (redelivery, retry) changes nothing the second time.
+
+The batch id is the Celery task id: raw_readings rows carry it, and the Redis fold sets a
+``segs:applied:<id>`` mark in the same script, so the batch is folded exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal as D
+
+import pytest
+
+from segs.db import raw_connection
+from segs.redis_client import get_redis
+from segs.services.archive import _insert
+from segs.tasks.readings import fold_batch
+from tests.support import MICRO
+from tests.support import assert_stored_equals_recomputed
+from tests.support import dt
+from tests.support import flush_now
+from tests.support import meter_rows
+from tests.support import now_us
+from tests.support import past_15m_window
+from tests.support import query
+from tests.support import raw_count
+from tests.support import reading
+from tests.support import region_rows
+from tests.support import to_rows
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+REGION = "Delhi-North"  # capacity 4200 kW
+
+
+@pytest.fixture
+def window(clean_state) -> int:
+    return past_15m_window(45)
+
+
+def batch(window: int, meters=("R-1", "R-2", "R-3")) -> list[list]:
+    values = {"R-1": 1.25, "R-2": 0.0, "R-3": 3.5, "R-4": 2.0}
+    return to_rows(
+        [
+            reading(meter, REGION, window + (10 + i) * MICRO, values[meter], energy=0.01)
+            for i, meter in enumerate(meters)
+        ]
+    )
+
+
+def assert_counted_once(window: int, meters=("R-1", "R-2", "R-3")) -> None:
+    """Each reading of the batch is in every table exactly once."""
+    assert raw_count() == len(meters)
+    powers = {"R-1": D("1.25"), "R-2": D("0"), "R-3": D("3.5"), "R-4": D("2")}
+    for size in ("1m", "15m"):
+        rows = meter_rows(size)
+        assert sorted(rows) == [(meter, dt(window)) for meter in meters]
+        for meter in meters:
+            region, count, power_sum, *_, flush_count = rows[(meter, dt(window))]
+            assert (region, count, power_sum, flush_count) == (REGION, 1, powers[meter], 1)
+        total = sum(powers[meter] for meter in meters)
+        [(meter_count, reading_count, total_power, *_)] = region_rows(size).values()
+        assert (meter_count, reading_count, total_power) == (len(meters), len(meters), total)
+    assert_stored_equals_recomputed()
+
+
+def test_same_task_id_twice_through_the_worker(worker, window):
+    rows = batch(window)
+    task_id = str(uuid.uuid4())
+    for _ in range(2):
+        fold_batch.apply_async(args=(rows, now_us()), task_id=task_id, queue="readings.0")
+    wait_for(lambda: worker.fold_runs() == 2, timeout=30, message=worker.log)
+    # Both runs owned the 3 rows; only one folded them.
+    assert worker.metric("segs_readings_archived_total") == 3
+    assert worker.metric("segs_readings_duplicate_total", stage="archive") == 0
+    assert get_redis().exists(f"segs:applied:{task_id}") == 1
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert_counted_once(window)
+
+
+def test_same_task_id_twice_in_process(window):
+    rows = batch(window)
+    task_id = str(uuid.uuid4())
+    received_at = now_us()
+    first = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    second = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    assert first == {"received": 3, "owned": 3, "folded": True}
+    assert second == {"received": 3, "owned": 3, "folded": False}
+    assert get_redis().exists(f"segs:applied:{task_id}") == 1
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    # A third run after the flush must not re-open the windows either.
+    third = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    assert third == {"received": 3, "owned": 3, "folded": False}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert_counted_once(window)
+    assert query("SELECT DISTINCT batch_id::text FROM raw_readings") == [(task_id,)]
+
+
+def test_crash_between_commit_and_fold_is_folded_by_the_rerun(window):
+    rows = batch(window)
+    task_id = str(uuid.uuid4())
+    received_at = now_us()
+    # The first run committed its rows, then died before the Redis fold.
+    with raw_connection() as conn:
+        owned = _insert(conn, task_id, rows, received_at)
+    assert owned == rows
+    assert raw_count() == 3
+    assert get_redis().zcard("segs:win:open") == 0
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+
+    # The redelivered task finds the rows it owns by batch id and folds them, once.
+    rerun = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    assert rerun == {"received": 3, "owned": 3, "folded": True}
+    again = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    assert again == {"received": 3, "owned": 3, "folded": False}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert_counted_once(window)
+
+
+def test_another_batch_with_the_same_readings_owns_nothing(window):
+    rows = batch(window)
+    first = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
+    assert first == {"received": 3, "owned": 3, "folded": True}
+    # The same readings in a new request (their API marks expired): new task id.
+    other = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
+    assert other == {"received": 3, "owned": 0, "folded": False}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert_counted_once(window)
+
+
+def test_rerun_after_another_batch_took_some_of_the_readings(window):
+    """Batch 1 commits R-1..R-3 and dies; batch 2 (R-3, R-4) runs; batch 1 is redelivered."""
+    first_rows = batch(window)
+    second_rows = batch(window, meters=("R-3", "R-4"))
+    second_rows[0] = first_rows[2]  # exactly the same R-3 reading
+    first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with raw_connection() as conn:
+        _insert(conn, first_id, first_rows, now_us())
+    second = fold_batch.apply(args=(second_rows, now_us()), task_id=second_id).get()
+    assert second == {"received": 2, "owned": 1, "folded": True}
+    rerun = fold_batch.apply(args=(first_rows, now_us()), task_id=first_id).get()
+    assert rerun == {"received": 3, "owned": 3, "folded": True}
+    assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0}
+    assert_counted_once(window, meters=("R-1", "R-2", "R-3", "R-4"))
+    assert query("SELECT meter_id, batch_id::text FROM raw_readings ORDER BY 1") == [
+        ("R-1", first_id),
+        ("R-2", first_id),
+        ("R-3", first_id),
+        ("R-4", second_id),
+    ]

@@ -1,0 +1,84 @@
+"""The beat schedule names registered tasks, declared queues, and expiries within the period."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+
+import pytest
+
+import celeryconfig
+from beat_schedule import BEAT_SCHEDULE
+from segs.celery_app import app
+
+
+@pytest.fixture(scope="module")
+def registered_tasks():
+    for module in celeryconfig.imports:
+        importlib.import_module(module)
+    return set(app.tasks)
+
+
+def test_schedule_entries():
+    assert set(BEAT_SCHEDULE) == {
+        "flush-closed-windows",
+        "sample-queue-depths",
+        "requeue-stalled-batches",
+        "maintain-partitions",
+    }
+    assert celeryconfig.beat_schedule is BEAT_SCHEDULE
+
+
+def test_the_task_modules_register_the_tasks(registered_tasks):
+    assert {
+        "segs.tasks.readings.fold_batch",
+        "segs.tasks.windows.flush_closed_windows",
+        "segs.tasks.windows.sample_queue_depths",
+        "segs.tasks.maintenance.maintain_partitions",
+        "segs.tasks.readings.requeue_stalled_batches",
+    } <= registered_tasks
+
+
+@pytest.mark.parametrize("entry", sorted(BEAT_SCHEDULE))
+def test_entry_is_runnable(entry, registered_tasks):
+    spec = BEAT_SCHEDULE[entry]
+    assert spec["task"] in registered_tasks
+    assert isinstance(spec["schedule"], timedelta)
+    interval = spec["schedule"].total_seconds()
+    assert interval > 0
+    options = spec["options"]
+    # A stalled worker must not pile up runs: each expires within its own period.
+    assert 0 < options["expires"] <= interval
+    declared = {queue.name for queue in celeryconfig.task_queues}
+    assert options["queue"] in declared
+
+
+def test_flush_runs_every_flush_interval():
+    from segs.config import get_settings
+
+    spec = BEAT_SCHEDULE["flush-closed-windows"]
+    assert spec["schedule"] == timedelta(seconds=get_settings().flush_interval_s)
+
+
+def test_declared_queues_are_default_and_one_per_shard():
+    from segs.config import get_settings
+
+    shards = get_settings().shards
+    assert [queue.name for queue in celeryconfig.task_queues] == ["default"] + [
+        f"readings.{k}" for k in range(shards)
+    ]
+    assert celeryconfig.task_default_queue == "default"
+    assert celeryconfig.task_acks_late is True
+    assert celeryconfig.task_reject_on_worker_lost is True
+
+
+def test_broker_transport_options_follow_the_broker():
+    from segs.config import get_settings
+
+    settings = get_settings()
+    if settings.broker_url.startswith("amqp"):
+        assert celeryconfig.broker_transport_options == {"confirm_publish": True}
+    else:
+        assert celeryconfig.broker_transport_options == {
+            "visibility_timeout": settings.visibility_timeout_s
+        }

@@ -1,0 +1,109 @@
+"""Settings: CONTRACT §2 defaults, environment overrides, and loud failures on bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from segs.config import Settings
+from segs.config import SettingsError
+from segs.config import load_settings
+
+SEGS_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "SEGS_SHARDS",
+    "SEGS_ENV",
+    "JWT_SECRET_KEY",
+    "SEGS_MAX_BATCH_READINGS",
+    "SEGS_MAX_BODY_BYTES",
+    "SEGS_MAX_READING_AGE_S",
+    "SEGS_MAX_FUTURE_SKEW_S",
+    "SEGS_DEDUPE_MARK_TTL_S",
+    "SEGS_MAX_QUEUE_BACKLOG",
+    "SEGS_BACKLOG_CHECK_INTERVAL_S",
+    "SEGS_RETRY_AFTER_S",
+    "SEGS_WINDOW_GRACE_S",
+    "SEGS_FLUSH_INTERVAL_S",
+    "SEGS_APPLIED_MARK_TTL_S",
+    "SEGS_VISIBILITY_TIMEOUT_S",
+    "SEGS_RAW_RETENTION_DAYS",
+    "SEGS_AGG_1M_RETENTION_DAYS",
+    "SEGS_AGG_15M_RETENTION_DAYS",
+    "SEGS_PARTITION_PREMAKE_DAYS",
+    "SEGS_WORKER_METRICS_PORT",
+)
+
+
+@pytest.fixture
+def bare_env(monkeypatch):
+    for name in SEGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_contract_defaults(bare_env):
+    settings = load_settings()
+    assert settings.database_url == "postgresql+psycopg:///segs"
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.broker_url == "redis://localhost:6379/1"
+    assert settings.shards == 8
+    assert settings.environment == "development"
+    assert settings.jwt_secret_key is None
+    assert settings.reading_queues == [f"readings.{k}" for k in range(8)]
+    assert settings == Settings()
+
+
+def test_ingestion_defaults(bare_env):
+    settings = load_settings()
+    assert settings.max_batch_readings == 1000
+    assert settings.max_body_bytes == 2 * 1024 * 1024
+    assert settings.max_reading_age_s == 7 * 24 * 3600
+    assert settings.raw_retention_days == 7
+    assert settings.window_grace_s == 10
+    assert settings.is_production is False
+
+
+def test_environment_overrides(bare_env):
+    bare_env.setenv("DATABASE_URL", "postgresql+psycopg://u:p@db:5433/x")
+    bare_env.setenv("CELERY_BROKER_URL", "amqp://guest:guest@localhost:5672//")
+    bare_env.setenv("SEGS_SHARDS", "3")
+    bare_env.setenv("SEGS_FLUSH_INTERVAL_S", "2.5")
+    bare_env.setenv("SEGS_ENV", "production")
+    settings = load_settings()
+    assert settings.database_url == "postgresql+psycopg://u:p@db:5433/x"
+    assert settings.broker_url == "amqp://guest:guest@localhost:5672//"
+    assert settings.reading_queues == ["readings.0", "readings.1", "readings.2"]
+    assert settings.flush_interval_s == 2.5
+    assert settings.is_production is True
+
+
+def test_empty_values_mean_default(bare_env):
+    bare_env.setenv("SEGS_SHARDS", "")
+    bare_env.setenv("REDIS_URL", "")
+    settings = load_settings()
+    assert settings.shards == 8
+    assert settings.redis_url == "redis://localhost:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("SEGS_SHARDS", "eight", "SEGS_SHARDS must be an integer, got 'eight'"),
+        ("SEGS_SHARDS", "0", "SEGS_SHARDS must be >= 1, got 0"),
+        ("SEGS_MAX_BATCH_READINGS", "1.5", "SEGS_MAX_BATCH_READINGS must be an integer"),
+        ("SEGS_FLUSH_INTERVAL_S", "soon", "SEGS_FLUSH_INTERVAL_S must be a number, got 'soon'"),
+        ("SEGS_ENV", "staging", "SEGS_ENV must be one of development, testing, production"),
+    ],
+)
+def test_bad_values_name_the_variable(bare_env, name, value, message):
+    bare_env.setenv(name, value)
+    with pytest.raises(SettingsError) as excinfo:
+        load_settings()
+    assert str(excinfo.value).startswith(message)
+
+
+def test_reading_age_may_not_outlive_raw_retention(bare_env):
+    bare_env.setenv("SEGS_MAX_READING_AGE_S", str(8 * 86400))
+    with pytest.raises(SettingsError, match="SEGS_MAX_READING_AGE_S must not exceed"):
+        load_settings()
