@@ -27,7 +27,7 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--interval", type=float, default=2.0, help="seconds between readings of a meter"
     )
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument(
         "--worker-concurrency", type=int, default=2, help="Celery prefork processes"

@@ -467,8 +467,9 @@ def sustained_verdict(result: BenchResult) -> tuple[bool, list[str]]:
     if int(sim.get("failed", 0)):
         reasons.append("some batches failed (503 or no answer)")
     _, slope = queue_growth(result.queue_samples)
-    # Bursts come once per simulator cycle, so allow the queues to hold about one cycle.
-    if result.drain_s > max(5.0, 2 * result.config.interval_s):
+    # Each minute's flush holds one worker process for a few seconds, so a backlog builds and
+    # drains every minute; what must not happen is a backlog that keeps growing.
+    if result.drain_s > 30.0:
         reasons.append(f"the queues took {result.drain_s:.1f} s to drain after the load")
     if slope > 5.0:
         reasons.append(f"the queues grew by {slope:.1f} messages/s")
