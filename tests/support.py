@@ -568,3 +568,25 @@ def region_rows(size: str) -> dict[tuple[str, datetime], tuple[Any, ...]]:
 
 def D(text: str) -> Decimal:  # noqa: N802 - reads like a literal
     return Decimal(text)
+
+
+def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> Any:
+    """Run the worker's archive-and-fold service here, as a fresh batch, against the test DB."""
+    from segs.config import get_settings
+    from segs.db import raw_connection
+    from segs.redis_client import get_redis
+    from segs.services.archive import archive_and_fold
+    from segs.services.pending import PendingLedger
+    from segs.services.windows_store import WindowStore
+
+    with raw_connection() as conn:
+        return archive_and_fold(
+            conn,
+            WindowStore(get_redis()),
+            PendingLedger(get_redis()),
+            get_settings(),
+            batch_id=str(uuid.uuid4()),
+            rows=rows,
+            received_at_us=now_us(),
+            now=now or datetime.now(UTC),
+        )

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC
-from datetime import datetime
 from decimal import Decimal as D
 
 import pytest
 
 from segs.config import get_settings
-from segs.db import raw_connection
-from segs.redis_client import get_redis
-from segs.services.archive import archive_and_fold
-from segs.services.pending import PendingLedger
-from segs.services.windows_store import WindowStore
 from segs.tasks.readings import fold_batch
 from tests.support import MICRO
+from tests.support import archive_in_process
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
@@ -92,17 +86,7 @@ def test_a_backfill_batch_spanning_many_windows_is_folded(client, clean_state):
     status, body = post_batch(client, readings)
     assert (status, body["accepted"]) == (202, 300)
 
-    with raw_connection() as conn:
-        outcome = archive_and_fold(
-            conn,
-            WindowStore(get_redis()),
-            PendingLedger(get_redis()),
-            get_settings(),
-            batch_id=str(uuid.uuid4()),
-            rows=to_rows(readings),
-            received_at_us=now_us(),
-            now=datetime.now(UTC),
-        )
+    outcome = archive_in_process(to_rows(readings))
     assert (outcome.received, outcome.owned, outcome.folded) == (300, 300, True)
     assert flush_now() == {"windows": 320, "rows": 320, "late_readings": 0}
     assert query("SELECT count(*), sum(reading_count) FROM aggregates_1m") == [(300, 300)]

@@ -18,6 +18,7 @@ from segs.services.partitions import ensure_partitions
 from segs.tasks.maintenance import maintain_partitions
 from segs.tasks.readings import fold_batch
 from tests.support import MICRO
+from tests.support import archive_in_process
 from tests.support import db
 from tests.support import flush_now
 from tests.support import now_us
@@ -216,10 +217,6 @@ def test_a_reading_whose_day_partition_was_dropped_does_not_block_its_batch(clea
     """A reading accepted just inside the maximum age, processed after midnight passed and the
     retention drop removed its day: the batch's other readings must still be archived (a task
     that raises forever is retried forever, and nothing of the batch ever lands)."""
-    from segs.redis_client import get_redis
-    from segs.services.archive import archive_and_fold
-    from segs.services.pending import PendingLedger
-    from segs.services.windows_store import WindowStore
 
     now = datetime.now(UTC)
     first_kept_day = (now - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -230,16 +227,6 @@ def test_a_reading_whose_day_partition_was_dropped_does_not_block_its_batch(clea
     rows = to_rows(
         [reading("P-1", "Pune-East", stale_us, 1.0), reading("P-2", "Pune-East", fresh_us, 2.0)]
     )
-    with raw_connection() as conn:
-        outcome = archive_and_fold(
-            conn,
-            WindowStore(get_redis()),
-            PendingLedger(get_redis()),
-            get_settings(),
-            batch_id=str(uuid.uuid4()),
-            rows=rows,
-            received_at_us=now_us(),
-            now=now,
-        )
+    outcome = archive_in_process(rows, now)
     assert outcome.received == 2
     assert ("P-2", Decimal("2")) in query("SELECT meter_id, power_kw FROM raw_readings")
