@@ -101,6 +101,13 @@ def _report(result: BenchResult) -> str:
     for name, seconds in sorted(result.cpu_seconds.items(), key=lambda item: -item[1]):
         share = 100 * seconds / cpu_total if cpu_total else 0.0
         lines.append(f"  {name:<22} {seconds:7.1f} CPU-s  {share:5.1f} %")
+    accepted_or_one = max(accepted, 1)
+    lines.append("Redis commands during the load (script-internal commands also in evalsha):")
+    for name, calls, usec in result.redis_commands[:8]:
+        lines.append(
+            f"  {name:<12} {calls:>10,} calls {usec / 1e6:7.2f} s  "
+            f"{usec / max(calls, 1):8.1f} µs/call  {usec / accepted_or_one:5.2f} µs/reading"
+        )
     lines.extend(result.notes)
     return "\n".join(lines)
 

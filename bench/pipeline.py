@@ -96,6 +96,7 @@ class BenchResult:
     drain_s: float
     totals: dict[str, Any]
     flush_lag: dict[str, float]
+    redis_commands: list[tuple[str, int, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -176,6 +177,21 @@ class CpuMeter:
     def stop(self) -> dict[str, float]:
         self.sample()
         return {name: self.latest[name] - self.start_values.get(name, 0.0) for name in self.latest}
+
+
+def _redis_command_stats(url: str) -> list[tuple[str, int, float]]:
+    """(command, calls, total µs) from INFO commandstats, most expensive first.
+
+    Commands a script runs are counted both on their own line and inside EVALSHA's total.
+    """
+    import redis
+
+    stats = redis.Redis.from_url(url).info("commandstats")
+    rows = [
+        (name.removeprefix("cmdstat_"), int(values["calls"]), float(values["usec"]))
+        for name, values in stats.items()
+    ]
+    return sorted(rows, key=lambda row: -row[2])
 
 
 def _run_setup(config: BenchConfig) -> None:
@@ -399,6 +415,8 @@ def _flush_lag(config: BenchConfig, since: datetime, until: datetime) -> dict[st
 
 def run(config: BenchConfig) -> BenchResult:
     """Run one benchmark at the configured offered rate."""
+    import redis
+
     os.environ.update(config.env())
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
     _run_setup(config)
@@ -432,6 +450,7 @@ def run(config: BenchConfig) -> BenchResult:
         groups_with_sim = dict(groups)
         groups_with_sim["simulator"] = simulator
         meter = CpuMeter(groups_with_sim)
+        redis.Redis.from_url(config.redis_url).config_resetstat()
         meter.start()
         while simulator.process.poll() is None:
             samples.append((time.monotonic() - began, _reading_queue_depth(config)))
@@ -439,6 +458,7 @@ def run(config: BenchConfig) -> BenchResult:
             time.sleep(1.0)
         wall = time.monotonic() - began
         cpu = meter.stop()
+        redis_commands = _redis_command_stats(config.redis_url)
         load_ended = datetime.now(UTC)
         drain_started = time.monotonic()
         while _reading_queue_depth(config) > 0 and time.monotonic() - drain_started < 300:
@@ -455,7 +475,9 @@ def run(config: BenchConfig) -> BenchResult:
     totals = _totals(config, accepted)
     lag = _flush_lag(config, load_started, load_ended)
     notes.append(f"logs in {logs}")
-    return BenchResult(config, sim_summary, samples, cpu, wall, drain, totals, lag, notes)
+    return BenchResult(
+        config, sim_summary, samples, cpu, wall, drain, totals, lag, redis_commands, notes
+    )
 
 
 def sustained_verdict(result: BenchResult) -> tuple[bool, list[str]]:
