@@ -1,7 +1,7 @@
 """Ingestion wired to the real Redis, broker and database: used by the API and the simulator.
 
-``submit_batch``/``submit_one`` answer exactly as ``POST /telemetry/batch`` and ``POST /telemetry``
-do, as (status, body), so the simulator's ``queue`` target behaves like its ``http`` target.
+``submit`` answers exactly as ``POST /telemetry/batch`` and ``POST /telemetry`` do, as (status,
+body, headers), so the simulator's ``queue`` target behaves like its ``http`` target.
 """
 
 from __future__ import annotations
@@ -102,10 +102,4 @@ def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str,
 def submit_batch(body: bytes) -> tuple[int, dict[str, Any]]:
     """Ingest a JSON array of readings, as ``POST /telemetry/batch`` would."""
     status, answer, _ = _submit(body, single=False)
-    return status, answer
-
-
-def submit_one(body: bytes) -> tuple[int, dict[str, Any]]:
-    """Ingest one JSON reading, as ``POST /telemetry`` would."""
-    status, answer, _ = _submit(body, single=True)
     return status, answer
