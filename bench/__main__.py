@@ -35,6 +35,9 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--worker-pool", choices=("prefork", "threads"), default="prefork", help="Celery pool"
     )
+    parser.add_argument(
+        "--worker-nice", type=int, default=0, help="run the Celery worker at this niceness"
+    )
     parser.add_argument("--shards", type=int, default=2, help="SEGS_SHARDS (reading queues)")
     parser.add_argument(
         "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
@@ -52,6 +55,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         api_workers=args.api_workers,
         worker_concurrency=args.worker_concurrency,
         worker_pool=args.worker_pool,
+        worker_nice=args.worker_nice,
         shards=args.shards,
         broker=args.broker,
         api_port=args.api_port,
@@ -75,7 +79,8 @@ def _report(result: BenchResult) -> str:
         f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s "
         f"({config.client_concurrency} batches in flight); "
         f"broker {config.broker}; {config.api_workers} API workers; "
-        f"Celery {config.worker_pool} x{config.worker_concurrency}; {config.shards} shards",
+        f"Celery {config.worker_pool} x{config.worker_concurrency}"
+        f"{f' (nice {config.worker_nice})' if config.worker_nice else ''}; {config.shards} shards",
         f"accepted readings/s             : {rate:,.0f}  ({accepted:,} in {result.wall_s:.1f} s)",
         f"sustained (kept up)             : {'yes' if kept_up else 'no: ' + '; '.join(reasons)}",
         f"reading queues                  : max depth {max_depth} messages, "

@@ -43,6 +43,7 @@ class BenchConfig:
     api_workers: int
     worker_concurrency: int
     worker_pool: str
+    worker_nice: int
     shards: int
     broker: str
     api_port: int
@@ -271,7 +272,9 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
         ),
         "worker (celery)": _spawn(
             "worker",
+            # A positive niceness lets the latency-sensitive API win the CPU over the folding.
             [
+                *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
                 str(BIN / "celery"),
                 "-A",
                 "segs",
