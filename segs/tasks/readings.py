@@ -17,10 +17,9 @@ from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
-from segs.redis_client import get_redis
 from segs.services.archive import archive_and_fold
-from segs.services.pending import PendingLedger
-from segs.services.windows_store import WindowStore
+from segs.tasks.stores import get_pending_ledger
+from segs.tasks.stores import get_window_store
 
 logger = get_task_logger(__name__)
 
@@ -43,8 +42,8 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
     with raw_connection() as conn:
         outcome = archive_and_fold(
             conn,
-            WindowStore(get_redis()),
-            PendingLedger(get_redis()),
+            get_window_store(),
+            get_pending_ledger(),
             get_settings(),
             batch_id=self.request.id,
             rows=rows,
@@ -60,7 +59,7 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
 def publish_batch(shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
     """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP)."""
     task_id = str(uuid.uuid4())
-    ledger = PendingLedger(get_redis()) if get_settings().pending_ledger else None
+    ledger = get_pending_ledger() if get_settings().pending_ledger else None
     if ledger is not None:
         ledger.record(task_id, shard, rows, received_at_us, time.time())
     try:
@@ -86,7 +85,7 @@ def _send(task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int)
 def requeue_stalled_batches() -> int:
     """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded."""
     settings = get_settings()
-    ledger = PendingLedger(get_redis())
+    ledger = get_pending_ledger()
     now = time.time()
     stalled = ledger.claim_stalled(now - settings.requeue_after_s, now)
     for batch in stalled:

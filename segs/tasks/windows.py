@@ -14,8 +14,8 @@ from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services import flush
-from segs.services.windows_store import WindowStore
 from segs.tasks.queues import queue_depths
+from segs.tasks.stores import get_window_store
 
 logger = get_task_logger(__name__)
 
@@ -34,7 +34,7 @@ def flush_closed_windows() -> dict[str, int]:
     try:
         with raw_connection() as conn:
             report = flush.flush_closed_windows(
-                conn, WindowStore(client), get_settings(), datetime.now(UTC)
+                conn, get_window_store(), get_settings(), datetime.now(UTC)
             )
     finally:
         lock.release()
@@ -55,6 +55,6 @@ def sample_queue_depths() -> None:
     settings = get_settings()
     for queue, depth in queue_depths(["default", *settings.reading_queues]).items():
         metrics.QUEUE_DEPTH.labels(queue).set(depth)
-    open_windows = WindowStore(get_redis()).open_windows_by_size()
+    open_windows = get_window_store().open_windows_by_size()
     for size in ("1m", "15m"):
         metrics.OPEN_WINDOWS.labels(size).set(open_windows.get(size, 0))
