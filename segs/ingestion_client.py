@@ -21,6 +21,7 @@ from segs.domain.readings import BatchTooLargeError
 from segs.domain.readings import BodyShapeError
 from segs.domain.readings import single_as_batch
 from segs.domain.readings import split_batch
+from segs.errors import error_body
 from segs.models import Region
 from segs.redis_client import get_redis
 from segs.services.dedupe import RedisDedupeMarks
@@ -64,11 +65,8 @@ def get_ingestor() -> Ingestor:
     )
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": None}}
-
-
-def _submit(body: bytes, single: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Ingest a request body; returns (status, JSON body, headers)."""
     settings = get_settings()
     if len(body) > settings.max_body_bytes:
         return (
@@ -94,12 +92,7 @@ def _submit(body: bytes, single: bool) -> tuple[int, dict[str, Any], dict[str, s
     return result.status, result.body(), {}
 
 
-def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Ingest a request body; returns (status, JSON body, headers)."""
-    return _submit(body, single)
-
-
 def submit_batch(body: bytes) -> tuple[int, dict[str, Any]]:
     """Ingest a JSON array of readings, as ``POST /telemetry/batch`` would."""
-    status, answer, _ = _submit(body, single=False)
+    status, answer, _ = submit(body, single=False)
     return status, answer

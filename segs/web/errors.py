@@ -9,11 +9,13 @@ from flask import Response
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
+from segs.errors import error_body
+
 logger = logging.getLogger(__name__)
 
 
 def error_response(status: int, code: str, message: str, details: object = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response = jsonify(error_body(code, message, details))
     response.status_code = status
     return response
 
