@@ -47,7 +47,7 @@ def _env_for(name: str) -> dict[str, str]:
     return env
 
 
-def _print_summary(started_at: datetime) -> None:
+def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
     # Imported late: the stack's processes must not inherit a connection pool from here.
     from sqlalchemy import text
 
@@ -59,20 +59,23 @@ def _print_summary(started_at: datetime) -> None:
         raw = conn.execute(
             text("SELECT count(*) FROM raw_readings WHERE received_at >= :t"), {"t": started_at}
         ).scalar_one()
+        # Windows that began during this run (the first may also hold the previous run's
+        # readings); windows left open by an earlier run are flushed now but not counted here.
+        run_windows = {"start": started_at.replace(second=0, microsecond=0), "end": stopped_at}
         agg = conn.execute(
             text(
                 "SELECT count(*), coalesce(sum(reading_count), 0) FROM aggregates_1m "
-                "WHERE updated_at >= :t"
+                "WHERE window_start >= :start AND window_start < :end"
             ),
-            {"t": started_at},
+            run_windows,
         ).one()
         loads = conn.execute(
             text(
                 "SELECT DISTINCT ON (region) region, window_start, load_percentage "
-                "FROM regional_aggregates_1m WHERE updated_at >= :t "
+                "FROM regional_aggregates_1m WHERE window_start >= :start AND window_start < :end "
                 "ORDER BY region, window_start DESC"
             ),
-            {"t": started_at},
+            run_windows,
         ).all()
     print("\n=== SEGS run summary ===")
     print(f"readings archived in raw_readings this run   : {raw}")
@@ -112,7 +115,7 @@ def main() -> int:
     began = time.monotonic()
     stack.loop()
     stopped_by_us = stack.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT)
-    _print_summary(started_at)
+    _print_summary(started_at, datetime.now(UTC))
     print(f"ran for {time.monotonic() - began:.0f} s")
     return 0 if stopped_by_us else (stack.returncode or 0)
 
