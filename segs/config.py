@@ -46,6 +46,21 @@ def _str(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+# Signs tokens in development and testing only; create_app refuses production without a key.
+DEVELOPMENT_JWT_KEY = "segs-development-only-signing-key-do-not-deploy"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration. Build it with :func:`load_settings`, never by hand in app code."""
@@ -84,9 +99,38 @@ class Settings:
     # Observability
     worker_metrics_port: int = 9808
 
+    # Accounts and tokens
+    jwt_access_ttl_s: int = 15 * 60
+    jwt_refresh_ttl_s: int = 7 * 24 * 3600
+    # argon2id cost; the defaults are RFC 9106's second recommended profile (64 MiB, t=3).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 64 * 1024
+    verification_code_ttl_s: int = 10 * 60
+    verification_code_attempts: int = 5
+
+    # Outgoing mail (verification and reset codes, later notifications)
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "SEGS <no-reply@segs.localhost>"
+
+    # Abuse limits (Flask-Limiter notation, kept in Redis)
+    rate_limit_default: str = "300 per minute"
+    rate_limit_auth_per_ip: str = "60 per 15 minutes"
+    rate_limit_auth_per_account: str = "20 per 15 minutes"
+    login_failures_per_account: str = "10 per 15 minutes"
+
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
+
+    @property
+    def signing_key(self) -> str:
+        """The JWT signing key: JWT_SECRET_KEY, or a fixed key outside production."""
+        return self.jwt_secret_key or DEVELOPMENT_JWT_KEY
 
     @property
     def reading_queues(self) -> list[str]:
@@ -141,6 +185,31 @@ def load_settings() -> Settings:
             "SEGS_PARTITION_PREMAKE_DAYS", Settings.partition_premake_days, 1
         ),
         worker_metrics_port=_int("SEGS_WORKER_METRICS_PORT", Settings.worker_metrics_port),
+        jwt_access_ttl_s=_int("SEGS_JWT_ACCESS_TTL_S", Settings.jwt_access_ttl_s, 10),
+        jwt_refresh_ttl_s=_int("SEGS_JWT_REFRESH_TTL_S", Settings.jwt_refresh_ttl_s, 60),
+        argon2_time_cost=_int("SEGS_ARGON2_TIME_COST", Settings.argon2_time_cost, 1),
+        argon2_memory_kib=_int("SEGS_ARGON2_MEMORY_KIB", Settings.argon2_memory_kib, 8),
+        verification_code_ttl_s=_int(
+            "SEGS_VERIFICATION_CODE_TTL_S", Settings.verification_code_ttl_s, 1
+        ),
+        verification_code_attempts=_int(
+            "SEGS_VERIFICATION_CODE_ATTEMPTS", Settings.verification_code_attempts, 1
+        ),
+        smtp_host=_str("SEGS_SMTP_HOST", Settings.smtp_host),
+        smtp_port=_int("SEGS_SMTP_PORT", Settings.smtp_port, 1),
+        smtp_username=os.environ.get("SEGS_SMTP_USERNAME") or None,
+        smtp_password=os.environ.get("SEGS_SMTP_PASSWORD") or None,
+        smtp_starttls=_bool("SEGS_SMTP_STARTTLS", Settings.smtp_starttls),
+        smtp_timeout_s=_float("SEGS_SMTP_TIMEOUT_S", Settings.smtp_timeout_s, 0.1),
+        mail_from=_str("SEGS_MAIL_FROM", Settings.mail_from),
+        rate_limit_default=_str("SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
+        rate_limit_auth_per_ip=_str("SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip),
+        rate_limit_auth_per_account=_str(
+            "SEGS_RATE_LIMIT_AUTH_PER_ACCOUNT", Settings.rate_limit_auth_per_account
+        ),
+        login_failures_per_account=_str(
+            "SEGS_LOGIN_FAILURES_PER_ACCOUNT", Settings.login_failures_per_account
+        ),
     )
     if environment not in ENVIRONMENTS:
         raise SettingsError(

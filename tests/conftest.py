@@ -27,6 +27,10 @@ os.environ.setdefault("SEGS_WINDOW_GRACE_S", "1")
 os.environ.setdefault("SEGS_VISIBILITY_TIMEOUT_S", "5")
 # The Redis broker's safety net re-publishes a batch still unfolded after this long.
 os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")
+# Cheap password hashing and no general rate limit, unless a test sets its own.
+os.environ.setdefault("SEGS_ARGON2_TIME_COST", "1")
+os.environ.setdefault("SEGS_ARGON2_MEMORY_KIB", "1024")
+os.environ.setdefault("SEGS_RATE_LIMIT_DEFAULT", "100000 per minute")
 
 import pytest  # noqa: E402
 

@@ -37,6 +37,10 @@ DATA_TABLES = (
     "regional_aggregates_15m",
     "window_flushes",
     "meters",
+    "audit_log",
+    "refresh_tokens",
+    "verification_codes",
+    "users",
 )
 
 
@@ -142,6 +146,12 @@ def db() -> Iterator[psycopg.Connection]:
 def query(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     with db() as conn:
         return conn.execute(sql, params).fetchall()
+
+
+def execute(sql: str, params: Any = None) -> None:
+    """Run a statement that returns no rows."""
+    with db() as conn:
+        conn.execute(sql, params)
 
 
 def scalar(sql: str, params: Any = None) -> Any:

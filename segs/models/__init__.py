@@ -1,5 +1,9 @@
 """SQLAlchemy models. Import from here so every table is registered on Base.metadata."""
 
+from segs.models.accounts import AuditEntry
+from segs.models.accounts import RefreshToken
+from segs.models.accounts import User
+from segs.models.accounts import VerificationCode
 from segs.models.base import Base
 from segs.models.grid import Meter
 from segs.models.grid import Region
@@ -13,11 +17,15 @@ from segs.models.telemetry import WindowFlush
 __all__ = [
     "Aggregate15m",
     "Aggregate1m",
+    "AuditEntry",
     "Base",
     "Meter",
     "RawReading",
+    "RefreshToken",
     "Region",
     "RegionalAggregate15m",
     "RegionalAggregate1m",
+    "User",
+    "VerificationCode",
     "WindowFlush",
 ]

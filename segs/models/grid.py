@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 
@@ -28,11 +29,20 @@ class Region(Base):
 
 
 class Meter(Base):
-    """A meter, registered on first sight; last_seen follows its newest reading."""
+    """A meter: registered on first sight or by an admin; last_seen follows its newest reading.
+
+    A meter belongs to at most one account (owner_id), and only to one of its own region.
+    """
 
     __tablename__ = "meters"
 
     meter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     region: Mapped[str] = mapped_column(ForeignKey("regions.name"), index=True)
-    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Empty until the first reading arrives, for a meter an admin registered ahead of it.
+    first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

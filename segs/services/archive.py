@@ -69,7 +69,8 @@ SELECT meter_id, min(region),
        timestamptz 'epoch' + max(ts_us) * interval '1 microsecond'
 FROM reading_stage WHERE meter_id = ANY(%(meter_ids)s)
 GROUP BY meter_id
-ON CONFLICT (meter_id) DO NOTHING
+ON CONFLICT (meter_id) DO UPDATE SET first_seen = EXCLUDED.first_seen
+WHERE meters.first_seen IS NULL
 """
 
 

@@ -104,8 +104,9 @@ SELECT s.meter_id, %(region)s,
        timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond',
        timestamptz 'epoch' + s.last_ts_us * interval '1 microsecond'
 FROM window_stage s
-ON CONFLICT (meter_id) DO UPDATE SET last_seen = EXCLUDED.last_seen
-WHERE m.last_seen < EXCLUDED.last_seen
+ON CONFLICT (meter_id) DO UPDATE
+SET last_seen = EXCLUDED.last_seen, first_seen = coalesce(m.first_seen, EXCLUDED.first_seen)
+WHERE m.last_seen IS NULL OR m.last_seen < EXCLUDED.last_seen
 """
 
 

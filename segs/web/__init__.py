@@ -9,10 +9,18 @@ from segs.config import SettingsError
 from segs.config import get_settings
 from segs.web import cli
 from segs.web import errors
+from segs.web.extensions import api
+from segs.web.extensions import limiter
 from segs.web.health import bp as health_bp
+from segs.web.security import BEARER_SCHEME
+from segs.web.security import configure_jwt
 from segs.web.telemetry import bp as telemetry_bp
 
+# Plain blueprints outside /api/v1: probes, metrics and the meters' ingestion endpoints.
 BLUEPRINTS = (health_bp, telemetry_bp)
+
+# flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
+API_BLUEPRINTS: tuple = ()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -27,8 +35,44 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes + 1,
         JSON_SORT_KEYS=False,
     )
-    for blueprint in BLUEPRINTS:
-        app.register_blueprint(blueprint)
+    register_extensions(app, settings)
+    register_blueprints(app)
     errors.register_error_handlers(app)
     cli.register_commands(app)
     return app
+
+
+def register_extensions(app: Flask, settings: Settings) -> None:
+    """Bind the OpenAPI layer, JWT authentication and the rate limiter to *app*."""
+    app.config.update(
+        API_TITLE="SEGS API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="api/v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="api-docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # Every operation needs a bearer token unless it says otherwise (security=[]).
+        API_SPEC_OPTIONS={
+            "security": [{"bearerAuth": []}],
+            "components": {"securitySchemes": {"bearerAuth": BEARER_SCHEME}},
+        },
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_KEY_PREFIX="segs:limits",
+        RATELIMIT_DEFAULT=settings.rate_limit_default,
+        RATELIMIT_HEADERS_ENABLED=True,
+        # With Redis down the API still serves reads; limits resume when Redis is back.
+        RATELIMIT_SWALLOW_ERRORS=True,
+    )
+    api.init_app(app)
+    configure_jwt(app, settings)
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register the probes and ingestion as plain blueprints, the REST resources on the API."""
+    for blueprint in BLUEPRINTS:
+        limiter.exempt(blueprint)
+        app.register_blueprint(blueprint)
+    for api_blueprint in API_BLUEPRINTS:
+        api.register_blueprint(api_blueprint, url_prefix=f"/api/v1{api_blueprint.url_prefix}")

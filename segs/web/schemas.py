@@ -1,0 +1,65 @@
+"""Schema building blocks shared by the resource blueprints: camelCase on the wire, pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema
+from marshmallow import fields
+from marshmallow import validate
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+
+
+def camel_case(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class CamelSchema(Schema):
+    """Fields are snake_case in Python and camelCase in JSON, as the ingestion format is."""
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        field_obj.data_key = camel_case(field_obj.data_key or field_name)
+
+
+class PageArgsSchema(CamelSchema):
+    """``?page=&pageSize=`` on every list endpoint."""
+
+    page = fields.Integer(
+        load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based page"}
+    )
+    page_size = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE,
+        validate=validate.Range(min=1, max=MAX_PAGE_SIZE),
+        metadata={"description": f"items per page, at most {MAX_PAGE_SIZE}"},
+    )
+
+
+def page_schema(item: type[Schema], name: str) -> type[Schema]:
+    """A response schema ``{items, total, page, pageSize}`` named *name* in the OpenAPI document."""
+    page_fields: dict[str, fields.Field] = {
+        "items": fields.List(fields.Nested(item)),
+        "total": fields.Integer(metadata={"description": "items over all pages"}),
+        "page": fields.Integer(),
+        "page_size": fields.Integer(),
+    }
+    return CamelSchema.from_dict(page_fields, name=name)
+
+
+def page_body(items: list[Any], total: int, args: dict[str, int]) -> dict[str, Any]:
+    """The object a page schema dumps."""
+    return {"items": items, "total": total, "page": args["page"], "page_size": args["page_size"]}
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(metadata={"description": "machine-readable, e.g. VALIDATION_ERROR"})
+    message = fields.String()
+    details = fields.Raw(allow_none=True, metadata={"description": "per-field reasons, or null"})
+
+
+class ErrorSchema(Schema):
+    """Every error response: ``{"error": {"code", "message", "details"}}`` (CONTRACT §5)."""
+
+    error = fields.Nested(ErrorDetailSchema)
