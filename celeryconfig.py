@@ -27,6 +27,7 @@ imports = (
     "segs.tasks.readings",
     "segs.tasks.windows",
     "segs.tasks.maintenance",
+    "segs.tasks.mail",
     "segs.tasks.worker_signals",
 )
 
@@ -37,6 +38,7 @@ task_create_missing_queues = False
 task_routes = {
     "segs.tasks.windows.*": {"queue": "default"},
     "segs.tasks.maintenance.*": {"queue": "default"},
+    "segs.tasks.mail.*": {"queue": "default"},
     "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
 }
 

@@ -1,4 +1,4 @@
-"""``make run``: the API, a worker, beat, Flower and the simulator in the foreground.
+"""``make run``: the API, a worker, beat, Flower, a mail sink and the simulator in the foreground.
 
 Ctrl-C (or SIGTERM) stops every process; ``DURATION=N`` stops them after N seconds. Then the
 windows that have closed are flushed and a summary of what reached PostgreSQL is printed.
@@ -22,6 +22,7 @@ from honcho.printer import Printer
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 VAR = ROOT / "var"
+MAIL_PORT = 1025
 
 
 def _commands(api_port: int, flower_port: int) -> dict[str, str]:
@@ -32,6 +33,8 @@ def _commands(api_port: int, flower_port: int) -> dict[str, str]:
         "worker": f"{BIN}/celery -A segs worker --loglevel INFO",
         "beat": f"{BIN}/celery -A segs beat --loglevel INFO --schedule {VAR}/celerybeat-schedule",
         "flower": f"{BIN}/celery -A segs flower --port={flower_port} --address=127.0.0.1",
+        # A local mail sink: verification and reset codes are printed here instead of sent.
+        "mail": f"{BIN}/python -m aiosmtpd -n -l 127.0.0.1:{MAIL_PORT}",
         "simulator": f"{BIN}/python tools/wait_http.py {api_url}/ready 60 && "
         f"exec {BIN}/python -m simulator --url {api_url}/telemetry/batch",
     }
@@ -40,6 +43,10 @@ def _commands(api_port: int, flower_port: int) -> dict[str, str]:
 def _env_for(name: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    # Mail goes to the stack's own sink unless an SMTP server is configured.
+    if "SEGS_SMTP_HOST" not in env:
+        env["SEGS_SMTP_HOST"] = "127.0.0.1"
+        env["SEGS_SMTP_PORT"] = str(MAIL_PORT)
     if name in ("api", "worker"):
         # Each multiprocess metrics directory starts empty (gunicorn's hook and the worker's
         # init wipe it); separate ones keep the API's /metrics to the API's processes.

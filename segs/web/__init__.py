@@ -9,18 +9,34 @@ from segs.config import SettingsError
 from segs.config import get_settings
 from segs.web import cli
 from segs.web import errors
+from segs.web.admin import bp as admin_bp
+from segs.web.audit import bp as audit_bp
+from segs.web.auth import bp as auth_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
 from segs.web.health import bp as health_bp
+from segs.web.json_provider import SegsJSONProvider
+from segs.web.meter_data import bp as meter_data_bp
+from segs.web.meters import bp as meters_bp
+from segs.web.regions import bp as regions_bp
 from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
 from segs.web.telemetry import bp as telemetry_bp
+from segs.web.users import bp as users_bp
 
 # Plain blueprints outside /api/v1: probes, metrics and the meters' ingestion endpoints.
 BLUEPRINTS = (health_bp, telemetry_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
-API_BLUEPRINTS: tuple = ()
+API_BLUEPRINTS: tuple = (
+    auth_bp,
+    users_bp,
+    meters_bp,
+    audit_bp,
+    admin_bp,
+    meter_data_bp,
+    regions_bp,
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.is_production and not settings.jwt_secret_key:
         raise SettingsError("JWT_SECRET_KEY must be set when SEGS_ENV=production")
     app = Flask(__name__)
+    app.json = SegsJSONProvider(app)
     app.config.from_mapping(
         SEGS_SETTINGS=settings,
         # Slightly above the ingestion limit so the view can answer 413 with the contract's body.

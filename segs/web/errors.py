@@ -45,7 +45,7 @@ def register_error_handlers(app: Flask) -> None:
             code = (exc.name or "error").upper().replace(" ", "_")
             response = error_response(status, code, exc.description or exc.name)
         # Keep headers such as Allow (405) and Retry-After (429, 503).
-        for name, value in data.get("headers", {}).items():
+        for name, value in (data.get("headers") or {}).items():
             response.headers[name] = value
         for name, value in exc.get_headers():
             if name.lower() != "content-type":

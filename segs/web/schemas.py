@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import Schema
+from marshmallow import ValidationError
 from marshmallow import fields
+from marshmallow import pre_load
 from marshmallow import validate
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+# Keeps OFFSET = (page - 1) x pageSize far inside PostgreSQL's bigint.
+MAX_PAGE = 1_000_000
 
 
 def camel_case(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class CamelSchema(Schema):
@@ -23,12 +38,23 @@ class CamelSchema(Schema):
     def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
         field_obj.data_key = camel_case(field_obj.data_key or field_name)
 
+    @pre_load
+    def reject_nul_characters(self, data: Any, **_kwargs: Any) -> Any:
+        """PostgreSQL text cannot hold NUL: refuse it as bad input (422), not a 500 later."""
+        if isinstance(data, Mapping):
+            bad = {key: ["must not contain NUL characters"] for key in data if _has_nul(data[key])}
+            if bad:
+                raise ValidationError(bad)
+        return data
+
 
 class PageArgsSchema(CamelSchema):
     """``?page=&pageSize=`` on every list endpoint."""
 
     page = fields.Integer(
-        load_default=1, validate=validate.Range(min=1), metadata={"description": "1-based page"}
+        load_default=1,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": f"1-based page, at most {MAX_PAGE}"},
     )
     page_size = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE,

@@ -1,0 +1,247 @@
+"""Account use cases: register, verify by emailed code, log in, change and reset the password.
+
+Registration takes no password. The emailed code proves the address, and the password is
+chosen in the same request that presents the code, so nobody can claim an account they cannot
+read the mail of. Codes leave this module as :class:`OutgoingMail` for the caller to enqueue
+once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from segs.config import Settings
+from segs.domain.accounts import normalize_email
+from segs.domain.accounts import password_problems
+from segs.domain.codes import RESET_PASSWORD
+from segs.domain.codes import VERIFY_EMAIL
+from segs.domain.codes import OutgoingMail
+from segs.domain.codes import code_mail
+from segs.errors import AuthenticationError
+from segs.errors import ConflictError
+from segs.errors import InvalidInputError
+from segs.errors import PermissionDeniedError
+from segs.models import Region
+from segs.models import User
+from segs.services import codes
+from segs.services import tokens
+from segs.services.passwords import Passwords
+from segs.services.revocation import RevocationList
+from segs.services.tokens import SessionGrant
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """The settings and helpers every account operation needs."""
+
+    settings: Settings
+    passwords: Passwords
+    revocations: RevocationList
+
+
+@dataclass(frozen=True)
+class Registration:
+    account: User
+    mail: OutgoingMail
+
+
+def _active_account(session: Session, email: str) -> User | None:
+    """The account that holds *email* now (deleted accounts have given theirs up)."""
+    return session.scalars(
+        select(User).where(User.email == normalize_email(email), User.deleted_at.is_(None))
+    ).first()
+
+
+def _require_password_rule(password: str, email: str, field: str) -> None:
+    problems = password_problems(password, email)
+    if problems:
+        raise InvalidInputError("the password does not meet the rule", {field: problems})
+
+
+def _code_mail(settings: Settings, account: User, purpose: str, code: str) -> OutgoingMail:
+    return code_mail(purpose, account.email, account.name, code, settings.verification_code_ttl_s)
+
+
+def register(
+    session: Session,
+    settings: Settings,
+    *,
+    name: str,
+    email: str,
+    region: str,
+    timezone: str,
+    phone: str | None,
+    now: datetime,
+) -> Registration:
+    """Create an unverified USER account and the code that will verify it.
+
+    :raises InvalidInputError: unknown region.
+    :raises ConflictError: EMAIL_TAKEN, an account already holds the address.
+    """
+    if session.get(Region, region) is None:
+        raise InvalidInputError("unknown region", {"region": [f"unknown region {region!r}"]})
+    conflict = ConflictError("an account with this email already exists", code="EMAIL_TAKEN")
+    if _active_account(session, email) is not None:
+        raise conflict
+    account = User(
+        id=uuid.uuid4(),
+        email=normalize_email(email),
+        name=name.strip(),
+        phone=phone,
+        role="USER",
+        region=region,
+        timezone=timezone,
+        status="active",
+    )
+    session.add(account)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent registration of the same address won
+        raise conflict from exc
+    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
+    return Registration(account, _code_mail(settings, account, VERIFY_EMAIL, code))
+
+
+def _awaiting_verification(session: Session, email: str) -> User | None:
+    account = _active_account(session, email)
+    if account is None or account.email_verified_at is not None or account.status != "active":
+        return None
+    return account
+
+
+def verify_email(
+    session: Session, ctx: AuthContext, *, email: str, code: str, password: str, now: datetime
+) -> SessionGrant:
+    """Check the emailed code, set the account's first password and log it in.
+
+    The password is checked before the code, so a weak password does not cost an attempt.
+    """
+    _require_password_rule(password, normalize_email(email), "password")
+    account = _awaiting_verification(session, email)
+    if account is None:
+        raise codes.no_valid_code()
+    codes.consume_code(session, ctx.settings, account.id, VERIFY_EMAIL, code, now)
+    account.email_verified_at = now
+    account.password_hash = ctx.passwords.hash(password)
+    account.last_login_at = now
+    return tokens.start_session(session, ctx.settings, account, now)
+
+
+def resend_verification(
+    session: Session, settings: Settings, *, email: str, now: datetime
+) -> OutgoingMail | None:
+    """Replace the pending verification code, if the address awaits one (else do nothing)."""
+    account = _awaiting_verification(session, email)
+    if account is None:
+        return None
+    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
+    return _code_mail(settings, account, VERIFY_EMAIL, code)
+
+
+def invalid_credentials() -> AuthenticationError:
+    return AuthenticationError("wrong email or password", code="INVALID_CREDENTIALS")
+
+
+def login(
+    session: Session, ctx: AuthContext, *, email: str, password: str, now: datetime
+) -> SessionGrant:
+    """Check the password and open a session.
+
+    The state of the account is told only to someone who knows its password.
+
+    :raises AuthenticationError: INVALID_CREDENTIALS (unknown address, deleted account or
+        wrong password; one hash is computed in every case, against timing).
+    :raises PermissionDeniedError: ACCOUNT_SUSPENDED or EMAIL_NOT_VERIFIED.
+    """
+    account = _active_account(session, email)
+    stored_hash = account.password_hash if account is not None else None
+    if not ctx.passwords.verify(stored_hash, password) or account is None:
+        raise invalid_credentials()
+    if account.status != "active":
+        raise PermissionDeniedError("the account is suspended", code="ACCOUNT_SUSPENDED")
+    if account.email_verified_at is None:
+        raise PermissionDeniedError(
+            "verify the email address before logging in", code="EMAIL_NOT_VERIFIED"
+        )
+    if stored_hash is not None and ctx.passwords.needs_rehash(stored_hash):
+        account.password_hash = ctx.passwords.hash(password)
+    account.last_login_at = now
+    return tokens.start_session(session, ctx.settings, account, now)
+
+
+def change_password(
+    session: Session,
+    ctx: AuthContext,
+    *,
+    account_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+    access: tokens.AccessClaims,
+    now: datetime,
+) -> SessionGrant:
+    """Replace the password, end every session (the caller's too) and open a new one.
+
+    :raises InvalidInputError: INVALID_CURRENT_PASSWORD, or a new password that breaks the
+        rule or equals the current one.
+    """
+    account = session.get(User, account_id)
+    if account is None or not account.is_usable:
+        raise tokens.account_unavailable()
+    if not ctx.passwords.verify(account.password_hash, current_password):
+        raise InvalidInputError(
+            "the current password is not correct",
+            {"currentPassword": ["is not correct"]},
+            code="INVALID_CURRENT_PASSWORD",
+        )
+    _require_password_rule(new_password, account.email, "newPassword")
+    if new_password == current_password:
+        raise InvalidInputError(
+            "the new password is the current one",
+            {"newPassword": ["must differ from the current password"]},
+        )
+    account.password_hash = ctx.passwords.hash(new_password)
+    tokens.end_all_sessions(session, ctx.settings, ctx.revocations, account.id, now, access)
+    return tokens.start_session(session, ctx.settings, account, now)
+
+
+def _resettable(session: Session, email: str) -> User | None:
+    account = _active_account(session, email)
+    if account is None or account.email_verified_at is None or account.status != "active":
+        return None
+    return account
+
+
+def request_password_reset(
+    session: Session, settings: Settings, *, email: str, now: datetime
+) -> OutgoingMail | None:
+    """Issue a reset code if the address belongs to a verified, active account."""
+    account = _resettable(session, email)
+    if account is None:
+        return None
+    code = codes.issue_code(session, settings, account.id, RESET_PASSWORD, now)
+    return _code_mail(settings, account, RESET_PASSWORD, code)
+
+
+def reset_password(
+    session: Session,
+    ctx: AuthContext,
+    *,
+    email: str,
+    code: str,
+    new_password: str,
+    now: datetime,
+) -> None:
+    """Set a new password with an emailed reset code and end every session of the account."""
+    _require_password_rule(new_password, normalize_email(email), "newPassword")
+    account = _resettable(session, email)
+    if account is None:
+        raise codes.no_valid_code()
+    codes.consume_code(session, ctx.settings, account.id, RESET_PASSWORD, code, now)
+    account.password_hash = ctx.passwords.hash(new_password)
+    tokens.end_all_sessions(session, ctx.settings, ctx.revocations, account.id, now)

@@ -1,0 +1,5 @@
+"""The audit log, for admins."""
+
+from segs.web.audit.routes import bp
+
+__all__ = ["bp"]

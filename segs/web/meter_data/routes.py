@@ -1,0 +1,195 @@
+"""Meter readings: latest, history (JSON and CSV), stats, daily and monthly totals, comparison.
+
+Any role may call these; a USER reaches only their own meters (others answer 404). Local days,
+hours and months are in ``?timezone=``, by default the caller's account time zone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from flask import Response
+from flask import jsonify
+from flask_smorest import Blueprint
+
+from segs.db import session_scope
+from segs.services import readings_query
+from segs.web.meter_data.schemas import CompareQueryArgsSchema
+from segs.web.meter_data.schemas import ComparisonSchema
+from segs.web.meter_data.schemas import DailyQueryArgsSchema
+from segs.web.meter_data.schemas import DailyTotalsSchema
+from segs.web.meter_data.schemas import HistoryQueryArgsSchema
+from segs.web.meter_data.schemas import HistorySchema
+from segs.web.meter_data.schemas import MeterLatestPageSchema
+from segs.web.meter_data.schemas import MeterLatestSchema
+from segs.web.meter_data.schemas import MeterPeriodStatsSchema
+from segs.web.meter_data.schemas import MonthlyQueryArgsSchema
+from segs.web.meter_data.schemas import MonthlyTotalsSchema
+from segs.web.meter_data.schemas import StatsQueryArgsSchema
+from segs.web.meter_data.schemas import history_body
+from segs.web.meter_data.schemas import history_csv
+from segs.web.schemas import PageArgsSchema
+from segs.web.schemas import page_body
+from segs.web.security import current_account
+from segs.web.security import roles_required
+
+bp = Blueprint(
+    "meter_data",
+    __name__,
+    url_prefix="/meters",
+    description="What a meter measured: its latest reading, its history at 1m, 15m, 1h or 1d, "
+    "its totals per period, local day and local month. A USER reaches only the meters assigned "
+    "to them (others answer 404).",
+)
+
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _zone(args: dict[str, Any]) -> str:
+    return args.get("timezone") or current_account().timezone
+
+
+def _history(meter_id: str, args: dict[str, Any]) -> readings_query.History:
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.meter_history(
+            session,
+            account.id,
+            account.role,
+            meter_id,
+            resolution=args["resolution"],
+            start=args.get("start"),
+            end=args.get("end"),
+            zone_name=_zone(args),
+            now=datetime.now(UTC),
+        )
+
+
+@bp.get("/latest")
+@roles_required()
+@bp.arguments(PageArgsSchema, location="query")
+@bp.response(200, MeterLatestPageSchema)
+def my_latest(args: dict[str, int]) -> dict[str, Any]:
+    """List the latest reading of each meter assigned to the caller."""
+    with session_scope() as session:
+        items, total = readings_query.owned_meters_latest(
+            session, current_account().id, page=args["page"], page_size=args["page_size"]
+        )
+    return page_body(items, total, args)
+
+
+@bp.get("/<meter_id>/latest")
+@roles_required()
+@bp.response(200, MeterLatestSchema)
+def latest(meter_id: str) -> readings_query.MeterLatest:
+    """Show a meter's newest stored reading."""
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.meter_latest(session, account.id, account.role, meter_id)
+
+
+@bp.get("/<meter_id>/history")
+@roles_required()
+@bp.arguments(HistoryQueryArgsSchema, location="query")
+@bp.response(200, HistorySchema)
+def history(args: dict[str, Any], meter_id: str) -> Response:
+    """Show a meter's history at 1m, 15m, 1h or 1d resolution (default: the last 24 hours)."""
+    return jsonify(history_body(_history(meter_id, args)))
+
+
+@bp.get("/<meter_id>/history.csv")
+@roles_required()
+@bp.arguments(HistoryQueryArgsSchema, location="query")
+@bp.response(200, content_type="text/csv", description="the history points as CSV")
+def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
+    """Export a meter's history as CSV; times carry their UTC offset."""
+    found = _history(meter_id, args)
+    name = _UNSAFE_IN_FILENAME.sub("_", found.meter_id)
+    filename = f"{name}-{found.resolution}-{found.start:%Y%m%dT%H%M}.csv"
+    return Response(
+        history_csv(found),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/<meter_id>/stats")
+@roles_required()
+@bp.arguments(StatsQueryArgsSchema, location="query")
+@bp.response(200, MeterPeriodStatsSchema)
+def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
+    """Show a meter's energy, mean, lowest and highest power over a period (default: 7 days)."""
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.meter_stats(
+            session,
+            account.id,
+            account.role,
+            meter_id,
+            start=args.get("start"),
+            end=args.get("end"),
+            zone_name=_zone(args),
+            now=datetime.now(UTC),
+        )
+
+
+@bp.get("/<meter_id>/daily")
+@roles_required()
+@bp.arguments(DailyQueryArgsSchema, location="query")
+@bp.response(200, DailyTotalsSchema)
+def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
+    """Show a meter's totals per local day, end day included (default: the last 30 days)."""
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.meter_daily(
+            session,
+            account.id,
+            account.role,
+            meter_id,
+            first=args.get("start_date"),
+            last=args.get("end_date"),
+            zone_name=_zone(args),
+            now=datetime.now(UTC),
+        )
+
+
+@bp.get("/<meter_id>/monthly")
+@roles_required()
+@bp.arguments(MonthlyQueryArgsSchema, location="query")
+@bp.response(200, MonthlyTotalsSchema)
+def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
+    """Show a meter's totals per local month, end month included (default: the last 12)."""
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.meter_monthly(
+            session,
+            account.id,
+            account.role,
+            meter_id,
+            first=args.get("start_month"),
+            last=args.get("end_month"),
+            zone_name=_zone(args),
+            now=datetime.now(UTC),
+        )
+
+
+@bp.get("/<meter_id>/compare")
+@roles_required()
+@bp.arguments(CompareQueryArgsSchema, location="query")
+@bp.response(200, ComparisonSchema)
+def compare(args: dict[str, Any], meter_id: str) -> readings_query.Comparison:
+    """Compare a meter's totals over two periods."""
+    account = current_account()
+    with session_scope() as session:
+        return readings_query.compare_periods(
+            session,
+            account.id,
+            account.role,
+            meter_id,
+            period1=(args["period1_start"], args["period1_end"]),
+            period2=(args["period2_start"], args["period2_end"]),
+            zone_name=_zone(args),
+        )

@@ -1,0 +1,60 @@
+"""Meters on the wire."""
+
+from __future__ import annotations
+
+from marshmallow import fields
+from marshmallow import validate
+
+from segs.web.schemas import CamelSchema
+from segs.web.schemas import PageArgsSchema
+from segs.web.schemas import page_schema
+
+METER_STATUSES = ("active", "retired")
+
+# Ids an admin registers must be usable as one URL path segment.
+METER_ID = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+    error="1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+)
+
+
+class MeterSchema(CamelSchema):
+    meter_id = fields.String()
+    region = fields.String()
+    status = fields.String(metadata={"description": " | ".join(METER_STATUSES)})
+    owner_id = fields.UUID(
+        allow_none=True, metadata={"description": "the account the meter is assigned to"}
+    )
+    assigned_at = fields.DateTime(allow_none=True)
+    retired_at = fields.DateTime(allow_none=True)
+    first_seen = fields.DateTime(
+        allow_none=True, metadata={"description": "time of its first reading; null until then"}
+    )
+    last_seen = fields.DateTime(
+        allow_none=True, metadata={"description": "time of its newest flushed reading"}
+    )
+
+
+MeterPageSchema = page_schema(MeterSchema, "MeterPage")
+
+
+class MeterQueryArgsSchema(PageArgsSchema):
+    region = fields.String()
+    owner_id = fields.UUID(metadata={"description": "staff: meters of this account"})
+    status = fields.String(validate=validate.OneOf(METER_STATUSES))
+    assigned = fields.Boolean(metadata={"description": "true: with an owner; false: without"})
+
+
+class MeterCreateSchema(CamelSchema):
+    meter_id = fields.String(required=True, validate=METER_ID)
+    region = fields.String(required=True, metadata={"description": "a known region"})
+
+
+class MeterAssignmentSchema(CamelSchema):
+    user_id = fields.UUID(
+        required=True, metadata={"description": "a USER account of the meter's region"}
+    )
+    reassign = fields.Boolean(
+        load_default=False,
+        metadata={"description": "take the meter from its current owner; else 409 if it has one"},
+    )

@@ -1,0 +1,227 @@
+"""The RBAC matrix: every /api/v1 route x every kind of caller, with the exact status expected.
+
+The routes come from the app's URL map, so a new route without a row here fails
+``test_the_matrix_covers_every_route``. Each route runs against a fresh world: a customer who
+owns the meter and the account in the URL, another customer in the same region, an operator
+and an admin. Bodies are valid, so a refusal can only come from authentication or scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.accounts import PASSWORD
+from tests.accounts import Account
+from tests.accounts import create_account
+from tests.support import execute
+from tests.support import reset_state
+
+pytestmark = [pytest.mark.integration, pytest.mark.api]
+
+PERSONAS = ("anonymous", "owner", "other", "operator", "admin")
+REGION = "Pune-West"
+OWNED_METER = "MTR-00000108"
+OTHER_METER = "MTR-00000208"
+FREE_METER = "MTR-00000308"
+
+
+@dataclass
+class World:
+    owner: Account
+    other: Account
+    operator: Account
+    admin: Account
+    refresh_token: str
+
+    def account(self, persona: str) -> Account | None:
+        return None if persona == "anonymous" else getattr(self, persona)
+
+
+Body = Callable[[World, str], Any]
+
+ALL = (200, 200, 200, 200, 200)
+STAFF_ONLY = (401, 403, 403, 200, 200)
+ADMIN_ONLY = (401, 403, 403, 403, 200)
+OWN_METER = (401, 200, 404, 200, 200)  # another customer cannot tell it from a missing meter
+SIGNED_IN = (401, 200, 200, 200, 200)
+
+
+def _email(world: World, persona: str) -> str:
+    account = world.account(persona)
+    return account.email if account else world.owner.email
+
+
+def _new_email(_world: World, persona: str) -> dict[str, Any]:
+    return {"name": "New Customer", "email": f"new.{persona}@example.test", "region": REGION}
+
+
+# (method, rule) -> (expected status per persona in PERSONAS order, request body or None)
+MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
+    # Public account flows: the caller's token does not matter.
+    ("POST", "/api/v1/auth/register"): ((201, 201, 201, 201, 201), _new_email),
+    ("POST", "/api/v1/auth/login"): (
+        ALL,
+        lambda world, persona: {"email": _email(world, persona), "password": PASSWORD},
+    ),
+    # The owner's one refresh token: the first use rotates it, every later use is reuse.
+    ("POST", "/api/v1/auth/refresh"): (
+        (200, 401, 401, 401, 401),
+        lambda world, _persona: {"refreshToken": world.refresh_token},
+    ),
+    ("POST", "/api/v1/auth/resend-code"): (
+        (202, 202, 202, 202, 202),
+        lambda world, persona: {"email": _email(world, persona)},
+    ),
+    ("POST", "/api/v1/auth/forgot-password"): (
+        (202, 202, 202, 202, 202),
+        lambda world, persona: {"email": _email(world, persona)},
+    ),
+    # No code was ever sent to these accounts, so every attempt is refused the same way.
+    ("POST", "/api/v1/auth/verify-email"): (
+        (401, 401, 401, 401, 401),
+        lambda world, persona: {
+            "email": _email(world, persona),
+            "code": "123456",
+            "password": "brand-new-pass-1",
+        },
+    ),
+    ("POST", "/api/v1/auth/reset-password"): (
+        (401, 401, 401, 401, 401),
+        lambda world, persona: {
+            "email": _email(world, persona),
+            "code": "123456",
+            "newPassword": "brand-new-pass-1",
+        },
+    ),
+    # Signed-in account flows.
+    ("POST", "/api/v1/auth/logout"): ((401, 204, 204, 204, 204), None),
+    ("POST", "/api/v1/auth/logout-all"): ((401, 204, 204, 204, 204), None),
+    ("POST", "/api/v1/auth/change-password"): (
+        SIGNED_IN,
+        lambda _world, _persona: {"currentPassword": PASSWORD, "newPassword": "fresh-secret-55"},
+    ),
+    ("GET", "/api/v1/users/me"): (SIGNED_IN, None),
+    ("PATCH", "/api/v1/users/me"): (SIGNED_IN, lambda _w, _p: {"name": "Renamed"}),
+    # Accounts: operators read, admins manage.
+    ("GET", "/api/v1/users"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/users"): (
+        (401, 403, 403, 403, 201),
+        lambda _w, persona: {
+            "email": f"made.by.{persona}@example.test",
+            "name": "Made By Admin",
+            "role": "USER",
+            "region": REGION,
+            "password": "initial-pass-12",
+        },
+    ),
+    ("GET", "/api/v1/users/<uuid:user_id>"): (STAFF_ONLY, None),
+    ("PATCH", "/api/v1/users/<uuid:user_id>"): (ADMIN_ONLY, lambda _w, _p: {"name": "Edited"}),
+    ("POST", "/api/v1/users/<uuid:user_id>/suspend"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"reason": "unpaid invoices"},
+    ),
+    # The owner is active, so an admin's activate is refused as a conflict.
+    ("POST", "/api/v1/users/<uuid:user_id>/activate"): ((401, 403, 403, 403, 409), None),
+    ("DELETE", "/api/v1/users/<uuid:user_id>"): ((401, 403, 403, 403, 204), None),
+    # The meter registry: everyone lists (scoped), admins manage.
+    ("GET", "/api/v1/meters"): (SIGNED_IN, None),
+    ("POST", "/api/v1/meters"): (
+        (401, 403, 403, 403, 201),
+        lambda _w, _p: {"meterId": "MTR-09999999", "region": REGION},
+    ),
+    ("GET", "/api/v1/meters/<meter_id>"): (OWN_METER, None),
+    ("POST", "/api/v1/meters/<meter_id>/retire"): (ADMIN_ONLY, None),
+    # The free meter goes to the owner, who lives in its region.
+    ("PUT", "/api/v1/meters/<meter_id>/assignment"): (
+        ADMIN_ONLY,
+        lambda world, _p: {"userId": str(world.owner.id)},
+    ),
+    ("DELETE", "/api/v1/meters/<meter_id>/assignment"): ((401, 403, 403, 403, 204), None),
+    # Meter data: the owner and staff only.
+    ("GET", "/api/v1/meters/latest"): (SIGNED_IN, None),
+    ("GET", "/api/v1/meters/<meter_id>/latest"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/history"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/history.csv"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/stats"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/daily"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/monthly"): (OWN_METER, None),
+    ("GET", "/api/v1/meters/<meter_id>/compare"): (OWN_METER, None),
+    # Regions: everyone sees the list; the grid's figures are for staff.
+    ("GET", "/api/v1/regions"): (SIGNED_IN, None),
+    ("GET", "/api/v1/regions/<region>/stats"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/regions/<region>/top-consumers"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/regions/<region>/load"): (STAFF_ONLY, None),
+    # Administration.
+    ("GET", "/api/v1/audit-log"): (ADMIN_ONLY, None),
+    ("GET", "/api/v1/admin/stats"): (ADMIN_ONLY, None),
+}
+
+# Query strings some routes need to be valid at all.
+QUERIES = {
+    "/api/v1/meters/<meter_id>/compare": {
+        "period1Start": "2026-11-01T00:00:00Z",
+        "period1End": "2026-11-02T00:00:00Z",
+        "period2Start": "2026-11-02T00:00:00Z",
+        "period2End": "2026-11-03T00:00:00Z",
+    },
+}
+
+NOT_IN_MATRIX = {"/api/v1/openapi.json"}  # the public OpenAPI document
+
+
+def api_routes(app) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/") and rule.rule not in NOT_IN_MATRIX
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
+def test_the_matrix_covers_every_route(app):
+    assert api_routes(app) == set(MATRIX)
+
+
+def build_world(app, client) -> World:
+    reset_state()
+    owner = create_account(app, region=REGION, meters=(OWNED_METER,))
+    other = create_account(app, region=REGION, meters=(OTHER_METER,))
+    operator = create_account(app, role="OPERATOR", region=None)
+    admin = create_account(app, role="ADMIN", region=None)
+    execute("INSERT INTO meters (meter_id, region) VALUES (%s, %s)", (FREE_METER, REGION))
+    login = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD})
+    assert login.status_code == 200, login.get_json()
+    return World(owner, other, operator, admin, login.get_json()["refreshToken"])
+
+
+def url_for_rule(rule: str, method: str, world: World) -> str:
+    meter = FREE_METER if rule.endswith("/assignment") and method == "PUT" else OWNED_METER
+    return (
+        rule.replace("<uuid:user_id>", str(world.owner.id))
+        .replace("<meter_id>", meter)
+        .replace("<region>", REGION)
+    )
+
+
+@pytest.mark.parametrize(("method", "rule"), sorted(MATRIX))
+def test_route_answers_each_caller_exactly(app, client, database, method, rule):
+    world = build_world(app, client)
+    expected, body = MATRIX[(method, rule)]
+    answers = {}
+    for persona in PERSONAS:
+        account = world.account(persona)
+        response = client.open(
+            url_for_rule(rule, method, world),
+            method=method,
+            headers=account.headers if account else {},
+            query_string=QUERIES.get(rule),
+            json=body(world, persona) if body else None,
+        )
+        answers[persona] = (response.status_code, response.get_json(silent=True))
+    assert {persona: status for persona, (status, _) in answers.items()} == dict(
+        zip(PERSONAS, expected, strict=True)
+    ), answers
