@@ -369,7 +369,8 @@ def test_login_answers_the_contract_shape(client, app, clean_state):
     refresh = claims(app, tokens["refreshToken"])
     row = query(
         "SELECT family_id::text, user_id, used_at, revoked_at, "
-        "extract(epoch FROM expires_at)::bigint FROM refresh_tokens WHERE jti = %s",
+        # PyJWT floors exp to whole seconds; a plain ::bigint cast would round.
+        "floor(extract(epoch FROM expires_at))::bigint FROM refresh_tokens WHERE jti = %s",
         (refresh["jti"],),
     )
     assert row == [(refresh["fam"], account.id, None, None, refresh["exp"])]
