@@ -1,15 +1,17 @@
 """What a meter measured: its latest reading, its history, and its totals per period, day, month.
 
-Every read checks scope first (services.access.visible_meter): a USER reads only their own
-meters. Figures are exact: PostgreSQL adds the windows' sums and counts, and each mean is the
-summed power over the summed reading count (segs.domain.rollups), never a mean of means.
-Timestamps come back in the requested time zone, each with its UTC offset.
+Every read checks scope (services.access.visible_meter): a USER reads only their own meters.
+Figures are exact: PostgreSQL adds the windows' sums and counts, and each mean is the summed
+power over the summed reading count, rounded half away from zero to 6 places (the rule of
+segs.domain.rollups.mean and of the flush), never a mean of means. Timestamps come back in the
+requested time zone, each with its UTC offset.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC
 from datetime import date
 from datetime import datetime
 from datetime import timedelta
@@ -32,7 +34,6 @@ from segs.domain.rollups import covering_range
 from segs.domain.rollups import day_range
 from segs.domain.rollups import month_range
 from segs.domain.rollups import months_between
-from segs.domain.rollups import next_bucket_start
 from segs.domain.rollups import range_problem
 from segs.errors import InvalidInputError
 from segs.services.access import visible_meter
@@ -45,10 +46,6 @@ MAX_DAYS = 1096
 DEFAULT_MONTHS = 12
 MAX_MONTHS = 36
 
-_TOTALS = (
-    "reading_count, power_sum_kw, min_power_kw, max_power_kw, energy_kwh_sum, voltage_sum, "
-    "voltage_count"
-)
 _SUMMED = (
     "coalesce(sum(reading_count), 0)::int, coalesce(sum(power_sum_kw), 0), min(min_power_kw), "
     "max(max_power_kw), coalesce(sum(energy_kwh_sum), 0), coalesce(sum(voltage_sum), 0), "
@@ -56,25 +53,72 @@ _SUMMED = (
 )
 _IN_RANGE = "meter_id = :meter_id AND window_start >= :start AND window_start < :end"
 
-# One row per stored window (1m, 15m), read through the (meter_id, window_start) key. The means
-# are the stored ones: the flush rounds sum / count to 6 places, as rollups.mean does.
-WINDOW_HISTORY_SQL = {
-    size: text(
-        "SELECT window_start, reading_count, energy_kwh_sum, avg_power_kw, "  # noqa: S608
-        f"min_power_kw, max_power_kw, voltage_avg FROM aggregates_{size} "
-        f"WHERE {_IN_RANGE} ORDER BY window_start"
+# A bucket row has the fields of Bucket: bucket_start, bucket_end, reading_count, energy_kwh,
+# avg_power_kw, min_power_kw, max_power_kw, voltage_avg. The stored windows (1m, 15m) are read
+# through their (meter_id, window_start) key, with the means the flush stored: round(sum / count,
+# 6).
+_WINDOW_BUCKETS = {
+    size: (
+        "SELECT window_start AS bucket_start, "  # noqa: S608 - fixed names, no input
+        f"window_start + interval '{length}' AS bucket_end, reading_count, "
+        "energy_kwh_sum AS energy_kwh, avg_power_kw, min_power_kw, max_power_kw, voltage_avg "
+        f"FROM aggregates_{size} WHERE {_IN_RANGE}"
     )
-    for size in ("1m", "15m")
+    for size, length in (("1m", "1 minute"), ("15m", "15 minutes"))
 }
-_WINDOW_SIZES = {"1m": timedelta(minutes=1), "15m": timedelta(minutes=15)}
-
-# 15-minute windows summed per local hour, day or month. date_trunc with a zone keeps the two
-# hours of a fall-back night apart and starts Asia/Kolkata's hours at hh:30 UTC.
-_LOCAL_BUCKETS_SQL = text(
-    f"SELECT date_trunc(:unit, window_start, :zone), {_SUMMED} FROM aggregates_15m "  # noqa: S608
-    f"WHERE {_IN_RANGE} GROUP BY 1 ORDER BY 1"
+# Local hours, days and months sum the 15-minute windows. date_trunc with a zone keeps the two
+# hours of a fall-back night apart and starts Asia/Kolkata's hours at hh:30 UTC; a bucket ends
+# where the bucket after it starts (a step into the next bucket, truncated again). The means are
+# rounded like the flush's and segs.domain.rollups.mean: half away from zero, 6 places.
+_LOCAL_BUCKETS = (
+    "SELECT bucket_start, "  # noqa: S608 - fixed names, no input
+    "date_trunc(:unit, bucket_start + :step, :zone) AS bucket_end, "
+    "reading_count, energy_kwh, round(power_sum_kw / reading_count, 6) AS avg_power_kw, "
+    "min_power_kw, max_power_kw, "
+    "round(voltage_sum / nullif(voltage_count, 0), 6) AS voltage_avg "
+    "FROM (SELECT date_trunc(:unit, window_start, :zone) AS bucket_start, "
+    "sum(reading_count) AS reading_count, sum(power_sum_kw) AS power_sum_kw, "
+    "min(min_power_kw) AS min_power_kw, max(max_power_kw) AS max_power_kw, "
+    "sum(energy_kwh_sum) AS energy_kwh, sum(voltage_sum) AS voltage_sum, "
+    "sum(voltage_count) AS voltage_count "
+    f"FROM aggregates_15m WHERE {_IN_RANGE} GROUP BY 1) AS b"
 )
+# unit and a step that lands inside the next bucket, for the local resolutions.
+_LOCAL_UNITS = {
+    "1h": ("hour", timedelta(hours=1)),
+    "1d": ("day", timedelta(hours=25)),
+    "month": ("month", timedelta(days=32)),
+}
+# The buckets as one JSON array's items, written by PostgreSQL. A day of 1-minute points is
+# 1,440 objects; building them in Python (Decimal and datetime objects, then JSON) took about
+# three times as long. to_json prints an instant in the session's TimeZone with its offset,
+# exactly as datetime.isoformat() does; numbers print with their stored digits.
+POINT_JSON = (
+    '{"windowStart":%s,"windowEnd":%s,"readingCount":%s,"energyKwh":%s,"avgPowerKw":%s,'
+    '"minPowerKw":%s,"maxPowerKw":%s,"voltageAvg":%s}'
+)
+_POINTS_JSON = (
+    "SELECT coalesce(string_agg(format(:point, to_json(bucket_start), to_json(bucket_end), "
+    "reading_count, energy_kwh, avg_power_kw, min_power_kw, max_power_kw, "
+    "coalesce(voltage_avg::text, 'null')), ',' ORDER BY bucket_start), '') FROM ({rows}) AS p"
+)
+_SET_ZONE = text("SELECT set_config('TimeZone', :zone, true)")
 _PERIOD_TOTALS_SQL = text(f"SELECT {_SUMMED} FROM aggregates_15m WHERE {_IN_RANGE}")  # noqa: S608
+
+
+def _bucket_rows(kind: str) -> str:
+    return _WINDOW_BUCKETS[kind] if kind in _WINDOW_BUCKETS else _LOCAL_BUCKETS
+
+
+def history_sql(kind: str) -> str:
+    """The query for the bucket rows of *kind* (1m, 15m, 1h, 1d or month), oldest first."""
+    return f"{_bucket_rows(kind)} ORDER BY bucket_start"
+
+
+def history_json_sql(kind: str) -> str:
+    """The query for the same buckets as JSON array items (the :point parameter is POINT_JSON)."""
+    return _POINTS_JSON.format(rows=_bucket_rows(kind))
+
 
 _READING_COLUMNS = (
     "ts, reading_id, power_kw, energy_kwh, voltage, current, frequency, power_factor, "
@@ -91,8 +135,6 @@ _OWNED_LATEST_SQL = text(
     "WHERE m.owner_id = :owner_id ORDER BY m.meter_id LIMIT :limit OFFSET :offset"
 )
 _OWNED_COUNT_SQL = text("SELECT count(*) FROM meters WHERE owner_id = :owner_id")
-
-_UNITS = {"1h": "hour", "1d": "day"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +160,8 @@ class MeterLatest:
     reading: Reading | None
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    """One history point, day or month: its interval and the totals of the windows inside."""
-
-    start: datetime
-    end: datetime
-    totals: WindowTotals
-
-
-class HistoryPoint(NamedTuple):
-    """One history bucket, flat: a day of 1-minute points is 1,440 of these per request."""
+class Bucket(NamedTuple):
+    """A history point, a day, a month or a period: its interval and figures, in local time."""
 
     start: datetime
     end: datetime
@@ -141,54 +174,66 @@ class HistoryPoint(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class History:
+class HistoryRange:
+    """What a history request covers: its buckets, its zone, its range widened to them."""
+
     meter_id: str
     resolution: str
-    timezone: str
+    zone: ZoneInfo
     start: datetime
     end: datetime
-    points: list[HistoryPoint]
+
+    @property
+    def timezone(self) -> str:
+        return self.zone.key
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"meter_id": self.meter_id, "start": self.start, "end": self.end}
+        if self.resolution in _LOCAL_UNITS:
+            unit, step = _LOCAL_UNITS[self.resolution]
+            params.update(unit=unit, step=step, zone=self.zone.key)
+        return params
 
 
 @dataclass(frozen=True, slots=True)
-class PeriodTotals:
-    start: datetime
-    end: datetime
-    totals: WindowTotals
+class History:
+    """The history with its points as Bucket rows (for the CSV export)."""
+
+    range: HistoryRange
+    points: list[Bucket]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryJson:
+    """The history with its points already written as JSON array items, comma-separated."""
+
+    range: HistoryRange
+    points_json: str
 
 
 @dataclass(frozen=True, slots=True)
 class MeterStats:
     meter_id: str
-    start: datetime
-    end: datetime
-    totals: WindowTotals
+    period: Bucket
 
 
 @dataclass(frozen=True, slots=True)
 class Calendar:
-    """Totals per local day or month, labelled YYYY-MM-DD or YYYY-MM."""
+    """Totals per local day or per local month, first to last inclusive (YYYY-MM-DD, YYYY-MM)."""
 
     meter_id: str
     timezone: str
     first: str
     last: str
-    items: list[CalendarItem]
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarItem:
-    label: str
-    start: datetime
-    end: datetime
-    totals: WindowTotals
+    items: list[Bucket]
 
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
     meter_id: str
-    period1: PeriodTotals
-    period2: PeriodTotals
+    period1: Bucket
+    period2: Bucket
     change: EnergyChange
 
 
@@ -224,12 +269,23 @@ def _check_range(
         raise _invalid(end_field, problem)
 
 
-def _totals(row: Any) -> WindowTotals:
-    return WindowTotals(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
-
-
 def _reading(row: Any) -> Reading | None:
-    return None if row is None or row[0] is None else Reading(*row)
+    if row is None or row[0] is None:
+        return None
+    # In UTC whatever the server's TimeZone: a reading belongs to no local day here.
+    ts, reading_id, power, energy, voltage, current, frequency, factor, temperature, received = row
+    return Reading(
+        ts.astimezone(UTC),
+        reading_id,
+        power,
+        energy,
+        voltage,
+        current,
+        frequency,
+        factor,
+        temperature,
+        received.astimezone(UTC),
+    )
 
 
 def owned_meters_latest(
@@ -251,6 +307,43 @@ def meter_latest(session: Session, account_id: uuid.UUID, role: str, meter_id: s
     return MeterLatest(meter.meter_id, meter.region, _reading(row))
 
 
+def _history_range(
+    session: Session,
+    account_id: uuid.UUID,
+    role: str,
+    meter_id: str,
+    resolution: str,
+    start: datetime | None,
+    end: datetime | None,
+    zone_name: str,
+    now: datetime,
+) -> HistoryRange:
+    zone = load_zone(zone_name)
+    end = end or now
+    start = start or end - DEFAULT_HISTORY_SPAN
+    _check_range(start, end, MAX_HISTORY_SPAN[resolution])
+    visible_meter(session, account_id, role, meter_id)
+    first, last = covering_range(start, end, resolution, zone)
+    return HistoryRange(meter_id, resolution, zone, first.astimezone(zone), last.astimezone(zone))
+
+
+def _buckets(session: Session, kind: str, params: dict[str, Any], zone: ZoneInfo) -> list[Bucket]:
+    rows = session.execute(text(history_sql(kind)), params).all()
+    return [
+        Bucket(
+            row[0].astimezone(zone),
+            row[1].astimezone(zone),
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+        )
+        for row in rows
+    ]
+
+
 def meter_history(
     session: Session,
     account_id: uuid.UUID,
@@ -265,75 +358,57 @@ def meter_history(
 ) -> History:
     """Return the meter's history at *resolution* over [start, end), widened to whole buckets.
 
-    1m and 15m points are the stored windows; 1h and 1d points roll up 15-minute windows per
-    local hour or day. Buckets without readings are left out. The range defaults to the 24
-    hours before *end* (default: now).
+    1m and 15m buckets are the stored windows; 1h and 1d buckets roll up 15-minute windows
+    per local hour or day. Empty buckets are left out. The range defaults to the 24 hours
+    before *end* (default: now).
     """
-    zone = load_zone(zone_name)
-    end = end or now
-    start = start or end - DEFAULT_HISTORY_SPAN
-    _check_range(start, end, MAX_HISTORY_SPAN[resolution])
-    visible_meter(session, account_id, role, meter_id)
-    first, last = covering_range(start, end, resolution, zone)
-    params = {"meter_id": meter_id, "start": first, "end": last}
-    if resolution in WINDOW_HISTORY_SQL:
-        rows = session.execute(WINDOW_HISTORY_SQL[resolution], params).all()
-        size = _WINDOW_SIZES[resolution]
-        points = [
-            HistoryPoint(
-                row[0].astimezone(zone),
-                (row[0] + size).astimezone(zone),
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-            )
-            for row in rows
-        ]
-    else:
-        points = [
-            HistoryPoint(
-                bucket.start,
-                bucket.end,
-                bucket.totals.reading_count,
-                bucket.totals.energy_kwh,
-                bucket.totals.avg_power_kw,
-                bucket.totals.min_power_kw,
-                bucket.totals.max_power_kw,
-                bucket.totals.voltage_avg,
-            )
-            for bucket in _local_buckets(session, params, _UNITS[resolution], resolution, zone)
-        ]
-    return History(
-        meter_id, resolution, zone.key, first.astimezone(zone), last.astimezone(zone), points
+    covered = _history_range(
+        session, account_id, role, meter_id, resolution, start, end, zone_name, now
     )
+    return History(covered, _buckets(session, resolution, covered.params, covered.zone))
 
 
-def _local_buckets(
-    session: Session, params: dict[str, Any], unit: str, resolution: str, zone: ZoneInfo
-) -> list[Bucket]:
-    rows = session.execute(_LOCAL_BUCKETS_SQL, {**params, "unit": unit, "zone": zone.key}).all()
-    return [
-        Bucket(
-            row[0].astimezone(zone),
-            next_bucket_start(row[0], resolution, zone).astimezone(zone),
-            _totals(row[1:]),
-        )
-        for row in rows
-    ]
+def meter_history_json(
+    session: Session,
+    account_id: uuid.UUID,
+    role: str,
+    meter_id: str,
+    *,
+    resolution: str,
+    start: datetime | None,
+    end: datetime | None,
+    zone_name: str,
+    now: datetime,
+) -> HistoryJson:
+    """Return what meter_history returns, with the buckets written as JSON by PostgreSQL."""
+    covered = _history_range(
+        session, account_id, role, meter_id, resolution, start, end, zone_name, now
+    )
+    session.execute(_SET_ZONE, {"zone": covered.zone.key})  # for this transaction only
+    query = text(history_json_sql(resolution))
+    points = session.execute(query, {**covered.params, "point": POINT_JSON}).scalar_one()
+    return HistoryJson(covered, points)
 
 
 def _period_totals(
     session: Session, meter_id: str, start: datetime, end: datetime, zone: ZoneInfo
-) -> PeriodTotals:
+) -> Bucket:
     # Whole 15-minute windows: the stored ones that start inside the widened range.
     first, last = covering_range(start, end, "15m", zone)
     row = session.execute(
         _PERIOD_TOTALS_SQL, {"meter_id": meter_id, "start": first, "end": last}
     ).one()
-    return PeriodTotals(first.astimezone(zone), last.astimezone(zone), _totals(row))
+    totals = WindowTotals(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return Bucket(
+        first.astimezone(zone),
+        last.astimezone(zone),
+        totals.reading_count,
+        totals.energy_kwh,
+        totals.avg_power_kw,
+        totals.min_power_kw,
+        totals.max_power_kw,
+        totals.voltage_avg,
+    )
 
 
 def meter_stats(
@@ -353,8 +428,21 @@ def meter_stats(
     start = start or end - DEFAULT_STATS_SPAN
     _check_range(start, end, MAX_STATS_SPAN)
     visible_meter(session, account_id, role, meter_id)
-    period = _period_totals(session, meter_id, start, end, zone)
-    return MeterStats(meter_id, period.start, period.end, period.totals)
+    return MeterStats(meter_id, _period_totals(session, meter_id, start, end, zone))
+
+
+def _calendar_params(
+    meter_id: str, start: datetime, end: datetime, kind: str, zone: ZoneInfo
+) -> dict[str, Any]:
+    unit, step = _LOCAL_UNITS[kind]
+    return {
+        "meter_id": meter_id,
+        "start": start,
+        "end": end,
+        "unit": unit,
+        "step": step,
+        "zone": zone.key,
+    }
 
 
 def meter_daily(
@@ -378,13 +466,8 @@ def meter_daily(
         raise _invalid("endDate", f"the range may cover at most {MAX_DAYS} days")
     visible_meter(session, account_id, role, meter_id)
     start, end = day_range(first, last, zone)
-    items = [
-        CalendarItem(bucket.start.date().isoformat(), bucket.start, bucket.end, bucket.totals)
-        for bucket in _local_buckets(
-            session, {"meter_id": meter_id, "start": start, "end": end}, "day", "1d", zone
-        )
-    ]
-    return Calendar(meter_id, zone.key, first.isoformat(), last.isoformat(), items)
+    days = _buckets(session, "1d", _calendar_params(meter_id, start, end, "1d", zone), zone)
+    return Calendar(meter_id, zone.key, first.isoformat(), last.isoformat(), days)
 
 
 def meter_monthly(
@@ -408,19 +491,8 @@ def meter_monthly(
         raise _invalid("endMonth", f"the range may cover at most {MAX_MONTHS} months")
     visible_meter(session, account_id, role, meter_id)
     start, end = month_range(first, last, zone)
-    rows = session.execute(
-        _LOCAL_BUCKETS_SQL,
-        {"meter_id": meter_id, "start": start, "end": end, "unit": "month", "zone": zone.key},
-    ).all()
-    items = []
-    for row in rows:
-        local_start = row[0].astimezone(zone)
-        month = local_start.date()
-        month_end = month_range(month, month, zone)[1].astimezone(zone)
-        items.append(
-            CalendarItem(month.strftime("%Y-%m"), local_start, month_end, _totals(row[1:]))
-        )
-    return Calendar(meter_id, zone.key, first.strftime("%Y-%m"), last.strftime("%Y-%m"), items)
+    months = _buckets(session, "month", _calendar_params(meter_id, start, end, "month", zone), zone)
+    return Calendar(meter_id, zone.key, first.strftime("%Y-%m"), last.strftime("%Y-%m"), months)
 
 
 def compare_periods(
@@ -440,9 +512,4 @@ def compare_periods(
     visible_meter(session, account_id, role, meter_id)
     first = _period_totals(session, meter_id, *period1, zone)
     second = _period_totals(session, meter_id, *period2, zone)
-    return Comparison(
-        meter_id,
-        first,
-        second,
-        compare_energy(first.totals.energy_kwh, second.totals.energy_kwh),
-    )
+    return Comparison(meter_id, first, second, compare_energy(first.energy_kwh, second.energy_kwh))

@@ -262,6 +262,72 @@ def test_history_as_csv_carries_explicit_offsets(client, berlin) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("resolution", "zone", "start", "end"),
+    [
+        ("1m", "Europe/Berlin", "2026-03-29T00:58:00Z", "2026-03-29T01:02:00Z"),
+        ("15m", "Asia/Kolkata", "2026-10-24T23:00:00Z", "2026-10-25T03:00:00Z"),
+        ("1h", "Europe/Berlin", "2026-10-24T23:00:00Z", "2026-10-25T03:00:00Z"),
+        ("1h", "Asia/Kolkata", "2026-10-24T23:00:00Z", "2026-10-25T03:00:00Z"),
+        ("1d", "Europe/Berlin", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z"),
+        ("1d", "America/New_York", "2026-10-24T00:00:00Z", "2026-10-27T00:00:00Z"),
+        ("1d", "UTC", "2026-06-01T00:00:00Z", "2026-06-02T00:00:00Z"),  # no data: []
+    ],
+)
+def test_the_json_history_is_what_the_schema_dumps(
+    client, berlin, resolution: str, zone: str, start: str, end: str
+) -> None:
+    """PostgreSQL writes the JSON points; they must equal HistorySchema's dump of the rows."""
+    from segs.db import session_scope
+    from segs.services.readings_query import meter_history
+    from segs.web.json_provider import SegsJSONProvider
+    from segs.web.meter_data.schemas import HistorySchema
+
+    for minute in range(0, 4 * 60, 7):
+        moment = utc("2026-10-24T23:00:00Z") + timedelta(minutes=minute)
+        insert_window("1m", "m-berlin", REGION, moment, [str(minute % 9), "1.25"], ["0.5"])
+        if minute % 15 == 0 or minute % 45 == 1:
+            window = moment - timedelta(minutes=moment.minute % 15)
+            voltages = ["229.5", "230"] if minute % 2 else []
+            insert_window(
+                "15m", "m-berlin", REGION, window, [str(minute % 11), "3"], ["1"], voltages
+            )
+    for minute in (58, 59, 60, 61):
+        moment = utc("2026-03-29T00:00:00Z") + timedelta(minutes=minute)
+        insert_window("1m", "m-berlin", REGION, moment, ["2.5"], ["0.01"], ["231"])
+
+    response = get(
+        client,
+        berlin,
+        "/m-berlin/history",
+        resolution=resolution,
+        start=start,
+        end=end,
+        timezone=zone,
+    )
+
+    assert response.status_code == 200
+    with session_scope() as session:
+        history = meter_history(
+            session,
+            berlin.id,
+            "USER",
+            "m-berlin",
+            resolution=resolution,
+            start=utc(start),
+            end=utc(end),
+            zone_name=zone,
+            now=datetime.now(UTC),
+        )
+    expected = json.loads(
+        SegsJSONProvider(client.application).dumps(HistorySchema().dump(history)),
+        parse_float=Decimal,
+    )
+    # Every case has points but the last, which checks the empty array.
+    assert bool(history.points) is (zone != "UTC")
+    assert body(response) == expected
+
+
 # --------------------------------------------------------------------------- daily and monthly
 
 
@@ -399,10 +465,12 @@ def test_stats_over_a_period_widened_to_whole_windows(client, berlin) -> None:
 
     assert data == {
         "meterId": "m-berlin",
-        "start": "2026-06-01T12:00:00+02:00",
-        "end": "2026-06-01T12:30:00+02:00",
-        **totals(3, "1.750000", "3.000000", "1.000000", "6.000000"),
-        "voltageAvg": Decimal("237.000000"),
+        "period": {
+            "start": "2026-06-01T12:00:00+02:00",
+            "end": "2026-06-01T12:30:00+02:00",
+            **totals(3, "1.750000", "3.000000", "1.000000", "6.000000"),
+            "voltageAvg": Decimal("237.000000"),
+        },
     }
 
 
@@ -416,13 +484,15 @@ def test_stats_of_a_period_without_readings(client, berlin) -> None:
             end="2026-06-02T00:00:00Z",
         )
     )
-    assert without_voltage(data) == {
+    assert data == {
         "meterId": "m-berlin",
-        "start": "2026-06-01T02:00:00+02:00",
-        "end": "2026-06-02T02:00:00+02:00",
-        **totals(0, "0", None, None, None),
+        "period": {
+            "start": "2026-06-01T02:00:00+02:00",
+            "end": "2026-06-02T02:00:00+02:00",
+            **totals(0, "0", None, None, None),
+            "voltageAvg": None,
+        },
     }
-    assert data["voltageAvg"] is None
 
 
 def test_compare_two_periods(client, berlin) -> None:
@@ -486,7 +556,7 @@ def test_latest_reading_of_a_meter(client, berlin, operator) -> None:
         assert data["region"] == REGION
         reading = data["reading"]
         assert reading["readingId"] == newest
-        assert datetime.fromisoformat(reading["timestamp"]) == now - timedelta(minutes=1)
+        assert reading["timestamp"] == (now - timedelta(minutes=1)).isoformat()  # in UTC
         assert (reading["powerKw"], reading["energyKwh"], reading["voltage"]) == (
             Decimal("2.250000"),
             Decimal("0.012500"),

@@ -52,20 +52,18 @@ def _zone(args: dict[str, Any]) -> str:
     return args.get("timezone") or current_account().timezone
 
 
-def _history(meter_id: str, args: dict[str, Any]) -> readings_query.History:
+def _history_args(meter_id: str, args: dict[str, Any]) -> dict[str, Any]:
     account = current_account()
-    with session_scope() as session:
-        return readings_query.meter_history(
-            session,
-            account.id,
-            account.role,
-            meter_id,
-            resolution=args["resolution"],
-            start=args.get("start"),
-            end=args.get("end"),
-            zone_name=_zone(args),
-            now=datetime.now(UTC),
-        )
+    return {
+        "account_id": account.id,
+        "role": account.role,
+        "meter_id": meter_id,
+        "resolution": args["resolution"],
+        "start": args.get("start"),
+        "end": args.get("end"),
+        "zone_name": _zone(args),
+        "now": datetime.now(UTC),
+    }
 
 
 @bp.get("/latest")
@@ -97,18 +95,28 @@ def latest(meter_id: str) -> readings_query.MeterLatest:
 @bp.response(200, HistorySchema)
 def history(args: dict[str, Any], meter_id: str) -> Response:
     """Show a meter's history at 1m, 15m, 1h or 1d resolution (default: the last 24 hours)."""
-    return jsonify(history_body(_history(meter_id, args)))
+    with session_scope() as session:
+        found = readings_query.meter_history_json(session, **_history_args(meter_id, args))
+    return jsonify(history_body(found))
 
 
 @bp.get("/<meter_id>/history.csv")
 @roles_required()
 @bp.arguments(HistoryQueryArgsSchema, location="query")
-@bp.response(200, content_type="text/csv", description="the history points as CSV")
+@bp.response(
+    200,
+    {"type": "string"},
+    content_type="text/csv",
+    description="one row per bucket: window_start, window_end, reading_count, energy_kwh, "
+    "avg_power_kw, min_power_kw, max_power_kw, voltage_avg",
+)
 def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
     """Export a meter's history as CSV; times carry their UTC offset."""
-    found = _history(meter_id, args)
-    name = _UNSAFE_IN_FILENAME.sub("_", found.meter_id)
-    filename = f"{name}-{found.resolution}-{found.start:%Y%m%dT%H%M}.csv"
+    with session_scope() as session:
+        found = readings_query.meter_history(session, **_history_args(meter_id, args))
+    covered = found.range
+    name = _UNSAFE_IN_FILENAME.sub("_", covered.meter_id)
+    filename = f"{name}-{covered.resolution}-{covered.start:%Y%m%dT%H%M}.csv"
     return Response(
         history_csv(found),
         mimetype="text/csv",

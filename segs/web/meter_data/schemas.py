@@ -18,6 +18,7 @@ from marshmallow import validate
 
 from segs.domain.rollups import RESOLUTIONS
 from segs.services.readings_query import History
+from segs.services.readings_query import HistoryJson
 from segs.services.readings_query import is_time_zone
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import page_schema
@@ -59,11 +60,11 @@ class QueryDateTime(fields.AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class Month(fields.Field):
+class Month(fields.String):
     """A calendar month written YYYY-MM, loaded as the date of its first day."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        match = _MONTH.match(value) if isinstance(value, str) else None
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        match = _MONTH.match(super()._deserialize(value, attr, data, **kwargs))
         if match is None or not 1 <= int(match.group(2)) <= 12:
             raise ValidationError("not a month written YYYY-MM")
         month = date(int(match.group(1)), int(match.group(2)), 1)
@@ -169,55 +170,51 @@ class MeterLatestSchema(CamelSchema):
 MeterLatestPageSchema = page_schema(MeterLatestSchema, "MeterLatestPage")
 
 
-class TotalsSchema(CamelSchema):
+class FiguresSchema(CamelSchema):
     """Figures over a set of windows; means are total / count, rounded to 6 places."""
 
-    reading_count = fields.Integer(attribute="totals.reading_count")
-    energy_kwh = _number("energy used, kWh", "totals.energy_kwh")
-    avg_power_kw = _number(
-        "mean power over the readings, kW; null without readings", "totals.avg_power_kw"
-    )
-    min_power_kw = _number("lowest reading, kW", "totals.min_power_kw")
-    max_power_kw = _number("highest reading, kW", "totals.max_power_kw")
-    voltage_avg = _number(
-        "mean voltage over the readings that carried one, V", "totals.voltage_avg"
-    )
-
-
-class HistoryPointSchema(CamelSchema):
-    window_start = fields.DateTime(attribute="start")
-    window_end = fields.DateTime(attribute="end")
     reading_count = fields.Integer()
     energy_kwh = _number("energy used, kWh")
-    avg_power_kw = _number("mean power over the readings, kW")
+    avg_power_kw = _number("mean power over the readings, kW; null without readings")
     min_power_kw = _number("lowest reading, kW")
     max_power_kw = _number("highest reading, kW")
     voltage_avg = _number("mean voltage over the readings that carried one, V")
 
 
+class HistoryPointSchema(FiguresSchema):
+    window_start = fields.DateTime(attribute="start")
+    window_end = fields.DateTime(attribute="end")
+
+
 class HistorySchema(CamelSchema):
-    meter_id = fields.String()
-    resolution = fields.String()
-    timezone = fields.String()
-    start = fields.DateTime(metadata={"description": "the range, widened to whole buckets"})
-    end = fields.DateTime()
+    meter_id = fields.String(attribute="range.meter_id")
+    resolution = fields.String(attribute="range.resolution")
+    timezone = fields.String(attribute="range.timezone")
+    start = fields.DateTime(
+        attribute="range.start", metadata={"description": "the range, widened to whole buckets"}
+    )
+    end = fields.DateTime(attribute="range.end")
     points = fields.List(
         fields.Nested(HistoryPointSchema),
         metadata={"description": "buckets with readings, oldest first"},
     )
 
 
-class PeriodTotalsSchema(TotalsSchema):
+class PeriodTotalsSchema(FiguresSchema):
     start = fields.DateTime(metadata={"description": "widened to whole 15-minute windows"})
     end = fields.DateTime()
 
 
-class MeterPeriodStatsSchema(PeriodTotalsSchema):
+class MeterPeriodStatsSchema(CamelSchema):
     meter_id = fields.String()
+    period = fields.Nested(PeriodTotalsSchema)
 
 
-class DayTotalsSchema(TotalsSchema):
-    date = fields.String(attribute="label", metadata={"description": "local day, YYYY-MM-DD"})
+class DayTotalsSchema(FiguresSchema):
+    date = fields.Function(
+        lambda day: day.start.date().isoformat(),
+        metadata={"description": "local day, YYYY-MM-DD"},
+    )
     start = fields.DateTime()
     end = fields.DateTime(metadata={"description": "23 or 25 hours after start on DST days"})
 
@@ -230,8 +227,11 @@ class DailyTotalsSchema(CamelSchema):
     days = fields.List(fields.Nested(DayTotalsSchema), attribute="items")
 
 
-class MonthTotalsSchema(TotalsSchema):
-    month = fields.String(attribute="label", metadata={"description": "local month, YYYY-MM"})
+class MonthTotalsSchema(FiguresSchema):
+    month = fields.Function(
+        lambda month: month.start.strftime("%Y-%m"),
+        metadata={"description": "local month, YYYY-MM"},
+    )
     start = fields.DateTime()
     end = fields.DateTime()
 
@@ -264,48 +264,20 @@ class ComparisonSchema(CamelSchema):
 # --------------------------------------------------------------------------- fast paths
 
 
-# One point as JSON. Every value is a timestamp or a number, so nothing needs escaping; a Decimal
-# prints its exact digits, which is a valid JSON number.
-_POINT_JSON = (
-    '{"windowStart":"%s","windowEnd":"%s","readingCount":%d,"energyKwh":%s,"avgPowerKw":%s,'
-    '"minPowerKw":%s,"maxPowerKw":%s,"voltageAvg":%s}'
-)
+def history_body(history: HistoryJson) -> dict[str, Any]:
+    """HistorySchema's output, with the points PostgreSQL already wrote as JSON.
 
-
-def _json_number(value: Decimal | None) -> Decimal | str:
-    return "null" if value is None else value
-
-
-def history_body(history: History) -> dict[str, Any]:
-    """HistorySchema's output, with the points already written as JSON.
-
-    A day of 1-minute points is 1,440 objects: marshmallow takes about 30 ms to dump them and
-    JSON-encoding dicts of Decimals another 6 ms, most of the latency budget; formatting each
-    point directly takes about 5 ms. tests/unit/test_meter_data_dump.py pins this to the schema.
+    A day of 1-minute points is 1,440 objects; marshmallow alone takes about 30 ms to dump them.
+    tests/integration/test_meter_data.py pins this body to HistorySchema's.
     """
-    points = ",".join(
-        [
-            _POINT_JSON
-            % (
-                point.start.isoformat(),
-                point.end.isoformat(),
-                point.reading_count,
-                _json_number(point.energy_kwh),
-                _json_number(point.avg_power_kw),
-                _json_number(point.min_power_kw),
-                _json_number(point.max_power_kw),
-                _json_number(point.voltage_avg),
-            )
-            for point in history.points
-        ]
-    )
+    covered = history.range
     return {
-        "meterId": history.meter_id,
-        "resolution": history.resolution,
-        "timezone": history.timezone,
-        "start": history.start.isoformat(),
-        "end": history.end.isoformat(),
-        "points": orjson.Fragment(f"[{points}]"),
+        "meterId": covered.meter_id,
+        "resolution": covered.resolution,
+        "timezone": covered.timezone,
+        "start": covered.start.isoformat(),
+        "end": covered.end.isoformat(),
+        "points": orjson.Fragment(f"[{history.points_json}]"),
     }
 
 
