@@ -13,8 +13,6 @@ The issue's figure: p95 <= 50 ms for 24 h of 1-minute history of one meter, with
    token checked on every request, and prints p50/p95/p99 of each;
 3. prints how long the service call alone takes, and PostgreSQL's plan for the query.
 
-``--index covering`` adds the index proposed for the schema (see COVERING_INDEX) and measures
-with it; the default measures the schema as migrated, and drops that index if a run added it.
 """
 
 from __future__ import annotations
@@ -61,13 +59,14 @@ CREATE TABLE IF NOT EXISTS bench_history_days (
 )
 """
 
-# The index this benchmark can add to compare with the schema as migrated: every column the 1m
-# history reads is in the index, so a meter's day is ~20 index pages instead of 1,440 heap pages.
-COVERING_INDEX = "ix_aggregates_1m_history"
-_COVERING_DDL = f"""
-CREATE INDEX IF NOT EXISTS {COVERING_INDEX} ON aggregates_1m (meter_id, window_start)
-INCLUDE (reading_count, energy_kwh_sum, avg_power_kw, min_power_kw, max_power_kw, voltage_avg)
-"""
+# The indexes migrations 0001 and 0003 put on every aggregates_1m partition, built on each loaded
+# day before it is attached, so ATTACH PARTITION adopts them instead of building its own.
+_PARTITION_INDEXES = (
+    "ALTER TABLE {table} ADD PRIMARY KEY (meter_id, window_start)",
+    "CREATE INDEX ON {table} (region, window_start)",
+    "CREATE INDEX ON {table} (meter_id, window_start) INCLUDE (reading_count, energy_kwh_sum, "
+    "avg_power_kw, min_power_kw, max_power_kw, voltage_avg)",
+)
 
 # One minute of every meter, as one flush writes it. Values are integers of micro-units, so every
 # stored figure is exact: mean 0.5-9.5 kW, min 80 % and max 120 % of it, 30 readings, 220-240 V.
@@ -97,7 +96,6 @@ class Config:
     warmup: int
     hours: int
     placement: str
-    index: str
     modes: tuple[str, ...]
     api_workers: int
     api_port: int
@@ -167,14 +165,6 @@ def _parse(argv: list[str] | None) -> Config:
         "random: anywhere in the data",
     )
     parser.add_argument(
-        "--index",
-        choices=("primary-key", "covering"),
-        default="primary-key",
-        help="primary-key: the schema as migrated; covering: add the proposed index "
-        f"{COVERING_INDEX} (meter_id, window_start) INCLUDE (the history columns), for "
-        "index-only scans",
-    )
-    parser.add_argument(
         "--mode",
         choices=("both", "inprocess", "http"),
         default="both",
@@ -208,7 +198,6 @@ def _parse(argv: list[str] | None) -> Config:
         warmup=args.warmup,
         hours=args.hours,
         placement=args.placement,
-        index=args.index,
         modes=modes,
         api_workers=args.api_workers,
         api_port=args.api_port,
@@ -306,14 +295,15 @@ def _load_day(conn: psycopg.Connection, config: Config, day: date, regions: list
             elapsed = time.monotonic() - started
             print(f"  {day}: {minute + 1}/{MINUTES_PER_DAY} minutes written, {elapsed:.0f} s")
     conn.execute("SET maintenance_work_mem = '1GB'")
-    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (meter_id, window_start)").format(table))
-    conn.execute(sql.SQL("CREATE INDEX ON {} (region, window_start)").format(table))
+    for ddl in _PARTITION_INDEXES:
+        conn.execute(sql.SQL(ddl).format(table=table))
     conn.execute(
         sql.SQL(
             "ALTER TABLE aggregates_1m ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})"
         ).format(table, sql.Literal(day_start), sql.Literal(day_start + timedelta(days=1)))
     )
-    conn.execute(sql.SQL("ANALYZE {}").format(table))
+    # Marks every page all-visible, as autovacuum does for a closed day; index-only scans need it.
+    conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
     seconds = time.monotonic() - started
     conn.execute(
         """
@@ -356,23 +346,6 @@ def load(config: Config) -> None:
                 f"{len(missing) - number} day(s) left, about {left / 60:.0f} min"
             )
         conn.execute("ANALYZE aggregates_1m")
-
-
-def apply_index_choice(config: Config) -> None:
-    """Drop the covering index, or build it; then VACUUM, which marks the pages all-visible as
-    autovacuum does for closed days, which index-only scans need (quick once done)."""
-    with _connect(config) as conn:
-        if config.index == "primary-key":
-            conn.execute(f"DROP INDEX IF EXISTS {COVERING_INDEX}")
-            return
-        started = time.monotonic()
-        exists = conn.execute("SELECT to_regclass(%s)", (COVERING_INDEX,)).fetchone()
-        if exists is None or exists[0] is None:
-            print(f"building {COVERING_INDEX} on every partition, then VACUUM (a few minutes)")
-            conn.execute("SET maintenance_work_mem = '1GB'")
-            conn.execute(_COVERING_DDL)
-        conn.execute("VACUUM (ANALYZE) aggregates_1m")
-        print(f"covering index ready after {time.monotonic() - started:.0f} s")
 
 
 def _sizes(conn: psycopg.Connection) -> tuple[int, int, int]:
@@ -643,7 +616,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(config.env())
     started = time.monotonic()
     load(config)
-    apply_index_choice(config)
     print(f"data ready after {time.monotonic() - started:.0f} s")
     if not config.modes:
         return 0
