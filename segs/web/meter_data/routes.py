@@ -52,18 +52,27 @@ def _zone(args: dict[str, Any]) -> str:
     return args.get("timezone") or current_account().timezone
 
 
-def _history_args(meter_id: str, args: dict[str, Any]) -> dict[str, Any]:
+def _meter_query(meter_id: str, args: dict[str, Any], **query: Any) -> dict[str, Any]:
+    """The arguments every readings_query meter read takes: who asks, for which meter, where."""
     account = current_account()
     return {
         "account_id": account.id,
         "role": account.role,
         "meter_id": meter_id,
-        "resolution": args["resolution"],
-        "start": args.get("start"),
-        "end": args.get("end"),
         "zone_name": _zone(args),
-        "now": datetime.now(UTC),
+        **query,
     }
+
+
+def _history_args(meter_id: str, args: dict[str, Any]) -> dict[str, Any]:
+    return _meter_query(
+        meter_id,
+        args,
+        resolution=args["resolution"],
+        start=args.get("start"),
+        end=args.get("end"),
+        now=datetime.now(UTC),
+    )
 
 
 @bp.get("/latest")
@@ -130,17 +139,16 @@ def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
 @bp.response(200, MeterPeriodStatsSchema)
 def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
     """Show a meter's energy, mean, lowest and highest power over a period (default: 7 days)."""
-    account = current_account()
     with session_scope() as session:
         return readings_query.meter_stats(
             session,
-            account.id,
-            account.role,
-            meter_id,
-            start=args.get("start"),
-            end=args.get("end"),
-            zone_name=_zone(args),
-            now=datetime.now(UTC),
+            **_meter_query(
+                meter_id,
+                args,
+                start=args.get("start"),
+                end=args.get("end"),
+                now=datetime.now(UTC),
+            ),
         )
 
 
@@ -150,17 +158,16 @@ def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
 @bp.response(200, DailyTotalsSchema)
 def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local day, end day included (default: the last 30 days)."""
-    account = current_account()
     with session_scope() as session:
         return readings_query.meter_daily(
             session,
-            account.id,
-            account.role,
-            meter_id,
-            first=args.get("start_date"),
-            last=args.get("end_date"),
-            zone_name=_zone(args),
-            now=datetime.now(UTC),
+            **_meter_query(
+                meter_id,
+                args,
+                first=args.get("start_date"),
+                last=args.get("end_date"),
+                now=datetime.now(UTC),
+            ),
         )
 
 
@@ -170,17 +177,16 @@ def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, MonthlyTotalsSchema)
 def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local month, end month included (default: the last 12)."""
-    account = current_account()
     with session_scope() as session:
         return readings_query.meter_monthly(
             session,
-            account.id,
-            account.role,
-            meter_id,
-            first=args.get("start_month"),
-            last=args.get("end_month"),
-            zone_name=_zone(args),
-            now=datetime.now(UTC),
+            **_meter_query(
+                meter_id,
+                args,
+                first=args.get("start_month"),
+                last=args.get("end_month"),
+                now=datetime.now(UTC),
+            ),
         )
 
 
@@ -190,14 +196,13 @@ def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, ComparisonSchema)
 def compare(args: dict[str, Any], meter_id: str) -> readings_query.Comparison:
     """Compare a meter's totals over two periods."""
-    account = current_account()
     with session_scope() as session:
         return readings_query.compare_periods(
             session,
-            account.id,
-            account.role,
-            meter_id,
-            period1=(args["period1_start"], args["period1_end"]),
-            period2=(args["period2_start"], args["period2_end"]),
-            zone_name=_zone(args),
+            **_meter_query(
+                meter_id,
+                args,
+                period1=(args["period1_start"], args["period1_end"]),
+                period2=(args["period2_start"], args["period2_end"]),
+            ),
         )
