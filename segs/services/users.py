@@ -27,6 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from segs.config import Settings
 from segs.domain.access import ROLES
 from segs.domain.access import USER
 from segs.domain.accounts import DEFAULT_TIMEZONE
@@ -41,10 +42,12 @@ from segs.models import RefreshToken
 from segs.models import Region
 from segs.models import User
 from segs.services import audit
+from segs.services import tokens
 from segs.services.audit import Actor
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
 from segs.services.passwords import Passwords
+from segs.services.revocation import RevocationList
 
 # Fields an admin may change with an update, and the subset an account may change itself.
 ADMIN_FIELDS = ("name", "phone", "region", "timezone", "role")
@@ -210,8 +213,17 @@ def update_user(
     return _view(user, owned)
 
 
-def suspend_user(session: Session, actor: Actor, user_id: uuid.UUID, reason: str) -> AccountView:
-    """Suspend an active account: its tokens stop working and its refresh tokens are revoked."""
+def suspend_user(
+    session: Session,
+    actor: Actor,
+    user_id: uuid.UUID,
+    reason: str,
+    settings: Settings,
+    revocations: RevocationList,
+    now: datetime,
+) -> AccountView:
+    """Suspend an active account: its tokens stop working for good (an activation does not
+    revive them) and its refresh tokens are revoked."""
     user = _live_user(session, user_id, lock=True)
     if user.id == actor.id:
         raise ConflictError("an admin cannot suspend their own account", code="OWN_ACCOUNT")
@@ -219,7 +231,10 @@ def suspend_user(session: Session, actor: Actor, user_id: uuid.UUID, reason: str
         raise ConflictError(f"account {user.id} is already suspended", code="ALREADY_SUSPENDED")
     user.status = "suspended"
     user.suspended_reason = reason
+    # Access tokens are revoked by login family, so activating the account does not revive them.
+    families = tokens.live_families(session, settings, user.id, now)
     revoked = _revoke_refresh_tokens(session, user.id)
+    revocations.revoke_families([str(family) for family in families])
     audit.record(
         session,
         actor,
@@ -233,8 +248,7 @@ def suspend_user(session: Session, actor: Actor, user_id: uuid.UUID, reason: str
 
 
 def activate_user(session: Session, actor: Actor, user_id: uuid.UUID) -> AccountView:
-    """Lift a suspension. Refresh tokens it revoked stay revoked, so the account logs in again;
-    an access token from before the suspension works for the rest of its short lifetime."""
+    """Lift a suspension. Tokens it revoked stay revoked, so the account logs in again."""
     user = _live_user(session, user_id, lock=True)
     if user.status == "active":
         raise ConflictError(f"account {user.id} is already active", code="ALREADY_ACTIVE")

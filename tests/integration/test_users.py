@@ -11,6 +11,7 @@ import pytest
 
 from segs.config import get_settings
 from segs.services.passwords import Passwords
+from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.support import execute
 from tests.support import query
@@ -422,10 +423,17 @@ def test_operators_cannot_change_accounts(client, app, clean_state):
 # --------------------------------------------------------------------------- suspend, delete
 
 
-def test_suspension_stops_the_tokens_at_once_and_activation_lifts_it(client, app, admin):
+def _login(client, email: str) -> dict[str, str]:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200
+    return {"Authorization": f"Bearer {response.get_json()['accessToken']}"}
+
+
+def test_suspension_stops_the_tokens_for_good_and_activation_lifts_it(client, app, admin):
     user = create_account(app)
     jti = _refresh_token(user.id)
-    assert client.get("/api/v1/users/me", headers=user.headers).status_code == 200
+    signed_in = _login(client, user.email)
+    assert client.get("/api/v1/users/me", headers=signed_in).status_code == 200
 
     response = client.post(
         f"/api/v1/users/{user.id}/suspend",
@@ -442,7 +450,7 @@ def test_suspension_stops_the_tokens_at_once_and_activation_lifts_it(client, app
     assert denied.get_json()["error"]["code"] == "ACCOUNT_UNAVAILABLE"
     assert scalar("SELECT revoked_at IS NOT NULL FROM refresh_tokens WHERE jti = %s", (jti,))
     assert [row[5] for row in _audit("user.suspend")] == [
-        {"reason": "unpaid invoices", "refreshTokensRevoked": 1}
+        {"reason": "unpaid invoices", "refreshTokensRevoked": 2}
     ]
     again = client.post(
         f"/api/v1/users/{user.id}/suspend", json={"reason": "twice"}, headers=admin.headers
@@ -454,7 +462,10 @@ def test_suspension_stops_the_tokens_at_once_and_activation_lifts_it(client, app
     assert lifted.status_code == 200
     assert (lifted.get_json()["status"], lifted.get_json()["suspendedReason"]) == ("active", None)
     assert [row[5] for row in _audit("user.activate")] == [{"suspendedReason": "unpaid invoices"}]
-    assert client.get("/api/v1/users/me", headers=user.headers).status_code == 200
+    # The token from before the suspension stays dead; a new login works.
+    stale = client.get("/api/v1/users/me", headers=signed_in)
+    assert (stale.status_code, stale.get_json()["error"]["code"]) == (401, "TOKEN_REVOKED")
+    assert client.get("/api/v1/users/me", headers=_login(client, user.email)).status_code == 200
     twice = client.post(f"/api/v1/users/{user.id}/activate", headers=admin.headers)
     assert twice.status_code == 409
     assert twice.get_json()["error"]["code"] == "ALREADY_ACTIVE"

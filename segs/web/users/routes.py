@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -17,6 +19,7 @@ from segs.services.passwords import Passwords
 from segs.web.actor import current_actor
 from segs.web.schemas import page_body
 from segs.web.security import current_account
+from segs.web.security import revocation_list
 from segs.web.security import roles_required
 from segs.web.users.schemas import ProfileUpdateSchema
 from segs.web.users.schemas import UserCreateSchema
@@ -112,7 +115,15 @@ def update_user(changes: dict[str, Any], user_id: uuid.UUID) -> users.AccountVie
 def suspend_user(body: dict[str, Any], user_id: uuid.UUID) -> users.AccountView:
     """Suspend an account: its tokens stop working at once."""
     with session_scope() as session:
-        return users.suspend_user(session, current_actor(), user_id, body["reason"])
+        return users.suspend_user(
+            session,
+            current_actor(),
+            user_id,
+            body["reason"],
+            current_app.config["SEGS_SETTINGS"],
+            revocation_list(current_app.config["SEGS_SETTINGS"]),
+            datetime.now(UTC),
+        )
 
 
 @bp.post("/<uuid:user_id>/activate")
