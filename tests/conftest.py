@@ -68,7 +68,9 @@ def worker(clean_state: None, tmp_path):
     try:
         yield proc
     finally:
-        proc.stop()
+        # Killed, not stopped: a warm shutdown costs seconds, and the next test's clean_state
+        # purges whatever it left in the queues.
+        proc.kill()
 
 
 @pytest.fixture

@@ -73,7 +73,7 @@ def mail_worker(mailbox: Mailbox, database, tmp_path_factory) -> Iterator[Worker
     try:
         yield worker
     finally:
-        worker.stop()
+        worker.kill()
 
 
 @pytest.fixture
