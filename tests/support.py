@@ -389,6 +389,9 @@ class WorkerProcess:
                     "prefork",
                     "-n",
                     f"{self.name}@%h",
+                    # Syncing with other workers at start costs a second and tests need none.
+                    "--without-mingle",
+                    "--without-gossip",
                 ],
                 cwd=REPO,
                 env=env,
