@@ -25,6 +25,7 @@ def test_schedule_entries():
         "sample-queue-depths",
         "requeue-stalled-batches",
         "maintain-partitions",
+        "sweep-silent-meters",
     }
     assert celeryconfig.beat_schedule is BEAT_SCHEDULE
 
@@ -36,6 +37,9 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
         "segs.tasks.windows.sample_queue_depths",
         "segs.tasks.maintenance.maintain_partitions",
         "segs.tasks.readings.requeue_stalled_batches",
+        "segs.tasks.alerts.sweep_silent_meters",
+        "segs.tasks.alerts.evaluate_overloads",
+        "segs.tasks.notifications.announce_tariff_change",
     } <= registered_tasks
 
 
