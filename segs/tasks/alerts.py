@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC
 from datetime import datetime
 from functools import lru_cache
 
+from segs import metrics
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import session_scope
@@ -34,11 +36,13 @@ def detect_in_batch(rows: list[ReadingRow]) -> None:
 @app.task(name="segs.tasks.alerts.evaluate_overloads", acks_late=True)
 def evaluate_overloads(windows: dict[str, int]) -> int:
     """Judge regional overload on the 1m windows a flush just stored ({region: start µs})."""
+    started = time.perf_counter()
     with session_scope() as session:
         transitions = alerting.evaluate_overloads(
             session, get_settings(), windows, datetime.now(UTC)
         )
     enqueue_transitions(transitions)
+    metrics.TASK_DURATION.labels("evaluate_overloads").observe(time.perf_counter() - started)
     return len(transitions)
 
 

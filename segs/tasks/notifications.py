@@ -8,6 +8,7 @@ from typing import Any
 from celery import Task
 from celery.utils.log import get_task_logger
 
+from segs import metrics
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import session_scope
@@ -75,7 +76,9 @@ def deliver_notification(self: Task, **fields: Any) -> str:
     with session_scope() as session:
         error = notifications.deliver(session, settings, delivery, attempt)
     if error is None:
+        metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
         return "sent"
+    metrics.NOTIFICATIONS.labels(delivery.channel, "failed").inc()
     if attempt < settings.delivery_attempts:
         raise self.retry(
             countdown=backoff_s(attempt, settings.delivery_backoff_s),
@@ -83,6 +86,7 @@ def deliver_notification(self: Task, **fields: Any) -> str:
         )
     with session_scope() as session:
         notifications.dead_letter(session, delivery, attempt, error)
+    metrics.NOTIFICATIONS.labels(delivery.channel, "dead").inc()
     logger.warning(
         "gave up on %s %s after %d attempts: %s", delivery.channel, delivery.subject, attempt, error
     )
