@@ -130,6 +130,7 @@ class Settings:
     delivery_backoff_s: float = 2.0
     webhook_timeout_s: float = 5.0
     feed_heartbeat_s: float = 15.0
+    feed_max_s: float = 25.0
 
     # Abuse limits (Flask-Limiter notation, kept in Redis)
     rate_limit_default: str = "300 per minute"
@@ -236,6 +237,7 @@ def load_settings() -> Settings:
         delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
         webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
         feed_heartbeat_s=_float("SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
+        feed_max_s=_float("SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
         rate_limit_default=_str("SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
         rate_limit_auth_per_ip=_str("SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip),
         rate_limit_auth_per_account=_str(

@@ -3,30 +3,33 @@
 Planning (who gets what, by their preferences) is separate from delivering (one attempt on one
 channel, written to the delivery log), so each delivery retries on its own schedule.
 
-Live feed channels (Redis pub/sub; the API's Server-Sent Events stream subscribes):
-- ``segs:feed:staff``            every alert transition and every tariff change (operators, admins)
-- ``segs:feed:user:{user_id}``   transitions of alerts on that account's meters
-- ``segs:feed:region:{region}``  tariff changes of the region (its customers)
+The live feed's streams are described in segs.services.feed.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import smtplib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 
 import httpx
 import redis
+from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
 from segs.domain import alerts as rules
 from segs.domain.access import USER
 from segs.domain.codes import OutgoingMail
+from segs.errors import ConflictError
+from segs.errors import NotFoundError
 from segs.models import Alert
 from segs.models import AlertTransition
 from segs.models import DeadLetter
@@ -35,18 +38,15 @@ from segs.models import NotificationDelivery
 from segs.models import NotificationPreference
 from segs.models import User
 from segs.models import Webhook
+from segs.services import audit
+from segs.services import feed
 from segs.services import mail
+from segs.services.audit import Actor
+from segs.services.feed import STAFF_FEED
+from segs.services.feed import region_feed
+from segs.services.feed import user_feed
 
-STAFF_FEED = "segs:feed:staff"
 _DISPATCHED_PREFIX = "segs:notified:"
-
-
-def user_feed(user_id: uuid.UUID | str) -> str:
-    return f"segs:feed:user:{user_id}"
-
-
-def region_feed(region: str) -> str:
-    return f"segs:feed:region:{region}"
 
 
 @dataclass(frozen=True)
@@ -237,12 +237,8 @@ def _deliveries(
 
 
 def publish(client: redis.Redis, plan: Plan) -> None:
-    """Put the event on the live feed channels (subscribers now connected receive it)."""
-    message = json.dumps(plan.event)
-    with client.pipeline(transaction=False) as pipe:
-        for channel in plan.feeds:
-            pipe.publish(channel, message)
-        pipe.execute()
+    """Put the event on the live feed."""
+    feed.publish(client, plan.feeds, plan.event)
 
 
 class DeliveryFailedError(Exception):
@@ -327,3 +323,102 @@ def _post_webhook(session: Session, settings: Settings, delivery: Delivery) -> s
     if response.status_code >= 300:
         raise DeliveryFailedError(f"{hook.url} answered {response.status_code}")
     return hook.url
+
+
+# --------------------------------------------------------------------------- an account's settings
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    channels: list[str]
+    kinds: list[str]
+    min_severity: str
+    is_default: bool
+
+
+def get_preferences(session: Session, user_id: uuid.UUID) -> PreferencesView:
+    row = session.get(NotificationPreference, user_id)
+    if row is None:
+        default = rules.Preferences()
+        return PreferencesView(
+            sorted(default.channels), _in_order(default.kinds), default.min_severity, True
+        )
+    return PreferencesView(sorted(row.channels), _in_order(row.kinds), row.min_severity, False)
+
+
+def _in_order(kinds: Iterable[str]) -> list[str]:
+    return [kind for kind in rules.NOTIFICATION_KINDS if kind in set(kinds)]
+
+
+def set_preferences(
+    session: Session, actor: Actor, channels: list[str], kinds: list[str], min_severity: str
+) -> PreferencesView:
+    """Replace the caller's preferences (an empty list of channels turns email and webhooks off)."""
+    assert actor.id is not None
+    values = {
+        "user_id": actor.id,
+        "channels": sorted(set(channels)),
+        "kinds": _in_order(kinds),
+        "min_severity": min_severity,
+    }
+    session.execute(
+        insert(NotificationPreference)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[NotificationPreference.user_id],
+            set_={
+                "channels": values["channels"],
+                "kinds": values["kinds"],
+                "min_severity": min_severity,
+                "updated_at": func.now(),
+            },
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "notifications.preferences",
+        "user",
+        actor.id,
+        {key: value for key, value in values.items() if key != "user_id"},
+    )
+    session.flush()
+    session.expire_all()
+    return get_preferences(session, actor.id)
+
+
+MAX_WEBHOOKS = 10
+
+
+def list_webhooks(session: Session, user_id: uuid.UUID) -> list[Webhook]:
+    return list(
+        session.scalars(
+            select(Webhook).where(Webhook.user_id == user_id).order_by(Webhook.created_at)
+        )
+    )
+
+
+def create_webhook(session: Session, actor: Actor, url: str) -> Webhook:
+    """Register an endpoint; its signing secret is shown only in this answer.
+
+    :raises ConflictError: the account has MAX_WEBHOOKS already.
+    """
+    assert actor.id is not None
+    if len(list_webhooks(session, actor.id)) >= MAX_WEBHOOKS:
+        raise ConflictError(
+            f"an account has at most {MAX_WEBHOOKS} webhooks", code="TOO_MANY_WEBHOOKS"
+        )
+    hook = Webhook(user_id=actor.id, url=url, secret=secrets.token_hex(32))
+    session.add(hook)
+    session.flush()
+    audit.record(session, actor, "webhook.create", "webhook", hook.id, {"url": url})
+    return hook
+
+
+def delete_webhook(session: Session, actor: Actor, webhook_id: uuid.UUID) -> None:
+    """:raises NotFoundError: no such webhook of the caller's."""
+    hook = session.get(Webhook, webhook_id)
+    if hook is None or hook.user_id != actor.id:
+        raise NotFoundError(f"webhook {webhook_id} not found")
+    session.delete(hook)
+    audit.record(session, actor, "webhook.delete", "webhook", webhook_id, {"url": hook.url})
