@@ -18,7 +18,6 @@ from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import request
-from flask import stream_with_context
 from flask_jwt_extended import verify_jwt_in_request
 
 from segs.config import Settings
@@ -41,7 +40,7 @@ def live_feed() -> Response:
     )
     reader = FeedReader(client, feeds, request.headers.get("Last-Event-ID"))
     return Response(
-        stream_with_context(_events(client, reader, settings)),
+        _events(client, reader, settings),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
