@@ -8,6 +8,7 @@ module (starting one takes seconds); each test uses meters of its own.
 from __future__ import annotations
 
 import multiprocessing
+import random
 from datetime import UTC
 from datetime import datetime
 
@@ -20,6 +21,11 @@ from segs.services.detection import SILENT
 from segs.services.detection import STATE_PREFIX
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import sweep_silent_meters
+from simulator.meters import REGIONS
+from simulator.meters import Scenario
+from simulator.meters import build_fleet
+from simulator.meters import generate_readings
+from simulator.meters import iso_timestamp
 from tests.accounts import create_account
 from tests.mailbox import running_mailbox
 from tests.support import MICRO
@@ -31,6 +37,7 @@ from tests.support import query
 from tests.support import raw_count
 from tests.support import reading
 from tests.support import reset_state
+from tests.support import scalar
 from tests.support import to_rows
 from tests.support import wait_folded
 from tests.support import wait_for
@@ -257,3 +264,46 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
         f"[SEGS] critical REGIONAL_OVERLOAD escalated: {region}",
         f"[SEGS] critical REGIONAL_OVERLOAD resolved: {region}",
     ]
+
+
+def test_the_simulators_overload_scenario_raises_a_regional_overload(client, alert_worker):
+    """Two minutes of `python -m simulator --scenario overload` (default 5000 meters) for one
+    region: its 500 meters draw 1.9-2.3 x their base load, far above 90 % of its capacity."""
+    region = "Hyderabad-Central"
+    rng = random.Random(7)
+    fleet = build_fleet(5000, REGIONS, rng)
+    scenario = Scenario(fleet, name="overload", mode="normal", region=region)
+    minute_s = 60
+    first_s = (now_us() // MICRO // minute_s - 10) * minute_s
+    evaluated = alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+    for cycle in (0, 1):
+        epoch_s = first_s + cycle * minute_s
+        readings = generate_readings(
+            fleet,
+            scenario.profiles(epoch_s),
+            seq=cycle,
+            timestamp=iso_timestamp(epoch_s),
+            interval_s=10,
+            duplicate_rate=0,
+            rng=rng,
+        )
+        post(client, alert_worker, [item for item in readings if item["region"] == region])
+    flush_now()
+    wait_for(
+        lambda: (
+            alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+            > evaluated
+        ),
+        timeout=10,
+    )
+    [(severity, status, count, message, _)] = alerts_of(None, rules.REGIONAL_OVERLOAD)
+    load = scalar(
+        "SELECT load_percentage FROM regional_aggregates_1m WHERE region = %s "
+        "ORDER BY window_start DESC LIMIT 1",
+        (region,),
+    )
+    assert load > 100
+    assert (severity, status, count) == ("critical", "active", 1)
+    assert message == (
+        f"Regional overload detected: {load:.1f}% load for 2 consecutive 1-minute windows"
+    )
