@@ -28,9 +28,10 @@ from segs.services.detection import MeterFinding
 
 
 def record_findings(session: Session, findings: list[MeterFinding], now: datetime) -> list[int]:
-    """Store what per-reading detection found, in reading order."""
+    """Store what per-reading detection found: each meter's findings in reading order, meters
+    in one global order, so two batches touching the same alerts cannot deadlock."""
     transitions: list[int] = []
-    for found in sorted(findings, key=lambda item: item.ts_us):
+    for found in sorted(findings, key=lambda item: (item.meter_id, item.ts_us)):
         condition = Condition(found.finding.type, found.region, found.meter_id)
         transitions.extend(apply_finding(session, condition, found.finding, now))
     return transitions

@@ -356,6 +356,13 @@ def test_operators_list_filter_resolve_and_count(app, client, notify_worker):
     again = client.post(f"/api/v1/alerts/{third}/resolve", headers=operator.headers, json={})
     assert again.status_code == 409
     assert client.get("/api/v1/alerts/999999999", headers=operator.headers).status_code == 404
+    beyond_bigint = "9" * 30
+    assert (
+        client.get(f"/api/v1/alerts/{beyond_bigint}", headers=operator.headers).status_code == 404
+    )
+    assert (
+        client.post(f"/api/v1/alerts/{beyond_bigint}/resolve", headers=operator.headers, json={})
+    ).status_code == 404
     assert (
         scalar(
             "SELECT count(*) FROM audit_log WHERE action = 'alert.resolve' AND actor_id = %s",
