@@ -74,19 +74,19 @@ def post(client, worker, batch: list[dict]) -> None:
     wait_folded(before + len(batch), log=worker.log)
 
 
-def alerts_of(meter: str | None, kind: str) -> list[tuple]:
+def alerts_of(meter: str | None, kind: str, region: str = "%") -> list[tuple]:
     return query(
         "SELECT severity, status, occurrence_count, message, auto_resolved FROM alerts "
-        "WHERE meter_id IS NOT DISTINCT FROM %s AND type = %s ORDER BY id",
-        (meter, kind),
+        "WHERE meter_id IS NOT DISTINCT FROM %s AND type = %s AND region LIKE %s ORDER BY id",
+        (meter, kind, region),
     )
 
 
-def transitions_of(kind: str) -> list[tuple]:
+def transitions_of(kind: str, region: str = "%") -> list[tuple]:
     return query(
         "SELECT t.kind, t.from_status, t.to_status, t.severity FROM alert_transitions t "
-        "JOIN alerts a ON a.id = t.alert_id WHERE a.type = %s ORDER BY t.id",
-        (kind,),
+        "JOIN alerts a ON a.id = t.alert_id WHERE a.type = %s AND a.region LIKE %s ORDER BY t.id",
+        (kind, region),
     )
 
 
@@ -243,7 +243,7 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
             ),
             timeout=10,
         )
-    assert alerts_of(None, rules.REGIONAL_OVERLOAD) == [
+    assert alerts_of(None, rules.REGIONAL_OVERLOAD, region) == [
         (
             "critical",
             "resolved",
@@ -252,7 +252,7 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
             True,
         )
     ]
-    assert transitions_of(rules.REGIONAL_OVERLOAD) == [
+    assert transitions_of(rules.REGIONAL_OVERLOAD, region) == [
         ("created", None, "active", "high"),
         ("escalated", "active", "active", "critical"),
         ("resolved", "active", "resolved", "critical"),
@@ -296,7 +296,7 @@ def test_the_simulators_overload_scenario_raises_a_regional_overload(client, ale
         ),
         timeout=10,
     )
-    [(severity, status, count, message, _)] = alerts_of(None, rules.REGIONAL_OVERLOAD)
+    [(severity, status, count, message, _)] = alerts_of(None, rules.REGIONAL_OVERLOAD, region)
     load = scalar(
         "SELECT load_percentage FROM regional_aggregates_1m WHERE region = %s "
         "ORDER BY window_start DESC LIMIT 1",
