@@ -162,11 +162,15 @@ def observe(state: MeterState | None, ts_us: int, power: int) -> tuple[MeterStat
     return replace(moved, anomaly=finding.type), findings
 
 
-def silent_deadline_us(state: MeterState, missed_intervals: int) -> int | None:
-    """When a meter that keeps its observed pace has missed *missed_intervals* readings."""
+def silent_deadline_us(state: MeterState, missed_intervals: int, received_at_us: int) -> int | None:
+    """When a meter that keeps its observed pace has missed *missed_intervals* readings.
+
+    Counted from when the API accepted its last reading, not from the reading's own time, so
+    that it compares with the ingestion watermark (see segs.services.detection).
+    """
     if state.interval_us <= 0:
         return None
-    return state.last_ts_us + missed_intervals * state.interval_us
+    return received_at_us + missed_intervals * state.interval_us
 
 
 def silent_message(silent_for_s: float) -> str:

@@ -71,9 +71,10 @@ def evaluate_overloads(
 
 
 def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) -> list[int]:
-    """Raise METER_OUTAGE for every meter past its deadline; each is reported once per silence."""
+    """Raise METER_OUTAGE for every meter past its deadline by the ingestion watermark; each is
+    reported once per silence."""
     now_s = now.timestamp()
-    silent = store.pop_silent(now_s)
+    silent = store.pop_silent(store.watermark(now_s))
     transitions: list[int] = []
     try:
         for meter in silent:

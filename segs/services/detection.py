@@ -5,6 +5,12 @@ Keys (any worker of any shard reads and writes the same state, and it survives r
 - ``segs:detect:deadlines``         zset "{region}\\n{meter_id}" -> when it counts as silent (s)
 - ``segs:detect:silent``            set of the same members, already reported silent
 
+A deadline counts from when the API accepted the meter's last reading, and the sweep compares it
+with the ingestion watermark, not the clock: the acceptance time of the oldest batch still
+waiting in a queue (the pending ledger, segs.services.pending). Every reading accepted before
+the watermark has been processed, so a meter past its deadline really sent nothing; when the
+pipeline lags behind, the sweep waits for it instead of calling every meter silent.
+
 A batch updates its meters' states in one optimistic transaction (WATCH the state keys, read,
 judge in Python, MULTI/EXEC the new states), so two batches of one meter racing on two workers
 cannot both advance the baseline from the same old value: the loser re-reads and judges again.
@@ -31,8 +37,10 @@ from segs.domain.readings import ROW_POWER
 from segs.domain.readings import ROW_REGION
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
+from segs.services.pending import PENDING_AT
 
 STATE_PREFIX = "segs:detect:meter:"
+WATERMARK_MARGIN_S = 2.0
 DEADLINES = "segs:detect:deadlines"
 SILENT = "segs:detect:silent"
 
@@ -76,8 +84,9 @@ class DetectionStore:
         self._missed_intervals = missed_intervals
         self._pop_due = client.register_script(_POP_DUE)
 
-    def observe(self, rows: list[ReadingRow]) -> list[MeterFinding]:
-        """Fold newly stored readings into their meters' states; return what they reveal."""
+    def observe(self, rows: list[ReadingRow], received_at_us: int) -> list[MeterFinding]:
+        """Fold newly stored readings (accepted at *received_at_us*) into their meters' states;
+        return what they reveal."""
         by_meter: dict[str, list[ReadingRow]] = {}
         for row in rows:
             by_meter.setdefault(row[ROW_METER], []).append(row)
@@ -91,7 +100,7 @@ class DetectionStore:
                     # In WATCH mode a pipeline runs commands at once and returns their replies.
                     stored = cast(list[bytes | None], pipe.mget(keys))
                     was_silent = cast(list[int], pipe.smismember(SILENT, members))
-                    findings, states, deadlines = self._judge(by_meter, stored)
+                    findings, states, deadlines = self._judge(by_meter, stored, received_at_us)
                     resumed = [
                         member for member, silent in zip(members, was_silent, strict=True) if silent
                     ]
@@ -115,7 +124,7 @@ class DetectionStore:
         return findings
 
     def _judge(
-        self, by_meter: dict[str, list[ReadingRow]], stored: list[bytes | None]
+        self, by_meter: dict[str, list[ReadingRow]], stored: list[bytes | None], received_at_us: int
     ) -> tuple[list[MeterFinding], dict[str | bytes, str], dict[str | bytes, float]]:
         findings: list[MeterFinding] = []
         states: dict[str | bytes, str] = {}
@@ -131,10 +140,18 @@ class DetectionStore:
             if state is None or state == before:
                 continue
             states[STATE_PREFIX + meter] = state.encode()
-            deadline = alerts.silent_deadline_us(state, self._missed_intervals)
+            deadline = alerts.silent_deadline_us(state, self._missed_intervals, received_at_us)
             if deadline is not None:
                 deadlines[_member(rows[-1][ROW_REGION], meter)] = deadline / MICRO
         return findings, states, deadlines
+
+    def watermark(self, now_s: float) -> float:
+        """Before this instant, every accepted reading has been processed (see above)."""
+        oldest = self._redis.zrange(PENDING_AT, 0, 0, withscores=True)
+        if not oldest:
+            return now_s
+        # A small margin covers a batch between its fold (which settles it) and its detection.
+        return min(now_s, float(oldest[0][1]) - WATERMARK_MARGIN_S)
 
     def pop_silent(self, now_s: float, limit: int = 1000) -> list[SilentMeter]:
         """Meters whose deadline passed by *now_s*, each reported once until it reports again."""

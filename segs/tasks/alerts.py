@@ -23,9 +23,9 @@ def get_detection_store() -> DetectionStore:
     return DetectionStore(get_redis(), get_settings().silent_after_intervals)
 
 
-def detect_in_batch(rows: list[ReadingRow]) -> None:
+def detect_in_batch(rows: list[ReadingRow], received_at_us: int) -> None:
     """Judge a batch's newly stored readings; store and announce what they reveal."""
-    findings = get_detection_store().observe(rows)
+    findings = get_detection_store().observe(rows, received_at_us)
     if not findings:
         return
     with session_scope() as session:

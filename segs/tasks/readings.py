@@ -53,7 +53,7 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
         )
     if outcome.rows:
         # After the fold: a reading is in its window even if detection fails and retries.
-        detect_in_batch(outcome.rows)
+        detect_in_batch(outcome.rows, received_at_us)
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
     if not outcome.folded and outcome.owned:
         logger.info("batch %s was folded before; nothing changed", self.request.id)

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import multiprocessing
 import random
+import time
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 
 import pytest
 
+from segs.db import session_scope
 from segs.domain import alerts as rules
+from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
+from segs.services import alerting
 from segs.services.detection import DEADLINES
 from segs.services.detection import SILENT
 from segs.services.detection import STATE_PREFIX
 from segs.tasks.alerts import get_detection_store
-from segs.tasks.alerts import sweep_silent_meters
+from segs.tasks.stores import get_pending_ledger
 from simulator.meters import REGIONS
 from simulator.meters import Scenario
 from simulator.meters import build_fleet
@@ -152,24 +157,39 @@ def test_a_redelivered_batch_does_not_count_twice(alert_worker):
     store = get_detection_store()
     start = now_us() - 60 * S
     rows = to_rows([reading("ALERT-REDO", REGION, start + i * S, 4.0 + i) for i in range(6)])
-    first = store.observe(rows)
+    first = store.observe(rows, now_us())
     state = get_redis().get(STATE_PREFIX + "ALERT-REDO")
-    assert store.observe(rows) == []
+    assert store.observe(rows, now_us()) == []
     assert get_redis().get(STATE_PREFIX + "ALERT-REDO") == state
     assert [found.finding for found in first] == []
     assert state.decode().split("|")[0] == "6"
 
 
+def sweep(at: datetime) -> None:
+    with session_scope() as session:
+        alerting.sweep_silent_meters(session, get_detection_store(), at)
+
+
 def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, alert_worker):
     meter = "ALERT-SILENT-1"
     member = f"{REGION}\n{meter}"
-    start = now_us() - 30 * S  # two readings 2 s apart: silent after 3 x 2 s
+    start = now_us() - 30 * S  # two readings 2 s apart: silent 3 x 2 s after the last's acceptance
     post(client, alert_worker, [reading(meter, REGION, start + i * 2 * S, 4.0) for i in (0, 1)])
-    assert get_redis().zscore(DEADLINES, member) == (start + 2 * S + 3 * 2 * S) / MICRO
+    accepted = to_epoch_us(
+        scalar("SELECT max(received_at) FROM raw_readings WHERE meter_id = %s", (meter,))
+    )
+    assert get_redis().zscore(DEADLINES, member) == (accepted + 3 * 2 * S) / MICRO
+    later = datetime.now(UTC) + timedelta(seconds=10)
 
-    sweep_silent_meters.run()
+    # A batch accepted a minute ago still waits in a queue: it may hold this meter's reading.
+    ledger = get_pending_ledger()
+    ledger.record("stalled-batch", 0, [], 0, time.time() - 60)
+    sweep(later)
+    assert alerts_of(meter, rules.METER_OUTAGE) == []
+    ledger.settle("stalled-batch")
+    sweep(later)
     assert get_redis().zscore(DEADLINES, member) is None
-    sweep_silent_meters.run()  # reported once, not at every sweep
+    sweep(later)  # reported once, not at every sweep
     [(severity, status, count, message, _)] = alerts_of(meter, rules.METER_OUTAGE)
     assert (severity, status, count) == ("medium", "active", 1)
     assert message.startswith("Meter outage detected: no data received for ")

@@ -113,10 +113,10 @@ def test_state_round_trips_through_its_text():
         assert MeterState.decode(state.encode()) == state
 
 
-def test_silent_after_n_observed_intervals():
+def test_silent_after_n_observed_intervals_from_its_acceptance():
     state = MeterState(3, KW, 10_000_000, 2_000_000, None)
-    assert alerts.silent_deadline_us(state, 3) == 16_000_000
-    assert alerts.silent_deadline_us(MeterState(1, KW, 10, 0, None), 3) is None
+    assert alerts.silent_deadline_us(state, 3, 11_000_000) == 17_000_000
+    assert alerts.silent_deadline_us(MeterState(1, KW, 10, 0, None), 3, 11) is None
 
 
 RULE = OverloadRule()
