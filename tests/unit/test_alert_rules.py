@@ -176,3 +176,16 @@ def test_webhook_signature_is_hmac_sha256_of_the_body():
 
 def test_backoff_doubles():
     assert [alerts.backoff_s(attempt, 2.0) for attempt in (1, 2, 3)] == [2.0, 4.0, 8.0]
+
+
+def test_overload_is_judged_on_each_regions_newest_flushed_1m_window():
+    from segs.domain.windows import WindowKey
+    from segs.services.alerting import newest_regional_windows
+
+    flushed = [
+        WindowKey("1m", "Pune-West", 60_000_000),
+        WindowKey("1m", "Pune-West", 120_000_000),
+        WindowKey("15m", "Pune-West", 900_000_000),
+        WindowKey("1m", "Pune-East", 60_000_000),
+    ]
+    assert newest_regional_windows(flushed) == {"Pune-West": 120_000_000, "Pune-East": 60_000_000}
