@@ -5,6 +5,7 @@ from datetime import timedelta
 from segs.config import get_settings
 
 _flush_every = get_settings().flush_interval_s
+_sweep_every = get_settings().silent_sweep_interval_s
 
 BEAT_SCHEDULE = {
     "flush-closed-windows": {
@@ -24,6 +25,12 @@ BEAT_SCHEDULE = {
         # Run every 15 seconds: the Redis broker's safety net (segs.services.pending)
         "schedule": timedelta(seconds=15),
         "options": {"expires": 15, "queue": "default"},
+    },
+    "sweep-silent-meters": {
+        "task": "segs.tasks.alerts.sweep_silent_meters",
+        # Run every SEGS_SILENT_SWEEP_INTERVAL_S (10 s): meters that stopped reporting
+        "schedule": timedelta(seconds=_sweep_every),
+        "options": {"expires": _sweep_every, "queue": "default"},
     },
     "maintain-partitions": {
         "task": "segs.tasks.maintenance.maintain_partitions",

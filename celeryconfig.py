@@ -28,17 +28,24 @@ imports = (
     "segs.tasks.windows",
     "segs.tasks.maintenance",
     "segs.tasks.mail",
+    "segs.tasks.alerts",
+    "segs.tasks.notifications",
     "segs.tasks.worker_signals",
 )
 
 task_default_queue = "default"
-task_queues = [Queue("default")] + [Queue(name) for name in _settings.reading_queues]
+# "notifications" is its own queue so a slow SMTP server or webhook never delays readings.
+task_queues = [Queue("default"), Queue("notifications")] + [
+    Queue(name) for name in _settings.reading_queues
+]
 task_create_missing_queues = False
 # Reading batches name their shard queue when sent; everything else runs on "default".
 task_routes = {
     "segs.tasks.windows.*": {"queue": "default"},
     "segs.tasks.maintenance.*": {"queue": "default"},
     "segs.tasks.mail.*": {"queue": "default"},
+    "segs.tasks.alerts.*": {"queue": "default"},
+    "segs.tasks.notifications.*": {"queue": "notifications"},
     "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
 }
 

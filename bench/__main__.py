@@ -11,6 +11,7 @@ from datetime import datetime
 
 from bench.pipeline import BenchConfig
 from bench.pipeline import BenchResult
+from bench.pipeline import add_store_options
 from bench.pipeline import queue_growth
 from bench.pipeline import run
 from bench.pipeline import sustained_verdict
@@ -47,6 +48,7 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--concurrency", type=int, default=10, help="simulator batches in flight (seed default 10)"
     )
+    add_store_options(parser)
     args = parser.parse_args(argv)
     return BenchConfig(
         meters=args.meters,
@@ -61,6 +63,9 @@ def _parse(argv: list[str]) -> BenchConfig:
         api_port=args.api_port,
         seed=args.seed,
         client_concurrency=args.concurrency,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        redis_broker_url=args.redis_broker_url,
     )
 
 

@@ -12,6 +12,7 @@ reports:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -51,6 +52,7 @@ class BenchConfig:
     client_concurrency: int
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
+    redis_broker_url: str = "redis://localhost:6379/11"
 
     @property
     def offered_rate(self) -> float:
@@ -60,7 +62,7 @@ class BenchConfig:
     def broker_url(self) -> str:
         if self.broker == "amqp":
             return "amqp://guest:guest@localhost:5672//"
-        return "redis://localhost:6379/11"
+        return self.redis_broker_url
 
     def env(self, metrics_dir: Path | None = None) -> dict[str, str]:
         env = dict(os.environ)
@@ -78,6 +80,21 @@ class BenchConfig:
         if metrics_dir is not None:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         return env
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Where a benchmark keeps its data: its own database and Redis databases (emptied first)."""
+    parser.add_argument(
+        "--database-url", default=BenchConfig.database_url, help="the benchmark's database"
+    )
+    parser.add_argument(
+        "--redis-url", default=BenchConfig.redis_url, help="the benchmark's Redis database"
+    )
+    parser.add_argument(
+        "--redis-broker-url",
+        default=BenchConfig.redis_broker_url,
+        help="the benchmark's Redis broker database (with --broker redis)",
+    )
 
 
 @dataclass

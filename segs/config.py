@@ -117,6 +117,21 @@ class Settings:
     smtp_timeout_s: float = 10.0
     mail_from: str = "SEGS <no-reply@segs.localhost>"
 
+    # Alerts (issue 4)
+    silent_after_intervals: int = 3
+    silent_sweep_interval_s: float = 10.0
+    overload_raise_percent: float = 90.0
+    overload_clear_percent: float = 85.0
+    overload_critical_percent: float = 100.0
+    overload_windows: int = 2
+
+    # Notifications
+    delivery_attempts: int = 3
+    delivery_backoff_s: float = 2.0
+    webhook_timeout_s: float = 5.0
+    feed_heartbeat_s: float = 15.0
+    feed_max_s: float = 25.0
+
     # Abuse limits (Flask-Limiter notation, kept in Redis)
     rate_limit_default: str = "300 per minute"
     rate_limit_auth_per_ip: str = "60 per 15 minutes"
@@ -202,6 +217,27 @@ def load_settings() -> Settings:
         smtp_starttls=_bool("SEGS_SMTP_STARTTLS", Settings.smtp_starttls),
         smtp_timeout_s=_float("SEGS_SMTP_TIMEOUT_S", Settings.smtp_timeout_s, 0.1),
         mail_from=_str("SEGS_MAIL_FROM", Settings.mail_from),
+        silent_after_intervals=_int(
+            "SEGS_SILENT_AFTER_INTERVALS", Settings.silent_after_intervals, 1
+        ),
+        silent_sweep_interval_s=_float(
+            "SEGS_SILENT_SWEEP_INTERVAL_S", Settings.silent_sweep_interval_s, 0.5
+        ),
+        overload_raise_percent=_float(
+            "SEGS_OVERLOAD_RAISE_PERCENT", Settings.overload_raise_percent
+        ),
+        overload_clear_percent=_float(
+            "SEGS_OVERLOAD_CLEAR_PERCENT", Settings.overload_clear_percent
+        ),
+        overload_critical_percent=_float(
+            "SEGS_OVERLOAD_CRITICAL_PERCENT", Settings.overload_critical_percent
+        ),
+        overload_windows=_int("SEGS_OVERLOAD_WINDOWS", Settings.overload_windows, 1),
+        delivery_attempts=_int("SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
+        delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
+        webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
+        feed_heartbeat_s=_float("SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
+        feed_max_s=_float("SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
         rate_limit_default=_str("SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
         rate_limit_auth_per_ip=_str("SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip),
         rate_limit_auth_per_account=_str(
@@ -214,6 +250,11 @@ def load_settings() -> Settings:
     if environment not in ENVIRONMENTS:
         raise SettingsError(
             f"SEGS_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
+        )
+    if settings.overload_clear_percent > settings.overload_raise_percent:
+        raise SettingsError(
+            "SEGS_OVERLOAD_CLEAR_PERCENT must not exceed SEGS_OVERLOAD_RAISE_PERCENT "
+            "(the hysteresis band would be inverted)"
         )
     if settings.max_reading_age_s > settings.raw_retention_days * 86400:
         raise SettingsError(

@@ -47,6 +47,12 @@ TASK_DURATION = Histogram(
     ["task"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+NOTIFICATIONS = Counter(
+    "segs_notifications_total",
+    "Notification delivery attempts, by channel and outcome (sent, failed, dead).",
+    ["channel", "status"],
+)
 READINGS_ARCHIVED = Counter(
     "segs_readings_archived", "Readings written to raw_readings and folded into windows."
 )

@@ -31,6 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO = 1_000_000
 
 DATA_TABLES = (
+    "alert_transitions",
+    "alerts",
+    "notification_deliveries",
+    "notification_dead_letters",
+    "notification_preferences",
+    "webhooks",
     "raw_readings",
     "aggregates_1m",
     "aggregates_15m",
@@ -189,7 +195,7 @@ def purge_queues() -> None:
         return
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        for name in ["default", *settings().reading_queues]:
+        for name in ["default", "notifications", *settings().reading_queues]:
             app.amqp.queues[name].bind(channel).declare()
             channel.queue_purge(name)
 

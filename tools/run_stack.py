@@ -84,6 +84,14 @@ def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
             ),
             run_windows,
         ).all()
+        alerts = conn.execute(
+            text(
+                "SELECT type, severity, status, count(*), string_agg(DISTINCT region, ', ') "
+                "FROM alerts WHERE last_seen_at >= :t GROUP BY type, severity, status "
+                "ORDER BY type, severity, status"
+            ),
+            {"t": started_at},
+        ).all()
     print("\n=== SEGS run summary ===")
     print(f"readings archived in raw_readings this run   : {raw}")
     print(f"1-minute aggregate rows of this run's windows: {agg[0]} ({agg[1]} readings)")
@@ -93,6 +101,11 @@ def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
     if not loads:
         print("  (no 1-minute window of this run has closed yet; run longer to see loads)")
     print("Windows still open stay in Redis and are flushed by the next run.")
+    print("alerts seen this run (GET /api/v1/alerts as an operator for the details):")
+    for kind, severity, status, count, regions in alerts:
+        print(f"  {kind:<17} {severity:<8} {status:<12} {count:>6}  in {regions}")
+    if not alerts:
+        print("  none (SIM_SCENARIO=overload make run drives Pune-West into overload)")
 
 
 def main() -> int:

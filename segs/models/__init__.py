@@ -4,6 +4,12 @@ from segs.models.accounts import AuditEntry
 from segs.models.accounts import RefreshToken
 from segs.models.accounts import User
 from segs.models.accounts import VerificationCode
+from segs.models.alerts import Alert
+from segs.models.alerts import AlertTransition
+from segs.models.alerts import DeadLetter
+from segs.models.alerts import NotificationDelivery
+from segs.models.alerts import NotificationPreference
+from segs.models.alerts import Webhook
 from segs.models.base import Base
 from segs.models.grid import Meter
 from segs.models.grid import Region
@@ -15,6 +21,12 @@ from segs.models.telemetry import RegionalAggregate15m
 from segs.models.telemetry import WindowFlush
 
 __all__ = [
+    "Alert",
+    "AlertTransition",
+    "DeadLetter",
+    "NotificationDelivery",
+    "NotificationPreference",
+    "Webhook",
     "Aggregate15m",
     "Aggregate1m",
     "AuditEntry",

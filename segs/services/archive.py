@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 
@@ -84,6 +85,8 @@ class ArchiveOutcome:
     owned: int
     folded: bool
     expired: int = 0
+    # The rows this batch stored (now or on an earlier run), for alert detection.
+    rows: list[ReadingRow] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -123,7 +126,9 @@ def archive_and_fold(
         store.fold(batch_id, fold_rows(owned), settings.applied_mark_ttl_s) if owned else False
     )
 
-    outcome = ArchiveOutcome(received=received, owned=len(owned), folded=applied, expired=expired)
+    outcome = ArchiveOutcome(
+        received=received, owned=len(owned), folded=applied, expired=expired, rows=owned
+    )
     if applied:
         metrics.READINGS_ARCHIVED.inc(outcome.owned)
     if outcome.duplicates:

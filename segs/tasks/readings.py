@@ -18,6 +18,7 @@ from segs.db import raw_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
 from segs.services.archive import archive_and_fold
+from segs.tasks.alerts import detect_in_batch
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 
@@ -50,6 +51,9 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
             received_at_us=received_at_us,
             now=datetime.now(UTC),
         )
+    if outcome.rows:
+        # After the fold: a reading is in its window even if detection fails and retries.
+        detect_in_batch(outcome.rows, received_at_us)
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
     if not outcome.folded and outcome.owned:
         logger.info("batch %s was folded before; nothing changed", self.request.id)

@@ -13,7 +13,9 @@ from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
+from segs.services import alerting
 from segs.services import flush
+from segs.tasks.alerts import evaluate_overloads
 from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_window_store
 
@@ -39,6 +41,9 @@ def flush_closed_windows() -> dict[str, int]:
     finally:
         lock.release()
     metrics.TASK_DURATION.labels("flush_closed_windows").observe(time.perf_counter() - started)
+    regional = alerting.newest_regional_windows(report.flushed)
+    if regional:
+        evaluate_overloads.delay(regional)
     if report.windows:
         logger.info(
             "flushed %d windows (%d meter rows, %d late readings merged)",
@@ -53,7 +58,9 @@ def flush_closed_windows() -> dict[str, int]:
 def sample_queue_depths() -> None:
     """Publish queue depths and open-window counts as gauges."""
     settings = get_settings()
-    for queue, depth in queue_depths(["default", *settings.reading_queues]).items():
+    for queue, depth in queue_depths(
+        ["default", "notifications", *settings.reading_queues]
+    ).items():
         metrics.QUEUE_DEPTH.labels(queue).set(depth)
     open_windows = get_window_store().open_windows_by_size()
     for size in ("1m", "15m"):

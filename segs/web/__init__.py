@@ -10,6 +10,8 @@ from segs.config import get_settings
 from segs.web import cli
 from segs.web import errors
 from segs.web.admin import bp as admin_bp
+from segs.web.alerts import bp as alerts_bp
+from segs.web.alerts import feed_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
 from segs.web.extensions import api
@@ -18,14 +20,16 @@ from segs.web.health import bp as health_bp
 from segs.web.json_provider import SegsJSONProvider
 from segs.web.meter_data import bp as meter_data_bp
 from segs.web.meters import bp as meters_bp
+from segs.web.notifications import bp as notifications_bp
 from segs.web.regions import bp as regions_bp
 from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
-# Plain blueprints outside /api/v1: probes, metrics and the meters' ingestion endpoints.
-BLUEPRINTS = (health_bp, telemetry_bp)
+# Plain blueprints: probes, metrics, the meters' ingestion endpoints, and the live feed
+# (under /api/v1, but an event stream, so outside the OpenAPI document).
+BLUEPRINTS = (health_bp, telemetry_bp, feed_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
 API_BLUEPRINTS: tuple = (
@@ -36,6 +40,8 @@ API_BLUEPRINTS: tuple = (
     admin_bp,
     meter_data_bp,
     regions_bp,
+    alerts_bp,
+    notifications_bp,
 )
 
 

@@ -8,6 +8,7 @@ and an admin. Bodies are valid, so a refusal can only come from authentication o
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from tests.accounts import Account
 from tests.accounts import create_account
 from tests.support import execute
 from tests.support import reset_state
+from tests.support import scalar
 
 pytestmark = [pytest.mark.integration, pytest.mark.api]
 
@@ -36,6 +38,8 @@ class World:
     operator: Account
     admin: Account
     refresh_token: str
+    alert_id: int
+    webhook_id: uuid.UUID
 
     def account(self, persona: str) -> Account | None:
         return None if persona == "anonymous" else getattr(self, persona)
@@ -157,6 +161,38 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/regions/<region>/load"): (STAFF_ONLY, None),
     # Administration.
     ("GET", "/api/v1/audit-log"): (ADMIN_ONLY, None),
+    # Alerts: staff handle them; the first member of staff to act wins, the second conflicts.
+    ("GET", "/api/v1/alerts"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/alerts/stats"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/alerts/<int:alert_id>"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/alerts/<int:alert_id>/acknowledge"): (
+        (401, 403, 403, 200, 409),
+        lambda _w, _p: {"note": "on it"},
+    ),
+    ("POST", "/api/v1/alerts/<int:alert_id>/resolve"): (
+        (401, 403, 403, 200, 409),
+        lambda _w, _p: {"note": "fixed"},
+    ),
+    ("POST", "/api/v1/alerts/resolve"): (
+        STAFF_ONLY,
+        lambda world, _p: {"ids": [world.alert_id]},
+    ),
+    # The live feed: everyone signed in, each their own audience (SEGS_FEED_MAX_S in tests).
+    ("GET", "/api/v1/feed"): (SIGNED_IN, None),
+    # The caller's own alerts, preferences and webhooks.
+    ("GET", "/api/v1/users/me/alerts"): (SIGNED_IN, None),
+    ("GET", "/api/v1/users/me/notification-preferences"): (SIGNED_IN, None),
+    ("PUT", "/api/v1/users/me/notification-preferences"): (
+        SIGNED_IN,
+        lambda _w, _p: {"channels": ["email"], "kinds": ["POWER_OUTAGE"], "minSeverity": "high"},
+    ),
+    ("GET", "/api/v1/users/me/webhooks"): (SIGNED_IN, None),
+    ("POST", "/api/v1/users/me/webhooks"): (
+        (401, 201, 201, 201, 201),
+        lambda _w, _p: {"url": "https://hooks.example.test/segs"},
+    ),
+    # Only the owner's own webhook: everyone else cannot tell it from a missing one.
+    ("DELETE", "/api/v1/users/me/webhooks/<uuid:webhook_id>"): ((401, 204, 404, 404, 404), None),
     ("GET", "/api/v1/admin/stats"): (ADMIN_ONLY, None),
 }
 
@@ -195,7 +231,19 @@ def build_world(app, client) -> World:
     execute("INSERT INTO meters (meter_id, region) VALUES (%s, %s)", (FREE_METER, REGION))
     login = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD})
     assert login.status_code == 200, login.get_json()
-    return World(owner, other, operator, admin, login.get_json()["refreshToken"])
+    alert_id = scalar(
+        "INSERT INTO alerts (type, severity, status, region, meter_id, message, last_seen_at) "
+        "VALUES ('POWER_SPIKE', 'medium', 'active', %s, %s, 'spike', now()) RETURNING id",
+        (REGION, OWNED_METER),
+    )
+    webhook_id = uuid.uuid4()
+    execute(
+        "INSERT INTO webhooks (id, user_id, url, secret) VALUES (%s, %s, %s, 'secret')",
+        (webhook_id, owner.id, "https://hooks.example.test/owner"),
+    )
+    return World(
+        owner, other, operator, admin, login.get_json()["refreshToken"], alert_id, webhook_id
+    )
 
 
 def url_for_rule(rule: str, method: str, world: World) -> str:
@@ -204,6 +252,8 @@ def url_for_rule(rule: str, method: str, world: World) -> str:
         rule.replace("<uuid:user_id>", str(world.owner.id))
         .replace("<meter_id>", meter)
         .replace("<region>", REGION)
+        .replace("<int:alert_id>", str(world.alert_id))
+        .replace("<uuid:webhook_id>", str(world.webhook_id))
     )
 
 

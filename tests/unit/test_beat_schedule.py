@@ -25,6 +25,7 @@ def test_schedule_entries():
         "sample-queue-depths",
         "requeue-stalled-batches",
         "maintain-partitions",
+        "sweep-silent-meters",
     }
     assert celeryconfig.beat_schedule is BEAT_SCHEDULE
 
@@ -36,6 +37,9 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
         "segs.tasks.windows.sample_queue_depths",
         "segs.tasks.maintenance.maintain_partitions",
         "segs.tasks.readings.requeue_stalled_batches",
+        "segs.tasks.alerts.sweep_silent_meters",
+        "segs.tasks.alerts.evaluate_overloads",
+        "segs.tasks.notifications.announce_tariff_change",
     } <= registered_tasks
 
 
@@ -60,11 +64,11 @@ def test_flush_runs_every_flush_interval():
     assert spec["schedule"] == timedelta(seconds=get_settings().flush_interval_s)
 
 
-def test_declared_queues_are_default_and_one_per_shard():
+def test_declared_queues_are_default_notifications_and_one_per_shard():
     from segs.config import get_settings
 
     shards = get_settings().shards
-    assert [queue.name for queue in celeryconfig.task_queues] == ["default"] + [
+    assert [queue.name for queue in celeryconfig.task_queues] == ["default", "notifications"] + [
         f"readings.{k}" for k in range(shards)
     ]
     assert celeryconfig.task_default_queue == "default"
@@ -82,3 +86,8 @@ def test_broker_transport_options_follow_the_broker():
         assert celeryconfig.broker_transport_options == {
             "visibility_timeout": settings.visibility_timeout_s
         }
+
+
+def test_notification_tasks_route_to_their_own_queue():
+    route = celeryconfig.task_routes["segs.tasks.notifications.*"]
+    assert route == {"queue": "notifications"}

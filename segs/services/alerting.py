@@ -1,0 +1,95 @@
+"""Where conditions are found and turned into alerts: the reading path, the flush, the sweep.
+
+Each function stores what it finds in one transaction and returns the transition ids, for the
+caller to hand to the notification queue once committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from segs.config import Settings
+from segs.domain import alerts as rules
+from segs.domain.readings import MICRO
+from segs.domain.readings import from_epoch_us
+from segs.domain.windows import WindowKey
+from segs.services.alerts import Condition
+from segs.services.alerts import apply_finding
+from segs.services.alerts import has_open
+from segs.services.alerts import raise_alert
+from segs.services.alerts import recent_loads
+from segs.services.detection import DetectionStore
+from segs.services.detection import MeterFinding
+
+
+def record_findings(session: Session, findings: list[MeterFinding], now: datetime) -> list[int]:
+    """Store what per-reading detection found: each meter's findings in reading order, meters
+    in one global order, so two batches touching the same alerts cannot deadlock."""
+    transitions: list[int] = []
+    for found in sorted(findings, key=lambda item: (item.meter_id, item.ts_us)):
+        condition = Condition(found.finding.type, found.region, found.meter_id)
+        transitions.extend(apply_finding(session, condition, found.finding, now))
+    return transitions
+
+
+def overload_rule(settings: Settings) -> rules.OverloadRule:
+    return rules.OverloadRule(
+        raise_above=Decimal(str(settings.overload_raise_percent)),
+        clear_below=Decimal(str(settings.overload_clear_percent)),
+        critical_above=Decimal(str(settings.overload_critical_percent)),
+        windows=settings.overload_windows,
+    )
+
+
+def newest_regional_windows(flushed: Iterable[WindowKey]) -> dict[str, int]:
+    """Each region's newest 1-minute window among those just flushed (start, epoch µs)."""
+    newest: dict[str, int] = {}
+    for window in flushed:
+        if window.size == "1m" and window.start_us > newest.get(window.region, -1):
+            newest[window.region] = window.start_us
+    return newest
+
+
+def evaluate_overloads(
+    session: Session, settings: Settings, windows: dict[str, int], now: datetime
+) -> list[int]:
+    """Judge each region's load over the consecutive 1m windows ending with the given one."""
+    rule = overload_rule(settings)
+    transitions: list[int] = []
+    for region, start_us in sorted(windows.items()):
+        condition = Condition(rules.REGIONAL_OVERLOAD, region, None)
+        loads = recent_loads(session, region, from_epoch_us(start_us), rule.windows)
+        finding = rules.judge_overload(loads, has_open(session, condition), rule)
+        if finding is not None:
+            transitions.extend(apply_finding(session, condition, finding, now))
+    return transitions
+
+
+def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) -> list[int]:
+    """Raise METER_OUTAGE for every meter past its deadline by the ingestion watermark; each is
+    reported once per silence."""
+    now_s = now.timestamp()
+    silent = store.pop_silent(store.watermark(now_s))
+    transitions: list[int] = []
+    try:
+        for meter in silent:
+            quiet_s = now_s - meter.last_ts_us / MICRO if meter.last_ts_us else 0.0
+            transitions.extend(
+                raise_alert(
+                    session,
+                    Condition(rules.METER_OUTAGE, meter.region, meter.meter_id),
+                    "medium",
+                    rules.silent_message(quiet_s),
+                    now,
+                )
+            )
+            session.flush()
+    except BaseException:
+        store.unpop(silent, time.time())
+        raise
+    return transitions

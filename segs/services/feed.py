@@ -1,0 +1,104 @@
+"""The live feed: events on Redis streams, one per audience, read by the API's SSE endpoint.
+
+Streams rather than pub/sub, so a browser that reconnects (EventSource does so by itself, with
+the Last-Event-ID header) gets what it missed in between. Each stream keeps its newest
+FEED_LENGTH events.
+
+- ``segs:feed:staff``            every alert transition and every tariff change
+- ``segs:feed:user:{user_id}``   transitions of alerts on that account's meters
+- ``segs:feed:region:{region}``  tariff changes of the region
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from segs.domain.access import STAFF
+
+STAFF_FEED = "segs:feed:staff"
+FEED_LENGTH = 1000
+_START = "0-0"
+
+
+def user_feed(user_id: uuid.UUID | str) -> str:
+    return f"segs:feed:user:{user_id}"
+
+
+def region_feed(region: str) -> str:
+    return f"segs:feed:region:{region}"
+
+
+def audience_feeds(account_id: uuid.UUID, role: str, region: str | None) -> list[str]:
+    """The streams one account reads: staff see everything, customers their own."""
+    if role in STAFF:
+        return [STAFF_FEED]
+    feeds = [user_feed(account_id)]
+    if region is not None:
+        feeds.append(region_feed(region))
+    return feeds
+
+
+def publish(client: redis.Redis, feeds: list[str], event: dict[str, Any]) -> None:
+    data = json.dumps(event)
+    with client.pipeline(transaction=False) as pipe:
+        for feed in feeds:
+            pipe.xadd(feed, {"data": data}, maxlen=FEED_LENGTH, approximate=True)
+        pipe.execute()
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    cursor: str  # the SSE event id: where to resume after this event
+    name: str
+    data: str
+
+
+class FeedReader:
+    """Reads a set of streams from a cursor: the last id seen on each, joined by commas."""
+
+    def __init__(self, client: redis.Redis, feeds: list[str], cursor: str | None) -> None:
+        self._redis = client
+        self._feeds = feeds
+        self._positions = self._parse(cursor) or self._newest()
+
+    def _parse(self, cursor: str | None) -> dict[str, str] | None:
+        """A Last-Event-ID from an earlier connection, if it fits these streams."""
+        if not cursor:
+            return None
+        ids = cursor.split(",")
+        if len(ids) != len(self._feeds) or not all(_is_stream_id(item) for item in ids):
+            return None
+        return dict(zip(self._feeds, ids, strict=True))
+
+    def _newest(self) -> dict[str, str]:
+        positions = {}
+        for feed in self._feeds:
+            newest = self._redis.xrevrange(feed, count=1)
+            positions[feed] = newest[0][0].decode() if newest else _START
+        return positions
+
+    def read(self, block_ms: int) -> list[FeedEvent]:
+        """Events after the cursor, waiting up to *block_ms* for the first one."""
+        replies = self._redis.xread(dict(self._positions), count=100, block=block_ms)
+        events = []
+        for feed, entries in replies or []:
+            name = feed.decode() if isinstance(feed, bytes) else feed
+            for entry_id, fields in entries:
+                self._positions[name] = entry_id.decode()
+                data = fields[b"data"].decode()
+                events.append(FeedEvent(self.cursor, json.loads(data)["event"], data))
+        return events
+
+    @property
+    def cursor(self) -> str:
+        return ",".join(self._positions[feed] for feed in self._feeds)
+
+
+def _is_stream_id(text: str) -> bool:
+    head, _, tail = text.partition("-")
+    return head.isdigit() and tail.isdigit()

@@ -1,0 +1,424 @@
+"""Who hears about an alert transition or a tariff change, and how: live feed, email, webhooks.
+
+Planning (who gets what, by their preferences) is separate from delivering (one attempt on one
+channel, written to the delivery log), so each delivery retries on its own schedule.
+
+The live feed's streams are described in segs.services.feed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import smtplib
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+import httpx
+import redis
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from segs.config import Settings
+from segs.domain import alerts as rules
+from segs.domain.access import USER
+from segs.domain.codes import OutgoingMail
+from segs.errors import ConflictError
+from segs.errors import NotFoundError
+from segs.models import Alert
+from segs.models import AlertTransition
+from segs.models import DeadLetter
+from segs.models import Meter
+from segs.models import NotificationDelivery
+from segs.models import NotificationPreference
+from segs.models import User
+from segs.models import Webhook
+from segs.services import audit
+from segs.services import feed
+from segs.services import mail
+from segs.services.audit import Actor
+from segs.services.feed import STAFF_FEED
+from segs.services.feed import region_feed
+from segs.services.feed import user_feed
+
+_DISPATCHED_PREFIX = "segs:notified:"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One notification for one account on one channel; target is an address or a webhook id."""
+
+    subject: str
+    channel: str
+    user_id: str
+    target: str
+    title: str
+    payload: dict[str, Any]
+
+    def as_task_args(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "channel": self.channel,
+            "user_id": self.user_id,
+            "target": self.target,
+            "title": self.title,
+            "payload": self.payload,
+        }
+
+
+@dataclass
+class Plan:
+    """What to publish on the live feed and what to deliver to whom."""
+
+    event: dict[str, Any]
+    feeds: list[str]
+    deliveries: list[Delivery] = field(default_factory=list)
+
+
+def first_dispatch(client: redis.Redis, subject: str, ttl_s: int = 7 * 24 * 3600) -> bool:
+    """True the first time *subject* is dispatched: a redelivered dispatch sends nothing twice."""
+    return bool(client.set(_DISPATCHED_PREFIX + subject, "1", nx=True, ex=ttl_s))
+
+
+def alert_body(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "type": alert.type,
+        "severity": alert.severity,
+        "status": alert.status,
+        "region": alert.region,
+        "meterId": alert.meter_id,
+        "message": alert.message,
+        "occurrenceCount": alert.occurrence_count,
+        "createdAt": alert.created_at.isoformat(),
+        "lastSeenAt": alert.last_seen_at.isoformat(),
+    }
+
+
+def plan_transition(session: Session, transition_id: int) -> Plan | None:
+    """The feed event and the deliveries of one alert transition (None if it is gone)."""
+    transition = session.get(AlertTransition, transition_id)
+    if transition is None:
+        return None
+    alert = session.get(Alert, transition.alert_id)
+    assert alert is not None
+    event = {
+        "event": f"alert.{transition.kind}",
+        "transition": {
+            "id": transition.id,
+            "kind": transition.kind,
+            "fromStatus": transition.from_status,
+            "toStatus": transition.to_status,
+            "severity": transition.severity,
+            "note": transition.note,
+            "at": transition.at.isoformat(),
+        },
+        "alert": alert_body(alert),
+    }
+    if alert.meter_id is not None:
+        owners = session.scalars(
+            select(User)
+            .join(Meter, Meter.owner_id == User.id)
+            .where(Meter.meter_id == alert.meter_id)
+        ).all()
+    else:
+        owners = _customers_of(session, alert.region)
+    recipients = [user for user in owners if user.is_usable]
+    feeds = [STAFF_FEED, *(user_feed(user.id) for user in recipients if alert.meter_id)]
+    title = (
+        f"[SEGS] {transition.severity} {alert.type} {transition.kind}: "
+        f"{alert.meter_id or alert.region}"
+    )
+    plan = Plan(event, feeds)
+    plan.deliveries = _deliveries(
+        session,
+        recipients,
+        subject=f"transition:{transition.id}",
+        kind=alert.type,
+        severity=transition.severity,
+        title=title,
+        payload=event,
+    )
+    return plan
+
+
+def plan_tariff_change(
+    session: Session,
+    *,
+    region: str,
+    previous_price: str | None,
+    price: str,
+    effective_from: str,
+    reason: str,
+) -> Plan:
+    """The feed event and the deliveries of a region's tariff change (issue 5 announces it)."""
+    event = {
+        "event": "tariff.changed",
+        "tariff": {
+            "region": region,
+            "previousPrice": previous_price,
+            "price": price,
+            "effectiveFrom": effective_from,
+            "reason": reason,
+        },
+    }
+    plan = Plan(event, [STAFF_FEED, region_feed(region)])
+    plan.deliveries = _deliveries(
+        session,
+        _customers_of(session, region),
+        subject=f"tariff:{region}:{effective_from}",
+        kind=rules.TARIFF_CHANGE,
+        severity=None,
+        title=f"[SEGS] Tariff change in {region}: {price} per kWh from {effective_from}",
+        payload=event,
+    )
+    return plan
+
+
+def _customers_of(session: Session, region: str) -> list[User]:
+    return [
+        user
+        for user in session.scalars(select(User).where(User.region == region, User.role == USER))
+        if user.is_usable
+    ]
+
+
+def preferences_of(
+    session: Session, user_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, rules.Preferences]:
+    """Each account's preferences; the defaults for those who never set theirs."""
+    stored = {
+        row.user_id: rules.Preferences(
+            channels=frozenset(row.channels),
+            kinds=frozenset(row.kinds),
+            min_severity=row.min_severity,
+        )
+        for row in session.scalars(
+            select(NotificationPreference).where(NotificationPreference.user_id.in_(user_ids))
+        )
+    }
+    return {user_id: stored.get(user_id, rules.Preferences()) for user_id in user_ids}
+
+
+def _deliveries(
+    session: Session,
+    recipients: list[User],
+    *,
+    subject: str,
+    kind: str,
+    severity: str | None,
+    title: str,
+    payload: dict[str, Any],
+) -> list[Delivery]:
+    if not recipients:
+        return []
+    prefs = preferences_of(session, [user.id for user in recipients])
+    hooks: dict[uuid.UUID, list[Webhook]] = {}
+    for hook in session.scalars(
+        select(Webhook).where(Webhook.user_id.in_(list(prefs))).order_by(Webhook.created_at)
+    ):
+        hooks.setdefault(hook.user_id, []).append(hook)
+    deliveries: list[Delivery] = []
+    for user in recipients:
+        wanted = prefs[user.id]
+        if wanted.wants("email", kind, severity) and user.email_verified_at is not None:
+            deliveries.append(Delivery(subject, "email", str(user.id), user.email, title, payload))
+        if wanted.wants("webhook", kind, severity):
+            deliveries.extend(
+                Delivery(subject, "webhook", str(user.id), str(hook.id), title, payload)
+                for hook in hooks.get(user.id, [])
+            )
+    return deliveries
+
+
+def publish(client: redis.Redis, plan: Plan) -> None:
+    """Put the event on the live feed."""
+    feed.publish(client, plan.feeds, plan.event)
+
+
+class DeliveryFailedError(Exception):
+    """The channel refused the notification (an HTTP error status, a deleted webhook)."""
+
+
+def deliver(session: Session, settings: Settings, delivery: Delivery, attempt: int) -> str | None:
+    """Make one attempt and write it to the delivery log; return why it failed, or None."""
+    target = delivery.target
+    try:
+        if delivery.channel == "email":
+            _send_email(settings, delivery)
+        else:
+            target = _post_webhook(session, settings, delivery)
+    except (OSError, smtplib.SMTPException, httpx.HTTPError, DeliveryFailedError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        _log(session, delivery, target, attempt, "failed", error)
+        return error
+    _log(session, delivery, target, attempt, "sent", None)
+    return None
+
+
+def dead_letter(session: Session, delivery: Delivery, attempts: int, error: str) -> None:
+    """Keep a notification given up on, for a person to look at or replay."""
+    session.add(
+        DeadLetter(
+            channel=delivery.channel,
+            user_id=uuid.UUID(delivery.user_id),
+            target=delivery.target,
+            subject=delivery.subject,
+            payload=delivery.payload,
+            attempts=attempts,
+            last_error=error,
+        )
+    )
+
+
+def _log(
+    session: Session, delivery: Delivery, target: str, attempt: int, status: str, error: str | None
+) -> None:
+    session.add(
+        NotificationDelivery(
+            subject=delivery.subject,
+            user_id=uuid.UUID(delivery.user_id),
+            channel=delivery.channel,
+            target=target,
+            attempt=attempt,
+            status=status,
+            error=error,
+        )
+    )
+
+
+def _send_email(settings: Settings, delivery: Delivery) -> None:
+    body = json.dumps(delivery.payload, indent=2)
+    text = f"{delivery.title}\n\n{_summary(delivery.payload)}\n\nDetails:\n{body}\n"
+    mail.send_email(settings, OutgoingMail(to=delivery.target, subject=delivery.title, body=text))
+
+
+def _summary(payload: dict[str, Any]) -> str:
+    if "alert" in payload:
+        return str(payload["alert"]["message"])
+    tariff = payload["tariff"]
+    return f"New price {tariff['price']} per kWh from {tariff['effectiveFrom']}: {tariff['reason']}"
+
+
+def _post_webhook(session: Session, settings: Settings, delivery: Delivery) -> str:
+    hook = session.get(Webhook, uuid.UUID(delivery.target))
+    if hook is None:
+        raise DeliveryFailedError("the webhook was deleted")
+    body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+    response = httpx.post(
+        hook.url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            rules.SIGNATURE_HEADER: rules.sign(hook.secret, body),
+            "X-SEGS-Delivery": delivery.subject,
+        },
+        timeout=settings.webhook_timeout_s,
+    )
+    if response.status_code >= 300:
+        raise DeliveryFailedError(f"{hook.url} answered {response.status_code}")
+    return hook.url
+
+
+# --------------------------------------------------------------------------- an account's settings
+
+
+@dataclass(frozen=True)
+class PreferencesView:
+    channels: list[str]
+    kinds: list[str]
+    min_severity: str
+    is_default: bool
+
+
+def get_preferences(session: Session, user_id: uuid.UUID) -> PreferencesView:
+    row = session.get(NotificationPreference, user_id)
+    if row is None:
+        default = rules.Preferences()
+        return PreferencesView(
+            sorted(default.channels), _in_order(default.kinds), default.min_severity, True
+        )
+    return PreferencesView(sorted(row.channels), _in_order(row.kinds), row.min_severity, False)
+
+
+def _in_order(kinds: Iterable[str]) -> list[str]:
+    return [kind for kind in rules.NOTIFICATION_KINDS if kind in set(kinds)]
+
+
+def set_preferences(
+    session: Session, actor: Actor, channels: list[str], kinds: list[str], min_severity: str
+) -> PreferencesView:
+    """Replace the caller's preferences (an empty list of channels turns email and webhooks off)."""
+    assert actor.id is not None
+    values = {
+        "user_id": actor.id,
+        "channels": sorted(set(channels)),
+        "kinds": _in_order(kinds),
+        "min_severity": min_severity,
+    }
+    session.execute(
+        insert(NotificationPreference)
+        .values(**values)
+        .on_conflict_do_update(
+            index_elements=[NotificationPreference.user_id],
+            set_={
+                "channels": values["channels"],
+                "kinds": values["kinds"],
+                "min_severity": min_severity,
+                "updated_at": func.now(),
+            },
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "notifications.preferences",
+        "user",
+        actor.id,
+        {key: value for key, value in values.items() if key != "user_id"},
+    )
+    session.flush()
+    session.expire_all()
+    return get_preferences(session, actor.id)
+
+
+MAX_WEBHOOKS = 10
+
+
+def list_webhooks(session: Session, user_id: uuid.UUID) -> list[Webhook]:
+    return list(
+        session.scalars(
+            select(Webhook).where(Webhook.user_id == user_id).order_by(Webhook.created_at)
+        )
+    )
+
+
+def create_webhook(session: Session, actor: Actor, url: str) -> Webhook:
+    """Register an endpoint; its signing secret is shown only in this answer.
+
+    :raises ConflictError: the account has MAX_WEBHOOKS already.
+    """
+    assert actor.id is not None
+    if len(list_webhooks(session, actor.id)) >= MAX_WEBHOOKS:
+        raise ConflictError(
+            f"an account has at most {MAX_WEBHOOKS} webhooks", code="TOO_MANY_WEBHOOKS"
+        )
+    hook = Webhook(user_id=actor.id, url=url, secret=secrets.token_hex(32))
+    session.add(hook)
+    session.flush()
+    audit.record(session, actor, "webhook.create", "webhook", hook.id, {"url": url})
+    return hook
+
+
+def delete_webhook(session: Session, actor: Actor, webhook_id: uuid.UUID) -> None:
+    """:raises NotFoundError: no such webhook of the caller's."""
+    hook = session.get(Webhook, webhook_id)
+    if hook is None or hook.user_id != actor.id:
+        raise NotFoundError(f"webhook {webhook_id} not found")
+    session.delete(hook)
+    audit.record(session, actor, "webhook.delete", "webhook", webhook_id, {"url": hook.url})

@@ -1,0 +1,57 @@
+"""Alert detection outside the HTTP path: per reading batch, per flush, and the silent sweep."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+from datetime import datetime
+from functools import lru_cache
+
+from segs import metrics
+from segs.celery_app import app
+from segs.config import get_settings
+from segs.db import session_scope
+from segs.domain.readings import ReadingRow
+from segs.redis_client import get_redis
+from segs.services import alerting
+from segs.services.detection import DetectionStore
+from segs.tasks.notifications import enqueue_transitions
+
+
+@lru_cache(maxsize=1)
+def get_detection_store() -> DetectionStore:
+    return DetectionStore(get_redis(), get_settings().silent_after_intervals)
+
+
+def detect_in_batch(rows: list[ReadingRow], received_at_us: int) -> None:
+    """Judge a batch's newly stored readings; store and announce what they reveal."""
+    findings = get_detection_store().observe(rows, received_at_us)
+    if not findings:
+        return
+    with session_scope() as session:
+        transitions = alerting.record_findings(session, findings, datetime.now(UTC))
+    enqueue_transitions(transitions)
+
+
+@app.task(name="segs.tasks.alerts.evaluate_overloads", acks_late=True)
+def evaluate_overloads(windows: dict[str, int]) -> int:
+    """Judge regional overload on the 1m windows a flush just stored ({region: start µs})."""
+    started = time.perf_counter()
+    with session_scope() as session:
+        transitions = alerting.evaluate_overloads(
+            session, get_settings(), windows, datetime.now(UTC)
+        )
+    enqueue_transitions(transitions)
+    metrics.TASK_DURATION.labels("evaluate_overloads").observe(time.perf_counter() - started)
+    return len(transitions)
+
+
+@app.task(name="segs.tasks.alerts.sweep_silent_meters", acks_late=True)
+def sweep_silent_meters() -> int:
+    """Raise METER_OUTAGE for meters that missed SEGS_SILENT_AFTER_INTERVALS readings."""
+    with session_scope() as session:
+        transitions = alerting.sweep_silent_meters(
+            session, get_detection_store(), datetime.now(UTC)
+        )
+    enqueue_transitions(transitions)
+    return len(transitions)

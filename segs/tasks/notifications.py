@@ -1,0 +1,93 @@
+"""Notifications, on their own queue ``notifications`` so a slow SMTP server or webhook never
+holds up the reading path: fan a transition or a tariff change out, then deliver each copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+from celery.utils.log import get_task_logger
+
+from segs import metrics
+from segs.celery_app import app
+from segs.config import get_settings
+from segs.db import session_scope
+from segs.domain.alerts import backoff_s
+from segs.redis_client import get_redis
+from segs.services import notifications
+from segs.services.notifications import Delivery
+from segs.services.notifications import Plan
+
+logger = get_task_logger(__name__)
+
+QUEUE = "notifications"
+
+
+def enqueue_transitions(transition_ids: list[int]) -> None:
+    """Hand committed alert transitions to the notification queue."""
+    for transition_id in transition_ids:
+        dispatch_transition.apply_async(args=(transition_id,), queue=QUEUE)
+
+
+@app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True)
+def dispatch_transition(transition_id: int) -> int:
+    """Publish one alert transition on the live feed and queue its deliveries."""
+    with session_scope() as session:
+        plan = notifications.plan_transition(session, transition_id)
+    if plan is None:
+        return 0
+    return _fan_out(f"transition:{transition_id}", plan)
+
+
+@app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True)
+def announce_tariff_change(
+    region: str, previous_price: str | None, price: str, effective_from: str, reason: str
+) -> int:
+    """Tell a region's customers (and staff) about a tariff change; sent by issue 5's tariffs."""
+    with session_scope() as session:
+        plan = notifications.plan_tariff_change(
+            session,
+            region=region,
+            previous_price=previous_price,
+            price=price,
+            effective_from=effective_from,
+            reason=reason,
+        )
+    return _fan_out(f"tariff:{region}:{effective_from}", plan)
+
+
+def _fan_out(subject: str, plan: Plan) -> int:
+    client = get_redis()
+    # A redelivered dispatch must not notify everyone a second time.
+    if not notifications.first_dispatch(client, subject):
+        return 0
+    notifications.publish(client, plan)
+    for delivery in plan.deliveries:
+        deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
+    return len(plan.deliveries)
+
+
+@app.task(name="segs.tasks.notifications.deliver_notification", bind=True, acks_late=True)
+def deliver_notification(self: Task, **fields: Any) -> str:
+    """One attempt on one channel; retried with exponential backoff, then dead-lettered."""
+    settings = get_settings()
+    delivery = Delivery(**fields)
+    attempt = self.request.retries + 1
+    with session_scope() as session:
+        error = notifications.deliver(session, settings, delivery, attempt)
+    if error is None:
+        metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
+        return "sent"
+    metrics.NOTIFICATIONS.labels(delivery.channel, "failed").inc()
+    if attempt < settings.delivery_attempts:
+        raise self.retry(
+            countdown=backoff_s(attempt, settings.delivery_backoff_s),
+            max_retries=settings.delivery_attempts - 1,
+        )
+    with session_scope() as session:
+        notifications.dead_letter(session, delivery, attempt, error)
+    metrics.NOTIFICATIONS.labels(delivery.channel, "dead").inc()
+    logger.warning(
+        "gave up on %s %s after %d attempts: %s", delivery.channel, delivery.subject, attempt, error
+    )
+    return "dead"

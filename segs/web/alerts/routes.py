@@ -1,0 +1,129 @@
+"""Alert views for operators and admins: list, read, acknowledge, resolve, statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from segs.db import session_scope
+from segs.domain.access import ADMIN
+from segs.domain.access import OPERATOR
+from segs.models import Alert
+from segs.services import alerts
+from segs.tasks.notifications import enqueue_transitions
+from segs.web.actor import current_actor
+from segs.web.alerts.schemas import AlertDetailSchema
+from segs.web.alerts.schemas import AlertPageSchema
+from segs.web.alerts.schemas import AlertQueryArgsSchema
+from segs.web.alerts.schemas import AlertSchema
+from segs.web.alerts.schemas import AlertStatsSchema
+from segs.web.alerts.schemas import BulkResolveResultSchema
+from segs.web.alerts.schemas import BulkResolveSchema
+from segs.web.alerts.schemas import NoteSchema
+from segs.web.alerts.schemas import StatsArgsSchema
+from segs.web.schemas import page_body
+from segs.web.security import roles_required
+
+bp = Blueprint(
+    "alerts",
+    __name__,
+    url_prefix="/alerts",
+    description="Alerts: anomalies, outages, silent meters and regional overloads, with their "
+    "lifecycle active -> acknowledged -> resolved (operators and admins).",
+)
+
+
+@bp.get("")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(AlertQueryArgsSchema, location="query")
+@bp.response(200, AlertPageSchema)
+def list_alerts(args: dict[str, Any]) -> dict[str, Any]:
+    """List alerts matching every given filter, newest first."""
+    filters = alerts.AlertFilters(
+        status=args.get("status"),
+        severity=args.get("severity"),
+        type=args.get("type"),
+        region=args.get("region"),
+        meter_id=args.get("meter_id"),
+        since=args.get("since"),
+        until=args.get("until"),
+    )
+    with session_scope() as session:
+        page = alerts.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
+    return page_body(page.items, page.total, args)
+
+
+@bp.get("/stats")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(StatsArgsSchema, location="query")
+@bp.response(200, AlertStatsSchema)
+def alert_stats(args: dict[str, Any]) -> alerts.AlertStats:
+    """Counts by status, type and region; mean time to acknowledge and to resolve (seconds)."""
+    with session_scope() as session:
+        return alerts.stats(session, args.get("since"), args.get("until"))
+
+
+@bp.get("/<int:alert_id>")
+@roles_required(OPERATOR, ADMIN)
+@bp.response(200, AlertDetailSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def get_alert(alert_id: int) -> dict[str, Any]:
+    """One alert with its transition history."""
+    with session_scope() as session:
+        alert = alerts.get_alert(session, alert_id)
+        return _detail(alert, alerts.transitions_of(session, alert_id))
+
+
+@bp.post("/<int:alert_id>/acknowledge")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(NoteSchema)
+@bp.response(200, AlertSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(409, response="CONFLICT")
+def acknowledge_alert(body: dict[str, Any], alert_id: int) -> Alert:
+    """Take an active alert on."""
+    with session_scope() as session:
+        alert, transitions = alerts.acknowledge(
+            session, current_actor(), alert_id, body.get("note")
+        )
+    enqueue_transitions(transitions)
+    return alert
+
+
+@bp.post("/<int:alert_id>/resolve")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(NoteSchema)
+@bp.response(200, AlertSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(409, response="CONFLICT")
+def resolve_alert(body: dict[str, Any], alert_id: int) -> Alert:
+    """Close an open alert (acknowledging first is not required)."""
+    with session_scope() as session:
+        alert, transitions = alerts.resolve(session, current_actor(), alert_id, body.get("note"))
+    enqueue_transitions(transitions)
+    return alert
+
+
+@bp.post("/resolve")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(BulkResolveSchema)
+@bp.response(200, BulkResolveResultSchema)
+def bulk_resolve(body: dict[str, Any]) -> dict[str, list[int]]:
+    """Resolve many alerts at once; unknown or already resolved ids are reported as skipped."""
+    with session_scope() as session:
+        resolved, skipped, transitions = alerts.bulk_resolve(
+            session, current_actor(), sorted(set(body["ids"])), body.get("note")
+        )
+    enqueue_transitions(transitions)
+    return {"resolved": resolved, "skipped": skipped}
+
+
+_ALERT_FIELDS = tuple(AlertSchema().fields)
+
+
+def _detail(alert: Alert, transitions: list[Any]) -> dict[str, Any]:
+    return {
+        **{name: getattr(alert, name) for name in _ALERT_FIELDS},
+        "transitions": transitions,
+    }

@@ -1,0 +1,113 @@
+"""Alerts on the wire."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from marshmallow import fields
+from marshmallow import validate
+
+from segs.domain import alerts as rules
+from segs.web.schemas import CamelSchema
+from segs.web.schemas import PageArgsSchema
+from segs.web.schemas import page_schema
+
+MAX_NOTE = 2000
+MAX_BULK = 500
+
+
+class AlertSchema(CamelSchema):
+    id = fields.Integer()
+    type = fields.String(metadata={"description": " | ".join(rules.ALERT_TYPES)})
+    severity = fields.String(metadata={"description": " | ".join(rules.SEVERITIES)})
+    status = fields.String(metadata={"description": " | ".join(rules.STATUSES)})
+    region = fields.String()
+    meter_id = fields.String(allow_none=True, metadata={"description": "null for regional alerts"})
+    message = fields.String()
+    occurrence_count = fields.Integer(
+        metadata={"description": "how often the condition was seen while the alert was open"}
+    )
+    created_at = fields.DateTime()
+    last_seen_at = fields.DateTime()
+    acknowledged_at = fields.DateTime(allow_none=True)
+    acknowledged_by = fields.UUID(allow_none=True)
+    acknowledgement_note = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    resolved_by = fields.UUID(allow_none=True)
+    resolution_note = fields.String(allow_none=True)
+    auto_resolved = fields.Boolean(
+        metadata={"description": "resolved because the condition cleared"}
+    )
+
+
+class TransitionSchema(CamelSchema):
+    id = fields.Integer()
+    kind = fields.String(metadata={"description": " | ".join(rules.TRANSITIONS)})
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    severity = fields.String()
+    actor_id = fields.UUID(allow_none=True, metadata={"description": "null when automatic"})
+    note = fields.String(allow_none=True)
+    at = fields.DateTime()
+
+
+class AlertDetailSchema(AlertSchema):
+    transitions = fields.List(fields.Nested(TransitionSchema))
+
+
+AlertPageSchema = page_schema(AlertSchema, "AlertPage")
+
+
+class AlertQueryArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(rules.STATUSES))
+    severity = fields.String(validate=validate.OneOf(rules.SEVERITIES))
+    type = fields.String(validate=validate.OneOf(rules.ALERT_TYPES))
+    region = fields.String(validate=validate.Length(max=64))
+    meter_id = fields.String(validate=validate.Length(max=128))
+    since = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "created at or after; UTC if no offset"}
+    )
+    until = fields.AwareDateTime(
+        default_timezone=UTC, metadata={"description": "created before; UTC if no offset"}
+    )
+
+
+class MyAlertQueryArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(rules.STATUSES))
+    meter_id = fields.String(validate=validate.Length(max=128))
+
+
+class NoteSchema(CamelSchema):
+    note = fields.String(validate=validate.Length(max=MAX_NOTE), allow_none=True)
+
+
+class BulkResolveSchema(CamelSchema):
+    ids = fields.List(
+        fields.Integer(validate=validate.Range(min=1, max=2**63 - 1)),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BULK),
+    )
+    note = fields.String(validate=validate.Length(max=MAX_NOTE), allow_none=True)
+
+
+class BulkResolveResultSchema(CamelSchema):
+    resolved = fields.List(fields.Integer())
+    skipped = fields.List(fields.Integer(), metadata={"description": "unknown or already resolved"})
+
+
+class StatsArgsSchema(CamelSchema):
+    since = fields.AwareDateTime(default_timezone=UTC)
+    until = fields.AwareDateTime(default_timezone=UTC)
+
+
+class AlertStatsSchema(CamelSchema):
+    total = fields.Integer()
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_type = fields.Dict(keys=fields.String(), values=fields.Integer())
+    by_region = fields.Dict(keys=fields.String(), values=fields.Integer())
+    mean_time_to_acknowledge_s = fields.Float(
+        allow_none=True, metadata={"description": "over acknowledged alerts; null if none"}
+    )
+    mean_time_to_resolve_s = fields.Float(
+        allow_none=True, metadata={"description": "over resolved alerts; null if none"}
+    )

@@ -1,0 +1,97 @@
+"""The caller's own alerts, notification preferences and webhooks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask_smorest import Blueprint
+
+from segs.db import session_scope
+from segs.models import Webhook
+from segs.services import alerts
+from segs.services import notifications
+from segs.web.actor import current_actor
+from segs.web.alerts.schemas import AlertPageSchema
+from segs.web.alerts.schemas import MyAlertQueryArgsSchema
+from segs.web.notifications.schemas import NewWebhookSchema
+from segs.web.notifications.schemas import PreferencesSchema
+from segs.web.notifications.schemas import PreferencesViewSchema
+from segs.web.notifications.schemas import WebhookCreateSchema
+from segs.web.notifications.schemas import WebhookSchema
+from segs.web.schemas import page_body
+from segs.web.security import current_account
+from segs.web.security import roles_required
+
+bp = Blueprint(
+    "my_notifications",
+    __name__,
+    url_prefix="/users/me",
+    description="The caller's own alerts (those on their meters), how they want to be "
+    "notified, and their webhooks.",
+)
+
+
+@bp.get("/alerts")
+@roles_required()
+@bp.arguments(MyAlertQueryArgsSchema, location="query")
+@bp.response(200, AlertPageSchema)
+def my_alerts(args: dict[str, Any]) -> dict[str, Any]:
+    """Alerts on the meters assigned to the caller, newest first."""
+    filters = alerts.AlertFilters(
+        status=args.get("status"), meter_id=args.get("meter_id"), owner_id=current_account().id
+    )
+    with session_scope() as session:
+        page = alerts.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
+    return page_body(page.items, page.total, args)
+
+
+@bp.get("/notification-preferences")
+@roles_required()
+@bp.response(200, PreferencesViewSchema)
+def get_preferences() -> notifications.PreferencesView:
+    """The caller's preferences (the defaults until they set theirs)."""
+    with session_scope() as session:
+        return notifications.get_preferences(session, current_account().id)
+
+
+@bp.put("/notification-preferences")
+@roles_required()
+@bp.arguments(PreferencesSchema)
+@bp.response(200, PreferencesViewSchema)
+def set_preferences(body: dict[str, Any]) -> notifications.PreferencesView:
+    """Replace the caller's preferences: channels, kinds and the minimum severity."""
+    with session_scope() as session:
+        return notifications.set_preferences(
+            session, current_actor(), body["channels"], body["kinds"], body["min_severity"]
+        )
+
+
+@bp.get("/webhooks")
+@roles_required()
+@bp.response(200, WebhookSchema(many=True))
+def list_webhooks() -> list[Webhook]:
+    """The caller's webhooks (their secrets are not shown again)."""
+    with session_scope() as session:
+        return notifications.list_webhooks(session, current_account().id)
+
+
+@bp.post("/webhooks")
+@roles_required()
+@bp.arguments(WebhookCreateSchema)
+@bp.response(201, NewWebhookSchema)
+@bp.alt_response(409, response="CONFLICT")
+def create_webhook(body: dict[str, Any]) -> Webhook:
+    """Register an endpoint for JSON notifications signed with the returned secret."""
+    with session_scope() as session:
+        return notifications.create_webhook(session, current_actor(), body["url"])
+
+
+@bp.delete("/webhooks/<uuid:webhook_id>")
+@roles_required()
+@bp.response(204)
+@bp.alt_response(404, response="NOT_FOUND")
+def delete_webhook(webhook_id: uuid.UUID) -> None:
+    """Remove one of the caller's webhooks."""
+    with session_scope() as session:
+        notifications.delete_webhook(session, current_actor(), webhook_id)

@@ -1,0 +1,329 @@
+"""Alerts found in the worker path: per-reading anomalies, silent meters, regional overload.
+
+Readings go through the real API, broker and worker; the flush and the sweep run here, and the
+flush hands the overload judgement to the worker as in production. One worker serves the whole
+module (starting one takes seconds); each test uses meters of its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import time
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+import pytest
+
+from segs.db import session_scope
+from segs.domain import alerts as rules
+from segs.domain.readings import to_epoch_us
+from segs.redis_client import get_redis
+from segs.services import alerting
+from segs.services.detection import DEADLINES
+from segs.services.detection import SILENT
+from segs.services.detection import STATE_PREFIX
+from segs.tasks.alerts import get_detection_store
+from segs.tasks.stores import get_pending_ledger
+from simulator.meters import REGIONS
+from simulator.meters import Scenario
+from simulator.meters import build_fleet
+from simulator.meters import generate_readings
+from simulator.meters import iso_timestamp
+from tests.accounts import create_account
+from tests.mailbox import running_mailbox
+from tests.support import MICRO
+from tests.support import WorkerProcess
+from tests.support import flush_now
+from tests.support import now_us
+from tests.support import post_batch
+from tests.support import query
+from tests.support import raw_count
+from tests.support import reading
+from tests.support import reset_state
+from tests.support import scalar
+from tests.support import to_rows
+from tests.support import wait_folded
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+REGION = "Pune-West"  # capacity 3400 kW in the test database
+S = MICRO
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    with running_mailbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def alert_worker(mailbox, database, tmp_path_factory):
+    """Started after the mailbox, so the worker sends its mail there."""
+    reset_state()
+    proc = WorkerProcess(tmp_path_factory.mktemp("alert-worker"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def post(client, worker, batch: list[dict]) -> None:
+    """Post readings and wait until the worker stored and folded them."""
+    before = raw_count()
+    status, _ = post_batch(client, batch)
+    assert status == 202
+    wait_folded(before + len(batch), log=worker.log)
+
+
+def alerts_of(meter: str | None, kind: str, region: str = "%") -> list[tuple]:
+    return query(
+        "SELECT severity, status, occurrence_count, message, auto_resolved FROM alerts "
+        "WHERE meter_id IS NOT DISTINCT FROM %s AND type = %s AND region LIKE %s ORDER BY id",
+        (meter, kind, region),
+    )
+
+
+def transitions_of(kind: str, region: str = "%") -> list[tuple]:
+    return query(
+        "SELECT t.kind, t.from_status, t.to_status, t.severity FROM alert_transitions t "
+        "JOIN alerts a ON a.id = t.alert_id WHERE a.type = %s AND a.region LIKE %s ORDER BY t.id",
+        (kind, region),
+    )
+
+
+def test_spike_repeat_escalation_and_clearing_through_the_worker(client, alert_worker):
+    meter = "ALERT-SPIKE-1"
+    start = now_us() - 120 * S
+    sent = 0
+
+    def send(powers: list[float]) -> None:
+        nonlocal sent
+        batch = [reading(meter, REGION, start + (sent + i) * S, p) for i, p in enumerate(powers)]
+        post(client, alert_worker, batch)
+        sent += len(powers)
+
+    send([4.0] * 5)  # the baseline: 5 samples
+    send([9.0])  # +125%: a medium spike
+    wait_for(lambda: alerts_of(meter, rules.POWER_SPIKE), timeout=10)
+    send([9.5])  # a repeat: counted, no transition
+    send([13.0])  # +225%: escalates to high
+    wait_for(lambda: alerts_of(meter, rules.POWER_SPIKE)[0][0] == "high", timeout=10)
+    send([4.4])  # normal again: resolves itself
+    wait_for(lambda: alerts_of(meter, rules.POWER_SPIKE)[0][1] == "resolved", timeout=10)
+
+    assert alerts_of(meter, rules.POWER_SPIKE) == [
+        (
+            "high",
+            "resolved",
+            3,
+            "Sudden power consumption spike: 225.0% increase "
+            "(baseline: 4.00 kW, current: 13.00 kW)",
+            True,
+        )
+    ]
+    assert transitions_of(rules.POWER_SPIKE) == [
+        ("created", None, "active", "medium"),
+        ("escalated", "active", "active", "high"),
+        ("resolved", "active", "resolved", "high"),
+    ]
+    # The anomalies did not move the baseline; the last normal reading did: 0.8 x 4 + 0.2 x 4.4
+    state = get_redis().get(STATE_PREFIX + meter).decode()
+    assert state.split("|")[:2] == ["9", "4080000"]
+
+
+def test_the_outage_rule_fires(client, alert_worker):
+    meter = "ALERT-OUT-1"
+    start = now_us() - 60 * S
+    batch = [reading(meter, REGION, start + i * S, 3.0) for i in range(5)]
+    batch.append(reading(meter, REGION, start + 5 * S, 0.05))
+    post(client, alert_worker, batch)
+    wait_for(lambda: alerts_of(meter, rules.POWER_OUTAGE), timeout=10)
+    assert alerts_of(meter, rules.POWER_OUTAGE) == [
+        (
+            "high",
+            "active",
+            1,
+            "Possible outage: 0.05 kW against a baseline of 3.00 kW",
+            False,
+        )
+    ]
+
+
+def test_a_redelivered_batch_does_not_count_twice(alert_worker):
+    store = get_detection_store()
+    start = now_us() - 60 * S
+    rows = to_rows([reading("ALERT-REDO", REGION, start + i * S, 4.0 + i) for i in range(6)])
+    first = store.observe(rows, now_us())
+    state = get_redis().get(STATE_PREFIX + "ALERT-REDO")
+    assert store.observe(rows, now_us()) == []
+    assert get_redis().get(STATE_PREFIX + "ALERT-REDO") == state
+    assert [found.finding for found in first] == []
+    assert state.decode().split("|")[0] == "6"
+
+
+def sweep(at: datetime) -> None:
+    with session_scope() as session:
+        alerting.sweep_silent_meters(session, get_detection_store(), at)
+
+
+def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, alert_worker):
+    meter = "ALERT-SILENT-1"
+    member = f"{REGION}\n{meter}"
+    start = now_us() - 30 * S  # two readings 2 s apart: silent 3 x 2 s after the last's acceptance
+    post(client, alert_worker, [reading(meter, REGION, start + i * 2 * S, 4.0) for i in (0, 1)])
+    accepted = to_epoch_us(
+        scalar("SELECT max(received_at) FROM raw_readings WHERE meter_id = %s", (meter,))
+    )
+    assert get_redis().zscore(DEADLINES, member) == (accepted + 3 * 2 * S) / MICRO
+    later = datetime.now(UTC) + timedelta(seconds=10)
+
+    # A batch accepted a minute ago still waits in a queue: it may hold this meter's reading.
+    ledger = get_pending_ledger()
+    ledger.record("stalled-batch", 0, [], 0, time.time() - 60)
+    sweep(later)
+    assert alerts_of(meter, rules.METER_OUTAGE) == []
+    ledger.settle("stalled-batch")
+    sweep(later)
+    assert get_redis().zscore(DEADLINES, member) is None
+    sweep(later)  # reported once, not at every sweep
+    [(severity, status, count, message, _)] = alerts_of(meter, rules.METER_OUTAGE)
+    assert (severity, status, count) == ("medium", "active", 1)
+    assert message.startswith("Meter outage detected: no data received for ")
+
+    post(client, alert_worker, [reading(meter, REGION, now_us() - S, 4.0)])
+    wait_for(lambda: alerts_of(meter, rules.METER_OUTAGE)[0][1] == "resolved", timeout=10)
+    assert not get_redis().sismember(SILENT, member)
+
+
+def transitions_of_meter(meter: str) -> list[tuple]:
+    return query(
+        "SELECT t.kind, t.from_status, t.to_status, t.severity FROM alert_transitions t "
+        "JOIN alerts a ON a.id = t.alert_id WHERE a.meter_id = %s ORDER BY t.id",
+        (meter,),
+    )
+
+
+def _race(barrier, region: str) -> None:
+    from segs.db import reset_engine
+    from segs.db import session_scope
+    from segs.services.alerts import Condition
+    from segs.services.alerts import raise_alert
+
+    reset_engine()
+    barrier.wait()
+    with session_scope() as session:
+        raise_alert(
+            session,
+            Condition(rules.POWER_SPIKE, region, "ALERT-RACE"),
+            "medium",
+            "racing",
+            datetime.now(UTC),
+        )
+
+
+def test_four_workers_racing_on_one_condition_open_one_alert(alert_worker):
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(4)
+    workers = [context.Process(target=_race, args=(barrier, REGION)) for _ in range(4)]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(30)
+        assert proc.exitcode == 0
+    assert alerts_of("ALERT-RACE", rules.POWER_SPIKE) == [("medium", "active", 4, "racing", False)]
+    assert transitions_of_meter("ALERT-RACE") == [("created", None, "active", "medium")]
+
+
+def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
+    mailbox, app, client, alert_worker
+):
+    """Loads (percent of Delhi-North's 4200 kW): 95, 95 -> raise; 88, 92, 88, 92 cross 90
+    every window but neither clear (not below 85) nor repeat an alert; 101 escalates; 84, 84
+    clear. A customer of the region gets one email per transition."""
+    # A region of its own: the evaluation judges each region's newest flushed window.
+    region = "Delhi-North"
+    customer = create_account(app, region=region)
+    meter = "ALERT-LOAD-1"
+    evaluated = alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+    minute = 60 * S
+    first = now_us() - 20 * minute
+    first -= first % minute
+    percents = [95, 95, 88, 92, 88, 92, 101, 84, 84]
+    for index, percent in enumerate(percents):
+        post(client, alert_worker, [reading(meter, region, first + index * minute, 42 * percent)])
+        flush_now()
+        wait_for(
+            lambda n=evaluated + index + 1: (
+                alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+                >= n
+            ),
+            timeout=10,
+        )
+    assert alerts_of(None, rules.REGIONAL_OVERLOAD, region) == [
+        (
+            "critical",
+            "resolved",
+            2,
+            "Regional overload detected: 101.0% load for 2 consecutive 1-minute windows",
+            True,
+        )
+    ]
+    assert transitions_of(rules.REGIONAL_OVERLOAD, region) == [
+        ("created", None, "active", "high"),
+        ("escalated", "active", "active", "critical"),
+        ("resolved", "active", "resolved", "critical"),
+    ]
+    mailbox.wait(customer.email, count=3)
+    subjects = [received.subject for received in mailbox.to(customer.email)]
+    assert subjects == [
+        f"[SEGS] high REGIONAL_OVERLOAD created: {region}",
+        f"[SEGS] critical REGIONAL_OVERLOAD escalated: {region}",
+        f"[SEGS] critical REGIONAL_OVERLOAD resolved: {region}",
+    ]
+
+
+def test_the_simulators_overload_scenario_raises_a_regional_overload(client, alert_worker):
+    """Two minutes of `python -m simulator --scenario overload` (default 5000 meters) for one
+    region: its 500 meters draw 1.9-2.3 x their base load, far above 90 % of its capacity."""
+    region = "Hyderabad-Central"
+    rng = random.Random(7)
+    fleet = build_fleet(5000, REGIONS, rng)
+    scenario = Scenario(fleet, name="overload", mode="normal", region=region)
+    minute_s = 60
+    first_s = (now_us() // MICRO // minute_s - 10) * minute_s
+    evaluated = alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+    for cycle in (0, 1):
+        epoch_s = first_s + cycle * minute_s
+        readings = generate_readings(
+            fleet,
+            scenario.profiles(epoch_s),
+            seq=cycle,
+            timestamp=iso_timestamp(epoch_s),
+            interval_s=10,
+            duplicate_rate=0,
+            rng=rng,
+        )
+        post(client, alert_worker, [item for item in readings if item["region"] == region])
+    flush_now()
+    wait_for(
+        lambda: (
+            alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+            > evaluated
+        ),
+        timeout=10,
+    )
+    [(severity, status, count, message, _)] = alerts_of(None, rules.REGIONAL_OVERLOAD, region)
+    load = scalar(
+        "SELECT load_percentage FROM regional_aggregates_1m WHERE region = %s "
+        "ORDER BY window_start DESC LIMIT 1",
+        (region,),
+    )
+    assert load > 100
+    assert (severity, status, count) == ("critical", "active", 1)
+    assert message == (
+        f"Regional overload detected: {load:.1f}% load for 2 consecutive 1-minute windows"
+    )

@@ -1,0 +1,387 @@
+"""Notifications and the alert API: email over a real SMTP server, signed webhooks to a real
+HTTP server (retries, dead letters), the live feed, preferences, and the operators' actions.
+
+One worker, mailbox and webhook receiver serve the whole module; each test has its own accounts
+and meters.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+
+import pytest
+
+from segs.celery_app import app as celery_app
+from segs.domain.alerts import SIGNATURE_HEADER
+from segs.domain.alerts import sign
+from segs.redis_client import get_redis
+from tests.accounts import create_account
+from tests.mailbox import running_mailbox
+from tests.support import MICRO
+from tests.support import WorkerProcess
+from tests.support import execute
+from tests.support import now_us
+from tests.support import post_batch
+from tests.support import query
+from tests.support import raw_count
+from tests.support import reading
+from tests.support import reset_state
+from tests.support import scalar
+from tests.support import wait_folded
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+REGION = "Mumbai-North"
+S = MICRO
+
+
+class Receiver(ThreadingHTTPServer):
+    """Keeps every POST; answers 500 on paths starting with /fail."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+
+    def to(self, path: str) -> list[tuple[str, dict[str, str], bytes]]:
+        with self.lock:
+            return [item for item in self.received if item[0] == path]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.server.lock:
+            self.server.received.append((self.path, dict(self.headers.items()), body))
+        self.send_response(500 if self.path.startswith("/fail") else 204)
+        self.end_headers()
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    with running_mailbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def notify_worker(mailbox, database, tmp_path_factory):
+    reset_state()
+    proc = WorkerProcess(tmp_path_factory.mktemp("notify-worker"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def post(client, worker, batch) -> None:
+    before = raw_count()
+    assert post_batch(client, batch)[0] == 202
+    wait_folded(before + len(batch), log=worker.log)
+
+
+def spike(client, worker, meter: str, region: str = REGION, last: float = 10.0) -> None:
+    """Five readings at 4 kW, then one at *last* kW."""
+    start = now_us() - 60 * S
+    powers = [4.0] * 5 + [last]
+    post(client, worker, [reading(meter, region, start + i * S, p) for i, p in enumerate(powers)])
+
+
+def open_alert(meter: str) -> int:
+    return wait_for(
+        lambda: scalar("SELECT max(id) FROM alerts WHERE meter_id = %s", (meter,)), timeout=10
+    )
+
+
+def feed_events(client, account, cursor: str) -> list[tuple[str, dict]]:
+    """What the live feed sends this account from *cursor* within one connection."""
+    response = client.get(
+        "/api/v1/feed", headers={**account.headers, "Last-Event-ID": cursor}, buffered=True
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    events = []
+    for block in response.get_data(as_text=True).split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if not line.startswith(":")
+        )
+        if fields.get("event") not in (None, "ready"):
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
+    app, client, notify_worker, mailbox, receiver
+):
+    meter = "NOTE-SPIKE-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    operator = create_account(app, role="OPERATOR", region=None)
+    created = client.post(
+        "/api/v1/users/me/webhooks", headers=owner.headers, json={"url": receiver.url("/owner")}
+    )
+    assert created.status_code == 201
+    secret = created.get_json()["secret"]
+
+    spike(client, notify_worker, meter)
+    alert_id = open_alert(meter)
+    message = mailbox.wait(owner.email)
+    assert message.subject == f"[SEGS] medium POWER_SPIKE created: {meter}"
+    assert "Sudden power consumption spike: 150.0% increase" in message.text
+
+    wait_for(lambda: receiver.to("/owner"), timeout=10)
+    [(_, headers, body)] = receiver.to("/owner")
+    assert headers[SIGNATURE_HEADER] == sign(secret, body)
+    payload = json.loads(body)
+    assert payload["event"] == "alert.created"
+    assert payload["alert"]["id"] == alert_id and payload["alert"]["meterId"] == meter
+
+    answer = client.post(
+        f"/api/v1/alerts/{alert_id}/acknowledge", headers=operator.headers, json={"note": "on it"}
+    )
+    assert answer.status_code == 200 and answer.get_json()["status"] == "acknowledged"
+    assert mailbox.wait(owner.email, count=2).subject == (
+        f"[SEGS] medium POWER_SPIKE acknowledged: {meter}"
+    )
+    wait_for(lambda: len(receiver.to("/owner")) == 2, timeout=10)
+    assert query(
+        "SELECT channel, attempt, status FROM notification_deliveries WHERE user_id = %s "
+        "ORDER BY channel, id",
+        (owner.id,),
+    ) == [
+        ("email", 1, "sent"),
+        ("email", 1, "sent"),
+        ("webhook", 1, "sent"),
+        ("webhook", 1, "sent"),
+    ]
+
+    # The feed replays both transitions from the start of the streams (as after a reconnect).
+    assert [name for name, _ in feed_events(client, owner, "0-0,0-0")] == [
+        "alert.created",
+        "alert.acknowledged",
+    ]
+    staff_events = feed_events(client, operator, "0-0")
+    assert ("alert.acknowledged", alert_id) in [
+        (name, data["alert"]["id"]) for name, data in staff_events
+    ]
+    # Another customer sees none of it.
+    stranger = create_account(app, region=REGION)
+    assert feed_events(client, stranger, "0-0,0-0") == []
+
+
+def test_preferences_choose_channels_kinds_and_severity(app, client, notify_worker, receiver):
+    meter = "NOTE-PREFS-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    assert (
+        client.post(
+            "/api/v1/users/me/webhooks", headers=owner.headers, json={"url": receiver.url("/p")}
+        ).status_code
+        == 201
+    )
+    answer = client.put(
+        "/api/v1/users/me/notification-preferences",
+        headers=owner.headers,
+        json={"channels": ["webhook"], "kinds": ["POWER_OUTAGE"], "minSeverity": "high"},
+    )
+    assert answer.get_json() == {
+        "channels": ["webhook"],
+        "kinds": ["POWER_OUTAGE"],
+        "minSeverity": "high",
+        "isDefault": False,
+    }
+    spike(client, notify_worker, meter)  # a medium spike: not a kind this customer wants
+    spike_transition = wait_for(
+        lambda: scalar(
+            "SELECT max(t.id) FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id "
+            "WHERE a.meter_id = %s",
+            (meter,),
+        ),
+        timeout=10,
+    )
+    wait_for(lambda: get_redis().exists(f"segs:notified:transition:{spike_transition}"), timeout=10)
+    post(client, notify_worker, [reading(meter, REGION, now_us() - 30 * S, 0.0)])  # outage
+    wait_for(lambda: receiver.to("/p"), timeout=10)
+    assert [json.loads(body)["alert"]["type"] for _, _, body in receiver.to("/p")] == [
+        "POWER_OUTAGE"
+    ]
+    assert query("SELECT channel FROM notification_deliveries WHERE user_id = %s", (owner.id,)) == [
+        ("webhook",)
+    ]
+
+
+def test_a_failing_webhook_is_tried_three_times_then_dead_lettered(
+    app, client, notify_worker, receiver
+):
+    meter = "NOTE-FAIL-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    execute(
+        "INSERT INTO notification_preferences (user_id, channels, kinds, min_severity) "
+        "VALUES (%s, '{webhook}', '{POWER_SPIKE}', 'low')",
+        (owner.id,),
+    )
+    client.post(
+        "/api/v1/users/me/webhooks", headers=owner.headers, json={"url": receiver.url("/fail")}
+    )
+    spike(client, notify_worker, meter)
+    wait_for(
+        lambda: scalar(
+            "SELECT count(*) FROM notification_dead_letters WHERE user_id = %s", (owner.id,)
+        ),
+        timeout=15,
+    )
+    assert len(receiver.to("/fail")) == 3
+    assert query(
+        "SELECT attempt, status, error FROM notification_deliveries WHERE user_id = %s "
+        "ORDER BY attempt",
+        (owner.id,),
+    ) == [
+        (attempt, "failed", f"DeliveryFailedError: {receiver.url('/fail')} answered 500")
+        for attempt in (1, 2, 3)
+    ]
+    [(attempts, subject)] = query(
+        "SELECT attempts, subject FROM notification_dead_letters WHERE user_id = %s", (owner.id,)
+    )
+    assert attempts == 3 and subject.startswith("transition:")
+
+
+def test_a_tariff_change_reaches_the_regions_customers(app, client, notify_worker, mailbox):
+    customer = create_account(app, region="Pune-East")
+    elsewhere = create_account(app, region="Pune-West")
+    effective = datetime(2026, 11, 22, 18, 0, tzinfo=UTC).isoformat()
+    celery_app.send_task(
+        "segs.tasks.notifications.announce_tariff_change",
+        kwargs={
+            "region": "Pune-East",
+            "previous_price": "5.00",
+            "price": "6.25",
+            "effective_from": effective,
+            "reason": "AUTO: Critical load (93.1% > 90%)",
+        },
+        queue="notifications",
+    )
+    message = mailbox.wait(customer.email)
+    assert message.subject == f"[SEGS] Tariff change in Pune-East: 6.25 per kWh from {effective}"
+    assert "New price 6.25 per kWh" in message.text
+    [(name, data)] = feed_events(client, customer, "0-0,0-0")
+    assert name == "tariff.changed"
+    assert data["tariff"] == {
+        "region": "Pune-East",
+        "previousPrice": "5.00",
+        "price": "6.25",
+        "effectiveFrom": effective,
+        "reason": "AUTO: Critical load (93.1% > 90%)",
+    }
+    assert feed_events(client, elsewhere, "0-0,0-0") == []
+    assert mailbox.to(elsewhere.email) == []
+
+
+def _alert(meter, kind, severity, status, created, acknowledged=None, resolved=None) -> int:
+    return scalar(
+        "INSERT INTO alerts (type, severity, status, region, meter_id, message, created_at, "
+        "last_seen_at, acknowledged_at, resolved_at) "
+        "VALUES (%s, %s, %s, 'Chennai-North', %s, 'm', %s, %s, %s, %s) RETURNING id",
+        (kind, severity, status, meter, created, created, acknowledged, resolved),
+    )
+
+
+def test_operators_list_filter_resolve_and_count(app, client, notify_worker):
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    minute = 60
+    at = lambda seconds: datetime.fromtimestamp(base.timestamp() + seconds, UTC)  # noqa: E731
+    first = _alert("OPS-1", "POWER_SPIKE", "high", "acknowledged", at(0), acknowledged=at(60))
+    second = _alert(
+        "OPS-2", "POWER_DROP", "low", "resolved", at(minute), at(2 * minute), at(5 * minute)
+    )
+    third = _alert("OPS-3", "POWER_SPIKE", "medium", "active", at(2 * minute))
+    operator = create_account(app, role="OPERATOR", region=None)
+    window = {"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}
+
+    page = client.get(
+        "/api/v1/alerts",
+        headers=operator.headers,
+        query_string={**window, "type": "POWER_SPIKE", "pageSize": 1},
+    ).get_json()
+    assert (page["total"], [item["id"] for item in page["items"]]) == (2, [third])
+    assert (
+        client.get(
+            "/api/v1/alerts", headers=operator.headers, query_string={"severity": "urgent"}
+        ).status_code
+        == 422
+    )
+
+    stats = client.get("/api/v1/alerts/stats", headers=operator.headers, query_string=window)
+    assert stats.get_json() == {
+        "total": 3,
+        "byStatus": {"acknowledged": 1, "resolved": 1, "active": 1},
+        "byType": {"POWER_SPIKE": 2, "POWER_DROP": 1},
+        "byRegion": {"Chennai-North": 3},
+        "meanTimeToAcknowledgeS": 60.0,  # (60 + 60) / 2
+        "meanTimeToResolveS": 240.0,
+    }
+
+    bulk = client.post(
+        "/api/v1/alerts/resolve",
+        headers=operator.headers,
+        json={"ids": [first, second, third, 10**12], "note": "storm over"},
+    )
+    assert bulk.get_json() == {"resolved": [first, third], "skipped": [second, 10**12]}
+    detail = client.get(f"/api/v1/alerts/{third}", headers=operator.headers).get_json()
+    assert detail["status"] == "resolved" and detail["resolutionNote"] == "storm over"
+    assert [(t["kind"], t["fromStatus"], t["actorId"]) for t in detail["transitions"]] == [
+        ("resolved", "active", str(operator.id))
+    ]
+    again = client.post(f"/api/v1/alerts/{third}/resolve", headers=operator.headers, json={})
+    assert again.status_code == 409
+    assert client.get("/api/v1/alerts/999999999", headers=operator.headers).status_code == 404
+    beyond_bigint = "9" * 30
+    assert (
+        client.get(f"/api/v1/alerts/{beyond_bigint}", headers=operator.headers).status_code == 404
+    )
+    assert (
+        client.post(f"/api/v1/alerts/{beyond_bigint}/resolve", headers=operator.headers, json={})
+    ).status_code == 404
+    assert (
+        scalar(
+            "SELECT count(*) FROM audit_log WHERE action = 'alert.resolve' AND actor_id = %s",
+            (operator.id,),
+        )
+        == 2
+    )
+
+
+def test_customers_see_only_their_meters_alerts(app, client, notify_worker):
+    owner = create_account(app, region="Chennai-North", meters=("MINE-1",))
+    mine = _alert("MINE-1", "POWER_SPIKE", "high", "active", datetime.now(UTC))
+    _alert("THEIRS-1", "POWER_SPIKE", "high", "active", datetime.now(UTC))
+    page = client.get("/api/v1/users/me/alerts", headers=owner.headers).get_json()
+    assert [item["id"] for item in page["items"]] == [mine]
+    bad = client.put(
+        "/api/v1/users/me/notification-preferences",
+        headers=owner.headers,
+        json={"channels": ["sms"], "kinds": [], "minSeverity": "low"},
+    )
+    assert bad.status_code == 422
+    assert "channels" in bad.get_json()["error"]["details"]["json"]
