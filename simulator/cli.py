@@ -28,7 +28,8 @@ scenarios (--scenario):
             default 5000 meters this drives that region above 90 percent of its capacity
   outage    meters of --scenario-region are in outage mode, the other meters follow --mode
   flap      --scenario-region is overloaded in even UTC minutes and follows --mode in odd
-            ones, so overload alerts should fire and clear every other minute
+            ones: the load crosses the overload threshold every minute but never stays above
+            it for the 2 consecutive windows an overload alert needs
 
 modes (--mode), per meter and cycle, base = the meter's base load (1.0-8.0 kW, drawn once):
   normal    base x U(0.8, 1.2)
