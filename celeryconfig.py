@@ -29,16 +29,23 @@ imports = (
     "segs.tasks.maintenance",
     "segs.tasks.mail",
     "segs.tasks.worker_signals",
+    "segs.tasks.tariffs",
+    "segs.tasks.billing",
 )
 
 task_default_queue = "default"
-task_queues = [Queue("default")] + [Queue(name) for name in _settings.reading_queues]
+# "notifications" is consumed by the alerts issue's announce task (tariff changes go there).
+task_queues = [Queue("default"), Queue("notifications")] + [
+    Queue(name) for name in _settings.reading_queues
+]
 task_create_missing_queues = False
 # Reading batches name their shard queue when sent; everything else runs on "default".
 task_routes = {
     "segs.tasks.windows.*": {"queue": "default"},
     "segs.tasks.maintenance.*": {"queue": "default"},
     "segs.tasks.mail.*": {"queue": "default"},
+    "segs.tasks.tariffs.*": {"queue": "default"},
+    "segs.tasks.billing.*": {"queue": "default"},
     "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
 }
 
