@@ -41,8 +41,10 @@ def parse_period(period: str) -> tuple[int, int]:
         year, month = int(year_text), int(month_text)
     except ValueError as exc:
         raise PeriodError("period must be YYYY-MM") from exc
-    if len(year_text) != 4 or len(month_text) != 2 or not 1 <= month <= 12 or year < 2000:
-        raise PeriodError("period must be YYYY-MM, from 2000-01")
+    if len(year_text) != 4 or len(month_text) != 2 or not 1 <= month <= 12:
+        raise PeriodError("period must be YYYY-MM")
+    if not 2000 <= year <= 2100:
+        raise PeriodError("period must be a month from 2000-01 to 2100-12")
     return year, month
 
 
@@ -211,7 +213,9 @@ def month_to_date_estimate(so_far_minor: int, elapsed: timedelta, period: timede
     """Project the amount so far over the whole period at the same pace, half-up."""
     if elapsed <= timedelta(0):
         return 0
-    projected = Decimal(so_far_minor) * Decimal(period / timedelta(seconds=1)) / Decimal(
-        elapsed / timedelta(seconds=1)
+    projected = (
+        Decimal(so_far_minor)
+        * Decimal(period / timedelta(seconds=1))
+        / Decimal(elapsed / timedelta(seconds=1))
     )
     return int(projected.quantize(Decimal(1), rounding=ROUND_HALF_UP))

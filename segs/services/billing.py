@@ -30,7 +30,6 @@ from segs.errors import NotFoundError
 from segs.models import Invoice
 from segs.models import InvoiceLineItem
 from segs.models import InvoicePayment
-from segs.models import Meter
 from segs.services import audit
 from segs.services.access import is_staff
 from segs.services.audit import Actor
@@ -314,17 +313,17 @@ def current_cycle(
     conn: psycopg.Connection, owner_id: uuid.UUID, now: datetime, tax_rate: Decimal
 ) -> list[CycleEstimate]:
     """Each of the owner's meters: this local month's bill so far and its projection."""
-    rows = conn.execute(
-        """
+    estimates = []
+    with conn.transaction(), conn.cursor() as cursor:
+        rows = cursor.execute(
+            """
         SELECT m.meter_id, r.name, r.timezone, r.base_price_per_kwh, r.tou_schedule,
                r.tou_multipliers, r.demand_charge_per_kw
         FROM meters m JOIN regions r ON r.name = m.region
         WHERE m.owner_id = %s ORDER BY m.meter_id
         """,
-        (owner_id,),
-    ).fetchall()
-    estimates = []
-    with conn.transaction(), conn.cursor() as cursor:
+            (owner_id,),
+        ).fetchall()
         for meter_id, name, timezone, base, schedule, multipliers, demand_rate in rows:
             zone = ZoneInfo(timezone)
             period = period_of(now, zone)
@@ -351,7 +350,3 @@ def current_cycle(
                 )
             )
     return estimates
-
-
-def owned_meters(session: Session, owner_id: uuid.UUID) -> list[str]:
-    return list(session.scalars(select(Meter.meter_id).where(Meter.owner_id == owner_id)))

@@ -13,7 +13,6 @@ and inserts nothing twice, even when two runs race. Invoice numbers come from a 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -27,6 +26,7 @@ from segs.domain import tariffs as rules_domain
 from segs.domain.billing import CURRENCY
 from segs.domain.billing import EnergyUse
 from segs.domain.billing import InvoiceAmounts
+from segs.domain.billing import LineItem
 from segs.domain.billing import Slot
 from segs.domain.billing import TariffInterval
 from segs.domain.billing import compute_invoice
@@ -203,6 +203,8 @@ def meter_charges(
 ) -> dict[str, MeterCharges]:
     """Each customer meter's energy per (tariff, period) and its demand over [start, end)."""
     cursor.execute(_SLOTS_DDL)
+    # ON COMMIT empties it, but a caller may price several ranges in one transaction.
+    cursor.execute("TRUNCATE billing_slots")
     with cursor.copy(
         "COPY billing_slots (window_start, tariff_id, price, tou_period) FROM STDIN"
     ) as copy:
@@ -241,7 +243,10 @@ def run_billing(
 ) -> BillingReport:
     """Invoice every customer meter with energy in *period* (YYYY-MM, local months)."""
     report = BillingReport(period)
-    for region, start, end in load_regions(conn, period, regions):
+    with conn.transaction():
+        planned = load_regions(conn, period, regions)
+    # One transaction per region: a failure leaves the regions already billed billed.
+    for region, start, end in planned:
         report.regions += 1
         with conn.transaction(), conn.cursor() as cursor:
             charges = meter_charges(cursor, region, start, end, unbilled_only=True)
@@ -267,7 +272,8 @@ def _write_invoices(
     due_days: int,
 ) -> int:
     cursor.execute(_STAGE_DDL)
-    lines_by_meter = defaultdict(list)
+    cursor.execute("TRUNCATE invoice_stage, invoice_line_stage")
+    lines_by_meter: dict[str, tuple[LineItem, ...]] = {}
     with cursor.copy(
         "COPY invoice_stage (meter_id, user_id, energy_kwh, energy_minor, demand_kw, "
         "demand_minor, tax_minor, total_minor) FROM STDIN"

@@ -253,7 +253,14 @@ def current_price(session: Session, client: redis.Redis, region: str, ttl_s: int
     row = open_tariff(session, region)
     if row is None:
         return CurrentPrice(
-            region, found.base_price_per_kwh, found.created_at, "base price", "base", None, None, None
+            region,
+            found.base_price_per_kwh,
+            found.created_at,
+            "base price",
+            "base",
+            None,
+            None,
+            None,
         )
     price = _view(row)
     client.set(CACHE_PREFIX + region, _encode(price), ex=ttl_s)

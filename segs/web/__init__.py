@@ -12,6 +12,7 @@ from segs.web import errors
 from segs.web.admin import bp as admin_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
+from segs.web.billing import bp as billing_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
 from segs.web.health import bp as health_bp
@@ -21,6 +22,7 @@ from segs.web.meters import bp as meters_bp
 from segs.web.regions import bp as regions_bp
 from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
+from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
@@ -36,6 +38,8 @@ API_BLUEPRINTS: tuple = (
     admin_bp,
     meter_data_bp,
     regions_bp,
+    tariffs_bp,
+    billing_bp,
 )
 
 
