@@ -17,6 +17,7 @@ from segs.domain.readings import MICRO
 from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
 from segs.services.archive import archive_and_fold
+from segs.services.partitions import drop_expired_partitions
 from segs.services.partitions import ensure_partitions
 from segs.services.pending import PendingLedger
 from segs.services.windows_store import WindowStore
@@ -117,6 +118,12 @@ def dst_day_readings(meter: str) -> list[list]:
         rows.append(_row(meter, moment + timedelta(minutes=1), Decimal(4), Decimal(1)))
         moment += timedelta(minutes=15)
     return rows
+
+
+def drop_old_partitions() -> None:
+    """Drop the October partitions made for the test, as retention would (they slow TRUNCATE)."""
+    with raw_connection() as conn:
+        drop_expired_partitions(conn, get_settings(), datetime.now(UTC))
 
 
 def load_through_pipeline(rows: list[list]) -> None:

@@ -57,6 +57,7 @@ def billed(database):
     }
     reset_state()
     world.drop_region()
+    world.drop_old_partitions()
 
 
 def test_every_invoice_equals_the_independent_recomputation(billed):
