@@ -39,6 +39,7 @@ from segs.services.billing_run import plan_region
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
 
+MAX_BIGINT = 2**63 - 1
 STATUSES = ("pending", "paid", "overdue", "disputed", "resolved", "cancelled")
 PAYABLE = ("pending", "overdue", "resolved")
 DISPUTABLE = ("pending", "overdue")
@@ -83,6 +84,8 @@ def get_invoice(
     session: Session, viewer_id: uuid.UUID, viewer_role: str, invoice_id: int, *, lock: bool = False
 ) -> Invoice:
     """An invoice the viewer may see; another customer's answers 404 like a missing one."""
+    if not 0 < invoice_id <= MAX_BIGINT:
+        raise NotFoundError(f"invoice {invoice_id} not found")
     statement = select(Invoice).where(Invoice.id == invoice_id)
     if lock:
         statement = statement.with_for_update()

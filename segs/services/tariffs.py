@@ -45,6 +45,7 @@ from segs.services.paging import fetch_page
 
 CACHE_PREFIX = "segs:tariff:current:"
 MAX_HISTORY_SPAN = timedelta(days=92)
+MAX_BIGINT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,8 @@ def list_overrides(
 
 
 def get_override(session: Session, override_id: int) -> TariffOverride:
-    row = session.get(TariffOverride, override_id)
+    # Ids beyond bigint are simply not there (PostgreSQL would refuse to compare them).
+    row = session.get(TariffOverride, override_id) if 0 < override_id <= MAX_BIGINT else None
     if row is None:
         raise NotFoundError(f"override {override_id} not found")
     return row
@@ -463,6 +465,7 @@ def remove_override(
     session: Session, actor: Actor, override_id: int, now: datetime
 ) -> TariffOverride:
     """Mark the override removed; the price history keeps what it already recorded."""
+    get_override(session, override_id)
     result = session.execute(
         update(TariffOverride)
         .where(TariffOverride.id == override_id, TariffOverride.removed_at.is_(None))
@@ -470,7 +473,6 @@ def remove_override(
         .returning(TariffOverride.id)
     )
     if result.scalar() is None:
-        get_override(session, override_id)
         raise ConflictError(f"override {override_id} was already removed")
     row = get_override(session, override_id)
     session.refresh(row)

@@ -14,17 +14,18 @@ from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
 
-MAX_PRICE = Decimal("1000")
-MAX_KWH = Decimal("1000000")
+MAX_PRICE = 1000
+MAX_KWH = 1_000_000
 
 
 class ExactDecimal(fields.Decimal):
     """A finite decimal with at most *places* decimal places (no silent rounding)."""
 
-    def __init__(self, places: int, low: Decimal, high: Decimal, **kwargs: Any) -> None:
+    # int bounds: the OpenAPI document must show numbers, not decimal strings.
+    def __init__(self, places: int, low: int, high: int, **kwargs: Any) -> None:
         self.max_places = places
         super().__init__(
-            as_string=True,
+            as_string=False,
             validate=validate.Range(min=low, max=high, min_inclusive=False),
             **kwargs,
         )
@@ -39,7 +40,7 @@ class ExactDecimal(fields.Decimal):
 
 def price_field(**kwargs: Any) -> ExactDecimal:
     return ExactDecimal(
-        6, Decimal(0), MAX_PRICE, metadata={"description": "per kWh, > 0, up to 6 places"}, **kwargs
+        6, 0, MAX_PRICE, metadata={"description": "per kWh, > 0, up to 6 places"}, **kwargs
     )
 
 
@@ -100,7 +101,7 @@ class TariffHistorySchema(CamelSchema):
 class TariffEstimateArgsSchema(TariffRegionArgsSchema):
     kwh = ExactDecimal(
         6,
-        Decimal(0),
+        0,
         MAX_KWH,
         required=True,
         metadata={"description": "energy to price, kWh, > 0, up to 6 places"},
