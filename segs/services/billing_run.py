@@ -1,10 +1,11 @@
 """The billing run: one month of invoices for every customer meter, set-based.
 
-Per region, the price and time-of-use period of each of the month's 15-minute intervals is
-planned in Python (segs.domain.billing.slot_plan, about 3,000 rows) and staged in a temporary
-table. One grouped query then sums each meter's 15-minute energy per (tariff, period) pair, so
-every interval's energy meets the tariff in effect in that interval, and no query runs per
-interval or per meter. Invoices and their lines are written with COPY and two INSERT ... SELECT.
+Per region, the tariff and time-of-use period of each of the month's 15-minute intervals is
+planned in Python (segs.domain.billing.slot_plan, about 3,000 intervals) and folded into
+segments of consecutive intervals on the same invoice line. One grouped query over the
+region's 15-minute rows then sums each meter's energy per line, so every interval's energy
+meets the tariff in effect in that interval, and no query runs per interval or per meter.
+Invoices and their lines are written with COPY and two INSERT ... SELECT.
 
 Idempotent: an invoice is unique per (meter, period start); a re-run skips meters already billed
 and inserts nothing twice, even when two runs race. Invoice numbers come from a sequence.
@@ -50,6 +51,13 @@ class MeterCharges:
     uses: list[EnergyUse] = field(default_factory=list)
     demand_kw: Decimal | None = None
 
+    def add(self, use: EnergyUse, peak_kw: Decimal) -> None:
+        """Add one line's energy; the demand is the highest 15-minute average over all."""
+        # A line spans several segments only when they share tariff, period and price.
+        self.uses.append(use)
+        if self.demand_kw is None or peak_kw > self.demand_kw:
+            self.demand_kw = peak_kw
+
 
 @dataclass
 class BillingReport:
@@ -72,37 +80,29 @@ WHERE region = %(region)s AND effective_from < %(end)s
 ORDER BY effective_from
 """
 
-_SLOTS_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS billing_slots (
-    window_start timestamptz PRIMARY KEY, tariff_id bigint, price numeric(12, 6),
-    tou_period text
-) ON COMMIT DELETE ROWS
-"""
-
-# Customer meters only (an owner); {meters} optionally narrows to some meters, {unbilled} to
-# meters without an invoice for this period yet.
-_USES_SQL = """
-SELECT a.meter_id, m.owner_id, s.tariff_id, s.tou_period, s.price, sum(a.energy_kwh_sum),
-       min(a.window_start)
-FROM aggregates_15m a
-JOIN billing_slots s ON s.window_start = a.window_start
-JOIN meters m ON m.meter_id = a.meter_id
-WHERE a.region = %(region)s AND a.window_start >= %(start)s AND a.window_start < %(end)s
-  AND m.owner_id IS NOT NULL {meters} {unbilled}
-GROUP BY a.meter_id, m.owner_id, s.tariff_id, s.tou_period, s.price
-"""
-
-_DEMAND_SQL = """
-SELECT a.meter_id, max(a.avg_power_kw)
-FROM aggregates_15m a JOIN meters m ON m.meter_id = a.meter_id
-WHERE a.region = %(region)s AND a.window_start >= %(start)s AND a.window_start < %(end)s
-  AND m.owner_id IS NOT NULL {meters} {unbilled}
-GROUP BY a.meter_id
+# One pass over the region's 15-minute rows. width_bucket finds each window's segment (a run
+# of consecutive windows with the same tariff and time-of-use period) by binary search in the
+# segments' start instants, and the segment's line number groups the energy: no join per row.
+# Owners and earlier invoices are looked at after grouping, on one row per meter and line.
+_CHARGES_SQL = """
+WITH per_line AS (
+    SELECT a.meter_id,
+           (%(line_of)s::int[])[width_bucket(a.window_start, %(bounds)s::timestamptz[])] AS line,
+           sum(a.energy_kwh_sum) AS energy, max(a.avg_power_kw) AS peak,
+           min(a.window_start) AS first_window
+    FROM aggregates_15m a
+    WHERE a.region = %(region)s AND a.window_start >= %(start)s AND a.window_start < %(end)s
+      {meters}
+    GROUP BY 1, 2
+)
+SELECT p.meter_id, m.owner_id, p.line, p.energy, p.peak, p.first_window
+FROM per_line p JOIN meters m ON m.meter_id = p.meter_id
+WHERE m.owner_id IS NOT NULL {unbilled}
 """
 
 _UNBILLED = (
     "AND NOT EXISTS (SELECT 1 FROM invoices i "
-    "WHERE i.meter_id = a.meter_id AND i.period_start = %(start)s)"
+    "WHERE i.meter_id = p.meter_id AND i.period_start = %(start)s)"
 )
 
 _STAGE_DDL = """
@@ -202,29 +202,36 @@ def meter_charges(
     unbilled_only: bool = False,
 ) -> dict[str, MeterCharges]:
     """Each customer meter's energy per (tariff, period) and its demand over [start, end)."""
-    cursor.execute(_SLOTS_DDL)
-    # ON COMMIT empties it, but a caller may price several ranges in one transaction.
-    cursor.execute("TRUNCATE billing_slots")
-    with cursor.copy(
-        "COPY billing_slots (window_start, tariff_id, price, tou_period) FROM STDIN"
-    ) as copy:
-        for slot in region.slots:
-            if start <= slot.window_start < end:
-                copy.write_row((slot.window_start, slot.tariff_id, slot.price, slot.tou_period))
-    params = {"region": region.name, "start": start, "end": end, "meter_ids": meter_ids}
-    filters = {
-        "meters": "AND a.meter_id = ANY(%(meter_ids)s)" if meter_ids is not None else "",
-        "unbilled": _UNBILLED if unbilled_only else "",
+    slots = [slot for slot in region.slots if start <= slot.window_start < end]
+    if not slots:
+        return {}
+    # Lines: distinct (tariff, period, price); segments: runs of windows on the same line.
+    lines: dict[tuple[int | None, str, Decimal], int] = {}
+    bounds: list[datetime] = []
+    line_of: list[int] = []
+    for slot in slots:
+        line = lines.setdefault((slot.tariff_id, slot.tou_period, slot.price), len(lines))
+        if not line_of or line_of[-1] != line:
+            bounds.append(slot.window_start)
+            line_of.append(line)
+    keys = list(lines)
+    params = {
+        "region": region.name,
+        "start": start,
+        "end": end,
+        "meter_ids": meter_ids,
+        "bounds": bounds,
+        "line_of": line_of,
     }
+    sql = _CHARGES_SQL.format(
+        meters="AND a.meter_id = ANY(%(meter_ids)s)" if meter_ids is not None else "",
+        unbilled=_UNBILLED if unbilled_only else "",
+    )
     charges: dict[str, MeterCharges] = {}
-    cursor.execute(_USES_SQL.format(**filters), params)
-    for meter_id, owner_id, tariff_id, period, price, energy, first in cursor.fetchall():
+    for meter_id, owner_id, line, energy, peak, first in cursor.execute(sql, params).fetchall():
         entry = charges.setdefault(meter_id, MeterCharges(meter_id, owner_id))
-        entry.uses.append(EnergyUse(tariff_id, period, price, energy, first))
-    cursor.execute(_DEMAND_SQL.format(**filters), params)
-    for meter_id, demand in cursor.fetchall():
-        if meter_id in charges:
-            charges[meter_id].demand_kw = demand
+        tariff_id, period, price = keys[line]
+        entry.add(EnergyUse(tariff_id, period, price, energy, first), peak)
     return charges
 
 
