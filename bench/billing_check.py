@@ -10,7 +10,6 @@ and by the integration tests.
 from __future__ import annotations
 
 import bisect
-from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -18,6 +17,7 @@ from datetime import datetime
 from datetime import timedelta
 from decimal import ROUND_HALF_UP
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -55,63 +55,40 @@ def _bucket(ts: datetime) -> datetime:
     return EPOCH + timedelta(seconds=seconds - seconds % 900)
 
 
-def expected_invoices(
-    conn: psycopg.Connection, region: str, period: str, tax_rate: Decimal
-) -> dict[str, Expected]:
-    """The invoice of every customer meter of *region* with readings in *period*."""
-    found = conn.execute(
-        "SELECT timezone, base_price_per_kwh, tou_schedule, tou_multipliers, "
-        "demand_charge_per_kw FROM regions WHERE name = %s",
-        (region,),
-    ).fetchone()
-    if found is None:
-        raise ValueError(f"unknown region {region}")
-    timezone, base, schedule, _multipliers, demand_rate = found
-    zone = ZoneInfo(timezone)
-    start, end = _local_month(period, zone)
-    history = conn.execute(
-        "SELECT effective_from, effective_to, id, price_per_kwh FROM tariffs "
-        "WHERE region = %s ORDER BY effective_from",
-        (region,),
-    ).fetchall()
-    starts = [row[0] for row in history]
+@dataclass
+class _Rules:
+    """A region's pricing as the check reads it: history, grid, demand rate, tax."""
 
-    def tariff_of(moment: datetime) -> tuple[int | None, Decimal]:
-        index = bisect.bisect_right(starts, moment) - 1
+    zone: ZoneInfo
+    base: Decimal
+    schedule: dict[str, str]
+    demand_rate: Decimal | None
+    tax_rate: Decimal
+    history: list[tuple[datetime, datetime | None, int, Decimal]]
+
+    @cached_property
+    def starts(self) -> list[datetime]:
+        return [row[0] for row in self.history]
+
+    def tariff_of(self, moment: datetime) -> tuple[int | None, Decimal]:
+        index = bisect.bisect_right(self.starts, moment) - 1
         if index >= 0:
-            _, until, tariff_id, price = history[index]
+            _, until, tariff_id, price = self.history[index]
             if until is None or moment < until:
                 return tariff_id, price
-        return None, base
+        return None, self.base
 
-    def period_of(moment: datetime) -> str:
-        local = moment.astimezone(zone)
-        letters = schedule["weekend" if local.isoweekday() >= 6 else "weekday"]
+    def period_of(self, moment: datetime) -> str:
+        local = moment.astimezone(self.zone)
+        letters = self.schedule["weekend" if local.isoweekday() >= 6 else "weekday"]
         return LETTERS[letters[local.hour]]
 
-    # meter -> bucket -> [energy, power sum, readings]
-    buckets: dict[str, dict[datetime, list[Any]]] = defaultdict(dict)
-    with conn.transaction(), conn.cursor(name="billing_check") as cursor:
-        cursor.itersize = 50_000
-        cursor.execute(
-            "SELECT r.meter_id, r.ts, coalesce(r.energy_kwh, 0), r.power_kw FROM raw_readings r "
-            "JOIN meters m ON m.meter_id = r.meter_id AND m.owner_id IS NOT NULL "
-            "WHERE r.region = %s AND r.ts >= %s AND r.ts < %s",
-            (region, start, end),
-        )
-        for meter_id, ts, energy, power in cursor:
-            slot = buckets[meter_id].setdefault(_bucket(ts), [Decimal(0), Decimal(0), 0])
-            slot[0] += energy
-            slot[1] += power
-            slot[2] += 1
-
-    results = {}
-    for meter_id, by_bucket in buckets.items():
+    def invoice(self, meter_id: str, by_bucket: dict[datetime, list[Any]]) -> Expected:
         expected = Expected(meter_id)
         peak = Decimal(0)
         for moment, (energy, power_sum, count) in by_bucket.items():
-            tariff_id, price = tariff_of(moment)
-            key = (tariff_id, period_of(moment))
+            tariff_id, price = self.tariff_of(moment)
+            key = (tariff_id, self.period_of(moment))
             line = expected.lines.setdefault(key, [Decimal(0), price])
             line[0] += energy
             expected.energy_kwh += energy
@@ -119,13 +96,59 @@ def expected_invoices(
         expected.energy_minor = sum(
             _half_up(energy * price * 100) for energy, price in expected.lines.values()
         )
-        if demand_rate is not None:
+        if self.demand_rate is not None:
             expected.demand_kw = peak
-            expected.demand_minor = _half_up(peak * demand_rate * 100)
+            expected.demand_minor = _half_up(peak * self.demand_rate * 100)
         subtotal = expected.energy_minor + expected.demand_minor
-        expected.tax_minor = _half_up(subtotal * tax_rate)
+        expected.tax_minor = _half_up(subtotal * self.tax_rate)
         expected.total_minor = subtotal + expected.tax_minor
-        results[meter_id] = expected
+        return expected
+
+
+def expected_invoices(
+    conn: psycopg.Connection, region: str, period: str, tax_rate: Decimal
+) -> dict[str, Expected]:
+    """The invoice of every customer meter of *region* with readings in *period*."""
+    found = conn.execute(
+        "SELECT timezone, base_price_per_kwh, tou_schedule, demand_charge_per_kw "
+        "FROM regions WHERE name = %s",
+        (region,),
+    ).fetchone()
+    if found is None:
+        raise ValueError(f"unknown region {region}")
+    timezone, base, schedule, demand_rate = found
+    zone = ZoneInfo(timezone)
+    start, end = _local_month(period, zone)
+    history = conn.execute(
+        "SELECT effective_from, effective_to, id, price_per_kwh FROM tariffs "
+        "WHERE region = %s ORDER BY effective_from",
+        (region,),
+    ).fetchall()
+    rules = _Rules(zone, base, schedule, demand_rate, tax_rate, history)
+
+    # Streamed meter by meter: bucket -> [energy, power sum, readings].
+    results: dict[str, Expected] = {}
+    current: str | None = None
+    buckets: dict[datetime, list[Any]] = {}
+    with conn.transaction(), conn.cursor(name="billing_check") as cursor:
+        cursor.itersize = 50_000
+        cursor.execute(
+            "SELECT r.meter_id, r.ts, coalesce(r.energy_kwh, 0), r.power_kw FROM raw_readings r "
+            "JOIN meters m ON m.meter_id = r.meter_id AND m.owner_id IS NOT NULL "
+            "WHERE r.region = %s AND r.ts >= %s AND r.ts < %s ORDER BY r.meter_id",
+            (region, start, end),
+        )
+        for meter_id, ts, energy, power in cursor:
+            if meter_id != current:
+                if current is not None:
+                    results[current] = rules.invoice(current, buckets)
+                current, buckets = meter_id, {}
+            slot = buckets.setdefault(_bucket(ts), [Decimal(0), Decimal(0), 0])
+            slot[0] += energy
+            slot[1] += power
+            slot[2] += 1
+    if current is not None:
+        results[current] = rules.invoice(current, buckets)
     return results
 
 
