@@ -133,6 +133,7 @@ class EnergyUse:
     tou_period: str
     unit_price: Decimal
     energy_kwh: Decimal
+    # Orders the lines: the first interval of the period priced under this pair.
     first_interval: datetime
 
 

@@ -51,11 +51,10 @@ class MeterCharges:
     uses: list[EnergyUse] = field(default_factory=list)
     demand_kw: Decimal | None = None
 
-    def add(self, use: EnergyUse, peak_kw: Decimal) -> None:
+    def add(self, use: EnergyUse, peak_kw: Decimal | None) -> None:
         """Add one line's energy; the demand is the highest 15-minute average over all."""
-        # A line spans several segments only when they share tariff, period and price.
         self.uses.append(use)
-        if self.demand_kw is None or peak_kw > self.demand_kw:
+        if peak_kw is not None and (self.demand_kw is None or peak_kw > self.demand_kw):
             self.demand_kw = peak_kw
 
 
@@ -88,14 +87,13 @@ _CHARGES_SQL = """
 WITH per_line AS (
     SELECT a.meter_id,
            (%(line_of)s::int[])[width_bucket(a.window_start, %(bounds)s::timestamptz[])] AS line,
-           sum(a.energy_kwh_sum) AS energy, max(a.avg_power_kw) AS peak,
-           min(a.window_start) AS first_window
+           sum(a.energy_kwh_sum) AS energy, {peak} AS peak
     FROM aggregates_15m a
     WHERE a.region = %(region)s AND a.window_start >= %(start)s AND a.window_start < %(end)s
       {meters}
     GROUP BY 1, 2
 )
-SELECT p.meter_id, m.owner_id, p.line, p.energy, p.peak, p.first_window
+SELECT p.meter_id, m.owner_id, p.line, p.energy, p.peak
 FROM per_line p JOIN meters m ON m.meter_id = p.meter_id
 WHERE m.owner_id IS NOT NULL {unbilled}
 """
@@ -215,6 +213,8 @@ def meter_charges(
             bounds.append(slot.window_start)
             line_of.append(line)
     keys = list(lines)
+    # Lines are ordered on the invoice by the first interval of the period they cover.
+    first_of = {line: bounds[line_of.index(line)] for line in range(len(keys))}
     params = {
         "region": region.name,
         "start": start,
@@ -224,14 +224,16 @@ def meter_charges(
         "line_of": line_of,
     }
     sql = _CHARGES_SQL.format(
+        # The demand is only read where the region charges for it.
+        peak="max(a.avg_power_kw)" if region.demand_rate is not None else "NULL::numeric",
         meters="AND a.meter_id = ANY(%(meter_ids)s)" if meter_ids is not None else "",
         unbilled=_UNBILLED if unbilled_only else "",
     )
     charges: dict[str, MeterCharges] = {}
-    for meter_id, owner_id, line, energy, peak, first in cursor.execute(sql, params).fetchall():
+    for meter_id, owner_id, line, energy, peak in cursor.execute(sql, params).fetchall():
         entry = charges.setdefault(meter_id, MeterCharges(meter_id, owner_id))
         tariff_id, period, price = keys[line]
-        entry.add(EnergyUse(tariff_id, period, price, energy, first), peak)
+        entry.add(EnergyUse(tariff_id, period, price, energy, first_of[line]), peak)
     return charges
 
 

@@ -4,7 +4,7 @@ The database is the source of truth. The current price of each region is cached 
 (``segs:tariff:current:<region>``) after every change and on a cache miss; a lost cache only
 costs one query.
 
-Concurrency: a recalculation locks the region's row first (``SELECT ... FOR UPDATE``), so two
+Concurrency: a recalculation locks the region's row first (``SELECT ... FOR NO KEY UPDATE``), so two
 engines (after a flush and from beat) cannot both close the same open interval; the exclusion
 constraint on ``tariffs`` is the last line of defence.
 """
@@ -110,7 +110,8 @@ def recalculate_prices(
     session: Session, regions: list[str] | None, now: datetime, threshold: Decimal
 ) -> list[PublishedChange]:
     """Run the engine for *regions* (all if None) at *now*; return the changes it published."""
-    statement = select(Region).order_by(Region.name).with_for_update()
+    # NO KEY UPDATE: the flush and account writes only take KEY SHARE locks on regions (FKs).
+    statement = select(Region).order_by(Region.name).with_for_update(key_share=True)
     if regions is not None:
         statement = statement.where(Region.name.in_(regions))
     changes = []
