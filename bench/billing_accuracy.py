@@ -39,7 +39,7 @@ INSERT INTO raw_readings (meter_id, ts, reading_id, region, power_kw, energy_kwh
                           received_at)
 SELECT m.meter_id, w + make_interval(secs => 30 + k * 400), md5(m.meter_id || w::text || k),
        m.region, round((random() * 9)::numeric, 6), round((random() * 2.5)::numeric, 6),
-       '00000000-0000-0000-0000-000000000000', now()
+       '00000000-0000-0000-0000-000000000000'::uuid, now()
 FROM meters m
 CROSS JOIN generate_series(%(first)s::timestamptz, %(last)s::timestamptz,
                            interval '15 minutes') AS w
@@ -48,7 +48,7 @@ WHERE m.region = %(region)s AND (k = 0 OR random() < 0.3)
 UNION ALL
 -- 23:50 local on the last day before the month: the previous month's, never billed here.
 SELECT m.meter_id, %(first)s::timestamptz - interval '10 minutes', md5(m.meter_id), m.region,
-       5, 9, '00000000-0000-0000-0000-000000000000', now()
+       5, 9, '00000000-0000-0000-0000-000000000000'::uuid, now()
 FROM meters m WHERE m.region = %(region)s
 """
 
