@@ -17,6 +17,8 @@ import os
 import platform
 import sys
 import time
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 
 from bench.billing_check import differences
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             args.period,
             tax_rate=settings.billing_tax_rate,
             due_days=settings.billing_due_days,
+            now=datetime.now(UTC),
             regions=[REGION],
         )
         billed_s = time.perf_counter() - started

@@ -15,6 +15,8 @@ import os
 import platform
 import sys
 import time
+from datetime import UTC
+from datetime import datetime
 from datetime import timedelta
 
 from bench.billing_data import DEFAULT_BROKER_URL
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             args.period,
             tax_rate=settings.billing_tax_rate,
             due_days=settings.billing_due_days,
+            now=datetime.now(UTC),
         )
         elapsed = time.perf_counter() - started
         lines = conn.execute(

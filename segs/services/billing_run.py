@@ -58,10 +58,16 @@ class MeterCharges:
             self.demand_kw = peak_kw
 
 
+# A month is billed once its last 15-minute window has surely been flushed (end + grace).
+SETTLE = timedelta(hours=1)
+
+
 @dataclass
 class BillingReport:
     period: str
     regions: int = 0
+    # Regions whose local month had not ended (+ SETTLE) yet: billed by a later run.
+    not_ended: list[str] = field(default_factory=list)
     meters: int = 0
     created: int = 0
     already_billed: int = 0
@@ -248,14 +254,22 @@ def run_billing(
     *,
     tax_rate: Decimal,
     due_days: int,
+    now: datetime,
     regions: list[str] | None = None,
 ) -> BillingReport:
-    """Invoice every customer meter with energy in *period* (YYYY-MM, local months)."""
+    """Invoice every customer meter with energy in *period* (YYYY-MM, local months).
+
+    A region whose month has not ended by *now* is left out: a final invoice for part of a
+    month would keep the rest of it from ever being billed.
+    """
     report = BillingReport(period)
     with conn.transaction():
         planned = load_regions(conn, period, regions)
     # One transaction per region: a failure leaves the regions already billed billed.
     for region, start, end in planned:
+        if end + SETTLE > now:
+            report.not_ended.append(region.name)
+            continue
         report.regions += 1
         with conn.transaction(), conn.cursor() as cursor:
             charges = meter_charges(cursor, region, start, end, unbilled_only=True)

@@ -24,12 +24,19 @@ def generate_invoices(period: str | None = None) -> dict[str, int | str]:
     Idempotent: meters already invoiced for the period are skipped.
     """
     settings = get_settings()
-    period = period or billing_run.previous_month(datetime.now(UTC))
+    now = datetime.now(UTC)
+    period = period or billing_run.previous_month(now)
     with raw_connection() as conn:
         report = billing_run.run_billing(
-            conn, period, tax_rate=settings.billing_tax_rate, due_days=settings.billing_due_days
+            conn,
+            period,
+            tax_rate=settings.billing_tax_rate,
+            due_days=settings.billing_due_days,
+            now=now,
         )
     logger.info("billing %s: %d invoices created", period, report.created)
+    if report.not_ended:
+        logger.info("billing %s: month not over yet in %s", period, ", ".join(report.not_ended))
     return {"period": period, "created": report.created, "meters": report.meters}
 
 

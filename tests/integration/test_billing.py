@@ -108,6 +108,46 @@ def test_a_rerun_is_idempotent_and_numbers_are_unique(billed):
     )
 
 
+def test_a_month_is_billed_only_once_it_has_ended(billed):
+    from decimal import Decimal as D
+
+    from segs.services.billing_run import run_billing
+
+    execute("DELETE FROM invoices WHERE meter_id = %s", (DST_METER,))
+    with raw_connection() as conn:
+        early = run_billing(
+            conn,
+            world.PERIOD,
+            tax_rate=D("0.18"),
+            due_days=15,
+            now=world.MONTH_END + timedelta(minutes=30),
+            regions=[world.REGION],
+        )
+        assert (early.not_ended, early.created) == ([world.REGION], 0)
+        late = run_billing(
+            conn,
+            world.PERIOD,
+            tax_rate=D("0.18"),
+            due_days=15,
+            now=world.MONTH_END + timedelta(hours=1),
+            regions=[world.REGION],
+        )
+        assert (late.not_ended, late.created) == ([], 1)
+    client = billed["app"].test_client()
+    from datetime import UTC
+    from datetime import datetime
+
+    refused = client.post(
+        "/api/v1/billing/runs",
+        json={"period": datetime.now(UTC).strftime("%Y-%m")},
+        headers=billed["operator"].headers,
+    )
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["details"] == {
+        "period": ["must be before the current month"]
+    }
+
+
 def stored_invoices_now():
     with db() as conn:
         return stored_invoices(conn, world.REGION, world.PERIOD)

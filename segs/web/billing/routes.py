@@ -18,6 +18,7 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.domain.access import USER
 from segs.domain.billing import CURRENCY
+from segs.errors import InvalidInputError
 from segs.models import Invoice
 from segs.models import User
 from segs.services import audit
@@ -237,7 +238,14 @@ def analytics(args: dict[str, Any]) -> billing.PeriodAnalytics:
 @bp.arguments(BillingRunSchema)
 @bp.response(202, BillingRunAcceptedSchema)
 def run_billing(body: dict[str, Any]) -> dict[str, Any]:
-    """Invoice a month now (on a worker). Re-running a month bills only meters not yet billed."""
+    """Invoice a month now (on a worker). Re-running a month bills only meters not yet billed.
+
+    Only a month before the current UTC month; a region whose local month has not ended an
+    hour ago is left for a later run."""
+    if body["period"] >= datetime.now(UTC).strftime("%Y-%m"):
+        raise InvalidInputError(
+            "that month has not ended", {"period": ["must be before the current month"]}
+        )
     result = generate_invoices.apply_async(kwargs={"period": body["period"]})
     with session_scope() as session:
         audit.record(
