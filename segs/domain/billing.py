@@ -23,7 +23,6 @@ from segs.domain.tariffs import TouGrid
 INTERVAL = timedelta(minutes=15)
 MINOR_UNITS = 100  # INR: 100 paise to the rupee
 CURRENCY = "INR"
-TOU_ORDER = ("off_peak", "shoulder", "peak")
 
 
 class PeriodError(ValueError):
