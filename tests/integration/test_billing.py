@@ -148,6 +148,37 @@ def test_a_month_is_billed_only_once_it_has_ended(billed):
     }
 
 
+def test_concurrent_runs_bill_each_meter_once(billed):
+    """Two runs racing over the same month: every meter billed once, numbers unique."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC
+    from datetime import datetime
+
+    from segs.services.billing_run import run_billing
+
+    before = dict(query("SELECT meter_id, total_minor FROM invoices"))
+    execute("DELETE FROM invoices WHERE meter_id = ANY(%s)", (METERS[:2],))
+
+    def one_run(_: int) -> int:
+        with raw_connection() as conn:
+            report = run_billing(
+                conn, world.PERIOD, tax_rate=TAX, due_days=15, now=datetime.now(UTC)
+            )
+            return report.created
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        created = sorted(pool.map(one_run, range(2)))
+    assert sum(created) == 2
+    rows = query("SELECT meter_id, total_minor, invoice_number FROM invoices")
+    assert {meter: total for meter, total, _ in rows} == before
+    assert len({number for _, _, number in rows}) == len(rows) == 4
+    assert scalar(
+        "SELECT count(*) FROM invoice_line_items l JOIN invoices i ON i.id = l.invoice_id "
+        "WHERE i.meter_id = ANY(%s)",
+        (METERS[:2],),
+    ) == sum(len(stored_invoices_now()[meter].lines) + 1 for meter in METERS[:2])
+
+
 def stored_invoices_now():
     with db() as conn:
         return stored_invoices(conn, world.REGION, world.PERIOD)
