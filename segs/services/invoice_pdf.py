@@ -18,6 +18,11 @@ def money(minor: int, currency: str) -> str:
     return f"{currency} {minor // MINOR_UNITS:,}.{minor % MINOR_UNITS:02d}"
 
 
+def latin1(text: str) -> str:
+    """The built-in fonts cover Latin-1 only; anything else (a meter id from a device) becomes ?."""
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
 def _local(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
@@ -34,7 +39,7 @@ def render_invoice(
     pdf.set_title(f"Invoice {invoice.invoice_number}")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, f"SEGS invoice {invoice.invoice_number}", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin1(f"SEGS invoice {invoice.invoice_number}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=10)
     region_zone = ZoneInfo(invoice.timezone)
     for label, value in (
@@ -50,7 +55,7 @@ def render_invoice(
         ("Status", invoice.status),
     ):
         pdf.cell(30, 6, label)
-        pdf.cell(0, 6, value, new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin1(value), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("Helvetica", "B", 10)
     for width, title in ((90, "Item"), (30, "Quantity"), (30, "Unit price"), (40, "Amount")):
@@ -59,7 +64,7 @@ def render_invoice(
     pdf.set_font("Helvetica", size=9)
     for line in lines:
         unit = "kW" if line.kind == "demand" else "kWh"
-        pdf.cell(90, 6, line.description)
+        pdf.cell(90, 6, latin1(line.description))
         pdf.cell(30, 6, f"{line.quantity} {unit}")
         pdf.cell(30, 6, f"{line.unit_price}")
         pdf.cell(40, 6, money(line.amount_minor, invoice.currency), new_x="LMARGIN", new_y="NEXT")
@@ -79,8 +84,10 @@ def render_invoice(
         pdf.cell(
             0,
             6,
-            f"Payment {money(payment.amount_minor, invoice.currency)} by {payment.method} on "
-            f"{_local(payment.paid_at, zone)}",
+            latin1(
+                f"Payment {money(payment.amount_minor, invoice.currency)} by {payment.method} "
+                f"on {_local(payment.paid_at, zone)}"
+            ),
             new_x="LMARGIN",
             new_y="NEXT",
         )
