@@ -74,11 +74,13 @@ def parse_load_bands(raw: Sequence[Mapping[str, object]]) -> tuple[LoadBand, ...
         )
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise TariffRuleError("loadBands: each band needs fromPercent and multiplier") from exc
+    if any(not (band.from_percent.is_finite() and band.multiplier.is_finite()) for band in bands):
+        raise TariffRuleError("loadBands: fromPercent and multiplier must be numbers")
     if not bands or bands[0].from_percent != 0:
         raise TariffRuleError("loadBands: the first band must start at 0 %")
     if any(b.from_percent <= a.from_percent for a, b in zip(bands, bands[1:], strict=False)):
         raise TariffRuleError("loadBands: fromPercent must increase from band to band")
-    if any(not band.multiplier.is_finite() or band.multiplier <= 0 for band in bands):
+    if any(band.multiplier <= 0 for band in bands):
         raise TariffRuleError("loadBands: every multiplier must be positive")
     return bands
 

@@ -383,6 +383,44 @@ def overview(
     return stats
 
 
+# --------------------------------------------------------------------------- region rules
+
+RULE_FIELDS = (
+    "base_price_per_kwh",
+    "load_bands",
+    "tou_schedule",
+    "tou_multipliers",
+    "demand_charge_per_kw",
+)
+
+
+def update_rules(
+    session: Session, actor: Actor, region_name: str, changes: dict[str, Any]
+) -> Region:
+    """Change a region's pricing rules; they are checked as the engine will read them."""
+    region = get_region(session, region_name)
+    before = {name: _jsonable(getattr(region, name)) for name in RULE_FIELDS}
+    for name in RULE_FIELDS:
+        if name in changes:
+            setattr(region, name, changes[name])
+    try:
+        pricing_rules(region)
+    except rules_domain.TariffRuleError as exc:
+        field_name = str(exc).split(":")[0]
+        raise InvalidInputError(str(exc), {field_name: [str(exc)]}) from exc
+    session.flush()
+    session.refresh(region)
+    after = {name: _jsonable(getattr(region, name)) for name in RULE_FIELDS}
+    audit.record(
+        session, actor, "tariff_rules.update", "region", region.name, {"from": before, "to": after}
+    )
+    return region
+
+
+def _jsonable(value: object) -> object:
+    return str(value) if isinstance(value, Decimal) else value
+
+
 # --------------------------------------------------------------------------- overrides
 
 

@@ -164,6 +164,11 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/tariffs/regions/<region>/history"): (SIGNED_IN, None),
     ("GET", "/api/v1/tariffs/estimate"): (SIGNED_IN, None),
     ("GET", "/api/v1/tariffs/overview"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/tariffs/regions/<region>/rules"): (STAFF_ONLY, None),
+    ("PATCH", "/api/v1/tariffs/regions/<region>/rules"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"demandChargePerKw": "40"},
+    ),
     ("GET", "/api/v1/tariffs/overrides"): (STAFF_ONLY, None),
     ("POST", "/api/v1/tariffs/overrides"): (
         (401, 403, 403, 403, 201),

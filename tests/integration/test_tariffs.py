@@ -266,3 +266,47 @@ def test_a_band_crossing_moves_the_price_within_one_flush_period(region, worker)
     reaction_s = time.monotonic() - flushed_at
     assert history()[1][:2] == (Decimal("7.500000"), "load")
     assert reaction_s < settings().flush_interval_s
+
+
+@pytest.mark.api
+def test_admins_change_a_regions_rules_and_the_price_follows(region, app, client):
+    admin = create_account(app, role="ADMIN", region=None)
+    operator = create_account(app, role="OPERATOR", region=None)
+    set_load("60")
+    recalculate([REGION])
+    rules = client.get(f"/api/v1/tariffs/regions/{REGION}/rules", headers=operator.headers)
+    assert rules.status_code == 200
+    assert rules.get_json()["loadBands"][4] == {"fromPercent": "90", "multiplier": "1.25"}
+    bands = [
+        {"fromPercent": "0", "multiplier": "0.5"},
+        {"fromPercent": "50", "multiplier": "2"},
+    ]
+    changed = client.patch(
+        f"/api/v1/tariffs/regions/{REGION}/rules",
+        json={"basePricePerKwh": "5", "loadBands": bands},
+        headers=admin.headers,
+    )
+    assert changed.status_code == 200, changed.get_json()
+    assert (changed.get_json()["basePricePerKwh"], changed.get_json()["loadBands"]) == (
+        "5.000000",
+        bands,
+    )
+    # Repriced at once: 5 x 2 at 60 % load.
+    assert history()[-1][:2] == (Decimal("10.000000"), "load")
+    bad = client.patch(
+        f"/api/v1/tariffs/regions/{REGION}/rules",
+        json={"loadBands": [{"fromPercent": "10", "multiplier": "1"}]},
+        headers=admin.headers,
+    )
+    assert bad.status_code == 422
+    assert bad.get_json()["error"]["details"] == {
+        "loadBands": ["loadBands: the first band must start at 0 %"]
+    }
+    assert (
+        scalar(
+            "SELECT count(*) FROM audit_log "
+            "WHERE action = 'tariff_rules.update' AND entity_id = %s",
+            (REGION,),
+        )
+        == 1
+    )

@@ -16,6 +16,7 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.domain.billing import CURRENCY
 from segs.errors import InvalidInputError
+from segs.models import Region
 from segs.models import TariffOverride
 from segs.redis_client import get_redis
 from segs.services import tariffs
@@ -36,6 +37,7 @@ from segs.web.tariffs.schemas import TariffOverrideSchema
 from segs.web.tariffs.schemas import TariffOverrideUpdateSchema
 from segs.web.tariffs.schemas import TariffOverviewSchema
 from segs.web.tariffs.schemas import TariffRegionArgsSchema
+from segs.web.tariffs.schemas import TariffRulesSchema
 
 bp = Blueprint(
     "tariffs",
@@ -124,6 +126,29 @@ def overview() -> dict[str, Any]:
     with session_scope() as session:
         regions = tariffs.overview(session, get_redis(), now, span, settings.tariff_cache_ttl_s)
     return {"window_start": now - span, "window_end": now, "regions": regions}
+
+
+@bp.get("/regions/<region>/rules")
+@roles_required(OPERATOR, ADMIN)
+@bp.response(200, TariffRulesSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def region_rules(region: str) -> Region:
+    """Show a region's pricing rules: base price, load bands, time-of-use grid, demand rate."""
+    with session_scope() as session:
+        return tariffs.get_region(session, region)
+
+
+@bp.patch("/regions/<region>/rules")
+@roles_required(ADMIN)
+@bp.arguments(TariffRulesSchema)
+@bp.response(200, TariffRulesSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def update_region_rules(body: dict[str, Any], region: str) -> Region:
+    """Change a region's pricing rules (audited); the engine reprices the region at once."""
+    with session_scope() as session:
+        updated = tariffs.update_rules(session, current_actor(), region, body)
+    recalculate([updated.name])
+    return updated
 
 
 @bp.get("/overrides")

@@ -22,11 +22,13 @@ class ExactDecimal(fields.Decimal):
     """A finite decimal with at most *places* decimal places (no silent rounding)."""
 
     # int bounds: the OpenAPI document must show numbers, not decimal strings.
-    def __init__(self, places: int, low: int, high: int, **kwargs: Any) -> None:
+    def __init__(
+        self, places: int, low: int, high: int, *, min_inclusive: bool = False, **kwargs: Any
+    ) -> None:
         self.max_places = places
         super().__init__(
             as_string=False,
-            validate=validate.Range(min=low, max=high, min_inclusive=False),
+            validate=validate.Range(min=low, max=high, min_inclusive=min_inclusive),
             **kwargs,
         )
 
@@ -174,3 +176,55 @@ class TariffOverrideUpdateSchema(CamelSchema):
     valid_from = QueryDateTime()
     valid_to = QueryDateTime()
     reason = fields.String(validate=REASON)
+
+
+class TariffRulesSchema(CamelSchema):
+    """A region's pricing rules, stored as given once the engine's own checks accept them."""
+
+    name = fields.String(dump_only=True)
+    timezone = fields.String(dump_only=True)
+    # Read as a number, written back as a decimal string like every other price.
+    base_price_per_kwh = price_field(load_only=True)
+    base_price = fields.Decimal(
+        as_string=True,
+        dump_only=True,
+        attribute="base_price_per_kwh",
+        data_key="basePricePerKwh",
+        metadata={"description": "INR per kWh before band and time of use"},
+    )
+    load_bands = fields.List(
+        fields.Dict(keys=fields.String(), values=fields.Raw()),
+        validate=validate.Length(min=1, max=20),
+        metadata={
+            "description": 'from 0 % upwards: [{"fromPercent": "0", "multiplier": "0.8"}, ...]'
+        },
+    )
+    tou_schedule = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        metadata={
+            "description": '{"weekday": 24 letters O/S/P, one per local hour, "weekend": ...}'
+        },
+    )
+    tou_multipliers = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": '{"off_peak": "0.9", "shoulder": "1.0", "peak": "1.2"}'},
+    )
+    demand_charge_per_kw = ExactDecimal(
+        6,
+        0,
+        MAX_PRICE,
+        allow_none=True,
+        min_inclusive=True,
+        load_only=True,
+        metadata={"description": "INR per kW of demand; null: no demand charge"},
+    )
+    demand_charge = fields.Decimal(
+        as_string=True,
+        dump_only=True,
+        allow_none=True,
+        attribute="demand_charge_per_kw",
+        data_key="demandChargePerKw",
+        metadata={"description": "INR per kW of demand; null: none"},
+    )
