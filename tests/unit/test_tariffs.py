@@ -94,6 +94,8 @@ def test_time_of_use_reads_the_local_clock_and_the_weekend_grid():
         ),
         ([{"fromPercent": "0", "multiplier": "-1"}], "positive"),
         ([{"fromPercent": "0"}], "fromPercent and multiplier"),
+        ([{"fromPercent": "NaN", "multiplier": "1"}], "must be numbers"),
+        (["not a band"], "fromPercent and multiplier"),
     ],
 )
 def test_bad_load_bands_are_refused(bands, message):
