@@ -2,10 +2,13 @@
 
 from datetime import timedelta
 
+from celery.schedules import crontab
+
 from segs.config import get_settings
 
 _flush_every = get_settings().flush_interval_s
 _sweep_every = get_settings().silent_sweep_interval_s
+_reprice_every = get_settings().tariff_refresh_interval_s
 
 BEAT_SCHEDULE = {
     "flush-closed-windows": {
@@ -35,6 +38,26 @@ BEAT_SCHEDULE = {
     "maintain-partitions": {
         "task": "segs.tasks.maintenance.maintain_partitions",
         # Run every hour: create the coming days' partitions, drop expired ones
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600, "queue": "default"},
+    },
+    "recalculate-prices": {
+        "task": "segs.tasks.tariffs.recalculate_prices",
+        # Run every SEGS_TARIFF_REFRESH_INTERVAL_S (60 s): time-of-use hours and override
+        # windows change prices even when no flush runs
+        "schedule": timedelta(seconds=_reprice_every),
+        "options": {"expires": _reprice_every, "queue": "default"},
+    },
+    "generate-invoices": {
+        "task": "segs.tasks.billing.generate_invoices",
+        # Run at 06:00 UTC on the 1st and 2nd of each month: every region's local month has
+        # ended; the second run picks up late readings' meters (re-runs are idempotent)
+        "schedule": crontab(minute=0, hour=6, day_of_month="1,2"),
+        "options": {"expires": 3600, "queue": "default"},
+    },
+    "mark-overdue-invoices": {
+        "task": "segs.tasks.billing.mark_overdue",
+        # Run every hour: pending invoices past their due date become overdue
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600, "queue": "default"},
     },

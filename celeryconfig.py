@@ -31,6 +31,8 @@ imports = (
     "segs.tasks.alerts",
     "segs.tasks.notifications",
     "segs.tasks.worker_signals",
+    "segs.tasks.tariffs",
+    "segs.tasks.billing",
 )
 
 task_default_queue = "default"
@@ -46,6 +48,8 @@ task_routes = {
     "segs.tasks.mail.*": {"queue": "default"},
     "segs.tasks.alerts.*": {"queue": "default"},
     "segs.tasks.notifications.*": {"queue": "notifications"},
+    "segs.tasks.tariffs.*": {"queue": "default"},
+    "segs.tasks.billing.*": {"queue": "default"},
     "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
 }
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 
 ENVIRONMENTS = ("development", "testing", "production")
@@ -39,6 +40,19 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
     if value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _decimal(name: str, default: Decimal, minimum: Decimal, maximum: Decimal) -> Decimal:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError as exc:
+        raise SettingsError(f"{name} must be a decimal number, got {raw!r}") from exc
+    if not value.is_finite() or not minimum <= value <= maximum:
+        raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {raw!r}")
     return value
 
 
@@ -137,6 +151,16 @@ class Settings:
     rate_limit_auth_per_ip: str = "60 per 15 minutes"
     rate_limit_auth_per_account: str = "20 per 15 minutes"
     login_failures_per_account: str = "10 per 15 minutes"
+
+    # Tariffs (fractions: 0.02 is 2 %)
+    tariff_publish_threshold: Decimal = Decimal("0.02")
+    tariff_cache_ttl_s: int = 3600
+    tariff_refresh_interval_s: int = 60
+    tariff_overview_hours: int = 24
+
+    # Billing
+    billing_tax_rate: Decimal = Decimal("0.18")
+    billing_due_days: int = 15
 
     @property
     def is_production(self) -> bool:
@@ -246,6 +270,21 @@ def load_settings() -> Settings:
         login_failures_per_account=_str(
             "SEGS_LOGIN_FAILURES_PER_ACCOUNT", Settings.login_failures_per_account
         ),
+        tariff_publish_threshold=_decimal(
+            "SEGS_TARIFF_PUBLISH_THRESHOLD",
+            Settings.tariff_publish_threshold,
+            Decimal(0),
+            Decimal(1),
+        ),
+        tariff_cache_ttl_s=_int("SEGS_TARIFF_CACHE_TTL_S", Settings.tariff_cache_ttl_s, 1),
+        tariff_refresh_interval_s=_int(
+            "SEGS_TARIFF_REFRESH_INTERVAL_S", Settings.tariff_refresh_interval_s, 1
+        ),
+        tariff_overview_hours=_int("SEGS_TARIFF_OVERVIEW_HOURS", Settings.tariff_overview_hours, 1),
+        billing_tax_rate=_decimal(
+            "SEGS_BILLING_TAX_RATE", Settings.billing_tax_rate, Decimal(0), Decimal(1)
+        ),
+        billing_due_days=_int("SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
     )
     if environment not in ENVIRONMENTS:
         raise SettingsError(

@@ -11,6 +11,11 @@ from segs.models.alerts import NotificationDelivery
 from segs.models.alerts import NotificationPreference
 from segs.models.alerts import Webhook
 from segs.models.base import Base
+from segs.models.billing import Invoice
+from segs.models.billing import InvoiceLineItem
+from segs.models.billing import InvoicePayment
+from segs.models.billing import Tariff
+from segs.models.billing import TariffOverride
 from segs.models.grid import Meter
 from segs.models.grid import Region
 from segs.models.telemetry import Aggregate1m
@@ -31,12 +36,17 @@ __all__ = [
     "Aggregate1m",
     "AuditEntry",
     "Base",
+    "Invoice",
+    "InvoiceLineItem",
+    "InvoicePayment",
     "Meter",
     "RawReading",
     "RefreshToken",
     "Region",
     "RegionalAggregate15m",
     "RegionalAggregate1m",
+    "Tariff",
+    "TariffOverride",
     "User",
     "VerificationCode",
     "WindowFlush",

@@ -11,6 +11,7 @@ from sqlalchemy import ForeignKey
 from sqlalchemy import Numeric
 from sqlalchemy import String
 from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -25,6 +26,12 @@ class Region(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64))
     capacity_kw: Mapped[Decimal] = mapped_column(Numeric(14, 3))
+    # Pricing (segs.domain.tariffs): price = base x load band x time-of-use multiplier.
+    base_price_per_kwh: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    load_bands: Mapped[list[dict[str, str]]] = mapped_column(JSONB)
+    tou_schedule: Mapped[dict[str, str]] = mapped_column(JSONB)
+    tou_multipliers: Mapped[dict[str, str]] = mapped_column(JSONB)
+    demand_charge_per_kw: Mapped[Decimal | None] = mapped_column(Numeric(12, 6))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

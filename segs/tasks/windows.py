@@ -44,6 +44,10 @@ def flush_closed_windows() -> dict[str, int]:
     regional = alerting.newest_regional_windows(report.flushed)
     if regional:
         evaluate_overloads.delay(regional)
+    regions = sorted({window.region for window in report.flushed if window.size == "1m"})
+    if regions:
+        # Prices follow the load the flush just wrote (segs.tasks.tariffs).
+        app.send_task("segs.tasks.tariffs.recalculate_prices", args=[regions], queue="default")
     if report.windows:
         logger.info(
             "flushed %d windows (%d meter rows, %d late readings merged)",

@@ -14,6 +14,7 @@ from segs.web.alerts import bp as alerts_bp
 from segs.web.alerts import feed_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
+from segs.web.billing import bp as billing_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
 from segs.web.health import bp as health_bp
@@ -24,6 +25,7 @@ from segs.web.notifications import bp as notifications_bp
 from segs.web.regions import bp as regions_bp
 from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
+from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
@@ -42,6 +44,8 @@ API_BLUEPRINTS: tuple = (
     regions_bp,
     alerts_bp,
     notifications_bp,
+    tariffs_bp,
+    billing_bp,
 )
 
 

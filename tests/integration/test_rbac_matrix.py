@@ -29,6 +29,9 @@ REGION = "Pune-West"
 OWNED_METER = "MTR-00000108"
 OTHER_METER = "MTR-00000208"
 FREE_METER = "MTR-00000308"
+INVOICE_ID = 4242  # the owner's pending invoice of OWNED_METER
+INVOICE_TOTAL = 11800
+OVERRIDE_ID = 4343  # an override of REGION, far in the future
 
 
 @dataclass
@@ -159,6 +162,64 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/regions/<region>/stats"): (STAFF_ONLY, None),
     ("GET", "/api/v1/regions/<region>/top-consumers"): (STAFF_ONLY, None),
     ("GET", "/api/v1/regions/<region>/load"): (STAFF_ONLY, None),
+    # Tariffs: prices for everyone (staff have no region of their own), overrides for admins.
+    ("GET", "/api/v1/tariffs/current"): ((401, 200, 200, 422, 422), None),
+    ("GET", "/api/v1/tariffs/regions/<region>/current"): (SIGNED_IN, None),
+    ("GET", "/api/v1/tariffs/regions/<region>/history"): (SIGNED_IN, None),
+    ("GET", "/api/v1/tariffs/estimate"): (SIGNED_IN, None),
+    ("GET", "/api/v1/tariffs/overview"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/tariffs/regions/<region>/rules"): (STAFF_ONLY, None),
+    ("PATCH", "/api/v1/tariffs/regions/<region>/rules"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"demandChargePerKw": "40"},
+    ),
+    ("GET", "/api/v1/tariffs/overrides"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/tariffs/overrides"): (
+        (401, 403, 403, 403, 201),
+        lambda _w, _p: {
+            "region": REGION,
+            "pricePerKwh": "4.5",
+            "validFrom": "2031-01-01T00:00:00Z",
+            "validTo": "2031-01-02T00:00:00Z",
+            "reason": "matrix",
+        },
+    ),
+    ("GET", "/api/v1/tariffs/overrides/<int:override_id>"): (STAFF_ONLY, None),
+    ("PATCH", "/api/v1/tariffs/overrides/<int:override_id>"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"reason": "edited"},
+    ),
+    ("DELETE", "/api/v1/tariffs/overrides/<int:override_id>"): ((401, 403, 403, 403, 204), None),
+    # Billing: customers their own invoices; staff all, and the operations.
+    ("GET", "/api/v1/billing/invoices"): (SIGNED_IN, None),
+    ("GET", "/api/v1/billing/invoices/<int:invoice_id>"): (OWN_METER, None),
+    ("GET", "/api/v1/billing/invoices/<int:invoice_id>/pdf"): (OWN_METER, None),
+    # The owner pays first; staff then find it paid.
+    ("POST", "/api/v1/billing/invoices/<int:invoice_id>/pay"): (
+        (401, 200, 404, 409, 409),
+        lambda _w, _p: {"amountMinor": INVOICE_TOTAL, "method": "card"},
+    ),
+    ("POST", "/api/v1/billing/invoices/<int:invoice_id>/dispute"): (
+        (401, 200, 404, 403, 403),
+        lambda _w, _p: {"reason": "too high"},
+    ),
+    # The invoice is disputed for this route (SETUP); the operator resolves it first.
+    ("POST", "/api/v1/billing/invoices/<int:invoice_id>/resolve"): (
+        (401, 403, 403, 200, 409),
+        lambda _w, _p: {"outcome": "uphold", "resolution": "checked"},
+    ),
+    ("POST", "/api/v1/billing/invoices/<int:invoice_id>/cancel"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"reason": "duplicate"},
+    ),
+    ("GET", "/api/v1/billing/current-cycle"): (SIGNED_IN, None),
+    ("GET", "/api/v1/billing/overdue"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/billing/analytics"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/billing/runs"): (
+        (401, 403, 403, 202, 202),
+        lambda _w, _p: {"period": "2026-10"},
+    ),
+    ("GET", "/api/v1/billing/export.csv"): (STAFF_ONLY, None),
     # Administration.
     ("GET", "/api/v1/audit-log"): (ADMIN_ONLY, None),
     # Alerts: staff handle them; the first member of staff to act wins, the second conflicts.
@@ -204,6 +265,15 @@ QUERIES = {
         "period2Start": "2026-11-02T00:00:00Z",
         "period2End": "2026-11-03T00:00:00Z",
     },
+    "/api/v1/tariffs/estimate": {"kwh": "12.5", "region": REGION},
+}
+
+# State some routes need before the first caller.
+SETUP = {
+    "/api/v1/billing/invoices/<int:invoice_id>/resolve": (
+        "UPDATE invoices SET status = 'disputed' WHERE id = %s",
+        (INVOICE_ID,),
+    ),
 }
 
 NOT_IN_MATRIX = {"/api/v1/openapi.json"}  # the public OpenAPI document
@@ -229,6 +299,24 @@ def build_world(app, client) -> World:
     operator = create_account(app, role="OPERATOR", region=None)
     admin = create_account(app, role="ADMIN", region=None)
     execute("INSERT INTO meters (meter_id, region) VALUES (%s, %s)", (FREE_METER, REGION))
+    execute(
+        """
+        INSERT INTO invoices (id, invoice_number, meter_id, user_id, region, period, period_start,
+            period_end, timezone, currency, energy_kwh, energy_minor, demand_minor, tax_rate,
+            tax_minor, total_minor, due_at)
+        VALUES (%s, 'INV-202610-00004242', %s, %s, %s, '2026-10', '2026-09-30T18:30Z',
+            '2026-10-31T18:30Z', 'Asia/Kolkata', 'INR', 16.666667, 10000, 0, 0.18, 1800, %s,
+            now() + interval '10 days')
+        """,
+        (INVOICE_ID, OWNED_METER, owner.id, REGION, INVOICE_TOTAL),
+    )
+    execute(
+        """
+        INSERT INTO tariff_overrides (id, region, price_per_kwh, valid_from, valid_to, reason)
+        VALUES (%s, %s, 5, '2030-01-01T00:00Z', '2030-01-02T00:00Z', 'matrix')
+        """,
+        (OVERRIDE_ID, REGION),
+    )
     login = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD})
     assert login.status_code == 200, login.get_json()
     alert_id = scalar(
@@ -254,12 +342,16 @@ def url_for_rule(rule: str, method: str, world: World) -> str:
         .replace("<region>", REGION)
         .replace("<int:alert_id>", str(world.alert_id))
         .replace("<uuid:webhook_id>", str(world.webhook_id))
+        .replace("<int:invoice_id>", str(INVOICE_ID))
+        .replace("<int:override_id>", str(OVERRIDE_ID))
     )
 
 
 @pytest.mark.parametrize(("method", "rule"), sorted(MATRIX))
 def test_route_answers_each_caller_exactly(app, client, database, method, rule):
     world = build_world(app, client)
+    if rule in SETUP:
+        execute(*SETUP[rule])
     expected, body = MATRIX[(method, rule)]
     answers = {}
     for persona in PERSONAS:

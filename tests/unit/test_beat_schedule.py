@@ -26,6 +26,9 @@ def test_schedule_entries():
         "requeue-stalled-batches",
         "maintain-partitions",
         "sweep-silent-meters",
+        "recalculate-prices",
+        "generate-invoices",
+        "mark-overdue-invoices",
     }
     assert celeryconfig.beat_schedule is BEAT_SCHEDULE
 
@@ -40,6 +43,9 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
         "segs.tasks.alerts.sweep_silent_meters",
         "segs.tasks.alerts.evaluate_overloads",
         "segs.tasks.notifications.announce_tariff_change",
+        "segs.tasks.tariffs.recalculate_prices",
+        "segs.tasks.billing.generate_invoices",
+        "segs.tasks.billing.mark_overdue",
     } <= registered_tasks
 
 
@@ -47,8 +53,11 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
 def test_entry_is_runnable(entry, registered_tasks):
     spec = BEAT_SCHEDULE[entry]
     assert spec["task"] in registered_tasks
-    assert isinstance(spec["schedule"], timedelta)
-    interval = spec["schedule"].total_seconds()
+    schedule = spec["schedule"]
+    # A crontab entry (the monthly billing run) fires at most hourly.
+    interval = (
+        schedule.total_seconds() if isinstance(schedule, timedelta) else timedelta(hours=1).seconds
+    )
     assert interval > 0
     options = spec["options"]
     # A stalled worker must not pile up runs: each expires within its own period.
@@ -74,6 +83,19 @@ def test_declared_queues_are_default_notifications_and_one_per_shard():
     assert celeryconfig.task_default_queue == "default"
     assert celeryconfig.task_acks_late is True
     assert celeryconfig.task_reject_on_worker_lost is True
+
+
+def test_billing_runs_monthly_and_prices_refresh_every_interval():
+    from celery.schedules import crontab
+
+    from segs.config import get_settings
+
+    billing = BEAT_SCHEDULE["generate-invoices"]["schedule"]
+    assert isinstance(billing, crontab)
+    assert billing.day_of_month == {1, 2}
+    assert BEAT_SCHEDULE["recalculate-prices"]["schedule"] == timedelta(
+        seconds=get_settings().tariff_refresh_interval_s
+    )
 
 
 def test_broker_transport_options_follow_the_broker():

@@ -73,6 +73,9 @@ def test_empty_values_mean_default(bare_env):
         ("SEGS_MAX_BATCH_READINGS", "1.5", "SEGS_MAX_BATCH_READINGS must be an integer"),
         ("SEGS_FLUSH_INTERVAL_S", "soon", "SEGS_FLUSH_INTERVAL_S must be a number, got 'soon'"),
         ("SEGS_ENV", "staging", "SEGS_ENV must be one of development, testing, production"),
+        ("SEGS_BILLING_TAX_RATE", "18%", "SEGS_BILLING_TAX_RATE must be a decimal number"),
+        ("SEGS_BILLING_TAX_RATE", "18", "SEGS_BILLING_TAX_RATE must be between 0 and 1"),
+        ("SEGS_TARIFF_PUBLISH_THRESHOLD", "NaN", "SEGS_TARIFF_PUBLISH_THRESHOLD must be between"),
     ],
 )
 def test_bad_values_name_the_variable(bare_env, name, value, message):
@@ -86,3 +89,22 @@ def test_reading_age_may_not_outlive_raw_retention(bare_env):
     bare_env.setenv("SEGS_MAX_READING_AGE_S", str(8 * 86400))
     with pytest.raises(SettingsError, match="SEGS_MAX_READING_AGE_S must not exceed"):
         load_settings()
+
+
+def test_tariff_and_billing_settings(bare_env):
+    from decimal import Decimal
+
+    settings = load_settings()
+    assert (settings.tariff_publish_threshold, settings.billing_tax_rate) == (
+        Decimal("0.02"),
+        Decimal("0.18"),
+    )
+    assert (settings.tariff_cache_ttl_s, settings.tariff_refresh_interval_s) == (3600, 60)
+    assert (settings.tariff_overview_hours, settings.billing_due_days) == (24, 15)
+    bare_env.setenv("SEGS_BILLING_TAX_RATE", "0.05")
+    bare_env.setenv("SEGS_TARIFF_PUBLISH_THRESHOLD", "0.1")
+    settings = load_settings()
+    assert (settings.billing_tax_rate, settings.tariff_publish_threshold) == (
+        Decimal("0.05"),
+        Decimal("0.1"),
+    )

@@ -1,0 +1,68 @@
+"""The tariff engine's tasks, and the one place that announces price changes to customers."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+
+from celery.utils.log import get_task_logger
+
+from segs.celery_app import app
+from segs.config import get_settings
+from segs.db import session_scope
+from segs.redis_client import get_redis
+from segs.services import tariffs
+from segs.services.tariffs import PublishedChange
+
+logger = get_task_logger(__name__)
+
+ANNOUNCE_TASK = "segs.tasks.notifications.announce_tariff_change"
+
+
+def announce(changes: list[PublishedChange]) -> None:
+    """Send each published price change to the notification channels (the alerts issue's task)."""
+    for change in changes:
+        app.send_task(
+            ANNOUNCE_TASK,
+            kwargs={
+                "region": change.region,
+                "previous_price": None
+                if change.previous_price is None
+                else str(change.previous_price),
+                "price": str(change.price),
+                "effective_from": change.effective_from.astimezone(UTC).isoformat(),
+                "reason": change.reason,
+            },
+            queue="notifications",
+        )
+
+
+def recalculate(regions: list[str] | None) -> list[PublishedChange]:
+    """Run the engine now for *regions* (all if None), refresh the cache, announce the changes."""
+    settings = get_settings()
+    with session_scope() as session:
+        changes = tariffs.recalculate_prices(
+            session, regions, datetime.now(UTC), settings.tariff_publish_threshold
+        )
+    if changes:
+        with session_scope() as session:
+            tariffs.cache_current(
+                session,
+                get_redis(),
+                [change.region for change in changes],
+                settings.tariff_cache_ttl_s,
+            )
+        announce(changes)
+    return changes
+
+
+@app.task(name="segs.tasks.tariffs.recalculate_prices", acks_late=True)
+def recalculate_prices(regions: list[str] | None = None) -> dict[str, int]:
+    """Reprice *regions* (all if None) from their newest load, time of use and overrides.
+
+    Idempotent: a second run at the same load finds nothing to change.
+    """
+    changes = recalculate(regions)
+    for change in changes:
+        logger.info("%s: %s per kWh (%s)", change.region, change.price, change.reason)
+    return {"changes": len(changes)}

@@ -1,0 +1,173 @@
+"""Bodies and query arguments of the billing endpoints. Amounts are integers in paise."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError
+from marshmallow import fields
+from marshmallow import validate
+
+from segs.domain.billing import PeriodError
+from segs.domain.billing import parse_period
+from segs.services.billing import STATUSES
+from segs.web.schemas import CamelSchema
+from segs.web.schemas import PageArgsSchema
+from segs.web.schemas import page_schema
+
+
+class Period(fields.String):
+    """A billing month, YYYY-MM."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # type: ignore[no-untyped-def]
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            parse_period(text)
+        except PeriodError as exc:
+            raise ValidationError(str(exc)) from exc
+        return text
+
+
+def _amount(description: str) -> fields.Integer:
+    return fields.Integer(metadata={"description": f"{description}, paise (1/100 INR)"})
+
+
+def _decimal(description: str) -> fields.Decimal:
+    return fields.Decimal(as_string=True, allow_none=True, metadata={"description": description})
+
+
+class InvoiceLineItemSchema(CamelSchema):
+    position = fields.Integer()
+    kind = fields.String(metadata={"description": "energy | demand"})
+    description = fields.String()
+    tariff_id = fields.Integer(allow_none=True, metadata={"description": "price history row"})
+    tou_period = fields.String(allow_none=True)
+    quantity = _decimal("kWh (energy) or kW (demand)")
+    unit_price = _decimal("INR per kWh or per kW")
+    amount_minor = _amount("quantity x unit price, rounded half-up")
+
+
+class InvoicePaymentSchema(CamelSchema):
+    id = fields.Integer()
+    amount_minor = _amount("amount")
+    method = fields.String()
+    reference = fields.String(allow_none=True)
+    paid_at = fields.DateTime()
+
+
+class InvoiceSchema(CamelSchema):
+    id = fields.Integer()
+    invoice_number = fields.String()
+    meter_id = fields.String()
+    user_id = fields.UUID(allow_none=True)
+    region = fields.String()
+    period = fields.String(metadata={"description": "YYYY-MM in the region's local time"})
+    period_start = fields.DateTime()
+    period_end = fields.DateTime()
+    timezone = fields.String()
+    currency = fields.String()
+    energy_kwh = _decimal("kWh")
+    energy_minor = _amount("energy lines")
+    demand_kw = _decimal("highest 15-minute average kW")
+    demand_minor = _amount("demand charge")
+    tax_rate = _decimal("fraction")
+    tax_minor = _amount("tax")
+    total_minor = _amount("total")
+    paid_minor = _amount("paid so far")
+    status = fields.String(metadata={"description": " | ".join(STATUSES)})
+    issued_at = fields.DateTime()
+    due_at = fields.DateTime()
+    paid_at = fields.DateTime(allow_none=True)
+    disputed_at = fields.DateTime(allow_none=True)
+    dispute_reason = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    resolution = fields.String(allow_none=True)
+    cancelled_at = fields.DateTime(allow_none=True)
+
+
+class InvoiceDetailSchema(InvoiceSchema):
+    lines = fields.List(fields.Nested(InvoiceLineItemSchema))
+    payments = fields.List(fields.Nested(InvoicePaymentSchema))
+
+
+InvoicePageSchema = page_schema(InvoiceSchema, "InvoicePage")
+
+
+class InvoiceQueryArgsSchema(PageArgsSchema):
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    period = Period()
+    meter_id = fields.String()
+    region = fields.String()
+
+
+class OverdueInvoiceArgsSchema(PageArgsSchema):
+    region = fields.String()
+
+
+class InvoiceExportArgsSchema(CamelSchema):
+    period = Period()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class BillingAnalyticsArgsSchema(CamelSchema):
+    period = Period(metadata={"description": "YYYY-MM; default every period"})
+
+
+class BillingAnalyticsSchema(CamelSchema):
+    period = fields.String(allow_none=True)
+    invoices = fields.Integer()
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer())
+    energy_kwh = _decimal("kWh billed (cancelled invoices excluded)")
+    billed_minor = _amount("total billed")
+    paid_minor = _amount("total paid")
+    outstanding_minor = _amount("billed - paid")
+    overdue_minor = _amount("outstanding on overdue invoices")
+
+
+class InvoicePaymentBodySchema(CamelSchema):
+    amount_minor = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=10**15),
+        metadata={"description": "must equal the outstanding balance, paise"},
+    )
+    method = fields.String(
+        required=True, validate=validate.OneOf(("card", "upi", "bank_transfer", "cash"))
+    )
+    reference = fields.String(validate=validate.Length(max=128))
+
+
+class InvoiceReasonSchema(CamelSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class DisputeResolutionSchema(CamelSchema):
+    outcome = fields.String(
+        required=True,
+        validate=validate.OneOf(("uphold", "void")),
+        metadata={"description": "uphold: the bill stands (payable); void: it is cancelled"},
+    )
+    resolution = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class BillingRunSchema(CamelSchema):
+    period = Period(required=True)
+
+
+class BillingRunAcceptedSchema(CamelSchema):
+    period = fields.String()
+    task_id = fields.String()
+
+
+class MeterCycleEstimateSchema(CamelSchema):
+    meter_id = fields.String()
+    region = fields.String()
+    period = fields.String()
+    period_start = fields.DateTime()
+    period_end = fields.DateTime()
+    energy_kwh = _decimal("kWh so far")
+    so_far_minor = _amount("the bill so far, with tax")
+    projected_minor = _amount("the bill so far projected over the whole month")
+
+
+class CurrentCycleSchema(CamelSchema):
+    currency = fields.String()
+    meters = fields.List(fields.Nested(MeterCycleEstimateSchema))
