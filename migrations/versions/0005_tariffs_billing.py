@@ -4,14 +4,14 @@ Price history and overrides are sets of non-overlapping intervals per region; ex
 constraints (btree_gist for the region's equality) make an overlap impossible, not just unlikely.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-22
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
