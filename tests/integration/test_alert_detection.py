@@ -277,9 +277,14 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
         ("escalated", "active", "active", "critical"),
         ("resolved", "active", "resolved", "critical"),
     ]
-    mailbox.wait(customer.email, count=3)
-    subjects = [received.subject for received in mailbox.to(customer.email)]
-    assert subjects == [
+
+    # The loads also move the region's price across bands: those tariff mails are not alerts.
+    def alert_mail() -> list[str]:
+        subjects = [received.subject for received in mailbox.to(customer.email)]
+        return [subject for subject in subjects if "REGIONAL_OVERLOAD" in subject]
+
+    wait_for(lambda: len(alert_mail()) >= 3, timeout=30, message=lambda: str(alert_mail()))
+    assert alert_mail() == [
         f"[SEGS] high REGIONAL_OVERLOAD created: {region}",
         f"[SEGS] critical REGIONAL_OVERLOAD escalated: {region}",
         f"[SEGS] critical REGIONAL_OVERLOAD resolved: {region}",
