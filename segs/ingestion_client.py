@@ -6,6 +6,7 @@ body, headers), so the simulator's ``queue`` target behaves like its ``http`` ta
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC
@@ -13,6 +14,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+import redis
 from sqlalchemy import select
 
 from segs.config import get_settings
@@ -25,12 +27,15 @@ from segs.errors import error_body
 from segs.models import Region
 from segs.redis_client import get_redis
 from segs.services.dedupe import RedisDedupeMarks
+from segs.services.detection import record_refusal
 from segs.services.ingestion import IngestionUnavailableError
 from segs.services.ingestion import Ingestor
 from segs.tasks.queues import BacklogGuard
 from segs.tasks.readings import publish_batch
 
 _REGIONS_TTL_S = 60.0
+
+logger = logging.getLogger(__name__)
 
 
 class _KnownRegions:
@@ -87,9 +92,18 @@ def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str,
     try:
         result = get_ingestor().ingest(items, datetime.now(UTC))
     except IngestionUnavailableError as exc:
+        _note_refusal()
         headers = {"Retry-After": str(exc.retry_after)}
         return 503, error_body("SERVICE_UNAVAILABLE", exc.reason), headers
     return result.status, result.body(), {}
+
+
+def _note_refusal() -> None:
+    try:
+        record_refusal(get_redis(), time.time())
+    except redis.RedisError:
+        # Redis itself may be why readings are refused; the sweep cannot run without it either.
+        logger.warning("could not record the refusal for the silent-meter sweep")
 
 
 def submit_batch(body: bytes) -> tuple[int, dict[str, Any]]:

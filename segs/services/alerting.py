@@ -6,7 +6,6 @@ caller to hand to the notification queue once committed.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -74,7 +73,8 @@ def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) 
     """Raise METER_OUTAGE for every meter past its deadline by the ingestion watermark; each is
     reported once per silence."""
     now_s = now.timestamp()
-    silent = store.pop_silent(store.watermark(now_s))
+    threshold = store.sweep_threshold(now_s)
+    silent = store.pop_silent(threshold)
     transitions: list[int] = []
     try:
         for meter in silent:
@@ -90,6 +90,6 @@ def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) 
             )
             session.flush()
     except BaseException:
-        store.unpop(silent, time.time())
+        store.unpop(silent, threshold)
         raise
     return transitions

@@ -19,6 +19,15 @@ redelivered batch does not count its readings twice.
 
 The sweep pops due deadlines with one script (ZRANGEBYSCORE + ZREM + SADD), so it never scans
 all keys and two sweeps never report the same meter twice.
+
+Time the pipeline was down does not count towards a silence: when a sweep finds the previous
+one longer ago than ``sweep_gap_s`` (beat or the workers were stopped), or the API refused
+readings (503) since then, the time since the previous sweep is added to
+``segs:detect:downtime`` (a meter whose reading was turned away is not silent). Every deadline
+is stored minus the downtime at its writing and judged against the watermark minus the downtime
+now. So after a restart, or a spell of load shedding, each meter gets back the time it had left
+instead of the whole fleet being called silent at once, and the shift costs one key whatever the
+number of meters.
 """
 
 from __future__ import annotations
@@ -43,6 +52,26 @@ STATE_PREFIX = "segs:detect:meter:"
 WATERMARK_MARGIN_S = 2.0
 DEADLINES = "segs:detect:deadlines"
 SILENT = "segs:detect:silent"
+LAST_SWEEP = "segs:detect:last-sweep"
+DOWNTIME = "segs:detect:downtime"
+REFUSED_AT = "segs:ingest:refused-at"
+_REFUSED_AT_TTL_S = 86_400
+
+# KEYS: last sweep, downtime, last refusal. ARGV: now (s), longest normal gap between sweeps (s).
+# Returns the downtime so far (s), counting the time since the previous sweep when that was too
+# long ago or the API refused readings meanwhile.
+_SWEEP_CLOCK = """
+local last = tonumber(redis.call('GET', KEYS[1]))
+local downtime = tonumber(redis.call('GET', KEYS[2]) or '0')
+local refused = tonumber(redis.call('GET', KEYS[3]) or '-1')
+local now = tonumber(ARGV[1])
+if last and now > last and (now - last > tonumber(ARGV[2]) or refused >= last) then
+  downtime = downtime + (now - last)
+  redis.call('SET', KEYS[2], tostring(downtime))
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return tostring(downtime)
+"""
 
 # KEYS: deadlines zset, silent set. ARGV: now (s), max members.
 _POP_DUE = """
@@ -79,10 +108,12 @@ def _member(region: str, meter_id: str) -> str:
 class DetectionStore:
     """Judge readings against their meters' shared state; find meters gone silent."""
 
-    def __init__(self, client: redis.Redis, missed_intervals: int) -> None:
+    def __init__(self, client: redis.Redis, missed_intervals: int, sweep_gap_s: float) -> None:
         self._redis = client
         self._missed_intervals = missed_intervals
+        self._sweep_gap_s = sweep_gap_s
         self._pop_due = client.register_script(_POP_DUE)
+        self._sweep_clock = client.register_script(_SWEEP_CLOCK)
 
     def observe(self, rows: list[ReadingRow], received_at_us: int) -> list[MeterFinding]:
         """Fold newly stored readings (accepted at *received_at_us*) into their meters' states;
@@ -98,9 +129,11 @@ class DetectionStore:
                 try:
                     pipe.watch(*keys, SILENT)
                     # In WATCH mode a pipeline runs commands at once and returns their replies.
-                    stored = cast(list[bytes | None], pipe.mget(keys))
+                    *stored, downtime = cast(list[bytes | None], pipe.mget([*keys, DOWNTIME]))
                     was_silent = cast(list[int], pipe.smismember(SILENT, members))
-                    findings, states, deadlines = self._judge(by_meter, stored, received_at_us)
+                    findings, states, deadlines = self._judge(
+                        by_meter, stored, received_at_us, float(downtime or 0)
+                    )
                     resumed = [
                         member for member, silent in zip(members, was_silent, strict=True) if silent
                     ]
@@ -124,7 +157,11 @@ class DetectionStore:
         return findings
 
     def _judge(
-        self, by_meter: dict[str, list[ReadingRow]], stored: list[bytes | None], received_at_us: int
+        self,
+        by_meter: dict[str, list[ReadingRow]],
+        stored: list[bytes | None],
+        received_at_us: int,
+        downtime_s: float,
     ) -> tuple[list[MeterFinding], dict[str | bytes, str], dict[str | bytes, float]]:
         findings: list[MeterFinding] = []
         states: dict[str | bytes, str] = {}
@@ -142,8 +179,18 @@ class DetectionStore:
             states[STATE_PREFIX + meter] = state.encode()
             deadline = alerts.silent_deadline_us(state, self._missed_intervals, received_at_us)
             if deadline is not None:
-                deadlines[_member(rows[-1][ROW_REGION], meter)] = deadline / MICRO
+                deadlines[_member(rows[-1][ROW_REGION], meter)] = deadline / MICRO - downtime_s
         return findings, states, deadlines
+
+    def sweep_threshold(self, now_s: float) -> float:
+        """The score up to which stored deadlines are due now: the watermark less the downtime.
+        Call it once per sweep: it also records the sweep (see the module's docstring)."""
+        downtime = float(
+            self._sweep_clock(
+                keys=[LAST_SWEEP, DOWNTIME, REFUSED_AT], args=[now_s, self._sweep_gap_s]
+            )
+        )
+        return self.watermark(now_s) - downtime
 
     def watermark(self, now_s: float) -> float:
         """Before this instant, every accepted reading has been processed (see above)."""
@@ -172,11 +219,18 @@ class DetectionStore:
             for (region, meter), raw in zip(pairs, stored, strict=True)
         ]
 
-    def unpop(self, silent: list[SilentMeter], now_s: float) -> None:
-        """Put meters back for the next sweep (their alert could not be stored)."""
+    def unpop(self, silent: list[SilentMeter], due_s: float) -> None:
+        """Put meters back for the next sweep (their alert could not be stored), due at *due_s*
+        (a threshold from sweep_threshold)."""
         with self._redis.pipeline() as pipe:
             for meter in silent:
                 member = _member(meter.region, meter.meter_id)
                 pipe.srem(SILENT, member)
-                pipe.zadd(DEADLINES, {member: now_s}, nx=True)
+                pipe.zadd(DEADLINES, {member: due_s}, nx=True)
             pipe.execute()
+
+
+def record_refusal(client: redis.Redis, now_s: float) -> None:
+    """Note that the API turned readings away (503): the next sweep does not count the time since
+    the previous one as silence."""
+    client.set(REFUSED_AT, repr(now_s), ex=_REFUSED_AT_TTL_S)

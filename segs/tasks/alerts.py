@@ -20,7 +20,13 @@ from segs.tasks.notifications import enqueue_transitions
 
 @lru_cache(maxsize=1)
 def get_detection_store() -> DetectionStore:
-    return DetectionStore(get_redis(), get_settings().silent_after_intervals)
+    settings = get_settings()
+    # Sweeps further apart than this mean beat or the workers were down (see DetectionStore).
+    return DetectionStore(
+        get_redis(),
+        settings.silent_after_intervals,
+        sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s),
+    )
 
 
 def detect_in_batch(rows: list[ReadingRow], received_at_us: int) -> None:

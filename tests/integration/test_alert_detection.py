@@ -24,6 +24,7 @@ from segs.services import alerting
 from segs.services.detection import DEADLINES
 from segs.services.detection import SILENT
 from segs.services.detection import STATE_PREFIX
+from segs.services.detection import record_refusal
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_pending_ledger
 from simulator.meters import REGIONS
@@ -197,6 +198,40 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, aler
     post(client, alert_worker, [reading(meter, REGION, now_us() - S, 4.0)])
     wait_for(lambda: alerts_of(meter, rules.METER_OUTAGE)[0][1] == "resolved", timeout=10)
     assert not get_redis().sismember(SILENT, member)
+
+
+def test_time_the_pipeline_was_down_does_not_count_as_silence(alert_worker):
+    meter = "ALERT-SILENT-2"
+    member = f"{REGION}\n{meter}"
+    accepted = now_us()
+    readings = [reading(meter, REGION, accepted - (2 - i) * 2 * S, 4.0) for i in (0, 1)]
+    get_detection_store().observe(to_rows(readings), accepted)
+    stopped = datetime.now(UTC)
+    sweep(stopped)  # the last sweep before beat and the workers stop; 6 s of grace were left
+    assert get_redis().zscore(DEADLINES, member) is not None
+
+    restarted = stopped + timedelta(hours=1)
+    sweep(restarted)  # the hour the pipeline was down is not silence
+    assert alerts_of(meter, rules.METER_OUTAGE) == []
+    sweep(restarted + timedelta(seconds=10))  # now the meter has really missed its readings
+    [(severity, status, count, _, _)] = alerts_of(meter, rules.METER_OUTAGE)
+    assert (severity, status, count) == ("medium", "active", 1)
+
+
+def test_time_the_api_refused_readings_does_not_count_as_silence(alert_worker):
+    meter = "ALERT-SILENT-3"
+    accepted = now_us()
+    readings = [reading(meter, REGION, accepted - (2 - i) * 2 * S, 4.0) for i in (0, 1)]
+    get_detection_store().observe(to_rows(readings), accepted)
+    first = datetime.now(UTC)
+    sweep(first)
+    # The API sheds load (503): the meter's next reading may be among those turned away.
+    record_refusal(get_redis(), first.timestamp() + 1)
+    sweep(first + timedelta(seconds=20))
+    assert alerts_of(meter, rules.METER_OUTAGE) == []
+    sweep(first + timedelta(seconds=40))  # accepting again, and still nothing from the meter
+    [(severity, status, count, _, _)] = alerts_of(meter, rules.METER_OUTAGE)
+    assert (severity, status, count) == ("medium", "active", 1)
 
 
 def transitions_of_meter(meter: str) -> list[tuple]:
