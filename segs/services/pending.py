@@ -4,8 +4,9 @@ kombu's Redis transport takes a message off its queue (BRPOP) before it records 
 unacknowledged; a worker killed in between loses the message (kombu#305, celery#7950). So with
 the Redis broker the API writes each batch here before publishing it, the worker's fold script
 removes it in the same atomic step that folds it, and beat re-publishes any batch left here for
-longer than SEGS_REQUEUE_AFTER_S under the same task id. Running a batch twice is harmless
-(segs.services.archive), so a re-published batch whose original was only slow costs only time.
+longer than SEGS_REQUEUE_AFTER_S, once its queue is empty, under the same task id. Running a
+batch twice is harmless (segs.services.archive), so a re-published batch whose original was only
+slow costs only time.
 
 With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guarantee and the
 ledger is off.
@@ -57,9 +58,10 @@ class PendingLedger:
         pipe.execute()
 
     def claim_stalled(
-        self, older_than_s: float, now_s: float, limit: int = 500
+        self, older_than_s: float, now_s: float, shards: set[int], limit: int = 500
     ) -> list[PendingBatch]:
-        """Return batches pending since before *older_than_s*, marking them re-published now."""
+        """Return the batches of *shards* pending since before *older_than_s*, marking them
+        re-published now; other shards' batches are left as they are."""
         task_ids = [
             task_id.decode()
             for task_id in self.client.zrangebyscore(PENDING_AT, "-inf", older_than_s, 0, limit)
@@ -74,6 +76,8 @@ class PendingLedger:
                 pipe.zrem(PENDING_AT, task_id)
                 continue
             shard, received_at_us, rows = orjson.loads(payload)
+            if shard not in shards:
+                continue
             stalled.append(PendingBatch(task_id, shard, received_at_us, rows))
             pipe.zadd(PENDING_AT, {task_id: now_s})
         pipe.execute()

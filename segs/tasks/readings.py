@@ -19,6 +19,7 @@ from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
 from segs.services.archive import archive_and_fold
 from segs.tasks.alerts import detect_in_batch
+from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 
@@ -91,7 +92,12 @@ def requeue_stalled_batches() -> int:
     settings = get_settings()
     ledger = get_pending_ledger()
     now = time.time()
-    stalled = ledger.claim_stalled(now - settings.requeue_after_s, now)
+    # A batch can still be waiting in its queue only if that queue holds messages: re-publishing
+    # it then would only add a copy to a backlog (and copies feed the backlog). So only the
+    # batches of empty queues count as stalled; the others' turn comes once theirs drain.
+    depths = queue_depths(settings.reading_queues)
+    idle_shards = {shard for shard in range(settings.shards) if depths[queue_for_shard(shard)] == 0}
+    stalled = ledger.claim_stalled(now - settings.requeue_after_s, now, idle_shards)
     for batch in stalled:
         _send(batch.task_id, batch.shard, batch.rows, batch.received_at_us)
     metrics.PENDING_BATCHES.set(ledger.size())
