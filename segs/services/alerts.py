@@ -15,6 +15,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from operator import eq
+from operator import ge
+from operator import lt
 from typing import Any
 
 from sqlalchemy import Select
@@ -33,6 +36,7 @@ from segs.services import audit
 from segs.services.audit import Actor
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
+from segs.services.paging import where_given
 
 _INSERT_OPEN = text(
     """
@@ -264,20 +268,18 @@ def list_alerts(
 
 
 def _filtered(statement: Select[Any], filters: AlertFilters) -> Select[Any]:
-    if filters.status is not None:
-        statement = statement.where(Alert.status == filters.status)
-    if filters.severity is not None:
-        statement = statement.where(Alert.severity == filters.severity)
-    if filters.type is not None:
-        statement = statement.where(Alert.type == filters.type)
-    if filters.region is not None:
-        statement = statement.where(Alert.region == filters.region)
-    if filters.meter_id is not None:
-        statement = statement.where(Alert.meter_id == filters.meter_id)
-    if filters.since is not None:
-        statement = statement.where(Alert.created_at >= filters.since)
-    if filters.until is not None:
-        statement = statement.where(Alert.created_at < filters.until)
+    statement = where_given(
+        statement,
+        [
+            (Alert.status, eq, filters.status),
+            (Alert.severity, eq, filters.severity),
+            (Alert.type, eq, filters.type),
+            (Alert.region, eq, filters.region),
+            (Alert.meter_id, eq, filters.meter_id),
+            (Alert.created_at, ge, filters.since),
+            (Alert.created_at, lt, filters.until),
+        ],
+    )
     if filters.owner_id is not None:
         owned = select(Meter.meter_id).where(Meter.owner_id == filters.owner_id)
         statement = statement.where(Alert.meter_id.in_(owned))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from operator import eq
+from operator import ge
+from operator import lt
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +17,7 @@ from segs.models import AuditEntry
 from segs.models import User
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
+from segs.services.paging import where_given
 
 
 @dataclass(frozen=True)
@@ -69,19 +73,16 @@ def query(
     session: Session, filters: AuditFilters, *, page: int, page_size: int
 ) -> Page[AuditEntry]:
     """Entries matching every given filter, newest first; *until* is exclusive."""
-    statement = select(AuditEntry)
-    if filters.actor_id is not None:
-        statement = statement.where(AuditEntry.actor_id == filters.actor_id)
-    if filters.action is not None:
-        statement = statement.where(AuditEntry.action == filters.action)
-    if filters.entity_type is not None:
-        statement = statement.where(AuditEntry.entity_type == filters.entity_type)
-    if filters.entity_id is not None:
-        statement = statement.where(AuditEntry.entity_id == filters.entity_id)
-    if filters.since is not None:
-        statement = statement.where(AuditEntry.at >= filters.since)
-    if filters.until is not None:
-        statement = statement.where(AuditEntry.at < filters.until)
-    statement = statement.order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    statement = where_given(
+        select(AuditEntry),
+        [
+            (AuditEntry.actor_id, eq, filters.actor_id),
+            (AuditEntry.action, eq, filters.action),
+            (AuditEntry.entity_type, eq, filters.entity_type),
+            (AuditEntry.entity_id, eq, filters.entity_id),
+            (AuditEntry.at, ge, filters.since),
+            (AuditEntry.at, lt, filters.until),
+        ],
+    ).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
     items, total = fetch_page(session, statement, page=page, page_size=page_size)
     return Page(items, total)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from typing import Generic
 from typing import TypeVar
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Select
 from sqlalchemy import func
 from sqlalchemy import select
@@ -19,6 +22,20 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     total: int
+
+
+Comparison = Callable[[Any, Any], ColumnElement[bool]]
+
+
+def where_given(
+    statement: Select[Any], filters: Iterable[tuple[Any, Comparison, object | None]]
+) -> Select[Any]:
+    """Add ``compare(column, value)`` for each (column, compare, value) whose value was given;
+    an absent filter (None) matches everything."""
+    for column, compare, value in filters:
+        if value is not None:
+            statement = statement.where(compare(column, value))
+    return statement
 
 
 def fetch_page(
