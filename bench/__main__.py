@@ -48,6 +48,12 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--concurrency", type=int, default=10, help="simulator batches in flight (seed default 10)"
     )
+    parser.add_argument(
+        "--one-worker",
+        action="store_true",
+        help="one Celery worker for every queue (default: the reading queues get their own "
+        "worker, and a second one-process worker serves the default and notifications queues)",
+    )
     add_store_options(parser)
     args = parser.parse_args(argv)
     return BenchConfig(
@@ -63,6 +69,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         api_port=args.api_port,
         seed=args.seed,
         client_concurrency=args.concurrency,
+        service_worker=not args.one_worker,
         database_url=args.database_url,
         redis_url=args.redis_url,
         redis_broker_url=args.redis_broker_url,
@@ -85,6 +92,7 @@ def _report(result: BenchResult) -> str:
         f"({config.client_concurrency} batches in flight); "
         f"broker {config.broker}; {config.api_workers} API workers; "
         f"Celery {config.worker_pool} x{config.worker_concurrency}"
+        f"{' on the reading queues + x1 on default,notifications' if config.service_worker else ''}"
         f"{f' (nice {config.worker_nice})' if config.worker_nice else ''}; {config.shards} shards",
         f"accepted readings/s             : {rate:,.0f}  ({accepted:,} in {result.wall_s:.1f} s)",
         f"sustained (kept up)             : {'yes' if kept_up else 'no: ' + '; '.join(reasons)}",

@@ -50,6 +50,9 @@ class BenchConfig:
     api_port: int
     seed: int
     client_concurrency: int
+    # A second worker, one process, for the default and notifications queues (flushes, overload
+    # checks, repricing, notifications), so they never hold a reading worker's process.
+    service_worker: bool = True
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
     redis_broker_url: str = "redis://localhost:6379/11"
@@ -267,6 +270,10 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
 
 
+def _reading_queues(config: BenchConfig) -> str:
+    return ",".join(f"readings.{shard}" for shard in range(config.shards))
+
+
 @contextmanager
 def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]:
     api_metrics = logs / "metrics-api"
@@ -302,9 +309,35 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
                 str(config.worker_concurrency),
                 "--pool",
                 config.worker_pool,
+                *(["--queues", _reading_queues(config)] if config.service_worker else []),
             ],
             config.env(worker_metrics),
             logs,
+        ),
+        **(
+            {
+                "service worker (celery)": _spawn(
+                    "service-worker",
+                    [
+                        str(BIN / "celery"),
+                        "-A",
+                        "segs",
+                        "worker",
+                        "--loglevel",
+                        "WARNING",
+                        "--concurrency",
+                        "1",
+                        "--queues",
+                        "default,notifications",
+                        "--hostname",
+                        "service@%h",
+                    ],
+                    config.env(worker_metrics),
+                    logs,
+                )
+            }
+            if config.service_worker
+            else {}
         ),
         "beat (celery)": _spawn(
             "beat",

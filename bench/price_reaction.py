@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     from segs.db import raw_connection
     from segs.redis_client import get_redis
     from segs.services.archive import archive_and_fold
-    from segs.services.pending import PendingLedger
     from segs.services.windows_store import WindowStore
+    from segs.tasks.alerts import get_detection_store
     from segs.tasks.windows import flush_closed_windows
     from segs.web.cli import migrate_database
 
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 archive_and_fold(
                     conn,
                     WindowStore(get_redis()),
-                    PendingLedger(get_redis()),
+                    get_detection_store(),
                     settings,
                     batch_id=str(uuid.uuid4()),
                     rows=_rows(

@@ -134,6 +134,8 @@ class Settings:
     # Alerts (issue 4)
     silent_after_intervals: int = 3
     silent_sweep_interval_s: float = 10.0
+    # Spikes or drops in a row after which their level becomes the meter's baseline (0: never)
+    anomaly_relearn_after: int = 30
     overload_raise_percent: float = 90.0
     overload_clear_percent: float = 85.0
     overload_critical_percent: float = 100.0
@@ -247,6 +249,7 @@ def load_settings() -> Settings:
         silent_sweep_interval_s=_float(
             "SEGS_SILENT_SWEEP_INTERVAL_S", Settings.silent_sweep_interval_s, 0.5
         ),
+        anomaly_relearn_after=_int("SEGS_ANOMALY_RELEARN_AFTER", Settings.anomaly_relearn_after, 0),
         overload_raise_percent=_float(
             "SEGS_OVERLOAD_RAISE_PERCENT", Settings.overload_raise_percent
         ),

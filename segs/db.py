@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import cast
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -62,3 +66,39 @@ def raw_connection() -> Iterator[psycopg.Connection]:
         raise
     finally:
         pooled.close()
+
+
+_own = threading.local()
+
+
+@contextmanager
+def own_connection() -> Iterator[psycopg.Connection]:
+    """Yield this process's (and thread's) own long-lived connection; the caller commits.
+
+    For the reading path, which runs for every batch: checking a connection out of the pool
+    costs a pre-ping and a reset on return, two round trips that took a third of a reading
+    task's time when profiled. A connection that fails is dropped, and the next call (the
+    task's retry) connects again, so a PostgreSQL restart costs one failed attempt.
+    """
+    conn: psycopg.Connection | None = getattr(_own, "conn", None)
+    # After a fork the parent's connection is not ours to use, nor to close.
+    if conn is None or conn.closed or getattr(_own, "pid", None) != os.getpid():
+        url = get_engine().url.set(drivername="postgresql")
+        conn = psycopg.connect(url.render_as_string(hide_password=False))
+        _own.conn, _own.pid = conn, os.getpid()
+        atexit.register(conn.close)
+    try:
+        yield conn
+    except BaseException:
+        _discard_if_broken(conn)
+        raise
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        conn.rollback()
+
+
+def _discard_if_broken(conn: psycopg.Connection) -> None:
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        _own.conn = None
+        conn.close()

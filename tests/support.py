@@ -636,14 +636,14 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
     from segs.db import raw_connection
     from segs.redis_client import get_redis
     from segs.services.archive import archive_and_fold
-    from segs.services.pending import PendingLedger
     from segs.services.windows_store import WindowStore
+    from segs.tasks.alerts import get_detection_store
 
     with raw_connection() as conn:
         return archive_and_fold(
             conn,
             WindowStore(get_redis()),
-            PendingLedger(get_redis()),
+            get_detection_store(),
             get_settings(),
             batch_id=str(uuid.uuid4()),
             rows=rows,

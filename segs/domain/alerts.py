@@ -7,6 +7,14 @@ The anomaly numbers are the earlier system's (inventory §4.3): judge only after
 baseline is an EMA weighted 0.8 (old) / 0.2 (new) that an anomalous reading does not move; a
 spike is above +100% (high above +200%), a drop below -50% (medium below -80%). The outage rule
 (power < 0.1 kW while the baseline is > 1 kW) is checked first, so that it can fire at all.
+
+Unlike the earlier system, a lasting change of level is learned: after ``relearn_after`` spikes
+(or drops) in a row, the reading becomes the new baseline and the alert resolves, so a meter
+with a new appliance is not flagged for ever. An outage is never learned: it stays an alert
+until the power comes back.
+
+The worker runs this rule inside a Redis script (segs.services.detection); the functions here
+are its specification, and a test holds the two to the same states and findings.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ MIN_SAMPLES = 5
 FLOOR_BASELINE = MICRO // 10  # a zero baseline is judged as 0.1 kW
 OUTAGE_POWER_BELOW = MICRO // 10  # 0.1 kW
 OUTAGE_BASELINE_ABOVE = MICRO  # 1 kW
+RELEARN_AFTER = 30  # anomalous readings in a row before their level becomes the baseline
 
 
 def severity_rank(severity: str) -> int:
@@ -87,15 +96,7 @@ class MeterState:
     last_ts_us: int
     interval_us: int  # gap between its last two readings; 0 until it has two
     anomaly: str | None  # the anomaly type open for it, if any
-
-    def encode(self) -> str:
-        anomaly = self.anomaly or ""
-        return f"{self.samples}|{self.baseline}|{self.last_ts_us}|{self.interval_us}|{anomaly}"
-
-    @classmethod
-    def decode(cls, text: str) -> MeterState:
-        samples, baseline, last_ts_us, interval_us, anomaly = text.split("|")
-        return cls(int(samples), int(baseline), int(last_ts_us), int(interval_us), anomaly or None)
+    streak: int = 0  # readings in a row judged that anomaly
 
 
 def ema(baseline: int, power: int) -> int:
@@ -135,12 +136,13 @@ def _percent(part: int, whole: int) -> str:
     return f"{Decimal(100 * part) / whole:.1f}"
 
 
-def observe(state: MeterState | None, ts_us: int, power: int) -> tuple[MeterState, list[Finding]]:
+def observe(
+    state: MeterState | None, ts_us: int, power: int, relearn_after: int = RELEARN_AFTER
+) -> tuple[MeterState, list[Finding]]:
     """Fold one reading into a meter's state; return the new state and what it found.
 
-    A reading not newer than the last one seen (a redelivery, or out of order) changes nothing,
-    which keeps the baseline exact when a batch runs twice. (Runs for every reading: states are
-    built directly rather than with dataclasses.replace, which cost several times more.)
+    A reading not newer than the last one seen (a redelivery, or out of order) changes nothing.
+    *relearn_after* 0 never learns a new level.
     """
     if state is None:
         return MeterState(1, power, ts_us, 0, None), []
@@ -150,17 +152,24 @@ def observe(state: MeterState | None, ts_us: int, power: int) -> tuple[MeterStat
     samples, baseline, anomaly = state.samples, state.baseline, state.anomaly
     interval_us = ts_us - last_ts_us
     if samples < MIN_SAMPLES:
-        return MeterState(samples + 1, ema(baseline, power), ts_us, interval_us, anomaly), []
+        learning = MeterState(samples + 1, ema(baseline, power), ts_us, interval_us, anomaly)
+        return learning, []
     finding = judge(baseline, power)
     if finding is None:
         moved = MeterState(samples + 1, ema(baseline, power), ts_us, interval_us, None)
         return moved, [Clear(anomaly)] if anomaly else []
-    # The baseline stays where it was, so a lasting change keeps being one (a repeat).
     findings: list[Finding] = []
     if anomaly and anomaly != finding.type:
         findings.append(Clear(anomaly))
+    streak = state.streak + 1 if anomaly == finding.type else 1
+    if finding.type != POWER_OUTAGE and 0 < relearn_after <= streak:
+        # A level held this long is the meter's new normal.
+        if anomaly == finding.type:
+            findings.append(Clear(anomaly))
+        return MeterState(samples + 1, power, ts_us, interval_us, None), findings
+    # Otherwise the baseline stays where it was, so a lasting change keeps being one (a repeat).
     findings.append(finding)
-    return MeterState(samples + 1, baseline, ts_us, interval_us, finding.type), findings
+    return MeterState(samples + 1, baseline, ts_us, interval_us, finding.type, streak), findings
 
 
 def silent_deadline_us(state: MeterState, missed_intervals: int, received_at_us: int) -> int | None:

@@ -4,7 +4,9 @@ Exactly-once, even when a task runs twice (redelivery after a killed worker, a r
 1. The raw_readings key (meter_id, ts) decides which readings are new. Each row records the
    task (batch_id) that inserted it, so a second run of the same task finds the rows it owns,
    whether it inserted them now or on its first run, and folds exactly those.
-2. The fold and the "batch applied" mark are one Redis script, so a batch is folded once.
+2. The fold, the anomaly detection and the "batch applied" mark are one Redis script, so a
+   batch is folded and judged once. Its findings wait in Redis until they are stored
+   (segs.services.detection), so a re-run picks up those a crash or PostgreSQL left unstored.
 A crash between 1 and 2 is safe: the re-run finds its rows by batch_id and folds them then.
 """
 
@@ -26,8 +28,12 @@ from segs.domain.readings import ReadingRow
 from segs.domain.readings import first_of_each_key
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import fold_rows
+from segs.services.detection import DetectionStore
+from segs.services.detection import MeterFinding
+from segs.services.detection import pack_readings
+from segs.services.detection import unpack_findings
 from segs.services.partitions import ensure_partitions
-from segs.services.pending import PendingLedger
+from segs.services.windows_store import Judged
 from segs.services.windows_store import WindowStore
 
 logger = logging.getLogger(__name__)
@@ -85,8 +91,8 @@ class ArchiveOutcome:
     owned: int
     folded: bool
     expired: int = 0
-    # The rows this batch stored (now or on an earlier run), for alert detection.
-    rows: list[ReadingRow] = field(default_factory=list)
+    # What detection found in the batch's readings and is not stored yet.
+    findings: list[MeterFinding] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -101,7 +107,7 @@ _REGISTERED_LIMIT = 2_000_000
 def archive_and_fold(
     conn: psycopg.Connection,
     store: WindowStore,
-    ledger: PendingLedger,
+    detection: DetectionStore,
     settings: Settings,
     *,
     batch_id: str,
@@ -122,12 +128,25 @@ def archive_and_fold(
     else:
         expired = 0
 
-    applied = (
-        store.fold(batch_id, fold_rows(owned), settings.applied_mark_ttl_s) if owned else False
+    # Folded even when it owns no rows: the same step settles it in the pending ledger.
+    judged = Judged(
+        pack_readings(owned),
+        received_at_us,
+        settings.silent_after_intervals,
+        settings.anomaly_relearn_after,
     )
+    found = store.fold(batch_id, fold_rows(owned), judged, settings.applied_mark_ttl_s)
+    applied = found is not None
+    findings = unpack_findings(found) if found else []
+    if not applied:
+        findings = detection.unstored_findings(batch_id)
 
     outcome = ArchiveOutcome(
-        received=received, owned=len(owned), folded=applied, expired=expired, rows=owned
+        received=received,
+        owned=len(owned),
+        folded=applied and bool(owned),
+        expired=expired,
+        findings=findings,
     )
     if applied:
         metrics.READINGS_ARCHIVED.inc(outcome.owned)

@@ -1,24 +1,31 @@
 """Per-meter detection state in Redis: anomaly baselines and the silent-meter deadlines.
 
 Keys (any worker of any shard reads and writes the same state, and it survives restarts):
-- ``segs:detect:meter:{meter_id}``  string: the meter's MeterState (segs.domain.alerts)
-- ``segs:detect:deadlines``         zset "{region}\\n{meter_id}" -> when it counts as silent (s)
-- ``segs:detect:silent``            set of the same members, already reported silent
+- ``segs:detect:state``      hash meter -> packed state (STATE_LAYOUT below)
+- ``segs:detect:deadlines``  zset "{region}\\n{meter_id}" -> when it counts as silent (s)
+- ``segs:detect:outbox``     hash batch id -> findings not yet stored in PostgreSQL
+
+Readings are judged inside the window fold script (segs.services.windows_store, DETECT_LUA
+below): the fold, the "batch applied" mark, the new states and the batch's findings are one
+atomic step. So a batch is judged exactly once however often it runs, and no extra round trip
+or optimistic retry is needed when two workers touch the same meter. The findings wait in the
+outbox until the worker has stored them (segs.services.alerting) and called
+:meth:`DetectionStore.forget_findings`; a task that runs again after a crash or a failed
+PostgreSQL write finds them there (:meth:`DetectionStore.unstored_findings`).
+
+The rule itself is specified in Python (segs.domain.alerts.observe); the Lua below implements
+the same steps, and tests/integration/test_detection_script.py holds the two to the same states
+and findings.
 
 A deadline counts from when the API accepted the meter's last reading, and the sweep compares it
 with the ingestion watermark, not the clock: the acceptance time of the oldest batch still
-waiting in a queue (the pending ledger, segs.services.pending). Every reading accepted before
-the watermark has been processed, so a meter past its deadline really sent nothing; when the
-pipeline lags behind, the sweep waits for it instead of calling every meter silent.
+waiting in a queue (segs.services.pending). Every reading accepted before the watermark has been
+processed, so a meter past its deadline really sent nothing; when the pipeline lags behind, the
+sweep waits for it instead of calling every meter silent.
 
-A batch updates its meters' states in one optimistic transaction (WATCH the state keys, read,
-judge in Python, MULTI/EXEC the new states), so two batches of one meter racing on two workers
-cannot both advance the baseline from the same old value: the loser re-reads and judges again.
-A reading no newer than the meter's last one changes nothing (segs.domain.alerts.observe), so a
-redelivered batch does not count its readings twice.
-
-The sweep pops due deadlines with one script (ZRANGEBYSCORE + ZREM + SADD), so it never scans
-all keys and two sweeps never report the same meter twice.
+The sweep pops due deadlines with one script, which also marks the meters' states silent, so it
+never scans all keys and two sweeps never report the same meter twice; a silent meter's next
+reading clears the mark and resolves its alert.
 
 Time the pipeline was down does not count towards a silence: when a sweep finds the previous
 one longer ago than ``sweep_gap_s`` (beat or the workers were stopped), or the API refused
@@ -32,8 +39,9 @@ number of meters.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from typing import cast
+from operator import itemgetter
 
 import redis
 
@@ -48,14 +56,128 @@ from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
 from segs.services.pending import PENDING_AT
 
-STATE_PREFIX = "segs:detect:meter:"
-WATERMARK_MARGIN_S = 2.0
+STATES = "segs:detect:state"
 DEADLINES = "segs:detect:deadlines"
-SILENT = "segs:detect:silent"
+OUTBOX = "segs:detect:outbox"
 LAST_SWEEP = "segs:detect:last-sweep"
 DOWNTIME = "segs:detect:downtime"
 REFUSED_AT = "segs:ingest:refused-at"
+WATERMARK_MARGIN_S = 2.0
 _REFUSED_AT_TTL_S = 86_400
+
+# samples, baseline (µkW), last reading (µs), interval (µs), open anomaly, streak, silent flag
+STATE_LAYOUT = struct.Struct("<iqqqbib")
+_STATE_LUA = "<i4i8i8i8i1i4i1"
+# The anomaly open on a meter, as stored; a finding's type uses the same codes.
+TYPE_CODES: tuple[str | None, ...] = (
+    None,
+    alerts.POWER_SPIKE,
+    alerts.POWER_DROP,
+    alerts.POWER_OUTAGE,
+    alerts.METER_OUTAGE,
+)
+_CODE_OF = {name: code for code, name in enumerate(TYPE_CODES)}
+_RAISE, _CLEAR = 1, 2
+
+# One reading for the script: meter, region, ts (µs), power (µkW).
+_READING_HEAD = struct.Struct("<H")
+_READING_TAIL = struct.Struct("<qq")
+# One finding from the script: meter, region, ts, power, baseline, kind (raise/clear), type code.
+_FINDING_LUA = "<Hc0Hc0i8i8i8BB"
+_FINDING_HEAD = struct.Struct("<H")
+_FINDING_TAIL = struct.Struct("<qqqBB")
+
+# A Lua chunk for the fold script. It expects KEYS[6] = STATES, KEYS[7] = DEADLINES,
+# KEYS[8] = DOWNTIME, and defines detect(readings, received_at_us, missed, relearn), which judges
+# the packed readings (sorted by meter, then time), stores the new states and deadlines, and
+# returns the findings packed as one string.
+DETECT_LUA = f"""
+local STATE = '{_STATE_LUA}'
+local MIN_SAMPLES = {alerts.MIN_SAMPLES}
+local FLOOR = {alerts.FLOOR_BASELINE}
+local OUTAGE_BELOW = {alerts.OUTAGE_POWER_BELOW}
+local OUTAGE_ABOVE = {alerts.OUTAGE_BASELINE_ABOVE}
+local SPIKE, DROP, OUTAGE, SILENT = {_CODE_OF[alerts.POWER_SPIKE]}, {_CODE_OF[alerts.POWER_DROP]},
+  {_CODE_OF[alerts.POWER_OUTAGE]}, {_CODE_OF[alerts.METER_OUTAGE]}
+
+local function judge(baseline, power)
+  if power < OUTAGE_BELOW and baseline > OUTAGE_ABOVE then return OUTAGE end
+  local base = baseline
+  if base == 0 then base = FLOOR end
+  if power > 2 * base then return SPIKE end
+  if 2 * power < base then return DROP end
+  return 0
+end
+
+local function detect(readings, received, missed, relearn)
+  local downtime = tonumber(redis.call('GET', KEYS[8]) or '0')
+  local found = {{}}
+  local meter, region, s, changed
+  local function emit(ts, power, baseline, kind, code)
+    found[#found + 1] = struct.pack('{_FINDING_LUA}', #meter, meter, #region, region, ts, power,
+                                    baseline, kind, code)
+  end
+  local function store()
+    if not changed then return end
+    redis.call('HSET', KEYS[6], meter, struct.pack(STATE, s[1], s[2], s[3], s[4], s[5], s[6], s[7]))
+    if s[4] > 0 then
+      local deadline = (received + missed * s[4]) / {MICRO} - downtime
+      redis.call('ZADD', KEYS[7], deadline, region .. '\\n' .. meter)
+    end
+  end
+  local pos, size = 1, #readings
+  while pos <= size do
+    local m, r, ts, power, next_pos = struct.unpack('<Hc0Hc0i8i8', readings, pos)
+    pos = next_pos
+    if m ~= meter then
+      if meter then store() end
+      meter, region, changed = m, r, false
+      local raw = redis.call('HGET', KEYS[6], m)
+      s = nil
+      if raw then
+        s = {{struct.unpack(STATE, raw)}}
+        if s[7] == 1 then  -- reported silent by a sweep, and reporting again
+          emit(ts, power, 0, {_CLEAR}, SILENT)
+          s[7] = 0
+          changed = true
+        end
+      end
+    end
+    if not s then
+      s = {{1, power, ts, 0, 0, 0, 0}}
+      changed = true
+    elseif ts > s[3] then
+      changed = true
+      s[4] = ts - s[3]
+      s[3] = ts
+      if s[1] < MIN_SAMPLES then
+        s[2] = math.floor((4 * s[2] + power + 2) / 5)
+      else
+        local kind = judge(s[2], power)
+        if kind == 0 then
+          if s[5] ~= 0 then emit(ts, power, s[2], {_CLEAR}, s[5]) end
+          s[2] = math.floor((4 * s[2] + power + 2) / 5)
+          s[5], s[6] = 0, 0
+        else
+          if s[5] ~= 0 and s[5] ~= kind then emit(ts, power, s[2], {_CLEAR}, s[5]) end
+          local streak = 1
+          if s[5] == kind then streak = s[6] + 1 end
+          if kind ~= OUTAGE and relearn > 0 and streak >= relearn then
+            if s[5] == kind then emit(ts, power, s[2], {_CLEAR}, kind) end
+            s[2], s[5], s[6] = power, 0, 0
+          else
+            emit(ts, power, s[2], {_RAISE}, kind)
+            s[5], s[6] = kind, streak
+          end
+        end
+      end
+      s[1] = s[1] + 1
+    end
+  end
+  if meter then store() end
+  return table.concat(found)
+end
+"""
 
 # KEYS: last sweep, downtime, last refusal. ARGV: now (s), longest normal gap between sweeps (s).
 # Returns the downtime so far (s), counting the time since the previous sweep when that was too
@@ -73,12 +195,17 @@ redis.call('SET', KEYS[1], ARGV[1])
 return tostring(downtime)
 """
 
-# KEYS: deadlines zset, silent set. ARGV: now (s), max members.
-_POP_DUE = """
+# KEYS: deadlines zset, states hash. ARGV: now (s), max members.
+_POP_DUE = f"""
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
-  redis.call('SADD', KEYS[2], member)
+  local meter = string.sub(member, string.find(member, '\\n', 1, true) + 1)
+  local raw = redis.call('HGET', KEYS[2], meter)
+  if raw then
+    local a, b, c, d, e, f = struct.unpack('{_STATE_LUA}', raw)
+    redis.call('HSET', KEYS[2], meter, struct.pack('{_STATE_LUA}', a, b, c, d, e, f, 1))
+  end
 end
 return due
 """
@@ -105,82 +232,90 @@ def _member(region: str, meter_id: str) -> str:
     return f"{region}\n{meter_id}"
 
 
-class DetectionStore:
-    """Judge readings against their meters' shared state; find meters gone silent."""
+def pack_state(state: MeterState, silent: bool = False) -> bytes:
+    return STATE_LAYOUT.pack(
+        state.samples,
+        state.baseline,
+        state.last_ts_us,
+        state.interval_us,
+        _CODE_OF[state.anomaly],
+        state.streak,
+        int(silent),
+    )
 
-    def __init__(self, client: redis.Redis, missed_intervals: int, sweep_gap_s: float) -> None:
+
+def unpack_state(packed: bytes) -> tuple[MeterState, bool]:
+    """A stored state, and whether a sweep has reported the meter silent."""
+    samples, baseline, last_ts_us, interval_us, anomaly, streak, silent = STATE_LAYOUT.unpack(
+        packed
+    )
+    state = MeterState(samples, baseline, last_ts_us, interval_us, TYPE_CODES[anomaly], streak)
+    return state, bool(silent)
+
+
+def pack_readings(rows: list[ReadingRow]) -> bytes:
+    """The readings for DETECT_LUA: sorted by meter, then time, each meter's readings together."""
+    parts: list[bytes] = []
+    for row in sorted(rows, key=itemgetter(ROW_METER, ROW_TS)):
+        meter = row[ROW_METER].encode()
+        region = row[ROW_REGION].encode()
+        parts.append(
+            _READING_HEAD.pack(len(meter))
+            + meter
+            + _READING_HEAD.pack(len(region))
+            + region
+            + _READING_TAIL.pack(row[ROW_TS], row[ROW_POWER])
+        )
+    return b"".join(parts)
+
+
+def unpack_findings(packed: bytes) -> list[MeterFinding]:
+    """DETECT_LUA's findings; a raise gets its severity and message from the Python rule."""
+    findings: list[MeterFinding] = []
+    pos = 0
+    while pos < len(packed):
+        (meter_len,) = _FINDING_HEAD.unpack_from(packed, pos)
+        pos += _FINDING_HEAD.size
+        meter = packed[pos : pos + meter_len].decode()
+        pos += meter_len
+        (region_len,) = _FINDING_HEAD.unpack_from(packed, pos)
+        pos += _FINDING_HEAD.size
+        region = packed[pos : pos + region_len].decode()
+        pos += region_len
+        ts_us, power, baseline, kind, code = _FINDING_TAIL.unpack_from(packed, pos)
+        pos += _FINDING_TAIL.size
+        finding: Finding | None
+        if kind == _CLEAR:
+            finding = alerts.Clear(str(TYPE_CODES[code]))
+        else:
+            finding = alerts.judge(baseline, power)
+            if finding is None or finding.type != TYPE_CODES[code]:
+                raise ValueError(f"detection script and rule disagree on {meter} at {ts_us}")
+        findings.append(MeterFinding(meter, region, finding, ts_us))
+    return findings
+
+
+class DetectionStore:
+    """The detection state outside the fold: stored findings, states, meters gone silent."""
+
+    def __init__(self, client: redis.Redis, sweep_gap_s: float) -> None:
         self._redis = client
-        self._missed_intervals = missed_intervals
         self._sweep_gap_s = sweep_gap_s
         self._pop_due = client.register_script(_POP_DUE)
         self._sweep_clock = client.register_script(_SWEEP_CLOCK)
 
-    def observe(self, rows: list[ReadingRow], received_at_us: int) -> list[MeterFinding]:
-        """Fold newly stored readings (accepted at *received_at_us*) into their meters' states;
-        return what they reveal."""
-        by_meter: dict[str, list[ReadingRow]] = {}
-        for row in rows:
-            by_meter.setdefault(row[ROW_METER], []).append(row)
-        meters = list(by_meter)
-        keys = [STATE_PREFIX + meter for meter in meters]
-        members = [_member(by_meter[meter][-1][ROW_REGION], meter) for meter in meters]
-        with self._redis.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(*keys, SILENT)
-                    # In WATCH mode a pipeline runs commands at once and returns their replies.
-                    *stored, downtime = cast(list[bytes | None], pipe.mget([*keys, DOWNTIME]))
-                    was_silent = cast(list[int], pipe.smismember(SILENT, members))
-                    findings, states, deadlines = self._judge(
-                        by_meter, stored, received_at_us, float(downtime or 0)
-                    )
-                    resumed = [
-                        member for member, silent in zip(members, was_silent, strict=True) if silent
-                    ]
-                    pipe.multi()
-                    if states:
-                        pipe.mset(states)
-                    if deadlines:
-                        pipe.zadd(DEADLINES, deadlines)
-                    if resumed:
-                        pipe.srem(SILENT, *resumed)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
-        for member in resumed:
-            region, meter_id = member.split("\n", 1)
-            last_ts = by_meter[meter_id][-1][ROW_TS]
-            findings.append(
-                MeterFinding(meter_id, region, alerts.Clear(alerts.METER_OUTAGE), last_ts)
-            )
-        return findings
+    def unstored_findings(self, batch_id: str) -> list[MeterFinding]:
+        """Findings of a batch folded earlier and not yet stored (its task ran again)."""
+        packed = self._redis.hget(OUTBOX, batch_id)
+        return unpack_findings(packed) if packed else []
 
-    def _judge(
-        self,
-        by_meter: dict[str, list[ReadingRow]],
-        stored: list[bytes | None],
-        received_at_us: int,
-        downtime_s: float,
-    ) -> tuple[list[MeterFinding], dict[str | bytes, str], dict[str | bytes, float]]:
-        findings: list[MeterFinding] = []
-        states: dict[str | bytes, str] = {}
-        deadlines: dict[str | bytes, float] = {}
-        for (meter, rows), raw in zip(by_meter.items(), stored, strict=True):
-            before = MeterState.decode(raw.decode()) if raw is not None else None
-            state = before
-            for row in sorted(rows, key=lambda item: item[ROW_TS]):
-                state, found = alerts.observe(state, row[ROW_TS], row[ROW_POWER])
-                findings.extend(
-                    MeterFinding(meter, row[ROW_REGION], finding, row[ROW_TS]) for finding in found
-                )
-            if state is None or state == before:
-                continue
-            states[STATE_PREFIX + meter] = state.encode()
-            deadline = alerts.silent_deadline_us(state, self._missed_intervals, received_at_us)
-            if deadline is not None:
-                deadlines[_member(rows[-1][ROW_REGION], meter)] = deadline / MICRO - downtime_s
-        return findings, states, deadlines
+    def forget_findings(self, batch_id: str) -> None:
+        """The batch's findings are stored in PostgreSQL."""
+        self._redis.hdel(OUTBOX, batch_id)
+
+    def state(self, meter_id: str) -> MeterState | None:
+        packed = self._redis.hget(STATES, meter_id)
+        return unpack_state(packed)[0] if packed else None
 
     def sweep_threshold(self, now_s: float) -> float:
         """The score up to which stored deadlines are due now: the watermark less the downtime.
@@ -197,37 +332,35 @@ class DetectionStore:
         oldest = self._redis.zrange(PENDING_AT, 0, 0, withscores=True)
         if not oldest:
             return now_s
-        # A small margin covers a batch between its fold (which settles it) and its detection.
+        # A small margin covers a batch between its publish and its acceptance time.
         return min(now_s, float(oldest[0][1]) - WATERMARK_MARGIN_S)
 
     def pop_silent(self, now_s: float, limit: int = 1000) -> list[SilentMeter]:
         """Meters whose deadline passed by *now_s*, each reported once until it reports again."""
         members = [
             member.decode()
-            for member in self._pop_due(keys=[DEADLINES, SILENT], args=[now_s, limit])
+            for member in self._pop_due(keys=[DEADLINES, STATES], args=[now_s, limit])
         ]
         if not members:
             return []
         pairs = [member.split("\n", 1) for member in members]
-        stored = self._redis.mget([STATE_PREFIX + meter for _, meter in pairs])
+        stored = self._redis.hmget(STATES, [meter for _, meter in pairs])
         return [
             SilentMeter(
-                meter,
-                region,
-                MeterState.decode(raw.decode()).last_ts_us if raw is not None else None,
+                meter, region, unpack_state(packed)[0].last_ts_us if packed is not None else None
             )
-            for (region, meter), raw in zip(pairs, stored, strict=True)
+            for (region, meter), packed in zip(pairs, stored, strict=True)
         ]
 
     def unpop(self, silent: list[SilentMeter], due_s: float) -> None:
         """Put meters back for the next sweep (their alert could not be stored), due at *due_s*
-        (a threshold from sweep_threshold)."""
-        with self._redis.pipeline() as pipe:
-            for meter in silent:
-                member = _member(meter.region, meter.meter_id)
-                pipe.srem(SILENT, member)
-                pipe.zadd(DEADLINES, {member: due_s}, nx=True)
-            pipe.execute()
+        (a threshold from sweep_threshold). Their silent mark can stay: a reading then resolves
+        an alert that does not exist, which changes nothing."""
+        if not silent:
+            return
+        self._redis.zadd(
+            DEADLINES, {_member(meter.region, meter.meter_id): due_s for meter in silent}, nx=True
+        )
 
 
 def record_refusal(client: redis.Redis, now_s: float) -> None:

@@ -126,19 +126,23 @@ def flush_closed_windows(
 ) -> FlushReport:
     """Move every window whose end + grace has passed out of Redis and merge it into PostgreSQL."""
     cutoff_us = to_epoch_us(now) - settings.window_grace_s * MICRO
-    store.move_due(cutoff_us, token=uuid.uuid4().hex)
+    token = uuid.uuid4().hex
     report = FlushReport()
-    for name in store.flushing():
-        window = parse_flushing_name(name)
-        meters = store.read(name)
-        if meters:
-            try:
-                _merge_window(conn, name, window, meters, report, now)
-            except psycopg.errors.CheckViolation:
-                # The window's day has no partition yet (a reading near the age limit).
-                ensure_partitions(conn, settings, now)
-                _merge_window(conn, name, window, meters, report, now)
-        store.forget(name)
+    # 1-minute windows first: forgetting one folds it into its 15-minute window, which must
+    # be complete before it closes in the same run.
+    for size in ("1m", "15m"):
+        store.move_due(size, cutoff_us, token)
+        for name in store.flushing(size):
+            window = parse_flushing_name(name)
+            meters = store.read(name)
+            if meters:
+                try:
+                    _merge_window(conn, name, window, meters, report, now)
+                except psycopg.errors.CheckViolation:
+                    # The window's day has no partition yet (a reading near the age limit).
+                    ensure_partitions(conn, settings, now)
+                    _merge_window(conn, name, window, meters, report, now)
+            store.forget(name)
     return report
 
 

@@ -8,8 +8,9 @@ longer than SEGS_REQUEUE_AFTER_S, once its queue is empty, under the same task i
 batch twice is harmless (segs.services.archive), so a re-published batch whose original was only
 slow costs only time.
 
-With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guarantee and the
-ledger is off.
+With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guarantee, so the
+ledger keeps no rows: only each batch's publish time, which the silent-meter sweep needs to know
+how far the pipeline has got (segs.services.detection, the ingestion watermark).
 
 Keys: ``segs:pending`` hash task id -> [shard, received_at_us, rows];
 ``segs:pending:at`` zset task id -> when it was (re)published, epoch seconds.
@@ -42,9 +43,17 @@ class PendingLedger:
     client: redis.Redis
 
     def record(
-        self, task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int, now_s: float
+        self,
+        task_id: str,
+        shard: int,
+        rows: list[ReadingRow] | None,
+        received_at_us: int,
+        now_s: float,
     ) -> None:
-        """Remember a batch about to be published."""
+        """Remember a batch about to be published; without *rows*, only when it was."""
+        if rows is None:
+            self.client.zadd(PENDING_AT, {task_id: now_s})
+            return
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(PENDING, task_id, orjson.dumps([shard, received_at_us, rows]))
         pipe.zadd(PENDING_AT, {task_id: now_s})

@@ -1,5 +1,8 @@
 """Open windows in Redis: one hash per (size, region, window start), one packed field per meter.
 
+Readings fold into 1-minute windows; a flushed 1-minute window folds into its 15-minute window
+(segs.domain.windows.ROLLS_UP_INTO) as it is forgotten.
+
 Packing a meter's statistics into one field (see segs.domain.windows.PACKED_LAYOUT) costs one HGET
 and one HSET per meter and window; a field per statistic cost five times more Redis CPU when
 measured (BENCHMARKS.md, "Window layout").
@@ -23,6 +26,12 @@ from segs.domain.windows import LUA_LAYOUT
 from segs.domain.windows import PACKED_LAYOUT
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
+from segs.domain.windows import rollup_target
+from segs.services.detection import DEADLINES
+from segs.services.detection import DETECT_LUA
+from segs.services.detection import DOWNTIME
+from segs.services.detection import OUTBOX
+from segs.services.detection import STATES
 from segs.services.pending import PENDING
 from segs.services.pending import PENDING_AT
 
@@ -32,63 +41,104 @@ OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
 LAST_SEEN = "segs:meters:last_seen"
 _FLUSHING_PREFIX = "segs:flushing:"
+_FIRST_WINDOW_KEY = 10
 
-# KEYS: applied marker, open zset, last-seen zset, pending hash, pending zset, window hashes...
-# ARGV: marker ttl, batch id, then per window hash its end (µs) and whether it is 1-minute,
+# KEYS: applied marker, open zset, last-seen zset, pending hash, pending zset, detection states,
+#       silent deadlines, downtime, findings outbox, window hashes...
+# ARGV: marker ttl, batch id, accepted at (µs), missed intervals, relearn after, packed readings
+#       (segs.services.detection), then per window hash its end (µs) and whether it is 1-minute,
 #       then one binary blob of entries: [u16 window index][u16 meter length][meter][stats].
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
-# time per batch by an order of magnitude. The marker and the fold happen in one script, so a
-# batch is folded exactly once.
-_FOLD = f"""
+# time per batch by an order of magnitude. The marker, the fold and the detection happen in one
+# script, so a batch is folded and judged exactly once. Returns false if the batch was folded
+# before, else its packed findings (also kept in the outbox until stored).
+# Defines merge(key, meter, packed): fold one meter's packed statistics into a window hash;
+# returns the meter's newest reading time in it.
+_MERGE_LUA = f"""
+local STATS = '{LUA_LAYOUT}'
+local function merge(key, meter, packed)
+  local n, p, lo, hi, e, v, vn, t = struct.unpack(STATS, packed)
+  local current = redis.call('HGET', key, meter)
+  if current then
+    local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(STATS, current)
+    if lo2 < lo then lo = lo2 end
+    if hi2 > hi then hi = hi2 end
+    if t2 > t then t = t2 end
+    packed = struct.pack(STATS, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
+  end
+  redis.call('HSET', key, meter, packed)
+  return t
+end
+"""
+
+_FOLD = (
+    DETECT_LUA
+    + _MERGE_LUA
+    + f"""
 redis.call('HDEL', KEYS[4], ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[2])
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-local fmt = '{LUA_LAYOUT}'
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
 local stats_len = {PACKED_LAYOUT.size}
-local windows = #KEYS - 5
+local first_window = {_FIRST_WINDOW_KEY}
+local windows = #KEYS - first_window + 1
 for i = 1, windows do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[1 + 2 * i], KEYS[5 + i])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[5 + 2 * i], KEYS[first_window - 1 + i])
 end
-local blob = ARGV[3 + 2 * windows]
+local blob = ARGV[7 + 2 * windows]
 local pos = 1
 local size = #blob
 while pos <= size do
   local index, meter, next_pos = struct.unpack('<HHc0', blob, pos)
-  local packed = string.sub(blob, next_pos, next_pos + stats_len - 1)
   pos = next_pos + stats_len
-  local key = KEYS[5 + index]
-  local n, p, lo, hi, e, v, vn, t = struct.unpack(fmt, packed)
-  local current = redis.call('HGET', key, meter)
-  if current then
-    local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(fmt, current)
-    if lo2 < lo then lo = lo2 end
-    if hi2 > hi then hi = hi2 end
-    if t2 > t then t = t2 end
-    packed = struct.pack(fmt, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
-  end
-  redis.call('HSET', key, meter, packed)
-  if ARGV[2 + 2 * index] == '1' then
+  local t = merge(KEYS[first_window - 1 + index], meter, string.sub(blob, next_pos, pos - 1))
+  if ARGV[6 + 2 * index] == '1' then
     redis.call('ZADD', KEYS[3], 'GT', t, meter)
   end
 end
-return 1
+local found = detect(ARGV[6], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+if #found > 0 then redis.call('HSET', KEYS[9], ARGV[2], found) end
+return found
 """
+)
 
-# KEYS: open zset, flushing set. ARGV: cutoff (µs), flush token, max windows.
+# KEYS: open zset, flushing set. ARGV: cutoff (µs), flush token, max windows, key prefix.
 # Moving a window out is a RENAME, so readings folded a moment later open a fresh hash
 # (flushed and merged next time) instead of landing in one being written to PostgreSQL.
+# Only windows whose key starts with the prefix (one size) move.
 _MOVE_DUE = f"""
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local moved = 0
 for _, key in ipairs(due) do
-  redis.call('ZREM', KEYS[1], key)
-  if redis.call('EXISTS', key) == 1 then
-    local dest = '{_FLUSHING_PREFIX}' .. ARGV[2] .. ':' .. key
-    redis.call('RENAME', key, dest)
-    redis.call('SADD', KEYS[2], dest)
+  if string.sub(key, 1, #ARGV[4]) == ARGV[4] then
+    redis.call('ZREM', KEYS[1], key)
+    moved = moved + 1
+    if redis.call('EXISTS', key) == 1 then
+      local dest = '{_FLUSHING_PREFIX}' .. ARGV[2] .. ':' .. key
+      redis.call('RENAME', key, dest)
+      redis.call('SADD', KEYS[2], dest)
+    end
   end
 end
-return #due
+return moved
 """
+
+# KEYS: flushed window hash, flushing set, the larger window's hash, open zset.
+# ARGV: the larger window's end (µs). Folds every meter of a flushed window into the larger
+# window and deletes it, in one step: a flush that dies before this step repeats it whole, one
+# that dies after finds nothing left to do, so each window is rolled up exactly once.
+_ROLL_UP = (
+    _MERGE_LUA
+    + """
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  merge(KEYS[3], entries[i], entries[i + 1])
+end
+if #entries > 0 then redis.call('ZADD', KEYS[4], 'NX', ARGV[1], KEYS[3]) end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], KEYS[1])
+return #entries / 2
+"""
+)
 
 
 def window_key_name(key: WindowKey) -> str:
@@ -103,6 +153,16 @@ def parse_flushing_name(name: str) -> WindowKey:
     return WindowKey(size, region, int(start))
 
 
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """What the fold script needs to judge a batch's readings (segs.services.detection)."""
+
+    readings: bytes  # pack_readings()
+    received_at_us: int
+    missed_intervals: int
+    relearn_after: int
+
+
 @dataclass
 class WindowStore:
     """Redis operations on open windows."""
@@ -112,23 +172,44 @@ class WindowStore:
     def __post_init__(self) -> None:
         self._fold = self.client.register_script(_FOLD)
         self._move_due = self.client.register_script(_MOVE_DUE)
+        self._roll_up = self.client.register_script(_ROLL_UP)
 
     def fold(
         self,
         batch_id: str,
         folded: dict[WindowKey, dict[str, WindowStats]],
+        judged: Judged,
         marker_ttl_s: int,
-    ) -> bool:
-        """Fold a batch's window statistics in, once; False if this batch was folded before.
+    ) -> bytes | None:
+        """Fold a batch's window statistics in and judge its readings, once.
 
-        Each meter's newest reading time also goes to the last-seen set (from its 1m windows),
-        and the batch leaves the pending ledger (segs.services.pending) in the same step.
+        Returns the packed findings (segs.services.detection), or None if this batch was folded
+        before. Each meter's newest reading time also goes to the last-seen set (from its 1m
+        windows), and the batch leaves the pending ledger (segs.services.pending) in the same
+        step.
         """
         # A batch holds at most 1,000 readings, so at most 2,000 windows: a u16 index suffices.
         windows = sorted(folded)
-        keys = [f"segs:applied:{batch_id}", OPEN_WINDOWS, LAST_SEEN, PENDING, PENDING_AT]
+        keys = [
+            f"segs:applied:{batch_id}",
+            OPEN_WINDOWS,
+            LAST_SEEN,
+            PENDING,
+            PENDING_AT,
+            STATES,
+            DEADLINES,
+            DOWNTIME,
+            OUTBOX,
+        ]
         keys.extend(window_key_name(window) for window in windows)
-        args: list[str | int | bytes] = [marker_ttl_s, batch_id]
+        args: list[str | int | bytes] = [
+            marker_ttl_s,
+            batch_id,
+            judged.received_at_us,
+            judged.missed_intervals,
+            judged.relearn_after,
+            judged.readings,
+        ]
         entries: list[bytes] = []
         for index, window in enumerate(windows, start=1):
             args.extend((window.end_us, "1" if window.size == "1m" else "0"))
@@ -136,15 +217,22 @@ class WindowStore:
                 meter = meter_id.encode()
                 entries.append(_ENTRY_HEAD.pack(index, len(meter)) + meter + stats.pack())
         args.append(b"".join(entries))
-        return bool(self._fold(keys=keys, args=args))
+        found = self._fold(keys=keys, args=args)
+        return None if found is None else bytes(found)
 
-    def move_due(self, cutoff_us: int, token: str, limit: int = 1000) -> int:
-        """Move windows that ended before *cutoff_us* out of the open set; returns how many."""
-        return int(self._move_due(keys=[OPEN_WINDOWS, FLUSHING], args=[cutoff_us, token, limit]))
+    def move_due(self, size: str, cutoff_us: int, token: str, limit: int = 1000) -> int:
+        """Move *size* windows that ended before *cutoff_us* out of the open set; returns how
+        many."""
+        return int(
+            self._move_due(
+                keys=[OPEN_WINDOWS, FLUSHING], args=[cutoff_us, token, limit, f"segs:win:{size}:"]
+            )
+        )
 
-    def flushing(self) -> list[str]:
-        """Window hashes moved out but not yet confirmed in PostgreSQL (including leftovers)."""
-        return sorted(name.decode() for name in self.client.smembers(FLUSHING))
+    def flushing(self, size: str) -> list[str]:
+        """*size* window hashes moved out but not yet forgotten (including leftovers)."""
+        names = sorted(name.decode() for name in self.client.smembers(FLUSHING))
+        return [name for name in names if parse_flushing_name(name).size == size]
 
     def read(self, name: str) -> dict[str, WindowStats]:
         return {
@@ -153,11 +241,18 @@ class WindowStore:
         }
 
     def forget(self, name: str) -> None:
-        """Drop a flushed window hash once PostgreSQL has committed it."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(name)
-        pipe.srem(FLUSHING, name)
-        pipe.execute()
+        """Drop a flushed window hash once PostgreSQL has committed it, first folding it into
+        the larger window it rolls up into (segs.domain.windows.ROLLS_UP_INTO)."""
+        target = rollup_target(parse_flushing_name(name))
+        if target is None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.delete(name)
+            pipe.srem(FLUSHING, name)
+            pipe.execute()
+            return
+        self._roll_up(
+            keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS], args=[target.end_us]
+        )
 
     def open_windows_by_size(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -11,10 +11,10 @@ from segs import metrics
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import session_scope
-from segs.domain.readings import ReadingRow
 from segs.redis_client import get_redis
 from segs.services import alerting
 from segs.services.detection import DetectionStore
+from segs.services.detection import MeterFinding
 from segs.tasks.notifications import enqueue_transitions
 
 
@@ -22,21 +22,19 @@ from segs.tasks.notifications import enqueue_transitions
 def get_detection_store() -> DetectionStore:
     settings = get_settings()
     # Sweeps further apart than this mean beat or the workers were down (see DetectionStore).
-    return DetectionStore(
-        get_redis(),
-        settings.silent_after_intervals,
-        sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s),
-    )
+    return DetectionStore(get_redis(), sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s))
 
 
-def detect_in_batch(rows: list[ReadingRow], received_at_us: int) -> None:
-    """Judge a batch's newly stored readings; store and announce what they reveal."""
-    findings = get_detection_store().observe(rows, received_at_us)
-    if not findings:
-        return
+def store_findings(batch_id: str, findings: list[MeterFinding]) -> None:
+    """Store and announce what detection found in a batch, then let Redis forget it.
+
+    A crash between the commit and the announcement loses the notifications of these
+    transitions; one between the announcement and forgetting counts the batch's repeats twice.
+    """
     with session_scope() as session:
         transitions = alerting.record_findings(session, findings, datetime.now(UTC))
     enqueue_transitions(transitions)
+    get_detection_store().forget_findings(batch_id)
 
 
 @app.task(name="segs.tasks.alerts.evaluate_overloads", acks_late=True)

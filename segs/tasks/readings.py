@@ -14,11 +14,12 @@ from celery.utils.log import get_task_logger
 from segs import metrics
 from segs.celery_app import app
 from segs.config import get_settings
-from segs.db import raw_connection
+from segs.db import own_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
 from segs.services.archive import archive_and_fold
-from segs.tasks.alerts import detect_in_batch
+from segs.tasks.alerts import get_detection_store
+from segs.tasks.alerts import store_findings
 from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
@@ -41,20 +42,20 @@ logger = get_task_logger(__name__)
 def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[str, Any]:
     """Archive a shard's readings and fold the new ones into their windows."""
     started = time.perf_counter()
-    with raw_connection() as conn:
+    with own_connection() as conn:
         outcome = archive_and_fold(
             conn,
             get_window_store(),
-            get_pending_ledger(),
+            get_detection_store(),
             get_settings(),
             batch_id=self.request.id,
             rows=rows,
             received_at_us=received_at_us,
             now=datetime.now(UTC),
         )
-    if outcome.rows:
-        # After the fold: a reading is in its window even if detection fails and retries.
-        detect_in_batch(outcome.rows, received_at_us)
+    if outcome.findings:
+        # After the fold: a reading is in its window even if storing an alert fails and retries.
+        store_findings(self.request.id, outcome.findings)
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
     if not outcome.folded and outcome.owned:
         logger.info("batch %s was folded before; nothing changed", self.request.id)
@@ -64,14 +65,14 @@ def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[
 def publish_batch(shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
     """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP)."""
     task_id = str(uuid.uuid4())
-    ledger = get_pending_ledger() if get_settings().pending_ledger else None
-    if ledger is not None:
-        ledger.record(task_id, shard, rows, received_at_us, time.time())
+    ledger = get_pending_ledger()
+    # With RabbitMQ the ledger only times the batch, for the ingestion watermark.
+    kept_rows = rows if get_settings().pending_ledger else None
+    ledger.record(task_id, shard, kept_rows, received_at_us, time.time())
     try:
         _send(task_id, shard, rows, received_at_us)
     except BaseException:
-        if ledger is not None:
-            ledger.settle(task_id)
+        ledger.settle(task_id)
         raise
 
 
@@ -90,6 +91,8 @@ def _send(task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int)
 def requeue_stalled_batches() -> int:
     """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded."""
     settings = get_settings()
+    if not settings.pending_ledger:
+        return 0  # RabbitMQ keeps unacknowledged messages itself; the ledger holds no rows
     ledger = get_pending_ledger()
     now = time.time()
     # A batch can still be waiting in its queue only if that queue holds messages: re-publishing

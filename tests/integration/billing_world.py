@@ -19,8 +19,8 @@ from segs.redis_client import get_redis
 from segs.services.archive import archive_and_fold
 from segs.services.partitions import drop_expired_partitions
 from segs.services.partitions import ensure_partitions
-from segs.services.pending import PendingLedger
 from segs.services.windows_store import WindowStore
+from segs.tasks.alerts import get_detection_store
 from tests.support import execute
 from tests.support import flush_now
 
@@ -135,7 +135,7 @@ def load_through_pipeline(rows: list[list]) -> None:
             archive_and_fold(
                 conn,
                 WindowStore(get_redis()),
-                PendingLedger(get_redis()),
+                get_detection_store(),
                 settings,
                 batch_id=str(uuid.uuid4()),
                 rows=rows[start : start + 5000],

@@ -10,23 +10,31 @@ from __future__ import annotations
 import multiprocessing
 import random
 import time
+import uuid
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
 import pytest
 
+from segs.config import get_settings
+from segs.db import raw_connection
 from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
 from segs.services import alerting
+from segs.services.archive import archive_and_fold
 from segs.services.detection import DEADLINES
-from segs.services.detection import SILENT
-from segs.services.detection import STATE_PREFIX
+from segs.services.detection import STATES
+from segs.services.detection import pack_readings
 from segs.services.detection import record_refusal
+from segs.services.detection import unpack_state
+from segs.services.windows_store import Judged
 from segs.tasks.alerts import get_detection_store
+from segs.tasks.alerts import store_findings
 from segs.tasks.stores import get_pending_ledger
+from segs.tasks.stores import get_window_store
 from simulator.meters import REGIONS
 from simulator.meters import Scenario
 from simulator.meters import build_fleet
@@ -78,6 +86,12 @@ def post(client, worker, batch: list[dict]) -> None:
     status, _ = post_batch(client, batch)
     assert status == 202
     wait_folded(before + len(batch), log=worker.log)
+
+
+def judge_batch(rows: list[list], received_at_us: int, batch_id: str) -> bytes | None:
+    """Run the fold script on *rows* alone (no windows): the detection part of a worker's fold."""
+    judged = Judged(pack_readings(rows), received_at_us, 3, rules.RELEARN_AFTER)
+    return get_window_store().fold(batch_id, {}, judged, 60)
 
 
 def alerts_of(meter: str | None, kind: str, region: str = "%") -> list[tuple]:
@@ -132,8 +146,8 @@ def test_spike_repeat_escalation_and_clearing_through_the_worker(client, alert_w
         ("resolved", "active", "resolved", "high"),
     ]
     # The anomalies did not move the baseline; the last normal reading did: 0.8 x 4 + 0.2 x 4.4
-    state = get_redis().get(STATE_PREFIX + meter).decode()
-    assert state.split("|")[:2] == ["9", "4080000"]
+    state = get_detection_store().state(meter)
+    assert state is not None and (state.samples, state.baseline) == (9, 4_080_000)
 
 
 def test_the_outage_rule_fires(client, alert_worker):
@@ -154,16 +168,49 @@ def test_the_outage_rule_fires(client, alert_worker):
     ]
 
 
-def test_a_redelivered_batch_does_not_count_twice(alert_worker):
-    store = get_detection_store()
+def test_a_redelivered_batch_is_judged_once(alert_worker):
     start = now_us() - 60 * S
     rows = to_rows([reading("ALERT-REDO", REGION, start + i * S, 4.0 + i) for i in range(6)])
-    first = store.observe(rows, now_us())
-    state = get_redis().get(STATE_PREFIX + "ALERT-REDO")
-    assert store.observe(rows, now_us()) == []
-    assert get_redis().get(STATE_PREFIX + "ALERT-REDO") == state
-    assert [found.finding for found in first] == []
-    assert state.decode().split("|")[0] == "6"
+    assert judge_batch(rows, now_us(), "redo-1") == b""
+    state = get_redis().hget(STATES, "ALERT-REDO")
+    assert judge_batch(rows, now_us(), "redo-1") is None
+    assert get_redis().hget(STATES, "ALERT-REDO") == state
+    assert unpack_state(state)[0].samples == 6
+    # Another batch with the same readings (a duplicate past the API's marks) changes nothing.
+    assert judge_batch(rows, now_us(), "redo-2") == b""
+    assert get_redis().hget(STATES, "ALERT-REDO") == state
+
+
+def test_findings_wait_in_redis_until_stored(alert_worker):
+    """A task whose alert write failed after the fold (PostgreSQL down, a crash) runs again:
+    the fold is not repeated, and the findings it made are still there to store."""
+    meter = "ALERT-OUTBOX"
+    batch_id = str(uuid.uuid4())
+    start = now_us() - 60 * S
+    rows = to_rows(
+        [reading(meter, REGION, start + i * S, p) for i, p in enumerate([4.0] * 5 + [13.0])]
+    )
+
+    def run_batch() -> list:
+        with raw_connection() as conn:
+            outcome = archive_and_fold(
+                conn,
+                get_window_store(),
+                get_detection_store(),
+                get_settings(),
+                batch_id=batch_id,
+                rows=rows,
+                received_at_us=now_us(),
+                now=datetime.now(UTC),
+            )
+        return outcome.findings
+
+    first = run_batch()
+    assert [(found.meter_id, found.finding.type) for found in first] == [(meter, rules.POWER_SPIKE)]
+    assert run_batch() == first  # the first attempt never stored them
+    store_findings(batch_id, first)
+    assert alerts_of(meter, rules.POWER_SPIKE)[0][:3] == ("high", "active", 1)
+    assert run_batch() == []
 
 
 def sweep(at: datetime) -> None:
@@ -190,6 +237,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, aler
     ledger.settle("stalled-batch")
     sweep(later)
     assert get_redis().zscore(DEADLINES, member) is None
+    assert unpack_state(get_redis().hget(STATES, meter))[1] is True  # marked silent
     sweep(later)  # reported once, not at every sweep
     [(severity, status, count, message, _)] = alerts_of(meter, rules.METER_OUTAGE)
     assert (severity, status, count) == ("medium", "active", 1)
@@ -197,7 +245,10 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, aler
 
     post(client, alert_worker, [reading(meter, REGION, now_us() - S, 4.0)])
     wait_for(lambda: alerts_of(meter, rules.METER_OUTAGE)[0][1] == "resolved", timeout=10)
-    assert not get_redis().sismember(SILENT, member)
+    assert unpack_state(get_redis().hget(STATES, meter)) == (
+        get_detection_store().state(meter),
+        False,
+    )
 
 
 def test_time_the_pipeline_was_down_does_not_count_as_silence(alert_worker):
@@ -205,7 +256,7 @@ def test_time_the_pipeline_was_down_does_not_count_as_silence(alert_worker):
     member = f"{REGION}\n{meter}"
     accepted = now_us()
     readings = [reading(meter, REGION, accepted - (2 - i) * 2 * S, 4.0) for i in (0, 1)]
-    get_detection_store().observe(to_rows(readings), accepted)
+    judge_batch(to_rows(readings), accepted, f"{meter}-batch")
     stopped = datetime.now(UTC)
     sweep(stopped)  # the last sweep before beat and the workers stop; 6 s of grace were left
     assert get_redis().zscore(DEADLINES, member) is not None
@@ -222,7 +273,7 @@ def test_time_the_api_refused_readings_does_not_count_as_silence(alert_worker):
     meter = "ALERT-SILENT-3"
     accepted = now_us()
     readings = [reading(meter, REGION, accepted - (2 - i) * 2 * S, 4.0) for i in (0, 1)]
-    get_detection_store().observe(to_rows(readings), accepted)
+    judge_batch(to_rows(readings), accepted, f"{meter}-batch")
     first = datetime.now(UTC)
     sweep(first)
     # The API sheds load (503): the meter's next reading may be among those turned away.

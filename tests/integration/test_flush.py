@@ -17,6 +17,7 @@ from segs.domain.windows import WindowStats
 from segs.redis_client import get_redis
 from segs.services import flush
 from segs.services.windows_store import OPEN_WINDOWS
+from segs.services.windows_store import Judged
 from segs.services.windows_store import WindowStore
 from segs.services.windows_store import parse_flushing_name
 from segs.services.windows_store import window_key_name
@@ -74,38 +75,35 @@ def test_flush_rerun_after_commit_but_before_redis_delete_merges_nothing_twice(w
     assert fold(two_meters(window)) == {"received": 3, "owned": 3, "folded": True}
     store = WindowStore(get_redis())
     now = datetime.now(UTC)
-    assert store.move_due(now_us() - GRACE, token="crashed") == 2
-    names = store.flushing()
-    assert names == sorted(
-        f"segs:flushing:crashed:{window_key_name(WindowKey(size, REGION, window))}"
-        for size in ("1m", "15m")
-    )
-    # The crashed flush committed both windows to PostgreSQL, then died before forget().
+    # Readings fold into the 1-minute window only; the 15-minute one is rolled up at forget().
+    assert store.move_due("1m", now_us() - GRACE, token="crashed") == 1
+    [name] = store.flushing("1m")
+    assert name == f"segs:flushing:crashed:{window_key_name(WindowKey('1m', REGION, window))}"
+    # The crashed flush committed the window to PostgreSQL, then died before forget().
     with raw_connection() as conn:
-        for name in names:
-            report = flush.FlushReport()
-            flush._merge_window(
-                conn, name, parse_flushing_name(name), store.read(name), report, now
-            )
-            assert report.windows == 1
-    assert sorted(key for (key,) in query("SELECT flush_key FROM window_flushes")) == names
+        report = flush.FlushReport()
+        flush._merge_window(conn, name, parse_flushing_name(name), store.read(name), report, now)
+        assert report.windows == 1
+    assert query("SELECT flush_key FROM window_flushes") == [(name,)]
 
-    # The next flush finds the leftovers, sees they were merged, and only deletes them.
+    # The next flush finds the leftover, sees it was merged, and only rolls it up and deletes
+    # it; the 15-minute window it completes is flushed in the same run.
     with raw_connection() as conn:
         report = flush.flush_closed_windows(conn, store, get_settings(), datetime.now(UTC))
-    assert (report.windows, report.rows, report.skipped_already_flushed) == (0, 0, 2)
-    assert store.flushing() == []
-    assert [name for name in names if get_redis().exists(name)] == []
+    assert (report.windows, report.rows, report.skipped_already_flushed) == (1, 2, 1)
+    assert report.flushed == [WindowKey("15m", REGION, window)]
+    assert store.flushing("1m") == store.flushing("15m") == []
+    assert not get_redis().exists(name)
     assert_flushed_once(window)
 
 
 def test_flush_that_died_before_merging_is_completed_by_the_next(window):
     fold(two_meters(window))
     store = WindowStore(get_redis())
-    assert store.move_due(now_us() - GRACE, token="died") == 2
+    assert store.move_due("1m", now_us() - GRACE, token="died") == 1
     assert get_redis().zcard(OPEN_WINDOWS) == 0
     assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
-    assert store.flushing() == []
+    assert store.flushing("1m") == store.flushing("15m") == []
     assert_flushed_once(window)
 
 
@@ -146,8 +144,8 @@ def test_open_window_is_not_flushed(clean_state):
     assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
     assert query("SELECT count(*) FROM aggregates_1m") == [(0,)]
     assert query("SELECT count(*) FROM aggregates_15m") == [(0,)]
-    assert get_redis().zcard(OPEN_WINDOWS) == 2
-    assert WindowStore(get_redis()).open_windows_by_size() == {"1m": 1, "15m": 1}
+    assert get_redis().zcard(OPEN_WINDOWS) == 1
+    assert WindowStore(get_redis()).open_windows_by_size() == {"1m": 1}
 
 
 def test_a_running_flush_makes_the_next_one_skip(window):
@@ -177,10 +175,12 @@ def test_lua_fold_merges_like_window_stats(clean_state):
     small = WindowStats(3, 7_000_001, 1, 5_000_000, 0, 0, 0, key.start_us + 1)
     other = WindowStats(1, 5, 5, 5, 5, 5, 1, key.start_us)
     quarter = WindowKey("15m", REGION, key.start_us)
-    assert store.fold("b1", {key: {"m1": big, "m2": other}, quarter: {"m3": other}}, 60)
-    assert store.fold("b2", {key: {"m1": small}}, 60)
+    nothing_to_judge = Judged(b"", 0, 3, 30)
+    folds = {key: {"m1": big, "m2": other}, quarter: {"m3": other}}
+    assert store.fold("b1", folds, nothing_to_judge, 60) == b""
+    assert store.fold("b2", {key: {"m1": small}}, nothing_to_judge, 60) == b""
     # The same batch again is refused by its applied mark.
-    assert not store.fold("b2", {key: {"m1": small}}, 60)
+    assert store.fold("b2", {key: {"m1": small}}, nothing_to_judge, 60) is None
     assert store.read(window_key_name(key)) == {"m1": big.merge(small), "m2": other}
     assert store.read(window_key_name(quarter)) == {"m3": other}
     assert get_redis().zscore(OPEN_WINDOWS, window_key_name(key)) == key.end_us

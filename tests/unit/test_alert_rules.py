@@ -108,9 +108,41 @@ def test_a_reading_not_newer_than_the_last_changes_nothing():
     assert alerts.observe(state, 50, 40 * KW) == (state, [])
 
 
-def test_state_round_trips_through_its_text():
-    for state in (settled(), settled(anomaly=alerts.POWER_DROP)):
-        assert MeterState.decode(state.encode()) == state
+def test_a_level_held_for_relearn_after_readings_becomes_the_baseline():
+    state = settled()
+    for ts in range(200, 202):
+        state, findings = alerts.observe(state, ts, 20 * KW, relearn_after=3)
+        assert [type(finding) for finding in findings] == [Raise]
+    assert state.streak == 2 and state.baseline == 4 * KW
+    state, findings = alerts.observe(state, 202, 20 * KW, relearn_after=3)
+    assert findings == [Clear(alerts.POWER_SPIKE)]
+    assert (state.baseline, state.anomaly, state.streak) == (20 * KW, None, 0)
+    # The new level is normal now; going back to the old one is a drop.
+    assert alerts.observe(state, 203, 21 * KW, relearn_after=3)[1] == []
+    assert alerts.observe(state, 203, 4 * KW, relearn_after=3)[1][0].type == alerts.POWER_DROP
+
+
+def test_a_change_of_kind_restarts_the_streak():
+    state, _ = alerts.observe(settled(), 200, 20 * KW, relearn_after=3)
+    state, _ = alerts.observe(state, 201, 20 * KW, relearn_after=3)
+    state, findings = alerts.observe(state, 202, 1 * KW, relearn_after=3)
+    assert [type(finding) for finding in findings] == [Clear, Raise]
+    assert (state.anomaly, state.streak, state.baseline) == (alerts.POWER_DROP, 1, 4 * KW)
+
+
+def test_an_outage_is_never_learned():
+    state = settled()
+    for ts in range(200, 210):
+        state, findings = alerts.observe(state, ts, 0, relearn_after=3)
+        assert [finding.type for finding in findings] == [alerts.POWER_OUTAGE]
+    assert state.baseline == 4 * KW
+
+
+def test_relearn_after_zero_never_learns():
+    state = settled()
+    for ts in range(200, 300):
+        state, findings = alerts.observe(state, ts, 20 * KW, relearn_after=0)
+    assert state.baseline == 4 * KW and [type(finding) for finding in findings] == [Raise]
 
 
 def test_silent_after_n_observed_intervals_from_its_acceptance():

@@ -14,6 +14,7 @@ from segs.domain.windows import WINDOW_SIZES
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.domain.windows import fold_rows
+from segs.domain.windows import rollup_target
 from segs.domain.windows import window_start_us
 from segs.services.windows_store import parse_flushing_name
 from segs.services.windows_store import window_key_name
@@ -180,7 +181,7 @@ def test_lua_layout_matches_python_layout():
     assert translated == PACKED_LAYOUT.format
 
 
-def test_fold_rows_groups_by_size_region_and_start_and_merges_meters():
+def test_fold_rows_groups_by_region_and_minute_and_merges_meters():
     minute = 60 * MICRO
     rows = [
         row("a", "North", T0 + 1, 1_000_000, 10, 230_000_000),
@@ -199,10 +200,17 @@ def test_fold_rows_groups_by_size_region_and_start_and_merges_meters():
         WindowKey("1m", "North", T0 + minute): {"b": b_next},
         WindowKey("1m", "South", T0): {"c": c_first},
         WindowKey("1m", "North", T0 + 900 * MICRO): {"a": a_late},
-        WindowKey("15m", "North", T0): {"a": ab_first, "b": b_next},
-        WindowKey("15m", "South", T0): {"c": c_first},
-        WindowKey("15m", "North", T0 + 900 * MICRO): {"a": a_late},
     }
+
+
+def test_a_minute_rolls_up_into_its_quarter_hour():
+    assert rollup_target(WindowKey("1m", "North", T0 + 14 * 60 * MICRO)) == WindowKey(
+        "15m", "North", T0
+    )
+    assert rollup_target(WindowKey("1m", "North", T0 + 900 * MICRO)) == WindowKey(
+        "15m", "North", T0 + 900 * MICRO
+    )
+    assert rollup_target(WindowKey("15m", "North", T0)) is None
 
 
 def test_fold_rows_of_nothing():
