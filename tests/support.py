@@ -650,3 +650,16 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
             received_at_us=now_us(),
             now=now or datetime.now(UTC),
         )
+
+
+def dedupe_marks() -> set[tuple[str, int]]:
+    """Every (meter, ts_us) holding an API dedupe mark (segs.services.dedupe)."""
+    from segs.redis_client import get_redis
+    from segs.services.dedupe import BUCKET_PREFIX
+
+    client = get_redis()
+    marks = set()
+    for bucket in client.scan_iter(f"{BUCKET_PREFIX}*"):
+        for field in client.hkeys(bucket):
+            marks.add((field[:-8].decode(), int.from_bytes(field[-8:], "little", signed=True)))
+    return marks

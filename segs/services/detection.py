@@ -54,6 +54,7 @@ from segs.domain.readings import ROW_POWER
 from segs.domain.readings import ROW_REGION
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
+from segs.services.lua import BULK_LUA
 from segs.services.pending import PENDING_AT
 
 STATES = "segs:detect:state"
@@ -87,11 +88,13 @@ _FINDING_LUA = "<Hc0Hc0i8i8i8BB"
 _FINDING_HEAD = struct.Struct("<H")
 _FINDING_TAIL = struct.Struct("<qqqBB")
 
-# A Lua chunk for the fold script. It expects KEYS[6] = STATES, KEYS[7] = DEADLINES,
-# KEYS[8] = DOWNTIME, and defines detect(readings, received_at_us, missed, relearn), which judges
-# the packed readings (sorted by meter, then time), stores the new states and deadlines, and
-# returns the findings packed as one string.
-DETECT_LUA = f"""
+# A Lua chunk for the fold script. It defines detect(keys, readings, received_at_us, missed,
+# relearn), keys being {STATES, DEADLINES, DOWNTIME}, which judges the packed readings (sorted by
+# meter, then time), stores the new states and deadlines, and returns the findings packed as one
+# string. It reads and writes all states in bulk.
+DETECT_LUA = (
+    BULK_LUA
+    + f"""
 local STATE = '{_STATE_LUA}'
 local MIN_SAMPLES = {alerts.MIN_SAMPLES}
 local FLOOR = {alerts.FLOOR_BASELINE}
@@ -109,30 +112,43 @@ local function judge(baseline, power)
   return 0
 end
 
-local function detect(readings, received, missed, relearn)
-  local downtime = tonumber(redis.call('GET', KEYS[8]) or '0')
-  local found = {{}}
+local function detect(keys, readings, received, missed, relearn)
+  local downtime = tonumber(redis.call('GET', keys[3]) or '0')
+  local meters, regions, times, powers = {{}}, {{}}, {{}}, {{}}
+  local unique = {{}}
+  local pos, size = 1, #readings
+  while pos <= size do
+    local m, r, ts, power, next_pos = struct.unpack('<Hc0Hc0i8i8', readings, pos)
+    pos = next_pos
+    local n = #meters + 1
+    meters[n], regions[n], times[n], powers[n] = m, r, ts, power
+    if m ~= unique[#unique] then unique[#unique + 1] = m end
+  end
+  if #unique == 0 then return '' end
+  local stored = hmget_all(keys[1], unique)
+  local found, states, deadlines = {{}}, {{}}, {{}}
   local meter, region, s, changed
+  local k = 0
   local function emit(ts, power, baseline, kind, code)
     found[#found + 1] = struct.pack('{_FINDING_LUA}', #meter, meter, #region, region, ts, power,
                                     baseline, kind, code)
   end
   local function store()
     if not changed then return end
-    redis.call('HSET', KEYS[6], meter, struct.pack(STATE, s[1], s[2], s[3], s[4], s[5], s[6], s[7]))
+    states[#states + 1] = meter
+    states[#states + 1] = struct.pack(STATE, s[1], s[2], s[3], s[4], s[5], s[6], s[7])
     if s[4] > 0 then
-      local deadline = (received + missed * s[4]) / {MICRO} - downtime
-      redis.call('ZADD', KEYS[7], deadline, region .. '\\n' .. meter)
+      deadlines[#deadlines + 1] = (received + missed * s[4]) / {MICRO} - downtime
+      deadlines[#deadlines + 1] = region .. '\\n' .. meter
     end
   end
-  local pos, size = 1, #readings
-  while pos <= size do
-    local m, r, ts, power, next_pos = struct.unpack('<Hc0Hc0i8i8', readings, pos)
-    pos = next_pos
-    if m ~= meter then
+  for i = 1, #meters do
+    local ts, power = times[i], powers[i]
+    if meters[i] ~= meter then
       if meter then store() end
-      meter, region, changed = m, r, false
-      local raw = redis.call('HGET', KEYS[6], m)
+      k = k + 1
+      meter, region, changed = meters[i], regions[i], false
+      local raw = stored[k]
       s = nil
       if raw then
         s = {{struct.unpack(STATE, raw)}}
@@ -174,10 +190,13 @@ local function detect(readings, received, missed, relearn)
       s[1] = s[1] + 1
     end
   end
-  if meter then store() end
+  store()
+  if #states > 0 then call_pairs('HSET', keys[1], states) end
+  if #deadlines > 0 then call_pairs('ZADD', keys[2], deadlines) end
   return table.concat(found)
 end
 """
+)
 
 # KEYS: last sweep, downtime, last refusal. ARGV: now (s), longest normal gap between sweeps (s).
 # Returns the downtime so far (s), counting the time since the previous sweep when that was too

@@ -12,7 +12,6 @@ Keys (single Redis instance; the scripts derive key names, so this is not Redis 
 - ``segs:win:open``                         zset of open window keys, scored by window end (µs)
 - ``segs:win:flushing``                     set of window hashes moved out for flushing
 - ``segs:applied:{batch_id}``               a batch already folded (expires)
-- ``segs:meters:last_seen``                 zset meter -> newest reading time (µs)
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from segs.services.detection import DETECT_LUA
 from segs.services.detection import DOWNTIME
 from segs.services.detection import OUTBOX
 from segs.services.detection import STATES
+from segs.services.lua import BULK_LUA
 from segs.services.pending import PENDING
 from segs.services.pending import PENDING_AT
 
@@ -39,64 +39,78 @@ _ENTRY_HEAD = struct.Struct("<HH")
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
-LAST_SEEN = "segs:meters:last_seen"
 _FLUSHING_PREFIX = "segs:flushing:"
-_FIRST_WINDOW_KEY = 10
+_FIRST_WINDOW_KEY = 9
 
-# KEYS: applied marker, open zset, last-seen zset, pending hash, pending zset, detection states,
-#       silent deadlines, downtime, findings outbox, window hashes...
+# KEYS: applied marker, open zset, pending hash, pending zset, detection states, silent
+#       deadlines, downtime, findings outbox, window hashes...
 # ARGV: marker ttl, batch id, accepted at (µs), missed intervals, relearn after, packed readings
-#       (segs.services.detection), then per window hash its end (µs) and whether it is 1-minute,
-#       then one binary blob of entries: [u16 window index][u16 meter length][meter][stats].
+#       (segs.services.detection), then each window hash's end (µs), then one binary blob of
+#       entries: [u16 window index][u16 meter length][meter][stats].
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The marker, the fold and the detection happen in one
 # script, so a batch is folded and judged exactly once. Returns false if the batch was folded
 # before, else its packed findings (also kept in the outbox until stored).
-# Defines merge(key, meter, packed): fold one meter's packed statistics into a window hash;
-# returns the meter's newest reading time in it.
+# Defines merge_all(key, meters, packs): fold each meter's packed statistics into a window hash,
+# reading and writing the hash in bulk.
 _MERGE_LUA = f"""
 local STATS = '{LUA_LAYOUT}'
-local function merge(key, meter, packed)
-  local n, p, lo, hi, e, v, vn, t = struct.unpack(STATS, packed)
-  local current = redis.call('HGET', key, meter)
-  if current then
-    local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(STATS, current)
-    if lo2 < lo then lo = lo2 end
-    if hi2 > hi then hi = hi2 end
-    if t2 > t then t = t2 end
-    packed = struct.pack(STATS, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
+local function merge_all(key, meters, packs)
+  local currents = hmget_all(key, meters)
+  local fields = {{}}
+  for i = 1, #meters do
+    local packed = packs[i]
+    local n, p, lo, hi, e, v, vn, t = struct.unpack(STATS, packed)
+    local current = currents[i]
+    if current then
+      local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(STATS, current)
+      if lo2 < lo then lo = lo2 end
+      if hi2 > hi then hi = hi2 end
+      if t2 > t then t = t2 end
+      packed = struct.pack(STATS, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
+    end
+    fields[#fields + 1] = meters[i]
+    fields[#fields + 1] = packed
   end
-  redis.call('HSET', key, meter, packed)
-  return t
+  call_pairs('HSET', key, fields)
 end
 """
 
+# The entries arrive grouped by window (WindowStore.fold writes them window by window).
 _FOLD = (
     DETECT_LUA
     + _MERGE_LUA
     + f"""
-redis.call('HDEL', KEYS[4], ARGV[2])
-redis.call('ZREM', KEYS[5], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
 local stats_len = {PACKED_LAYOUT.size}
 local first_window = {_FIRST_WINDOW_KEY}
 local windows = #KEYS - first_window + 1
 for i = 1, windows do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[5 + 2 * i], KEYS[first_window - 1 + i])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[6 + i], KEYS[first_window - 1 + i])
 end
-local blob = ARGV[7 + 2 * windows]
-local pos = 1
-local size = #blob
+local blob = ARGV[7 + windows]
+local pos, size = 1, #blob
+local window, meters, packs = nil, {{}}, {{}}
+local function fold_window()
+  if window then merge_all(KEYS[first_window - 1 + window], meters, packs) end
+  meters, packs = {{}}, {{}}
+end
 while pos <= size do
   local index, meter, next_pos = struct.unpack('<HHc0', blob, pos)
   pos = next_pos + stats_len
-  local t = merge(KEYS[first_window - 1 + index], meter, string.sub(blob, next_pos, pos - 1))
-  if ARGV[6 + 2 * index] == '1' then
-    redis.call('ZADD', KEYS[3], 'GT', t, meter)
+  if index ~= window then
+    fold_window()
+    window = index
   end
+  meters[#meters + 1] = meter
+  packs[#packs + 1] = string.sub(blob, next_pos, pos - 1)
 end
-local found = detect(ARGV[6], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
-if #found > 0 then redis.call('HSET', KEYS[9], ARGV[2], found) end
+fold_window()
+local found = detect({{KEYS[5], KEYS[6], KEYS[7]}}, ARGV[6], tonumber(ARGV[3]),
+                     tonumber(ARGV[4]), tonumber(ARGV[5]))
+if #found > 0 then redis.call('HSET', KEYS[8], ARGV[2], found) end
 return found
 """
 )
@@ -127,13 +141,19 @@ return moved
 # window and deletes it, in one step: a flush that dies before this step repeats it whole, one
 # that dies after finds nothing left to do, so each window is rolled up exactly once.
 _ROLL_UP = (
-    _MERGE_LUA
+    BULK_LUA
+    + _MERGE_LUA
     + """
 local entries = redis.call('HGETALL', KEYS[1])
+local meters, packs = {}, {}
 for i = 1, #entries, 2 do
-  merge(KEYS[3], entries[i], entries[i + 1])
+  meters[#meters + 1] = entries[i]
+  packs[#packs + 1] = entries[i + 1]
 end
-if #entries > 0 then redis.call('ZADD', KEYS[4], 'NX', ARGV[1], KEYS[3]) end
+if #meters > 0 then
+  merge_all(KEYS[3], meters, packs)
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[1], KEYS[3])
+end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], KEYS[1])
 return #entries / 2
@@ -184,16 +204,13 @@ class WindowStore:
         """Fold a batch's window statistics in and judge its readings, once.
 
         Returns the packed findings (segs.services.detection), or None if this batch was folded
-        before. Each meter's newest reading time also goes to the last-seen set (from its 1m
-        windows), and the batch leaves the pending ledger (segs.services.pending) in the same
-        step.
+        before. The batch leaves the pending ledger (segs.services.pending) in the same step.
         """
-        # A batch holds at most 1,000 readings, so at most 2,000 windows: a u16 index suffices.
+        # A batch holds at most 1,000 readings, so at most 1,000 windows: a u16 index suffices.
         windows = sorted(folded)
         keys = [
             f"segs:applied:{batch_id}",
             OPEN_WINDOWS,
-            LAST_SEEN,
             PENDING,
             PENDING_AT,
             STATES,
@@ -212,7 +229,7 @@ class WindowStore:
         ]
         entries: list[bytes] = []
         for index, window in enumerate(windows, start=1):
-            args.extend((window.end_us, "1" if window.size == "1m" else "0"))
+            args.append(window.end_us)
             for meter_id, stats in folded[window].items():
                 meter = meter_id.encode()
                 entries.append(_ENTRY_HEAD.pack(index, len(meter)) + meter + stats.pack())

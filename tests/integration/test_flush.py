@@ -186,6 +186,23 @@ def test_lua_fold_merges_like_window_stats(clean_state):
     assert get_redis().zscore(OPEN_WINDOWS, window_key_name(key)) == key.end_us
     assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
     assert 0 < get_redis().ttl("segs:applied:b1") <= 60
-    # Last seen follows each meter's newest reading in its 1-minute windows.
-    last_seen = dict(get_redis().zrange("segs:meters:last_seen", 0, -1, withscores=True))
-    assert last_seen == {b"m1": key.start_us + 59_999_999, b"m2": key.start_us}
+
+
+def test_forgetting_a_minute_folds_it_into_its_quarter_hour_once(clean_state):
+    store = WindowStore(get_redis())
+    first = WindowKey("1m", REGION, 1_767_225_600 * MICRO)
+    second = first._replace(start_us=first.start_us + 60 * MICRO)
+    quarter = WindowKey("15m", REGION, first.start_us)
+    a = WindowStats(2, 3_000_000, 1_000_000, 2_000_000, 7, 460, 2, first.start_us + 5)
+    b = WindowStats(1, 9_000_000, 9_000_000, 9_000_000, 1, 0, 0, second.start_us + 1)
+    c = WindowStats(1, 4, 4, 4, 4, 4, 1, first.start_us + 9)
+    nothing_to_judge = Judged(b"", 0, 3, 30)
+    store.fold("r1", {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60)
+    assert store.move_due("15m", second.end_us, "t") == 0  # only 1-minute windows are open
+    assert store.move_due("1m", second.end_us, "t") == 2
+    for name in store.flushing("1m"):
+        store.forget(name)
+        store.forget(name)  # a second forget finds nothing left to fold
+    assert store.read(window_key_name(quarter)) == {"m1": a.merge(b), "m2": c}
+    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
+    assert store.flushing("1m") == []

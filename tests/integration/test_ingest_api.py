@@ -17,7 +17,6 @@ from segs.domain.sharding import shard_for
 from segs.ingestion_client import get_ingestor
 from segs.redis_client import get_redis
 from segs.services.dedupe import RedisDedupeMarks
-from segs.services.dedupe import mark_name
 from segs.services.ingestion import IngestionUnavailableError
 from segs.services.ingestion import Ingestor
 from segs.tasks.queues import BacklogGuard
@@ -26,6 +25,7 @@ from simulator.meters import build_fleet
 from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
 from tests.support import MICRO
+from tests.support import dedupe_marks
 from tests.support import iso
 from tests.support import now_us
 from tests.support import post_batch
@@ -81,8 +81,7 @@ def test_mixed_batch_answers_202_with_exact_counts(client, ts):
         ],
     }
     # Exactly the two accepted readings hold a dedupe mark.
-    marks = sorted(key.decode() for key in get_redis().scan_iter("segs:dd:*"))
-    assert marks == sorted([mark_name("API-1", ts), mark_name("API-2", ts)])
+    assert dedupe_marks() == {("API-1", ts), ("API-2", ts)}
     # And they are queued (no worker runs here): one task per shard.
     shards = {shard_for(meter, get_settings().shards) for meter in ("API-1", "API-2")}
     assert queue_depths() == {
@@ -270,7 +269,7 @@ def test_backlog_over_bound_answers_503_with_retry_after(client, ts, monkeypatch
             "details": None,
         }
     }
-    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    assert dedupe_marks() == set()
     monkeypatch.undo()
     assert post_batch(client, batch)[0] == 202
 
@@ -293,7 +292,7 @@ def test_broker_failure_answers_503_and_a_retry_is_accepted(client, ts, monkeypa
         "details": None,
     }
     # The marks of readings that were never queued are gone...
-    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    assert dedupe_marks() == set()
     monkeypatch.undo()
     # ...so the client's retry is accepted, not answered as duplicates.
     assert post_batch(client, batch) == (
@@ -340,8 +339,7 @@ def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
     assert excinfo.value.retry_after == 2
     assert published == [(first_shard, len(by_shard[first_shard]))]
     # The first shard's readings are queued and stay marked; the rest were released.
-    marked = sorted(key.decode() for key in get_redis().scan_iter("segs:dd:*"))
-    assert marked == sorted(mark_name(meter, ts) for meter in by_shard[first_shard])
+    assert dedupe_marks() == {(meter, ts) for meter in by_shard[first_shard]}
 
     taken: list[int] = []
     result = _ingestor(lambda shard, rows, _: taken.extend([shard] * len(rows))).ingest(
@@ -364,7 +362,7 @@ def test_total_publish_failure_then_retry_is_accepted_not_duplicate(ts):
     now = datetime.now(UTC)
     with pytest.raises(IngestionUnavailableError):
         _ingestor(broken).ingest(_items(readings), now)
-    assert list(get_redis().scan_iter("segs:dd:*")) == []
+    assert dedupe_marks() == set()
     result = _ingestor(lambda *args: None).ingest(_items(readings), now)
     assert (result.accepted, result.duplicates, result.status) == (5, 0, 202)
 

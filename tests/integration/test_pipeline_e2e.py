@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import pytest
 
 from segs.redis_client import get_redis
-from segs.services.dedupe import mark_name
+from segs.services.dedupe import mark_of
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
@@ -102,7 +102,7 @@ def test_pipeline_end_to_end(client, worker, published):
         raw_rows=13,
     )
     # Batch 4: a duplicate whose Redis mark expired: the API takes it, the worker drops it.
-    assert get_redis().delete(mark_name(B1, M0 + 20 * S)) == 1
+    assert get_redis().hdel(*mark_of(B1, M0 + 20 * S)) == 1
     post(
         [reading(B1, B, M0 + 20 * S, 99.0, energy=1.0, voltage=250.0)],
         (202, {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}),
