@@ -47,6 +47,7 @@ from segs.services.feed import region_feed
 from segs.services.feed import user_feed
 
 _DISPATCHED_PREFIX = "segs:notified:"
+_DELIVERED_PREFIX = "segs:delivered:"
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,32 @@ class Plan:
     deliveries: list[Delivery] = field(default_factory=list)
 
 
-def first_dispatch(client: redis.Redis, subject: str, ttl_s: int = 7 * 24 * 3600) -> bool:
-    """True the first time *subject* is dispatched: a redelivered dispatch sends nothing twice."""
-    return bool(client.set(_DISPATCHED_PREFIX + subject, "1", nx=True, ex=ttl_s))
+_MARK_TTL_S = 7 * 24 * 3600
+
+
+def was_dispatched(client: redis.Redis, subject: str) -> bool:
+    """Whether *subject* was fanned out already (mark_dispatched)."""
+    return bool(client.exists(_DISPATCHED_PREFIX + subject))
+
+
+def mark_dispatched(client: redis.Redis, subject: str) -> None:
+    """Set once every delivery of *subject* is queued, so a dispatch that dies before that is
+    done again (at least once), and one that finished is not repeated."""
+    client.set(_DISPATCHED_PREFIX + subject, "1", ex=_MARK_TTL_S)
+
+
+def _delivered_key(delivery: Delivery) -> str:
+    return f"{_DELIVERED_PREFIX}{delivery.subject}:{delivery.channel}:{delivery.target}"
+
+
+def was_delivered(client: redis.Redis, delivery: Delivery) -> bool:
+    """Whether this notification reached its channel already: a dispatch done twice queues
+    each delivery twice, and the second copy must send nothing."""
+    return bool(client.exists(_delivered_key(delivery)))
+
+
+def mark_delivered(client: redis.Redis, delivery: Delivery) -> None:
+    client.set(_delivered_key(delivery), "1", ex=_MARK_TTL_S)
 
 
 def alert_body(alert: Alert) -> dict[str, Any]:

@@ -57,13 +57,16 @@ def announce_tariff_change(
 
 
 def _fan_out(subject: str, plan: Plan) -> int:
+    """At least once: the dispatch is marked done only after every delivery is queued. A
+    dispatch redelivered after a crash queues them again, and each copy whose notification was
+    delivered sends nothing (the live feed may then show the event twice)."""
     client = get_redis()
-    # A redelivered dispatch must not notify everyone a second time.
-    if not notifications.first_dispatch(client, subject):
+    if notifications.was_dispatched(client, subject):
         return 0
     notifications.publish(client, plan)
     for delivery in plan.deliveries:
         deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
+    notifications.mark_dispatched(client, subject)
     return len(plan.deliveries)
 
 
@@ -72,10 +75,14 @@ def deliver_notification(self: Task, **fields: Any) -> str:
     """One attempt on one channel; retried with exponential backoff, then dead-lettered."""
     settings = get_settings()
     delivery = Delivery(**fields)
+    client = get_redis()
+    if notifications.was_delivered(client, delivery):
+        return "already sent"
     attempt = self.request.retries + 1
     with session_scope() as session:
         error = notifications.deliver(session, settings, delivery, attempt)
     if error is None:
+        notifications.mark_delivered(client, delivery)
         metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
         return "sent"
     metrics.NOTIFICATIONS.labels(delivery.channel, "failed").inc()

@@ -17,9 +17,12 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from segs.celery_app import app as celery_app
+from segs.config import get_settings
 from segs.domain.alerts import SIGNATURE_HEADER
 from segs.domain.alerts import sign
 from segs.redis_client import get_redis
+from segs.services.notifications import Delivery
+from segs.tasks.notifications import deliver_notification
 from tests.accounts import create_account
 from tests.mailbox import running_mailbox
 from tests.support import MICRO
@@ -385,3 +388,25 @@ def test_customers_see_only_their_meters_alerts(app, client, notify_worker):
     )
     assert bad.status_code == 422
     assert "channels" in bad.get_json()["error"]["details"]["json"]
+
+
+def test_a_delivery_queued_twice_is_sent_once(app, mailbox, notify_worker):
+    """A dispatch that dies after queuing its deliveries, before marking itself done, runs
+    again and queues them again: the second copy of each finds it delivered and sends nothing."""
+    account = create_account(app, region=REGION)
+    delivery = Delivery(
+        subject="transition:sent-once",
+        channel="email",
+        user_id=str(account.id),
+        target=account.email,
+        title="[SEGS] sent once",
+        payload={"alert": {"message": "a test notification"}},
+    )
+    get_settings.cache_clear()  # the mailbox's SMTP port, set after this process read settings
+    results = [deliver_notification.apply(kwargs=delivery.as_task_args()).get() for _ in (1, 2)]
+    assert results == ["sent", "already sent"]
+    assert [received.subject for received in mailbox.to(account.email)] == ["[SEGS] sent once"]
+    assert query(
+        "SELECT channel, status FROM notification_deliveries WHERE subject = %s",
+        ("transition:sent-once",),
+    ) == [("email", "sent")]
