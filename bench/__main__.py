@@ -39,7 +39,7 @@ def _parse(argv: list[str]) -> BenchConfig:
     parser.add_argument(
         "--worker-nice", type=int, default=0, help="run the Celery worker at this niceness"
     )
-    parser.add_argument("--shards", type=int, default=2, help="SEGS_SHARDS (reading queues)")
+    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
     parser.add_argument(
         "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
     )
@@ -52,7 +52,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         "--one-worker",
         action="store_true",
         help="one Celery worker for every queue (default: the reading queues get their own "
-        "worker, and a second one-process worker serves the default and notifications queues)",
+        "worker, and a second two-process worker serves the default and notifications queues)",
     )
     add_store_options(parser)
     args = parser.parse_args(argv)
@@ -92,7 +92,7 @@ def _report(result: BenchResult) -> str:
         f"({config.client_concurrency} batches in flight); "
         f"broker {config.broker}; {config.api_workers} API workers; "
         f"Celery {config.worker_pool} x{config.worker_concurrency}"
-        f"{' on the reading queues + x1 on default,notifications' if config.service_worker else ''}"
+        f"{' on the reading queues + x2 on default,notifications' if config.service_worker else ''}"
         f"{f' (nice {config.worker_nice})' if config.worker_nice else ''}; {config.shards} shards",
         f"accepted readings/s             : {rate:,.0f}  ({accepted:,} in {result.wall_s:.1f} s)",
         f"sustained (kept up)             : {'yes' if kept_up else 'no: ' + '; '.join(reasons)}",

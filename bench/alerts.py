@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds of load before probing")
     parser.add_argument("--timeout", type=float, default=30.0, help="give up on a probe after")
     parser.add_argument("--api-port", type=int, default=8078, help="port for the benchmark's API")
-    parser.add_argument("--shards", type=int, default=2, help="SEGS_SHARDS (reading queues)")
+    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
     parser.add_argument("--concurrency", type=int, default=2, help="simulator batches in flight")
     add_store_options(parser)
     args = parser.parse_args(argv)

@@ -50,8 +50,9 @@ class BenchConfig:
     api_port: int
     seed: int
     client_concurrency: int
-    # A second worker, one process, for the default and notifications queues (flushes, overload
-    # checks, repricing, notifications), so they never hold a reading worker's process.
+    # A second worker, two processes, for the default and notifications queues (flushes, overload
+    # checks, repricing, notifications), so they never hold a reading worker's process, and a
+    # notification does not wait for a whole flush.
     service_worker: bool = True
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
@@ -326,7 +327,7 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
                         "--loglevel",
                         "WARNING",
                         "--concurrency",
-                        "1",
+                        "2",
                         "--queues",
                         "default,notifications",
                         "--hostname",
