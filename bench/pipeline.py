@@ -271,6 +271,14 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
 
 
+def _celery_worker(concurrency: int, *options: str) -> list[str]:
+    return [
+        str(BIN / "celery"),
+        *("-A", "segs", "worker", "--loglevel", "WARNING", "--concurrency", str(concurrency)),
+        *options,
+    ]
+
+
 def _reading_queues(config: BenchConfig) -> str:
     return ",".join(f"readings.{shard}" for shard in range(config.shards))
 
@@ -300,45 +308,11 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             # A positive niceness lets the latency-sensitive API win the CPU over the folding.
             [
                 *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
-                str(BIN / "celery"),
-                "-A",
-                "segs",
-                "worker",
-                "--loglevel",
-                "WARNING",
-                "--concurrency",
-                str(config.worker_concurrency),
-                "--pool",
-                config.worker_pool,
+                *_celery_worker(config.worker_concurrency, "--pool", config.worker_pool),
                 *(["--queues", _reading_queues(config)] if config.service_worker else []),
             ],
             config.env(worker_metrics),
             logs,
-        ),
-        **(
-            {
-                "service worker (celery)": _spawn(
-                    "service-worker",
-                    [
-                        str(BIN / "celery"),
-                        "-A",
-                        "segs",
-                        "worker",
-                        "--loglevel",
-                        "WARNING",
-                        "--concurrency",
-                        "2",
-                        "--queues",
-                        "default,notifications",
-                        "--hostname",
-                        "service@%h",
-                    ],
-                    config.env(worker_metrics),
-                    logs,
-                )
-            }
-            if config.service_worker
-            else {}
         ),
         "beat (celery)": _spawn(
             "beat",
@@ -356,6 +330,13 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             logs,
         ),
     }
+    if config.service_worker:
+        groups["service worker (celery)"] = _spawn(
+            "service-worker",
+            _celery_worker(2, "--queues", "default,notifications", "--hostname", "service@%h"),
+            config.env(worker_metrics),
+            logs,
+        )
     try:
         _wait_ready(f"http://127.0.0.1:{config.api_port}/ready")
         yield groups

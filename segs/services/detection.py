@@ -251,18 +251,6 @@ def _member(region: str, meter_id: str) -> str:
     return f"{region}\n{meter_id}"
 
 
-def pack_state(state: MeterState, silent: bool = False) -> bytes:
-    return STATE_LAYOUT.pack(
-        state.samples,
-        state.baseline,
-        state.last_ts_us,
-        state.interval_us,
-        _CODE_OF[state.anomaly],
-        state.streak,
-        int(silent),
-    )
-
-
 def unpack_state(packed: bytes) -> tuple[MeterState, bool]:
     """A stored state, and whether a sweep has reported the meter silent."""
     samples, baseline, last_ts_us, interval_us, anomaly, streak, silent = STATE_LAYOUT.unpack(
