@@ -95,3 +95,25 @@ def published():
     """Ids of every task this process publishes while the test runs."""
     with support.PublishedTasks() as tasks:
         yield tasks
+
+
+@pytest.fixture(scope="module")
+def mailbox():
+    """A real SMTP server for the module; SEGS_SMTP_HOST/PORT point at it meanwhile."""
+    from tests.mailbox import running_mailbox
+
+    with running_mailbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def mail_worker(mailbox, database, tmp_path_factory):
+    """One worker for the module, started once the mailbox's address is in the environment so
+    it sends its mail there (a worker start costs seconds); each test uses data of its own."""
+    support.reset_state()
+    proc = support.WorkerProcess(tmp_path_factory.mktemp("mail-worker"))
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill()

@@ -663,3 +663,11 @@ def dedupe_marks() -> set[tuple[str, int]]:
         for field in client.hkeys(bucket):
             marks.add((field[:-8].decode(), int.from_bytes(field[-8:], "little", signed=True)))
     return marks
+
+
+def post_and_fold(client, worker: WorkerProcess, batch: list[dict[str, Any]]) -> None:
+    """Post readings through the API and wait until the worker stored and folded them."""
+    before = raw_count()
+    status, _ = post_batch(client, batch)
+    assert status == 202
+    wait_folded(before + len(batch), log=worker.log)

@@ -41,51 +41,20 @@ from simulator.meters import build_fleet
 from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
 from tests.accounts import create_account
-from tests.mailbox import running_mailbox
 from tests.support import MICRO
-from tests.support import WorkerProcess
 from tests.support import flush_now
 from tests.support import now_us
-from tests.support import post_batch
+from tests.support import post_and_fold
 from tests.support import query
-from tests.support import raw_count
 from tests.support import reading
-from tests.support import reset_state
 from tests.support import scalar
 from tests.support import to_rows
-from tests.support import wait_folded
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 REGION = "Pune-West"  # capacity 3400 kW in the test database
 S = MICRO
-
-
-@pytest.fixture(scope="module")
-def mailbox():
-    with running_mailbox() as box:
-        yield box
-
-
-@pytest.fixture(scope="module")
-def alert_worker(mailbox, database, tmp_path_factory):
-    """Started after the mailbox, so the worker sends its mail there."""
-    reset_state()
-    proc = WorkerProcess(tmp_path_factory.mktemp("alert-worker"))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-def post(client, worker, batch: list[dict]) -> None:
-    """Post readings and wait until the worker stored and folded them."""
-    before = raw_count()
-    status, _ = post_batch(client, batch)
-    assert status == 202
-    wait_folded(before + len(batch), log=worker.log)
 
 
 def judge_batch(rows: list[list], received_at_us: int, batch_id: str) -> bytes | None:
@@ -110,7 +79,7 @@ def transitions_of(kind: str, region: str = "%") -> list[tuple]:
     )
 
 
-def test_spike_repeat_escalation_and_clearing_through_the_worker(client, alert_worker):
+def test_spike_repeat_escalation_and_clearing_through_the_worker(client, mail_worker):
     meter = "ALERT-SPIKE-1"
     start = now_us() - 120 * S
     sent = 0
@@ -118,7 +87,7 @@ def test_spike_repeat_escalation_and_clearing_through_the_worker(client, alert_w
     def send(powers: list[float]) -> None:
         nonlocal sent
         batch = [reading(meter, REGION, start + (sent + i) * S, p) for i, p in enumerate(powers)]
-        post(client, alert_worker, batch)
+        post_and_fold(client, mail_worker, batch)
         sent += len(powers)
 
     send([4.0] * 5)  # the baseline: 5 samples
@@ -150,12 +119,12 @@ def test_spike_repeat_escalation_and_clearing_through_the_worker(client, alert_w
     assert state is not None and (state.samples, state.baseline) == (9, 4_080_000)
 
 
-def test_the_outage_rule_fires(client, alert_worker):
+def test_the_outage_rule_fires(client, mail_worker):
     meter = "ALERT-OUT-1"
     start = now_us() - 60 * S
     batch = [reading(meter, REGION, start + i * S, 3.0) for i in range(5)]
     batch.append(reading(meter, REGION, start + 5 * S, 0.05))
-    post(client, alert_worker, batch)
+    post_and_fold(client, mail_worker, batch)
     wait_for(lambda: alerts_of(meter, rules.POWER_OUTAGE), timeout=10)
     assert alerts_of(meter, rules.POWER_OUTAGE) == [
         (
@@ -168,7 +137,7 @@ def test_the_outage_rule_fires(client, alert_worker):
     ]
 
 
-def test_a_redelivered_batch_is_judged_once(alert_worker):
+def test_a_redelivered_batch_is_judged_once(mail_worker):
     start = now_us() - 60 * S
     rows = to_rows([reading("ALERT-REDO", REGION, start + i * S, 4.0 + i) for i in range(6)])
     assert judge_batch(rows, now_us(), "redo-1") == b""
@@ -181,7 +150,7 @@ def test_a_redelivered_batch_is_judged_once(alert_worker):
     assert get_redis().hget(STATES, "ALERT-REDO") == state
 
 
-def test_findings_wait_in_redis_until_stored(alert_worker):
+def test_findings_wait_in_redis_until_stored(mail_worker):
     """A task whose alert write failed after the fold (PostgreSQL down, a crash) runs again:
     the fold is not repeated, and the findings it made are still there to store."""
     meter = "ALERT-OUTBOX"
@@ -218,11 +187,13 @@ def sweep(at: datetime) -> None:
         alerting.sweep_silent_meters(session, get_detection_store(), at)
 
 
-def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, alert_worker):
+def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, mail_worker):
     meter = "ALERT-SILENT-1"
     member = f"{REGION}\n{meter}"
     start = now_us() - 30 * S  # two readings 2 s apart: silent 3 x 2 s after the last's acceptance
-    post(client, alert_worker, [reading(meter, REGION, start + i * 2 * S, 4.0) for i in (0, 1)])
+    post_and_fold(
+        client, mail_worker, [reading(meter, REGION, start + i * 2 * S, 4.0) for i in (0, 1)]
+    )
     accepted = to_epoch_us(
         scalar("SELECT max(received_at) FROM raw_readings WHERE meter_id = %s", (meter,))
     )
@@ -243,7 +214,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, aler
     assert (severity, status, count) == ("medium", "active", 1)
     assert message.startswith("Meter outage detected: no data received for ")
 
-    post(client, alert_worker, [reading(meter, REGION, now_us() - S, 4.0)])
+    post_and_fold(client, mail_worker, [reading(meter, REGION, now_us() - S, 4.0)])
     wait_for(lambda: alerts_of(meter, rules.METER_OUTAGE)[0][1] == "resolved", timeout=10)
     assert unpack_state(get_redis().hget(STATES, meter)) == (
         get_detection_store().state(meter),
@@ -251,7 +222,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, aler
     )
 
 
-def test_time_the_pipeline_was_down_does_not_count_as_silence(alert_worker):
+def test_time_the_pipeline_was_down_does_not_count_as_silence(mail_worker):
     meter = "ALERT-SILENT-2"
     member = f"{REGION}\n{meter}"
     accepted = now_us()
@@ -269,7 +240,7 @@ def test_time_the_pipeline_was_down_does_not_count_as_silence(alert_worker):
     assert (severity, status, count) == ("medium", "active", 1)
 
 
-def test_time_the_api_refused_readings_does_not_count_as_silence(alert_worker):
+def test_time_the_api_refused_readings_does_not_count_as_silence(mail_worker):
     meter = "ALERT-SILENT-3"
     accepted = now_us()
     readings = [reading(meter, REGION, accepted - (2 - i) * 2 * S, 4.0) for i in (0, 1)]
@@ -311,7 +282,7 @@ def _race(barrier, region: str) -> None:
         )
 
 
-def test_four_workers_racing_on_one_condition_open_one_alert(alert_worker):
+def test_four_workers_racing_on_one_condition_open_one_alert(mail_worker):
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(4)
     workers = [context.Process(target=_race, args=(barrier, REGION)) for _ in range(4)]
@@ -325,7 +296,7 @@ def test_four_workers_racing_on_one_condition_open_one_alert(alert_worker):
 
 
 def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
-    mailbox, app, client, alert_worker
+    mailbox, app, client, mail_worker
 ):
     """Loads (percent of Delhi-North's 4200 kW): 95, 95 -> raise; 88, 92, 88, 92 cross 90
     every window but neither clear (not below 85) nor repeat an alert; 101 escalates; 84, 84
@@ -334,17 +305,19 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
     region = "Delhi-North"
     customer = create_account(app, region=region)
     meter = "ALERT-LOAD-1"
-    evaluated = alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+    evaluated = mail_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
     minute = 60 * S
     first = now_us() - 20 * minute
     first -= first % minute
     percents = [95, 95, 88, 92, 88, 92, 101, 84, 84]
     for index, percent in enumerate(percents):
-        post(client, alert_worker, [reading(meter, region, first + index * minute, 42 * percent)])
+        post_and_fold(
+            client, mail_worker, [reading(meter, region, first + index * minute, 42 * percent)]
+        )
         flush_now()
         wait_for(
             lambda n=evaluated + index + 1: (
-                alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+                mail_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
                 >= n
             ),
             timeout=10,
@@ -377,7 +350,7 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
     ]
 
 
-def test_the_simulators_overload_scenario_raises_a_regional_overload(client, alert_worker):
+def test_the_simulators_overload_scenario_raises_a_regional_overload(client, mail_worker):
     """Two minutes of `python -m simulator --scenario overload` (default 5000 meters) for one
     region: its 500 meters draw 1.9-2.3 x their base load, far above 90 % of its capacity."""
     region = "Hyderabad-Central"
@@ -386,7 +359,7 @@ def test_the_simulators_overload_scenario_raises_a_regional_overload(client, ale
     scenario = Scenario(fleet, name="overload", mode="normal", region=region)
     minute_s = 60
     first_s = (now_us() // MICRO // minute_s - 10) * minute_s
-    evaluated = alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+    evaluated = mail_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
     for cycle in (0, 1):
         epoch_s = first_s + cycle * minute_s
         readings = generate_readings(
@@ -398,11 +371,11 @@ def test_the_simulators_overload_scenario_raises_a_regional_overload(client, ale
             duplicate_rate=0,
             rng=rng,
         )
-        post(client, alert_worker, [item for item in readings if item["region"] == region])
+        post_and_fold(client, mail_worker, [item for item in readings if item["region"] == region])
     flush_now()
     wait_for(
         lambda: (
-            alert_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
+            mail_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
             > evaluated
         ),
         timeout=10,

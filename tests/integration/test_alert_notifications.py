@@ -24,18 +24,13 @@ from segs.redis_client import get_redis
 from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
 from tests.accounts import create_account
-from tests.mailbox import running_mailbox
 from tests.support import MICRO
-from tests.support import WorkerProcess
 from tests.support import execute
 from tests.support import now_us
-from tests.support import post_batch
+from tests.support import post_and_fold
 from tests.support import query
-from tests.support import raw_count
 from tests.support import reading
-from tests.support import reset_state
 from tests.support import scalar
-from tests.support import wait_folded
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -84,34 +79,13 @@ def receiver():
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def mailbox():
-    with running_mailbox() as box:
-        yield box
-
-
-@pytest.fixture(scope="module")
-def notify_worker(mailbox, database, tmp_path_factory):
-    reset_state()
-    proc = WorkerProcess(tmp_path_factory.mktemp("notify-worker"))
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-def post(client, worker, batch) -> None:
-    before = raw_count()
-    assert post_batch(client, batch)[0] == 202
-    wait_folded(before + len(batch), log=worker.log)
-
-
 def spike(client, worker, meter: str, region: str = REGION, last: float = 10.0) -> None:
     """Five readings at 4 kW, then one at *last* kW."""
     start = now_us() - 60 * S
     powers = [4.0] * 5 + [last]
-    post(client, worker, [reading(meter, region, start + i * S, p) for i, p in enumerate(powers)])
+    post_and_fold(
+        client, worker, [reading(meter, region, start + i * S, p) for i, p in enumerate(powers)]
+    )
 
 
 def open_alert(meter: str) -> int:
@@ -138,7 +112,7 @@ def feed_events(client, account, cursor: str) -> list[tuple[str, dict]]:
 
 
 def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
-    app, client, notify_worker, mailbox, receiver
+    app, client, mail_worker, mailbox, receiver
 ):
     meter = "NOTE-SPIKE-1"
     owner = create_account(app, region=REGION, meters=(meter,))
@@ -149,7 +123,7 @@ def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
     assert created.status_code == 201
     secret = created.get_json()["secret"]
 
-    spike(client, notify_worker, meter)
+    spike(client, mail_worker, meter)
     alert_id = open_alert(meter)
     message = mailbox.wait(owner.email)
     assert message.subject == f"[SEGS] medium POWER_SPIKE created: {meter}"
@@ -195,7 +169,7 @@ def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
     assert feed_events(client, stranger, "0-0,0-0") == []
 
 
-def test_preferences_choose_channels_kinds_and_severity(app, client, notify_worker, receiver):
+def test_preferences_choose_channels_kinds_and_severity(app, client, mail_worker, receiver):
     meter = "NOTE-PREFS-1"
     owner = create_account(app, region=REGION, meters=(meter,))
     assert (
@@ -215,7 +189,7 @@ def test_preferences_choose_channels_kinds_and_severity(app, client, notify_work
         "minSeverity": "high",
         "isDefault": False,
     }
-    spike(client, notify_worker, meter)  # a medium spike: not a kind this customer wants
+    spike(client, mail_worker, meter)  # a medium spike: not a kind this customer wants
     spike_transition = wait_for(
         lambda: scalar(
             "SELECT max(t.id) FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id "
@@ -225,7 +199,7 @@ def test_preferences_choose_channels_kinds_and_severity(app, client, notify_work
         timeout=10,
     )
     wait_for(lambda: get_redis().exists(f"segs:notified:transition:{spike_transition}"), timeout=10)
-    post(client, notify_worker, [reading(meter, REGION, now_us() - 30 * S, 0.0)])  # outage
+    post_and_fold(client, mail_worker, [reading(meter, REGION, now_us() - 30 * S, 0.0)])  # outage
     wait_for(lambda: receiver.to("/p"), timeout=10)
     assert [json.loads(body)["alert"]["type"] for _, _, body in receiver.to("/p")] == [
         "POWER_OUTAGE"
@@ -236,7 +210,7 @@ def test_preferences_choose_channels_kinds_and_severity(app, client, notify_work
 
 
 def test_a_failing_webhook_is_tried_three_times_then_dead_lettered(
-    app, client, notify_worker, receiver
+    app, client, mail_worker, receiver
 ):
     meter = "NOTE-FAIL-1"
     owner = create_account(app, region=REGION, meters=(meter,))
@@ -248,7 +222,7 @@ def test_a_failing_webhook_is_tried_three_times_then_dead_lettered(
     client.post(
         "/api/v1/users/me/webhooks", headers=owner.headers, json={"url": receiver.url("/fail")}
     )
-    spike(client, notify_worker, meter)
+    spike(client, mail_worker, meter)
     wait_for(
         lambda: scalar(
             "SELECT count(*) FROM notification_dead_letters WHERE user_id = %s", (owner.id,)
@@ -270,7 +244,7 @@ def test_a_failing_webhook_is_tried_three_times_then_dead_lettered(
     assert attempts == 3 and subject.startswith("transition:")
 
 
-def test_a_tariff_change_reaches_the_regions_customers(app, client, notify_worker, mailbox):
+def test_a_tariff_change_reaches_the_regions_customers(app, client, mail_worker, mailbox):
     customer = create_account(app, region="Pune-East")
     elsewhere = create_account(app, region="Pune-West")
     effective = datetime(2026, 11, 22, 18, 0, tzinfo=UTC).isoformat()
@@ -310,7 +284,7 @@ def _alert(meter, kind, severity, status, created, acknowledged=None, resolved=N
     )
 
 
-def test_operators_list_filter_resolve_and_count(app, client, notify_worker):
+def test_operators_list_filter_resolve_and_count(app, client, mail_worker):
     base = datetime(2026, 1, 1, tzinfo=UTC)
     minute = 60
     at = lambda seconds: datetime.fromtimestamp(base.timestamp() + seconds, UTC)  # noqa: E731
@@ -375,7 +349,7 @@ def test_operators_list_filter_resolve_and_count(app, client, notify_worker):
     )
 
 
-def test_customers_see_only_their_meters_alerts(app, client, notify_worker):
+def test_customers_see_only_their_meters_alerts(app, client, mail_worker):
     owner = create_account(app, region="Chennai-North", meters=("MINE-1",))
     mine = _alert("MINE-1", "POWER_SPIKE", "high", "active", datetime.now(UTC))
     _alert("THEIRS-1", "POWER_SPIKE", "high", "active", datetime.now(UTC))
@@ -390,7 +364,7 @@ def test_customers_see_only_their_meters_alerts(app, client, notify_worker):
     assert "channels" in bad.get_json()["error"]["details"]["json"]
 
 
-def test_a_delivery_queued_twice_is_sent_once(app, mailbox, notify_worker):
+def test_a_delivery_queued_twice_is_sent_once(app, mailbox, mail_worker):
     """A dispatch that dies after queuing its deliveries, before marking itself done, runs
     again and queues them again: the second copy of each finds it delivered and sends nothing."""
     account = create_account(app, region=REGION)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from segs.services import mail
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.mailbox import Mailbox
-from tests.mailbox import running_mailbox
 from tests.support import WorkerProcess
 from tests.support import execute
 from tests.support import query
@@ -56,24 +54,6 @@ def error(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 REVOKED = error("TOKEN_REVOKED", "the token has been revoked")
 UNAVAILABLE = error("ACCOUNT_UNAVAILABLE", "the account is suspended or no longer exists")
-
-
-@pytest.fixture(scope="module")
-def mailbox():
-    with running_mailbox() as box:
-        yield box
-
-
-@pytest.fixture(scope="module")
-def mail_worker(mailbox: Mailbox, database, tmp_path_factory) -> Iterator[WorkerProcess]:
-    """One worker for the module, started once the mailbox's address is in the environment;
-    each test's mail goes through it (a worker start costs seconds)."""
-    worker = WorkerProcess(tmp_path_factory.mktemp("worker"))
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.kill()
 
 
 @pytest.fixture
