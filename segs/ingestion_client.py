@@ -21,8 +21,8 @@ from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.readings import BatchTooLargeError
 from segs.domain.readings import BodyShapeError
-from segs.domain.readings import single_as_batch
-from segs.domain.readings import split_batch
+from segs.domain.readings import decode_batch
+from segs.domain.readings import decode_single
 from segs.errors import error_body
 from segs.models import Region
 from segs.redis_client import get_redis
@@ -80,17 +80,17 @@ def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str,
             {},
         )
     try:
-        items = (
-            single_as_batch(body)
+        batch = (
+            decode_single(body)
             if single
-            else split_batch(body, max_items=settings.max_batch_readings)
+            else decode_batch(body, max_items=settings.max_batch_readings)
         )
     except BatchTooLargeError as exc:
         return 413, error_body("PAYLOAD_TOO_LARGE", str(exc)), {}
     except BodyShapeError as exc:
         return 400, error_body("BAD_REQUEST", str(exc)), {}
     try:
-        result = get_ingestor().ingest(items, datetime.now(UTC))
+        result = get_ingestor().ingest(batch, datetime.now(UTC))
     except IngestionUnavailableError as exc:
         _note_refusal()
         headers = {"Retry-After": str(exc.retry_after)}

@@ -114,15 +114,47 @@ def split_batch(body: bytes, *, max_items: int) -> list[msgspec.Raw]:
         items = _raw_list_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise BodyShapeError(f"body must be a JSON array of readings: {exc}") from exc
-    if not items:
-        raise BodyShapeError(f"body must hold between 1 and {max_items} readings")
-    if len(items) > max_items:
-        raise BatchTooLargeError(f"a batch holds at most {max_items} readings, got {len(items)}")
+    _check_count(len(items), max_items)
     return items
+
+
+def _check_count(count: int, max_items: int) -> None:
+    if not count:
+        raise BodyShapeError(f"body must hold between 1 and {max_items} readings")
+    if count > max_items:
+        raise BatchTooLargeError(f"a batch holds at most {max_items} readings, got {count}")
 
 
 class BatchTooLargeError(ValueError):
     """More readings than one batch may hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A request's readings: the valid ones with their index in the request, and the errors."""
+
+    readings: list[tuple[int, ReadingIn]]
+    errors: list[ReadingError]
+    size: int
+
+
+def decode_batch(body: bytes, *, max_items: int) -> DecodedBatch:
+    """Decode a JSON array body of readings; one error per bad reading.
+
+    :raises BodyShapeError: the body is not a JSON array.
+    :raises BatchTooLargeError: the array holds more than *max_items* readings.
+    """
+    try:
+        # One call for the whole array: the usual, all-valid batch costs a third less than
+        # decoding item by item.
+        readings = _batch_decoder.decode(body)
+    except msgspec.MsgspecError:
+        # Some reading is invalid, or the body is not an array: judge each item on its own.
+        items = split_batch(body, max_items=max_items)
+        valid, errors = decode_items(items)
+        return DecodedBatch(valid, errors, len(items))
+    _check_count(len(readings), max_items)
+    return DecodedBatch(list(enumerate(readings)), [], len(readings))
 
 
 def single_as_batch(body: bytes) -> list[msgspec.Raw]:
@@ -137,6 +169,15 @@ def single_as_batch(body: bytes) -> list[msgspec.Raw]:
     if not bytes(raw).lstrip().startswith(b"{"):
         raise BodyShapeError("body must be a JSON object holding one reading")
     return [raw]
+
+
+def decode_single(body: bytes) -> DecodedBatch:
+    """Decode a one-reading body (a JSON object) as a batch of one.
+
+    :raises BodyShapeError: the body is not a JSON object.
+    """
+    valid, errors = decode_items(single_as_batch(body))
+    return DecodedBatch(valid, errors, 1)
 
 
 def decode_items(

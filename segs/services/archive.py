@@ -45,6 +45,8 @@ CREATE TEMP TABLE IF NOT EXISTS reading_stage (
 ) ON COMMIT DELETE ROWS
 """
 
+_STAGE_TYPES = ["text"] * 3 + ["int8"] * 8  # the columns of reading_stage, in order
+
 # Timestamps travel as integer epoch microseconds; these conversions are exact both ways:
 #   timestamptz 'epoch' + ts_us * interval '1 microsecond'
 #   (extract(epoch FROM ts) * 1000000)::bigint
@@ -183,8 +185,11 @@ def _insert(
                 cursor.execute(_STAGE_DDL)
                 with cursor.copy(
                     "COPY reading_stage (meter_id, region, reading_id, ts_us, power, energy, "
-                    "voltage, current, frequency, power_factor, temperature) FROM STDIN"
+                    "voltage, current, frequency, power_factor, temperature) "
+                    "FROM STDIN (FORMAT BINARY)"
                 ) as copy:
+                    # Binary rows cost the worker and PostgreSQL about half the CPU of text.
+                    copy.set_types(_STAGE_TYPES)
                     for row in rows:
                         copy.write_row(row)
                 cursor.execute(_INSERT_NEW, params)

@@ -104,6 +104,8 @@ class RedisDedupeMarks:
         if not keys:
             return []
         flags = self._mark(keys=[], args=[_pack_keys(keys), self.ttl_s])
+        if b"0" not in flags:  # the usual answer: nothing seen before
+            return [True] * len(keys)
         return [flag == ord("1") for flag in flags]
 
     def release(self, keys: list[tuple[str, int]]) -> None:

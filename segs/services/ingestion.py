@@ -17,17 +17,16 @@ from datetime import datetime
 from typing import Any
 from typing import Protocol
 
-import msgspec
-
 from segs import metrics
 from segs.config import Settings
 from segs.domain.readings import ROW_METER
+from segs.domain.readings import ROW_REGION
 from segs.domain.readings import ROW_TS
+from segs.domain.readings import DecodedBatch
 from segs.domain.readings import ReadingError
 from segs.domain.readings import ReadingRow
 from segs.domain.readings import TimeBounds
 from segs.domain.readings import check_row
-from segs.domain.readings import decode_items
 from segs.domain.readings import first_of_each_key
 from segs.domain.readings import to_epoch_us
 from segs.domain.readings import to_row
@@ -97,26 +96,25 @@ class Ingestor:
     publish: Publisher
     backlog_exceeded: Callable[[], bool]
 
-    def ingest(self, items: list[msgspec.Raw], now: datetime) -> IngestResult:
-        """Validate and queue *items* (raw JSON readings) received at *now*.
+    def ingest(self, batch: DecodedBatch, now: datetime) -> IngestResult:
+        """Validate and queue the decoded readings of a request received at *now*.
 
         :raises IngestionUnavailableError: nothing further could be queued right now.
         """
         started = time.perf_counter()
         result = IngestResult()
-        rows = self._validate(items, now, result)
+        rows = self._validate(batch, now, result)
         result.valid = len(rows)
         fresh = first_of_each_key(rows)
         result.duplicates = len(rows) - len(fresh)
         if fresh:
             self._queue(fresh, to_epoch_us(now), result)
-        self._record(len(items), result, time.perf_counter() - started)
+        self._record(batch.size, result, time.perf_counter() - started)
         return result
 
     def _validate(
-        self, items: list[msgspec.Raw], now: datetime, result: IngestResult
+        self, batch: DecodedBatch, now: datetime, result: IngestResult
     ) -> list[ReadingRow]:
-        decoded, errors = decode_items(items)
         try:
             regions = self.known_regions()
         except Exception as exc:
@@ -129,9 +127,15 @@ class Ingestor:
             max_age_s=self.settings.max_reading_age_s,
             max_skew_s=self.settings.max_future_skew_s,
         )
+        oldest, newest = bounds.oldest_us, bounds.newest_us
+        errors = list(batch.errors)
         rows: list[ReadingRow] = []
-        for index, reading in decoded:
+        for index, reading in batch.readings:
             row = to_row(reading)
+            # The usual case inline, as it runs for every reading; check_row says what is wrong.
+            if row[ROW_REGION] in regions and oldest <= row[ROW_TS] <= newest:
+                rows.append(row)
+                continue
             error = check_row(index, row, known_regions=regions, bounds=bounds)
             if error is None:
                 rows.append(row)
@@ -159,14 +163,10 @@ class Ingestor:
             marked = self.marks.mark_new(keys)
         except Exception as exc:
             raise IngestionUnavailableError(f"Redis is unavailable: {exc}", retry_after) from exc
+        new_rows = [row for row, is_new in zip(rows, marked, strict=True) if is_new]
+        result.duplicates += len(rows) - len(new_rows)
 
-        by_shard: dict[int, list[ReadingRow]] = {}
-        for row, is_new in zip(rows, marked, strict=True):
-            if is_new:
-                by_shard.setdefault(shard_for(row[ROW_METER], self.settings.shards), []).append(row)
-            else:
-                result.duplicates += 1
-
+        by_shard = self._by_shard(new_rows)
         shards = sorted(by_shard)
         for position, shard in enumerate(shards):
             try:
@@ -185,6 +185,15 @@ class Ingestor:
                     f"the broker did not take the readings: {exc}", retry_after
                 ) from exc
             result.accepted += len(by_shard[shard])
+
+    def _by_shard(self, rows: list[ReadingRow]) -> dict[int, list[ReadingRow]]:
+        shards = self.settings.shards
+        if shards == 1 or not rows:
+            return {0: rows} if rows else {}
+        by_shard: dict[int, list[ReadingRow]] = {}
+        for row in rows:
+            by_shard.setdefault(shard_for(row[ROW_METER], shards), []).append(row)
+        return by_shard
 
     def _release_quietly(self, keys: list[tuple[str, int]]) -> None:
         try:

@@ -8,6 +8,11 @@ longer than SEGS_REQUEUE_AFTER_S, once its queue is empty, under the same task i
 batch twice is harmless (segs.services.archive), so a re-published batch whose original was only
 slow costs only time.
 
+Since the ledger holds the rows anyway, the task message does not carry them a second time: it
+names the batch (its task id), and the worker reads the rows from here. The message is then a
+few hundred bytes instead of ~100 kB that kombu's Redis transport encodes as JSON and base64 in
+the API, and decodes, stores again as unacknowledged and pickles to a pool process in the worker.
+
 With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guarantee, so the
 ledger keeps no rows: only each batch's publish time, which the silent-meter sweep needs to know
 how far the pipeline has got (segs.services.detection, the ingestion watermark).
@@ -35,12 +40,23 @@ class PendingBatch:
     task_id: str
     shard: int
     received_at_us: int
-    rows: list[ReadingRow]
+
+
+# KEYS: pending hash, pending zset. ARGV: task id, published at (s), payload.
+# A script rather than MULTI/EXEC: one round trip, and redis-py builds no pipeline per batch
+# (a pipeline copies the client's response callbacks, which showed in the API's profile).
+_RECORD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+"""
 
 
 @dataclass
 class PendingLedger:
     client: redis.Redis
+
+    def __post_init__(self) -> None:
+        self._record = self.client.register_script(_RECORD)
 
     def record(
         self,
@@ -54,10 +70,16 @@ class PendingLedger:
         if rows is None:
             self.client.zadd(PENDING_AT, {task_id: now_s})
             return
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(PENDING, task_id, orjson.dumps([shard, received_at_us, rows]))
-        pipe.zadd(PENDING_AT, {task_id: now_s})
-        pipe.execute()
+        payload = orjson.dumps([shard, received_at_us, rows])
+        self._record(keys=[PENDING, PENDING_AT], args=[task_id, now_s, payload])
+
+    def rows_of(self, task_id: str) -> list[ReadingRow] | None:
+        """The rows of a pending batch; None once it is folded (or was never published)."""
+        payload = self.client.hget(PENDING, task_id)
+        if payload is None:
+            return None
+        rows: list[ReadingRow] = orjson.loads(payload)[2]
+        return rows
 
     def settle(self, task_id: str) -> None:
         """Forget a batch (its publish failed, or a worker has fully applied it)."""
@@ -84,10 +106,10 @@ class PendingLedger:
             if payload is None:  # settled meanwhile
                 pipe.zrem(PENDING_AT, task_id)
                 continue
-            shard, received_at_us, rows = orjson.loads(payload)
+            shard, received_at_us, _ = orjson.loads(payload)
             if shard not in shards:
                 continue
-            stalled.append(PendingBatch(task_id, shard, received_at_us, rows))
+            stalled.append(PendingBatch(task_id, shard, received_at_us))
             pipe.zadd(PENDING_AT, {task_id: now_s})
         pipe.execute()
         return stalled

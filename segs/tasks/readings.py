@@ -39,9 +39,16 @@ logger = get_task_logger(__name__)
     retry_backoff=True,
     retry_backoff_max=60,
 )
-def fold_batch(self: Task, rows: list[ReadingRow], received_at_us: int) -> dict[str, Any]:
-    """Archive a shard's readings and fold the new ones into their windows."""
+def fold_batch(self: Task, rows: list[ReadingRow] | None, received_at_us: int) -> dict[str, Any]:
+    """Archive a shard's readings and fold the new ones into their windows.
+
+    *rows* is None when the batch waits in the pending ledger under this task's id (the Redis
+    broker, segs.services.pending). A batch already folded has left the ledger: its run then
+    folds nothing and only stores findings a crash may have left behind.
+    """
     started = time.perf_counter()
+    if rows is None:
+        rows = get_pending_ledger().rows_of(self.request.id) or []
     with own_connection() as conn:
         outcome = archive_and_fold(
             conn,
@@ -66,23 +73,32 @@ def publish_batch(shard: int, rows: list[ReadingRow], received_at_us: int) -> No
     """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP)."""
     task_id = str(uuid.uuid4())
     ledger = get_pending_ledger()
-    # With RabbitMQ the ledger only times the batch, for the ingestion watermark.
-    kept_rows = rows if get_settings().pending_ledger else None
-    ledger.record(task_id, shard, kept_rows, received_at_us, time.time())
+    if get_settings().pending_ledger:
+        # The ledger keeps the rows; the message only names the batch.
+        ledger.record(task_id, shard, rows, received_at_us, time.time())
+        sent: list[ReadingRow] | None = None
+    else:
+        # RabbitMQ keeps the message itself; the ledger only times it (ingestion watermark).
+        ledger.record(task_id, shard, None, received_at_us, time.time())
+        sent = rows
     try:
-        _send(task_id, shard, rows, received_at_us)
+        _send(task_id, shard, sent, received_at_us)
     except BaseException:
         ledger.settle(task_id)
         raise
 
 
-def _send(task_id: str, shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
+def _send(task_id: str, shard: int, rows: list[ReadingRow] | None, received_at_us: int) -> None:
     fold_batch.apply_async(
         args=(rows, received_at_us),
         task_id=task_id,
         queue=queue_for_shard(shard),
         # Celery would otherwise build a repr of every row for its logs and events.
-        argsrepr=f"(<{len(rows)} readings>, {received_at_us})",
+        argsrepr=(
+            f"(<{len(rows)} readings>, {received_at_us})"
+            if rows is not None
+            else f"(<rows in the pending ledger>, {received_at_us})"
+        ),
         kwargsrepr="{}",
     )
 
@@ -102,7 +118,7 @@ def requeue_stalled_batches() -> int:
     idle_shards = {shard for shard in range(settings.shards) if depths[queue_for_shard(shard)] == 0}
     stalled = ledger.claim_stalled(now - settings.requeue_after_s, now, idle_shards)
     for batch in stalled:
-        _send(batch.task_id, batch.shard, batch.rows, batch.received_at_us)
+        _send(batch.task_id, batch.shard, None, batch.received_at_us)
     metrics.PENDING_BATCHES.set(ledger.size())
     if stalled:
         metrics.BATCHES_REQUEUED.inc(len(stalled))

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from segs.config import get_settings
-from segs.domain.readings import split_batch
+from segs.domain.readings import decode_batch
 from segs.domain.sharding import shard_for
 from segs.ingestion_client import get_ingestor
 from segs.redis_client import get_redis
@@ -313,7 +313,7 @@ def _ingestor(publish, marks=None) -> Ingestor:
 
 
 def _items(readings):
-    return split_batch(json.dumps(readings).encode(), max_items=1000)
+    return decode_batch(json.dumps(readings).encode(), max_items=1000)
 
 
 def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):

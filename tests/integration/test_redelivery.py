@@ -6,6 +6,7 @@ The batch id is the Celery task id: raw_readings rows carry it, and the Redis fo
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal as D
 
@@ -15,6 +16,7 @@ from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services.archive import _insert
 from segs.tasks.readings import fold_batch
+from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
@@ -149,3 +151,20 @@ def test_rerun_after_another_batch_took_some_of_the_readings(window):
         ("R-3", first_id),
         ("R-4", second_id),
     ]
+
+
+def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
+    """The Redis broker's message names the batch; its rows wait in the pending ledger."""
+    rows = batch(window)
+    task_id = str(uuid.uuid4())
+    received_at = now_us()
+    get_pending_ledger().record(task_id, 0, rows, received_at, time.time())
+    for _ in range(2):
+        fold_batch.apply_async(args=(None, received_at), task_id=task_id, queue="readings.0")
+    wait_for(lambda: worker.fold_runs() == 2, timeout=30, message=worker.log)
+    # The first run folded the ledger's rows and settled the batch; the second found none.
+    assert worker.metric("segs_readings_archived_total") == 3
+    assert get_pending_ledger().rows_of(task_id) is None
+    assert get_pending_ledger().size() == 0
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert_counted_once(window)

@@ -15,7 +15,9 @@ from segs.domain.readings import BodyShapeError
 from segs.domain.readings import ReadingError
 from segs.domain.readings import TimeBounds
 from segs.domain.readings import check_row
+from segs.domain.readings import decode_batch
 from segs.domain.readings import decode_items
+from segs.domain.readings import decode_single
 from segs.domain.readings import from_epoch_us
 from segs.domain.readings import micro
 from segs.domain.readings import single_as_batch
@@ -247,3 +249,44 @@ def test_single_as_batch():
     for body in (b"[{}]", b"3", b"nope"):
         with pytest.raises(BodyShapeError):
             single_as_batch(body)
+
+
+def test_decode_batch_of_valid_readings_in_one_pass():
+    batch = decode_batch(json.dumps([GOOD, dict(GOOD, meterId="m2")]).encode(), max_items=10)
+    assert batch.size == 2
+    assert batch.errors == []
+    assert [(index, reading.meter_id) for index, reading in batch.readings] == [
+        (0, "MTR-00000042"),
+        (1, "m2"),
+    ]
+
+
+def test_decode_batch_with_a_bad_reading_judges_each_item():
+    items = [GOOD, dict(GOOD, powerKw=-1), "x", dict(GOOD, meterId="m2")]
+    batch = decode_batch(json.dumps(items).encode(), max_items=10)
+    valid, errors = decode(*items)
+    assert batch.size == 4
+    assert batch.errors == errors
+    assert [index for index, _ in batch.readings] == [index for index, _ in valid] == [0, 3]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"[]", BodyShapeError),
+        (b"{}", BodyShapeError),
+        (b"[", BodyShapeError),
+        (json.dumps([GOOD] * 11).encode(), BatchTooLargeError),
+        (json.dumps(["x"] * 11).encode(), BatchTooLargeError),
+    ],
+)
+def test_decode_batch_shape_and_size(body, error):
+    with pytest.raises(error):
+        decode_batch(body, max_items=10)
+
+
+def test_decode_single():
+    batch = decode_single(json.dumps(GOOD).encode())
+    assert (batch.size, batch.errors, len(batch.readings)) == (1, [], 1)
+    with pytest.raises(BodyShapeError):
+        decode_single(json.dumps([GOOD]).encode())
