@@ -49,6 +49,12 @@ def _parse(argv: list[str]) -> BenchConfig:
         "--concurrency", type=int, default=10, help="simulator batches in flight (seed default 10)"
     )
     parser.add_argument(
+        "--spread",
+        action="store_true",
+        help="the simulator paces each cycle's batches over the interval (default: all at once, "
+        "as the seed's meters did)",
+    )
+    parser.add_argument(
         "--one-worker",
         action="store_true",
         help="one Celery worker for every queue (default: the reading queues get their own "
@@ -69,6 +75,7 @@ def _parse(argv: list[str]) -> BenchConfig:
         api_port=args.api_port,
         seed=args.seed,
         client_concurrency=args.concurrency,
+        spread=args.spread,
         service_worker=not args.one_worker,
         database_url=args.database_url,
         redis_url=args.redis_url,
@@ -89,7 +96,8 @@ def _report(result: BenchResult) -> str:
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         f"load: {config.meters} meters every {config.interval_s:g} s = "
         f"{config.offered_rate:,.0f} readings/s offered for {config.duration_s:g} s "
-        f"({config.client_concurrency} batches in flight); "
+        f"({config.client_concurrency} batches in flight"
+        f"{', spread over the interval' if config.spread else ''}); "
         f"broker {config.broker}; {config.api_workers} API workers; "
         f"Celery {config.worker_pool} x{config.worker_concurrency}"
         f"{' on the reading queues + x2 on default,notifications' if config.service_worker else ''}"

@@ -13,6 +13,7 @@ reports:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +52,8 @@ class BenchConfig:
     api_port: int
     seed: int
     client_concurrency: int
+    # The simulator's --spread: each cycle's batches paced over the interval, not sent at once.
+    spread: bool = False
     # A second worker, two processes, for the default and notifications queues (flushes, overload
     # checks, repricing, notifications), so they never hold a reading worker's process, and a
     # notification does not wait for a whole flush.
@@ -216,8 +220,32 @@ def _redis_command_stats(url: str) -> list[tuple[str, int, float]]:
     return sorted(rows, key=lambda row: -row[2])
 
 
+# Lock files held until the benchmark process exits (see _hold_store).
+_held_locks: list[IO[str]] = []
+
+
+def _hold_store(config: BenchConfig) -> None:
+    """Refuse to start while another benchmark uses the same database.
+
+    Each run empties the database and Redis databases it uses, so a second run would truncate
+    the first one's tables under it, and both would report wrong totals.
+    """
+    name = config.database_url.rsplit("/", 1)[-1]
+    handle = (Path(tempfile.gettempdir()) / f"segs-bench-{name}.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SystemExit(
+            f"another benchmark is running against {config.database_url}; wait for it to end "
+            "or give this one its own --database-url, --redis-url and --redis-broker-url"
+        ) from None
+    _held_locks.append(handle)
+
+
 def _run_setup(config: BenchConfig) -> None:
     """Create and migrate the bench database, then empty it and the bench Redis databases."""
+    _hold_store(config)
     env = config.env()
     subprocess.run(
         [str(BIN / "flask"), "--app", "segs.web", "migrate"], env=env, check=True, cwd=ROOT
@@ -477,6 +505,7 @@ def run(config: BenchConfig) -> BenchResult:
             "--concurrency",
             str(config.client_concurrency),
             "--quiet",
+            *(["--spread"] if config.spread else []),
         ]
         samples: list[tuple[float, int]] = []
         load_started = datetime.now(UTC)

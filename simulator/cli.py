@@ -280,6 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _option(
         send,
+        "--spread",
+        default=None,
+        action="store_true",
+        shown="off",
+        text="send each cycle's batches evenly over the interval instead of all at its start "
+        "(the readings keep the cycle's timestamp)",
+    )
+    _option(
+        send,
         "--retries",
         metavar="N",
         default="3",
@@ -331,12 +340,6 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             f"--scenario-region {args.scenario_region!r} is not one of --regions "
             f"({', '.join(args.regions)})"
         )
-    quiet = args.quiet
-    if isinstance(quiet, str) or quiet is None:  # not given: the SIM_QUIET text, if any
-        try:
-            quiet = _flag(quiet or "")
-        except ValueError:
-            parser.error(f"SIM_QUIET must be 1/0, true/false, yes/no or on/off, got {quiet!r}")
     return Settings(
         meters=args.meters,
         interval_s=args.interval,
@@ -353,12 +356,23 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         url=args.url,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
+        spread=_flag_option(args.spread, "SIM_SPREAD", parser),
         retries=args.retries,
         retry_delay_s=args.retry_delay,
         timeout_s=args.timeout,
         json_summary=args.json_summary,
-        quiet=quiet,
+        quiet=_flag_option(args.quiet, "SIM_QUIET", parser),
     )
+
+
+def _flag_option(value: bool | str | None, env_name: str, parser: argparse.ArgumentParser) -> bool:
+    """A store_true option: True when given, else the environment variable's text, if any."""
+    if isinstance(value, bool):
+        return value
+    try:
+        return _flag(value or "")
+    except ValueError:
+        parser.error(f"{env_name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class Settings:
     url: str = "http://localhost:8000/telemetry/batch"
     batch_size: int = 500
     concurrency: int = 10
+    spread: bool = False
     retries: int = 3
     retry_delay_s: float = 1.0
     timeout_s: float = 30.0
@@ -159,7 +160,8 @@ class _Run:
                     break
             elif cycle:
                 self.stats.behind_schedule += 1
-            await self._cycle(cycle, wall0 + cycle * settings.interval_s)
+            if await self._cycle(cycle, start, wall0 + cycle * settings.interval_s):
+                break
             cycle += 1
         if deadline is not None:
             deadline.cancel()
@@ -176,7 +178,8 @@ class _Run:
             return False
         return True
 
-    async def _cycle(self, cycle: int, wall: float) -> None:
+    async def _cycle(self, cycle: int, start: float, wall: float) -> bool:
+        """Send one cycle's batches; True if asked to stop meanwhile."""
         self.stats.cycles = cycle + 1
         batches = self.encoder.batches(
             self.scenario.profiles(wall),
@@ -184,11 +187,17 @@ class _Run:
             timestamp=iso_timestamp(wall),
             rng=self.rng,
         )
-        for body, count in batches:
+        gap = self._spread_gap()
+        loop = asyncio.get_running_loop()
+        for index, (body, count) in enumerate(batches):
+            if gap:
+                delay = start + index * gap - loop.time()
+                if delay > 0 and await self._sleep(delay):
+                    return True
             await self.slots.acquire()
             if self.stop.is_set():
                 self.slots.release()
-                return
+                return True
             self.stats.generated += count
             self.stats.in_flight += 1
             task = asyncio.create_task(self._send(body, count))
@@ -196,6 +205,19 @@ class _Run:
             task.add_done_callback(self.tasks.discard)
             # Let the request go out before generating the next batch.
             await asyncio.sleep(0)
+        return False
+
+    def _spread_gap(self) -> float:
+        """Seconds between a cycle's batches with --spread (else 0: all at the cycle's start).
+
+        The batches fill 90 % of the interval, which leaves room for the duplicates' extra
+        batches before the next cycle is due.
+        """
+        settings = self.settings
+        if not settings.spread:
+            return 0.0
+        batches = math.ceil(settings.meters * (1 + settings.duplicate_rate) / settings.batch_size)
+        return 0.9 * settings.interval_s / max(batches, 1)
 
     async def _send(self, body: bytes, count: int) -> None:
         try:

@@ -523,6 +523,40 @@ def test_simulate_sends_every_cycle_in_batches_with_the_cycle_timestamp():
     assert [round((later - stamps[0]).total_seconds(), 2) for later in stamps] == [0.0, 0.01, 0.02]
 
 
+class TimedTransport(ScriptedTransport):
+    """Also notes when each batch was posted (event loop time)."""
+
+    def __init__(self, *script):
+        super().__init__(*script)
+        self.times = []
+
+    async def post(self, body):
+        self.times.append(asyncio.get_running_loop().time())
+        return await super().post(body)
+
+
+@pytest.mark.parametrize(("spread", "first_to_last"), [(False, (0.0, 0.1)), (True, (0.6, 0.9))])
+def test_spread_sends_a_cycles_batches_over_the_interval(spread, first_to_last):
+    # 4 batches in a 1 s interval: 0.9 s / 4 = 0.225 s apart with --spread, else all at once.
+    transport = TimedTransport(*[Reply(202, {"accepted": 250}) for _ in range(4)])
+    settings = Settings(
+        meters=1000,
+        interval_s=1.0,
+        duplicate_rate=0.0,
+        seed=1,
+        iterations=1,
+        batch_size=250,
+        spread=spread,
+        quiet=True,
+    )
+
+    stats = asyncio.run(simulate(settings, transport))
+
+    assert (stats.sent, stats.behind_schedule) == (1000, 0)
+    low, high = first_to_last
+    assert low <= transport.times[-1] - transport.times[0] < high
+
+
 def test_queue_target_submits_the_batches_in_process(monkeypatch):
     submitted = []
 
@@ -733,17 +767,18 @@ def test_defaults_match_the_seed_simulator(clean_env):
     assert (settings.duplicate_rate, settings.retry_delay_s) == (0.01, 1.0)
     assert settings.regions == REGIONS
     assert settings.url == "http://localhost:8000/telemetry/batch"
-    assert settings.quiet is False
+    assert (settings.quiet, settings.spread) == (False, False)
 
 
 def test_environment_sets_defaults_and_the_command_line_wins(clean_env):
     clean_env.setenv("SIM_METERS", "7")
     clean_env.setenv("SIM_REGIONS", "A, B")
     clean_env.setenv("SIM_QUIET", "yes")
+    clean_env.setenv("SIM_SPREAD", "on")
 
     assert parse([]).meters == 7
     assert parse([]).regions == ("A", "B")
-    assert parse([]).quiet is True
+    assert (parse([]).quiet, parse([]).spread) == (True, True)
     assert parse(["--meters", "9"]).meters == 9
 
 
