@@ -41,6 +41,12 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600, "queue": "default"},
     },
+    "expire-detection-states": {
+        "task": "segs.tasks.alerts.expire_detection_states",
+        # Run every hour: meters silent for SEGS_DETECTION_STATE_TTL_DAYS forget their state
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3600, "queue": "default"},
+    },
     "recalculate-prices": {
         "task": "segs.tasks.tariffs.recalculate_prices",
         # Run every SEGS_TARIFF_REFRESH_INTERVAL_S (60 s): time-of-use hours and override

@@ -136,6 +136,8 @@ class Settings:
     silent_sweep_interval_s: float = 10.0
     # Spikes or drops in a row after which their level becomes the meter's baseline (0: never)
     anomaly_relearn_after: int = 30
+    # A meter silent this long with no open alert forgets its baseline and silence deadline
+    detection_state_ttl_days: int = 30
     overload_raise_percent: float = 90.0
     overload_clear_percent: float = 85.0
     overload_critical_percent: float = 100.0
@@ -250,6 +252,9 @@ def load_settings() -> Settings:
             "SEGS_SILENT_SWEEP_INTERVAL_S", Settings.silent_sweep_interval_s, 0.5
         ),
         anomaly_relearn_after=_int("SEGS_ANOMALY_RELEARN_AFTER", Settings.anomaly_relearn_after, 0),
+        detection_state_ttl_days=_int(
+            "SEGS_DETECTION_STATE_TTL_DAYS", Settings.detection_state_ttl_days, 1
+        ),
         overload_raise_percent=_float(
             "SEGS_OVERLOAD_RAISE_PERCENT", Settings.overload_raise_percent
         ),

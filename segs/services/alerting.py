@@ -10,13 +10,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
 from segs.domain import alerts as rules
 from segs.domain.readings import MICRO
 from segs.domain.readings import from_epoch_us
+from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
+from segs.models import Alert
 from segs.services.alerts import Condition
 from segs.services.alerts import apply_finding
 from segs.services.alerts import has_open
@@ -93,3 +96,29 @@ def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) 
         store.unpop(silent, threshold)
         raise
     return transitions
+
+
+def expire_detection_states(
+    session: Session, store: DetectionStore, now: datetime, ttl_days: int
+) -> int:
+    """Forget the detection state of meters silent for *ttl_days* (retired or removed meters),
+    so the states hash does not keep every meter ever seen. A meter with an open alert keeps
+    its state: its next reading must still resolve that alert. A meter that reports again later
+    starts afresh (it learns its baseline from 5 readings). Returns how many were forgotten."""
+    last_before_us = to_epoch_us(now) - ttl_days * 86_400 * MICRO
+    forgotten, cursor = 0, 0
+    while True:
+        cursor, stale = store.stale_states(last_before_us, cursor)
+        if stale:
+            alerted = set(
+                session.scalars(
+                    select(Alert.meter_id).where(
+                        Alert.meter_id.in_(list(stale)), Alert.status.in_(rules.OPEN_STATUSES)
+                    )
+                )
+            )
+            forgotten += store.forget_states(
+                {meter: packed for meter, packed in stale.items() if meter not in alerted}
+            )
+        if cursor == 0:
+            return forgotten

@@ -230,6 +230,20 @@ return due
 """
 
 
+# KEYS: states hash. ARGV: meter, packed state, meter, packed state...
+# Deletes each state only if it is still the one read: a reading meanwhile keeps the meter.
+_FORGET_UNCHANGED = """
+local forgotten = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    forgotten = forgotten + 1
+  end
+end
+return forgotten
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class MeterFinding:
     """What detection found for one meter, with the reading time it was found at."""
@@ -310,6 +324,7 @@ class DetectionStore:
         self._sweep_gap_s = sweep_gap_s
         self._pop_due = client.register_script(_POP_DUE)
         self._sweep_clock = client.register_script(_SWEEP_CLOCK)
+        self._forget_unchanged = client.register_script(_FORGET_UNCHANGED)
 
     def unstored_findings(self, batch_id: str) -> list[MeterFinding]:
         """Findings of a batch folded earlier and not yet stored (its task ran again)."""
@@ -323,6 +338,26 @@ class DetectionStore:
     def state(self, meter_id: str) -> MeterState | None:
         packed = self._redis.hget(STATES, meter_id)
         return unpack_state(packed)[0] if packed else None
+
+    def stale_states(
+        self, last_before_us: int, cursor: int = 0, count: int = 1000
+    ) -> tuple[int, dict[str, bytes]]:
+        """One step through the states (HSCAN, never a whole-hash read): the next cursor (0 at
+        the end) and the states in this step whose last reading is before *last_before_us*."""
+        cursor, chunk = self._redis.hscan(STATES, cursor, count=count)
+        stale = {}
+        for meter, packed in chunk.items():
+            state, _ = unpack_state(packed)
+            if state.last_ts_us < last_before_us:
+                stale[meter.decode()] = packed
+        return int(cursor), stale
+
+    def forget_states(self, states: dict[str, bytes]) -> int:
+        """Delete these states (as read by stale_states) unless a reading changed them since."""
+        if not states:
+            return 0
+        pairs = [item for meter, packed in states.items() for item in (meter, packed)]
+        return int(self._forget_unchanged(keys=[STATES], args=pairs))
 
     def sweep_threshold(self, now_s: float) -> float:
         """The score up to which stored deadlines are due now: the watermark less the downtime.

@@ -59,3 +59,15 @@ def sweep_silent_meters() -> int:
         )
     enqueue_transitions(transitions)
     return len(transitions)
+
+
+@app.task(name="segs.tasks.alerts.expire_detection_states", acks_late=True)
+def expire_detection_states() -> int:
+    """Forget the detection state of meters silent for SEGS_DETECTION_STATE_TTL_DAYS."""
+    with session_scope() as session:
+        return alerting.expire_detection_states(
+            session,
+            get_detection_store(),
+            datetime.now(UTC),
+            get_settings().detection_state_ttl_days,
+        )

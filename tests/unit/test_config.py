@@ -108,3 +108,10 @@ def test_tariff_and_billing_settings(bare_env):
         Decimal("0.05"),
         Decimal("0.1"),
     )
+
+
+def test_detection_state_ttl(bare_env):
+    assert load_settings().detection_state_ttl_days == 30
+    bare_env.setenv("SEGS_DETECTION_STATE_TTL_DAYS", "0")
+    with pytest.raises(SettingsError, match="SEGS_DETECTION_STATE_TTL_DAYS must be >= 1"):
+        load_settings()
