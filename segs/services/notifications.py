@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import redis
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -47,6 +49,7 @@ from segs.services.feed import region_feed
 from segs.services.feed import user_feed
 
 _DISPATCHED_PREFIX = "segs:notified:"
+_REDISPATCHED_PREFIX = "segs:redispatched:"
 _DELIVERED_PREFIX = "segs:delivered:"
 
 
@@ -93,6 +96,44 @@ def mark_dispatched(client: redis.Redis, subject: str) -> None:
     """Set once every delivery of *subject* is queued, so a dispatch that dies before that is
     done again (at least once), and one that finished is not repeated."""
     client.set(_DISPATCHED_PREFIX + subject, "1", ex=_MARK_TTL_S)
+
+
+def mark_transition_dispatched(session: Session, transition_id: int) -> None:
+    """Take a transition out of the outbox once its fan-out is queued (kept if set before)."""
+    session.execute(
+        update(AlertTransition)
+        .where(AlertTransition.id == transition_id, AlertTransition.dispatched_at.is_(None))
+        .values(dispatched_at=func.now())
+    )
+
+
+def stale_transitions(session: Session, stale_after_s: float, limit: int) -> list[int]:
+    """Transitions committed over *stale_after_s* ago and still not dispatched, oldest first:
+    their dispatch was lost (a crash after the commit) or failed. The database's clock judges
+    the age, as it stamped the transitions."""
+    return list(
+        session.scalars(
+            select(AlertTransition.id)
+            .where(
+                AlertTransition.dispatched_at.is_(None),
+                AlertTransition.at < func.now() - timedelta(seconds=stale_after_s),
+            )
+            .order_by(AlertTransition.at)
+            .limit(limit)
+        )
+    )
+
+
+def take_for_redispatch(
+    client: redis.Redis, transition_ids: list[int], every_s: float
+) -> list[int]:
+    """Those of *transition_ids* not dispatched again within the last *every_s*: a dispatch
+    waiting behind a long notifications queue gets one more copy per period, not one per sweep."""
+    with client.pipeline(transaction=False) as pipe:
+        for transition_id in transition_ids:
+            pipe.set(f"{_REDISPATCHED_PREFIX}{transition_id}", "1", nx=True, px=int(every_s * 1000))
+        taken = pipe.execute()
+    return [transition_id for transition_id, new in zip(transition_ids, taken, strict=True) if new]
 
 
 def _delivered_key(delivery: Delivery) -> str:

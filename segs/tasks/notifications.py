@@ -1,5 +1,10 @@
 """Notifications, on their own queue ``notifications`` so a slow SMTP server or webhook never
-holds up the reading path: fan a transition or a tariff change out, then deliver each copy."""
+holds up the reading path: fan a transition or a tariff change out, then deliver each copy.
+
+Alert transitions are an outbox (segs.services.notifications): beat dispatches again those whose
+dispatch never finished, so a crash between a transition's commit and enqueue_transitions
+delays its notifications instead of losing them.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ logger = get_task_logger(__name__)
 QUEUE = "notifications"
 
 
+# Undispatched transitions re-enqueued per sweep at most; the rest wait for the next sweeps.
+REDISPATCH_BATCH = 1000
+
+
 def enqueue_transitions(transition_ids: list[int]) -> None:
     """Hand committed alert transitions to the notification queue."""
     for transition_id in transition_ids:
@@ -31,12 +40,32 @@ def enqueue_transitions(transition_ids: list[int]) -> None:
 
 @app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True)
 def dispatch_transition(transition_id: int) -> int:
-    """Publish one alert transition on the live feed and queue its deliveries."""
+    """Publish one alert transition on the live feed, queue its deliveries, then take it out
+    of the outbox."""
     with session_scope() as session:
         plan = notifications.plan_transition(session, transition_id)
     if plan is None:
         return 0
-    return _fan_out(f"transition:{transition_id}", plan)
+    queued = _fan_out(f"transition:{transition_id}", plan)
+    with session_scope() as session:
+        notifications.mark_transition_dispatched(session, transition_id)
+    return queued
+
+
+@app.task(name="segs.tasks.notifications.redispatch_stale_transitions", acks_late=True)
+def redispatch_stale_transitions() -> int:
+    """Dispatch again the transitions still in the outbox SEGS_DISPATCH_STALE_AFTER_S after
+    their commit: a crash or a failed dispatch left them there."""
+    settings = get_settings()
+    with session_scope() as session:
+        stale = notifications.stale_transitions(
+            session, settings.dispatch_stale_after_s, REDISPATCH_BATCH
+        )
+    taken = notifications.take_for_redispatch(get_redis(), stale, settings.dispatch_stale_after_s)
+    enqueue_transitions(taken)
+    if taken:
+        logger.warning("dispatching %d stale alert transitions again", len(taken))
+    return len(taken)
 
 
 @app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True)

@@ -18,11 +18,16 @@ import pytest
 
 from segs.celery_app import app as celery_app
 from segs.config import get_settings
+from segs.db import session_scope
+from segs.domain import alerts as rules
 from segs.domain.alerts import SIGNATURE_HEADER
 from segs.domain.alerts import sign
 from segs.redis_client import get_redis
+from segs.services.alerts import Condition
+from segs.services.alerts import raise_alert
 from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
+from segs.tasks.notifications import redispatch_stale_transitions
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import execute
@@ -384,3 +389,49 @@ def test_a_delivery_queued_twice_is_sent_once(app, mailbox, mail_worker):
         "SELECT channel, status FROM notification_deliveries WHERE subject = %s",
         ("transition:sent-once",),
     ) == [("email", "sent")]
+
+
+def raise_without_dispatch(meter: str, kind: str) -> int:
+    """Commit a new alert's `created` transition and enqueue nothing, as a worker that dies
+    right after the commit would; return the transition's id."""
+    with session_scope() as session:
+        [transition] = raise_alert(
+            session, Condition(kind, REGION, meter), "medium", "raised", datetime.now(UTC)
+        )
+    return transition
+
+
+def dispatched_at(transition_id: int) -> datetime | None:
+    return scalar("SELECT dispatched_at FROM alert_transitions WHERE id = %s", (transition_id,))
+
+
+def test_the_outbox_sweep_dispatches_a_transition_whose_dispatch_was_lost(
+    app, client, mail_worker, mailbox
+):
+    """Issue 4: a crash between a transition's commit and enqueue_transitions lost its
+    notifications for ever. Beat's sweep now dispatches it once it is stale, and leaves alone
+    the transitions dispatched as usual."""
+    meter = "NOTE-OUTBOX-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    spike(client, mail_worker, meter)
+    assert mailbox.wait(owner.email).subject == f"[SEGS] medium POWER_SPIKE created: {meter}"
+    [(dispatched,)] = query(
+        "SELECT t.id FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id "
+        "WHERE a.meter_id = %s",
+        (meter,),
+    )
+    wait_for(lambda: dispatched_at(dispatched), timeout=10)
+
+    lost = raise_without_dispatch(meter, rules.METER_OUTAGE)
+    assert redispatch_stale_transitions.run() == 0  # its own dispatch may still be on its way
+    execute(
+        "UPDATE alert_transitions SET at = at - interval '1 minute' WHERE id IN (%s, %s)",
+        (dispatched, lost),
+    )
+    assert redispatch_stale_transitions.run() == 1  # the lost one only
+    assert redispatch_stale_transitions.run() == 0  # its copy is queued: not another one
+    assert mailbox.wait(owner.email, count=2).subject == (
+        f"[SEGS] medium METER_OUTAGE created: {meter}"
+    )
+    wait_for(lambda: dispatched_at(lost), timeout=10)
+    assert len(mailbox.to(owner.email)) == 2
