@@ -301,9 +301,9 @@ def _deliveries(
     return deliveries
 
 
-def publish(client: redis.Redis, plan: Plan) -> None:
-    """Put the event on the live feed."""
-    feed.publish(client, plan.feeds, plan.event)
+def publish(client: redis.Redis, subject: str, plan: Plan) -> None:
+    """Put the event on the live feed, once per *subject*."""
+    feed.publish(client, subject, plan.feeds, plan.event)
 
 
 class DeliveryFailedError(Exception):

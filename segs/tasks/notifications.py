@@ -88,11 +88,11 @@ def announce_tariff_change(
 def _fan_out(subject: str, plan: Plan) -> int:
     """At least once: the dispatch is marked done only after every delivery is queued. A
     dispatch redelivered after a crash queues them again, and each copy whose notification was
-    delivered sends nothing (the live feed may then show the event twice)."""
+    delivered sends nothing; the live feed shows the event once whatever happens."""
     client = get_redis()
     if notifications.was_dispatched(client, subject):
         return 0
-    notifications.publish(client, plan)
+    notifications.publish(client, subject, plan)
     for delivery in plan.deliveries:
         deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
     notifications.mark_dispatched(client, subject)

@@ -27,6 +27,7 @@ from segs.services.alerts import Condition
 from segs.services.alerts import raise_alert
 from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
+from segs.tasks.notifications import dispatch_transition
 from segs.tasks.notifications import redispatch_stale_transitions
 from tests.accounts import create_account
 from tests.support import MICRO
@@ -435,3 +436,22 @@ def test_the_outbox_sweep_dispatches_a_transition_whose_dispatch_was_lost(
     )
     wait_for(lambda: dispatched_at(lost), timeout=10)
     assert len(mailbox.to(owner.email)) == 2
+
+
+def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_worker):
+    """Issue 4: a dispatch that died after publishing, before marking itself done, ran again
+    and showed the event twice on the live feed."""
+    meter = "NOTE-FEED-ONCE-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    operator = create_account(app, role="OPERATOR", region=None)
+    transition = raise_without_dispatch(meter, rules.POWER_SPIKE)
+
+    assert dispatch_transition.run(transition) == 1
+    get_redis().delete(f"segs:notified:transition:{transition}")  # as if it died before that
+    assert dispatch_transition.run(transition) == 1
+
+    assert [name for name, _ in feed_events(client, owner, "0-0,0-0")] == ["alert.created"]
+    staff = [
+        data for name, data in feed_events(client, operator, "0-0") if name.startswith("alert.")
+    ]
+    assert [data["transition"]["id"] for data in staff].count(transition) == 1
