@@ -3,12 +3,18 @@
 Planning (who gets what, by their preferences) is separate from delivering (one attempt on one
 channel, written to the delivery log), so each delivery retries on its own schedule.
 
+Every step may run twice (a redelivered task, a transition dispatched again by the outbox
+sweep), so each is made safe to repeat: alert transitions stay in the outbox (dispatched_at
+NULL) until their fan-out is queued, the feed event is published once per subject, and a
+delivery is sent only by the copy that holds its claim and only if not delivered before.
+
 The live feed's streams are described in segs.services.feed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import smtplib
 import uuid
@@ -51,6 +57,7 @@ from segs.services.feed import user_feed
 _DISPATCHED_PREFIX = "segs:notified:"
 _REDISPATCHED_PREFIX = "segs:redispatched:"
 _DELIVERED_PREFIX = "segs:delivered:"
+_CLAIM_PREFIX = "segs:delivering:"
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,41 @@ def was_delivered(client: redis.Redis, delivery: Delivery) -> bool:
 
 def mark_delivered(client: redis.Redis, delivery: Delivery) -> None:
     client.set(_delivered_key(delivery), "1", ex=_MARK_TTL_S)
+
+
+def _claim_key(delivery: Delivery) -> str:
+    return f"{_CLAIM_PREFIX}{delivery.subject}:{delivery.channel}:{delivery.target}"
+
+
+def claim_ttl_s(settings: Settings, channel: str) -> int:
+    """How long a claim lasts: past any send that is still going. smtplib and httpx time out
+    each step (connect, every read and write), not the whole send, so allow several steps and
+    the delivery log's commit; a holder that dies frees the delivery after this long."""
+    timeout_s = settings.smtp_timeout_s if channel == "email" else settings.webhook_timeout_s
+    return math.ceil(4 * timeout_s) + 10
+
+
+def claim_delivery(client: redis.Redis, delivery: Delivery, ttl_s: int) -> str | None:
+    """Take the right to send *delivery*: a token to release it with, or None while another
+    copy holds it. Checking was_delivered and sending are two steps; the claim keeps a second
+    copy from taking them at the same moment."""
+    token = secrets.token_hex(16)
+    if client.set(_claim_key(delivery), token, nx=True, ex=ttl_s):
+        return token
+    return None
+
+
+# Delete the claim only if it is still ours: once it expired another copy may hold it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def release_delivery(client: redis.Redis, delivery: Delivery, token: str) -> None:
+    client.register_script(_RELEASE)(keys=[_claim_key(delivery)], args=[token])
 
 
 def alert_body(alert: Alert) -> dict[str, Any]:

@@ -99,26 +99,48 @@ def _fan_out(subject: str, plan: Plan) -> int:
     return len(plan.deliveries)
 
 
-@app.task(name="segs.tasks.notifications.deliver_notification", bind=True, acks_late=True)
-def deliver_notification(self: Task, **fields: Any) -> str:
-    """One attempt on one channel; retried with exponential backoff, then dead-lettered."""
+@app.task(
+    name="segs.tasks.notifications.deliver_notification",
+    bind=True,
+    acks_late=True,
+    # Bounded by *attempt* below; waits for another copy's claim are not attempts.
+    max_retries=None,
+)
+def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
+    """One attempt on one channel; retried with exponential backoff, then dead-lettered.
+
+    Only the copy holding the delivery's claim sends; another copy of the same delivery running
+    meanwhile looks again later, and then finds it delivered (or the claim of a holder that
+    died expired, so it is still delivered once).
+    """
     settings = get_settings()
     delivery = Delivery(**fields)
     client = get_redis()
-    if notifications.was_delivered(client, delivery):
-        return "already sent"
-    attempt = self.request.retries + 1
-    with session_scope() as session:
-        error = notifications.deliver(session, settings, delivery, attempt)
+    token = notifications.claim_delivery(
+        client, delivery, notifications.claim_ttl_s(settings, delivery.channel)
+    )
+    if token is None:
+        metrics.NOTIFICATIONS.labels(delivery.channel, "busy").inc()
+        raise self.retry(countdown=settings.delivery_backoff_s)
+    try:
+        if notifications.was_delivered(client, delivery):
+            metrics.NOTIFICATIONS.labels(delivery.channel, "duplicate").inc()
+            return "already sent"
+        with session_scope() as session:
+            error = notifications.deliver(session, settings, delivery, attempt)
+        if error is None:
+            # Before the release: the next holder of the claim finds it delivered.
+            notifications.mark_delivered(client, delivery)
+    finally:
+        notifications.release_delivery(client, delivery, token)
     if error is None:
-        notifications.mark_delivered(client, delivery)
         metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
         return "sent"
     metrics.NOTIFICATIONS.labels(delivery.channel, "failed").inc()
     if attempt < settings.delivery_attempts:
         raise self.retry(
             countdown=backoff_s(attempt, settings.delivery_backoff_s),
-            max_retries=settings.delivery_attempts - 1,
+            kwargs={**fields, "attempt": attempt + 1},
         )
     with session_scope() as session:
         notifications.dead_letter(session, delivery, attempt, error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
@@ -46,7 +47,8 @@ S = MICRO
 
 
 class Receiver(ThreadingHTTPServer):
-    """Keeps every POST; answers 500 on paths starting with /fail."""
+    """Keeps every POST; answers 500 on paths starting with /fail, and only after a second on
+    paths starting with /slow."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -68,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         with self.server.lock:
             self.server.received.append((self.path, dict(self.headers.items()), body))
+        if self.path.startswith("/slow"):
+            time.sleep(1)
         self.send_response(500 if self.path.startswith("/fail") else 204)
         self.end_headers()
 
@@ -438,13 +442,14 @@ def test_the_outbox_sweep_dispatches_a_transition_whose_dispatch_was_lost(
     assert len(mailbox.to(owner.email)) == 2
 
 
-def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_worker):
+def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_worker, mailbox):
     """Issue 4: a dispatch that died after publishing, before marking itself done, ran again
-    and showed the event twice on the live feed."""
+    and showed the event twice on the live feed. Its deliveries are sent once as well."""
     meter = "NOTE-FEED-ONCE-1"
     owner = create_account(app, region=REGION, meters=(meter,))
     operator = create_account(app, role="OPERATOR", region=None)
     transition = raise_without_dispatch(meter, rules.POWER_SPIKE)
+    duplicates = mail_worker.metric("segs_notifications_total", channel="email", status="duplicate")
 
     assert dispatch_transition.run(transition) == 1
     get_redis().delete(f"segs:notified:transition:{transition}")  # as if it died before that
@@ -455,3 +460,73 @@ def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_
         data for name, data in feed_events(client, operator, "0-0") if name.startswith("alert.")
     ]
     assert [data["transition"]["id"] for data in staff].count(transition) == 1
+    wait_for(
+        lambda: (
+            mail_worker.metric("segs_notifications_total", channel="email", status="duplicate")
+            > duplicates
+        ),
+        timeout=10,
+    )
+    assert [message.subject for message in mailbox.to(owner.email)] == [
+        f"[SEGS] medium POWER_SPIKE created: {meter}"
+    ]
+
+
+def test_two_copies_of_a_delivery_sending_at_once_send_it_once(app, client, mail_worker, receiver):
+    """Issue 4: two copies of one delivery running at the same moment both found it not
+    delivered yet, and both sent it. The copy that finds the other's claim waits, then finds
+    it delivered."""
+    account = create_account(app, region=REGION)
+    hook = client.post(
+        "/api/v1/users/me/webhooks", headers=account.headers, json={"url": receiver.url("/slow")}
+    ).get_json()
+    delivery = Delivery(
+        subject="transition:claimed-once",
+        channel="webhook",
+        user_id=str(account.id),
+        target=hook["id"],
+        title="[SEGS] claimed once",
+        payload={"alert": {"message": "a test notification"}},
+    )
+
+    def duplicates() -> float:
+        return mail_worker.metric("segs_notifications_total", channel="webhook", status="duplicate")
+
+    before = duplicates()
+    # The worker's two pool processes take one copy each; the receiver holds each POST 1 s.
+    for _ in range(2):
+        deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue="notifications")
+    wait_for(
+        lambda: duplicates() > before or len(receiver.to("/slow")) > 1,
+        timeout=15,
+        message=lambda: mail_worker.log()[-4000:],
+    )
+    assert len(receiver.to("/slow")) == 1
+    assert query(
+        "SELECT channel, attempt, status FROM notification_deliveries WHERE subject = %s",
+        ("transition:claimed-once",),
+    ) == [("webhook", 1, "sent")]
+    assert mail_worker.metric("segs_notifications_total", channel="webhook", status="busy") >= 1
+
+
+def test_a_claim_left_by_a_copy_that_died_expires_and_the_delivery_is_sent(
+    app, mailbox, mail_worker
+):
+    """A copy killed while sending never releases its claim: the claim expires, and a copy
+    that found it taken sends the notification then (at least once)."""
+    account = create_account(app, region=REGION)
+    delivery = Delivery(
+        subject="transition:claim-expired",
+        channel="email",
+        user_id=str(account.id),
+        target=account.email,
+        title="[SEGS] sent after the claim expired",
+        payload={"alert": {"message": "a test notification"}},
+    )
+    busy = mail_worker.metric("segs_notifications_total", channel="email", status="busy")
+    get_redis().set(
+        f"segs:delivering:{delivery.subject}:email:{account.email}", "dead-copy", px=1500
+    )
+    deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue="notifications")
+    assert mailbox.wait(account.email, timeout=15).subject == delivery.title
+    assert mail_worker.metric("segs_notifications_total", channel="email", status="busy") > busy
