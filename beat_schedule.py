@@ -9,6 +9,7 @@ from segs.config import get_settings
 _flush_every = get_settings().flush_interval_s
 _sweep_every = get_settings().silent_sweep_interval_s
 _reprice_every = get_settings().tariff_refresh_interval_s
+_redispatch_every = get_settings().dispatch_sweep_interval_s
 
 BEAT_SCHEDULE = {
     "flush-closed-windows": {
@@ -66,5 +67,11 @@ BEAT_SCHEDULE = {
         # Run every hour: pending invoices past their due date become overdue
         "schedule": timedelta(hours=1),
         "options": {"expires": 3600, "queue": "default"},
+    },
+    "redispatch-stale-transitions": {
+        "task": "segs.tasks.notifications.redispatch_stale_transitions",
+        # Run every SEGS_DISPATCH_SWEEP_INTERVAL_S (15 s): the alert notifications' outbox
+        "schedule": timedelta(seconds=_redispatch_every),
+        "options": {"expires": _redispatch_every, "queue": "default"},
     },
 }

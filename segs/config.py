@@ -149,6 +149,10 @@ class Settings:
     webhook_timeout_s: float = 5.0
     feed_heartbeat_s: float = 15.0
     feed_max_s: float = 25.0
+    # Beat's outbox sweep: transitions committed this long ago and still undispatched (their
+    # dispatch was lost in a crash) are dispatched again
+    dispatch_sweep_interval_s: float = 15.0
+    dispatch_stale_after_s: float = 30.0
 
     # Abuse limits (Flask-Limiter notation, kept in Redis)
     rate_limit_default: str = "300 per minute"
@@ -270,6 +274,12 @@ def load_settings() -> Settings:
         webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
         feed_heartbeat_s=_float("SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
         feed_max_s=_float("SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
+        dispatch_sweep_interval_s=_float(
+            "SEGS_DISPATCH_SWEEP_INTERVAL_S", Settings.dispatch_sweep_interval_s, 1.0
+        ),
+        dispatch_stale_after_s=_float(
+            "SEGS_DISPATCH_STALE_AFTER_S", Settings.dispatch_stale_after_s, 1.0
+        ),
         rate_limit_default=_str("SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
         rate_limit_auth_per_ip=_str("SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip),
         rate_limit_auth_per_account=_str(

@@ -50,7 +50,8 @@ TASK_DURATION = Histogram(
 
 NOTIFICATIONS = Counter(
     "segs_notifications_total",
-    "Notification delivery attempts, by channel and outcome (sent, failed, dead).",
+    "Notification delivery runs, by channel and outcome: sent, failed, dead (given up), "
+    "duplicate (delivered before) and busy (another copy was sending it).",
     ["channel", "status"],
 )
 READINGS_ARCHIVED = Counter(

@@ -361,8 +361,9 @@ class WorkerProcess:
     per start), raw_readings and the Redis ``segs:applied:`` marks.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, concurrency: int = 2) -> None:
         self.directory = directory
+        self.concurrency = concurrency
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -395,7 +396,7 @@ class WorkerProcess:
                     "--loglevel",
                     "INFO",
                     "--concurrency",
-                    "2",
+                    str(self.concurrency),
                     "--pool",
                     "prefork",
                     "-n",

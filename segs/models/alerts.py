@@ -50,7 +50,11 @@ class Alert(Base):
 
 
 class AlertTransition(Base):
-    """Every change of an alert's state or severity, automatic or by a person (actor_id)."""
+    """Every change of an alert's state or severity, automatic or by a person (actor_id).
+
+    Also the notifications' outbox: dispatched_at stays NULL until the transition's fan-out is
+    queued, and beat dispatches again the rows left so (migration 0006).
+    """
 
     __tablename__ = "alert_transitions"
 
@@ -63,6 +67,7 @@ class AlertTransition(Base):
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class NotificationPreference(Base):

@@ -2,7 +2,7 @@
 
 Streams rather than pub/sub, so a browser that reconnects (EventSource does so by itself, with
 the Last-Event-ID header) gets what it missed in between. Each stream keeps its newest
-FEED_LENGTH events.
+FEED_LENGTH events, and each event is published once (``segs:feed:published:{subject}``).
 
 - ``segs:feed:staff``            every alert transition and every tariff change
 - ``segs:feed:user:{user_id}``   transitions of alerts on that account's meters
@@ -43,12 +43,30 @@ def audience_feeds(account_id: uuid.UUID, role: str, region: str | None) -> list
     return feeds
 
 
-def publish(client: redis.Redis, feeds: list[str], event: dict[str, Any]) -> None:
-    data = json.dumps(event)
-    with client.pipeline(transaction=False) as pipe:
-        for feed in feeds:
-            pipe.xadd(feed, {"data": data}, maxlen=FEED_LENGTH, approximate=True)
-        pipe.execute()
+# KEYS[1] the event's published mark, KEYS[2..] its streams; ARGV: mark TTL, stream length, data
+_PUBLISH_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+for i = 2, #KEYS do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[3])
+end
+return 1
+"""
+PUBLISHED_PREFIX = "segs:feed:published:"
+# Longer than any redelivery of a dispatch could take.
+PUBLISHED_TTL_S = 7 * 24 * 3600
+
+
+def publish(client: redis.Redis, subject: str, feeds: list[str], event: dict[str, Any]) -> bool:
+    """Put the event about *subject* on *feeds*, unless it was put there before: a dispatch
+    that runs again (redelivered after a crash) must not show it twice. The mark and the
+    events are written in one atomic step, so a crash leaves both or neither."""
+    published = client.register_script(_PUBLISH_ONCE)(
+        keys=[PUBLISHED_PREFIX + subject, *feeds],
+        args=[PUBLISHED_TTL_S, FEED_LENGTH, json.dumps(event)],
+    )
+    return bool(published)
 
 
 @dataclass(frozen=True)

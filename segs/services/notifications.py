@@ -3,24 +3,32 @@
 Planning (who gets what, by their preferences) is separate from delivering (one attempt on one
 channel, written to the delivery log), so each delivery retries on its own schedule.
 
+Every step may run twice (a redelivered task, a transition dispatched again by the outbox
+sweep), so each is made safe to repeat: alert transitions stay in the outbox (dispatched_at
+NULL) until their fan-out is queued, the feed event is published once per subject, and a
+delivery is sent only by the copy that holds its claim and only if not delivered before.
+
 The live feed's streams are described in segs.services.feed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import smtplib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import redis
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -47,7 +55,9 @@ from segs.services.feed import region_feed
 from segs.services.feed import user_feed
 
 _DISPATCHED_PREFIX = "segs:notified:"
+_REDISPATCHED_PREFIX = "segs:redispatched:"
 _DELIVERED_PREFIX = "segs:delivered:"
+_CLAIM_PREFIX = "segs:delivering:"
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,44 @@ def mark_dispatched(client: redis.Redis, subject: str) -> None:
     client.set(_DISPATCHED_PREFIX + subject, "1", ex=_MARK_TTL_S)
 
 
+def mark_transition_dispatched(session: Session, transition_id: int) -> None:
+    """Take a transition out of the outbox once its fan-out is queued (kept if set before)."""
+    session.execute(
+        update(AlertTransition)
+        .where(AlertTransition.id == transition_id, AlertTransition.dispatched_at.is_(None))
+        .values(dispatched_at=func.now())
+    )
+
+
+def stale_transitions(session: Session, stale_after_s: float, limit: int) -> list[int]:
+    """Transitions committed over *stale_after_s* ago and still not dispatched, oldest first:
+    their dispatch was lost (a crash after the commit) or failed. The database's clock judges
+    the age, as it stamped the transitions."""
+    return list(
+        session.scalars(
+            select(AlertTransition.id)
+            .where(
+                AlertTransition.dispatched_at.is_(None),
+                AlertTransition.at < func.now() - timedelta(seconds=stale_after_s),
+            )
+            .order_by(AlertTransition.at)
+            .limit(limit)
+        )
+    )
+
+
+def take_for_redispatch(
+    client: redis.Redis, transition_ids: list[int], every_s: float
+) -> list[int]:
+    """Those of *transition_ids* not dispatched again within the last *every_s*: a dispatch
+    waiting behind a long notifications queue gets one more copy per period, not one per sweep."""
+    with client.pipeline(transaction=False) as pipe:
+        for transition_id in transition_ids:
+            pipe.set(f"{_REDISPATCHED_PREFIX}{transition_id}", "1", nx=True, px=int(every_s * 1000))
+        taken = pipe.execute()
+    return [transition_id for transition_id, new in zip(transition_ids, taken, strict=True) if new]
+
+
 def _delivered_key(delivery: Delivery) -> str:
     return f"{_DELIVERED_PREFIX}{delivery.subject}:{delivery.channel}:{delivery.target}"
 
@@ -107,6 +155,41 @@ def was_delivered(client: redis.Redis, delivery: Delivery) -> bool:
 
 def mark_delivered(client: redis.Redis, delivery: Delivery) -> None:
     client.set(_delivered_key(delivery), "1", ex=_MARK_TTL_S)
+
+
+def _claim_key(delivery: Delivery) -> str:
+    return f"{_CLAIM_PREFIX}{delivery.subject}:{delivery.channel}:{delivery.target}"
+
+
+def claim_ttl_s(settings: Settings, channel: str) -> int:
+    """How long a claim lasts: past any send that is still going. smtplib and httpx time out
+    each step (connect, every read and write), not the whole send, so allow several steps and
+    the delivery log's commit; a holder that dies frees the delivery after this long."""
+    timeout_s = settings.smtp_timeout_s if channel == "email" else settings.webhook_timeout_s
+    return math.ceil(4 * timeout_s) + 10
+
+
+def claim_delivery(client: redis.Redis, delivery: Delivery, ttl_s: int) -> str | None:
+    """Take the right to send *delivery*: a token to release it with, or None while another
+    copy holds it. Checking was_delivered and sending are two steps; the claim keeps a second
+    copy from taking them at the same moment."""
+    token = secrets.token_hex(16)
+    if client.set(_claim_key(delivery), token, nx=True, ex=ttl_s):
+        return token
+    return None
+
+
+# Delete the claim only if it is still ours: once it expired another copy may hold it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def release_delivery(client: redis.Redis, delivery: Delivery, token: str) -> None:
+    client.register_script(_RELEASE)(keys=[_claim_key(delivery)], args=[token])
 
 
 def alert_body(alert: Alert) -> dict[str, Any]:
@@ -260,9 +343,9 @@ def _deliveries(
     return deliveries
 
 
-def publish(client: redis.Redis, plan: Plan) -> None:
-    """Put the event on the live feed."""
-    feed.publish(client, plan.feeds, plan.event)
+def publish(client: redis.Redis, subject: str, plan: Plan) -> None:
+    """Put the event on the live feed, once per *subject*."""
+    feed.publish(client, subject, plan.feeds, plan.event)
 
 
 class DeliveryFailedError(Exception):

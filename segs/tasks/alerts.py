@@ -28,8 +28,9 @@ def get_detection_store() -> DetectionStore:
 def store_findings(batch_id: str, findings: list[MeterFinding]) -> None:
     """Store and announce what detection found in a batch, then let Redis forget it.
 
-    A crash between the commit and the announcement loses the notifications of these
-    transitions; one between the announcement and forgetting counts the batch's repeats twice.
+    A crash between the commit and the announcement delays the notifications of these
+    transitions until beat's outbox sweep dispatches them; one between the announcement and
+    forgetting counts the batch's repeats twice.
     """
     with session_scope() as session:
         transitions = alerting.record_findings(session, findings, datetime.now(UTC))

@@ -1,5 +1,10 @@
 """Notifications, on their own queue ``notifications`` so a slow SMTP server or webhook never
-holds up the reading path: fan a transition or a tariff change out, then deliver each copy."""
+holds up the reading path: fan a transition or a tariff change out, then deliver each copy.
+
+Alert transitions are an outbox (segs.services.notifications): beat dispatches again those whose
+dispatch never finished, so a crash between a transition's commit and enqueue_transitions
+delays its notifications instead of losing them.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,10 @@ logger = get_task_logger(__name__)
 QUEUE = "notifications"
 
 
+# Undispatched transitions re-enqueued per sweep at most; the rest wait for the next sweeps.
+REDISPATCH_BATCH = 1000
+
+
 def enqueue_transitions(transition_ids: list[int]) -> None:
     """Hand committed alert transitions to the notification queue."""
     for transition_id in transition_ids:
@@ -31,12 +40,32 @@ def enqueue_transitions(transition_ids: list[int]) -> None:
 
 @app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True)
 def dispatch_transition(transition_id: int) -> int:
-    """Publish one alert transition on the live feed and queue its deliveries."""
+    """Publish one alert transition on the live feed, queue its deliveries, then take it out
+    of the outbox."""
     with session_scope() as session:
         plan = notifications.plan_transition(session, transition_id)
     if plan is None:
         return 0
-    return _fan_out(f"transition:{transition_id}", plan)
+    queued = _fan_out(f"transition:{transition_id}", plan)
+    with session_scope() as session:
+        notifications.mark_transition_dispatched(session, transition_id)
+    return queued
+
+
+@app.task(name="segs.tasks.notifications.redispatch_stale_transitions", acks_late=True)
+def redispatch_stale_transitions() -> int:
+    """Dispatch again the transitions still in the outbox SEGS_DISPATCH_STALE_AFTER_S after
+    their commit: a crash or a failed dispatch left them there."""
+    settings = get_settings()
+    with session_scope() as session:
+        stale = notifications.stale_transitions(
+            session, settings.dispatch_stale_after_s, REDISPATCH_BATCH
+        )
+    taken = notifications.take_for_redispatch(get_redis(), stale, settings.dispatch_stale_after_s)
+    enqueue_transitions(taken)
+    if taken:
+        logger.warning("dispatching %d stale alert transitions again", len(taken))
+    return len(taken)
 
 
 @app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True)
@@ -59,37 +88,59 @@ def announce_tariff_change(
 def _fan_out(subject: str, plan: Plan) -> int:
     """At least once: the dispatch is marked done only after every delivery is queued. A
     dispatch redelivered after a crash queues them again, and each copy whose notification was
-    delivered sends nothing (the live feed may then show the event twice)."""
+    delivered sends nothing; the live feed shows the event once whatever happens."""
     client = get_redis()
     if notifications.was_dispatched(client, subject):
         return 0
-    notifications.publish(client, plan)
+    notifications.publish(client, subject, plan)
     for delivery in plan.deliveries:
         deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
     notifications.mark_dispatched(client, subject)
     return len(plan.deliveries)
 
 
-@app.task(name="segs.tasks.notifications.deliver_notification", bind=True, acks_late=True)
-def deliver_notification(self: Task, **fields: Any) -> str:
-    """One attempt on one channel; retried with exponential backoff, then dead-lettered."""
+@app.task(
+    name="segs.tasks.notifications.deliver_notification",
+    bind=True,
+    acks_late=True,
+    # Bounded by *attempt* below; waits for another copy's claim are not attempts.
+    max_retries=None,
+)
+def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
+    """One attempt on one channel; retried with exponential backoff, then dead-lettered.
+
+    Only the copy holding the delivery's claim sends; another copy of the same delivery running
+    meanwhile looks again later, and then finds it delivered (or the claim of a holder that
+    died expired, so it is still delivered once).
+    """
     settings = get_settings()
     delivery = Delivery(**fields)
     client = get_redis()
-    if notifications.was_delivered(client, delivery):
-        return "already sent"
-    attempt = self.request.retries + 1
-    with session_scope() as session:
-        error = notifications.deliver(session, settings, delivery, attempt)
+    token = notifications.claim_delivery(
+        client, delivery, notifications.claim_ttl_s(settings, delivery.channel)
+    )
+    if token is None:
+        metrics.NOTIFICATIONS.labels(delivery.channel, "busy").inc()
+        raise self.retry(countdown=settings.delivery_backoff_s)
+    try:
+        if notifications.was_delivered(client, delivery):
+            metrics.NOTIFICATIONS.labels(delivery.channel, "duplicate").inc()
+            return "already sent"
+        with session_scope() as session:
+            error = notifications.deliver(session, settings, delivery, attempt)
+        if error is None:
+            # Before the release: the next holder of the claim finds it delivered.
+            notifications.mark_delivered(client, delivery)
+    finally:
+        notifications.release_delivery(client, delivery, token)
     if error is None:
-        notifications.mark_delivered(client, delivery)
         metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
         return "sent"
     metrics.NOTIFICATIONS.labels(delivery.channel, "failed").inc()
     if attempt < settings.delivery_attempts:
         raise self.retry(
             countdown=backoff_s(attempt, settings.delivery_backoff_s),
-            max_retries=settings.delivery_attempts - 1,
+            kwargs={**fields, "attempt": attempt + 1},
         )
     with session_scope() as session:
         notifications.dead_letter(session, delivery, attempt, error)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler
@@ -18,11 +19,17 @@ import pytest
 
 from segs.celery_app import app as celery_app
 from segs.config import get_settings
+from segs.db import session_scope
+from segs.domain import alerts as rules
 from segs.domain.alerts import SIGNATURE_HEADER
 from segs.domain.alerts import sign
 from segs.redis_client import get_redis
+from segs.services.alerts import Condition
+from segs.services.alerts import raise_alert
 from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
+from segs.tasks.notifications import dispatch_transition
+from segs.tasks.notifications import redispatch_stale_transitions
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import execute
@@ -40,7 +47,8 @@ S = MICRO
 
 
 class Receiver(ThreadingHTTPServer):
-    """Keeps every POST; answers 500 on paths starting with /fail."""
+    """Keeps every POST; answers 500 on paths starting with /fail, and only after a second on
+    paths starting with /slow."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -62,6 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         with self.server.lock:
             self.server.received.append((self.path, dict(self.headers.items()), body))
+        if self.path.startswith("/slow"):
+            time.sleep(1)
         self.send_response(500 if self.path.startswith("/fail") else 204)
         self.end_headers()
 
@@ -384,3 +394,139 @@ def test_a_delivery_queued_twice_is_sent_once(app, mailbox, mail_worker):
         "SELECT channel, status FROM notification_deliveries WHERE subject = %s",
         ("transition:sent-once",),
     ) == [("email", "sent")]
+
+
+def raise_without_dispatch(meter: str, kind: str) -> int:
+    """Commit a new alert's `created` transition and enqueue nothing, as a worker that dies
+    right after the commit would; return the transition's id."""
+    with session_scope() as session:
+        [transition] = raise_alert(
+            session, Condition(kind, REGION, meter), "medium", "raised", datetime.now(UTC)
+        )
+    return transition
+
+
+def dispatched_at(transition_id: int) -> datetime | None:
+    return scalar("SELECT dispatched_at FROM alert_transitions WHERE id = %s", (transition_id,))
+
+
+def test_the_outbox_sweep_dispatches_a_transition_whose_dispatch_was_lost(
+    app, client, mail_worker, mailbox
+):
+    """Issue 4: a crash between a transition's commit and enqueue_transitions lost its
+    notifications for ever. Beat's sweep now dispatches it once it is stale, and leaves alone
+    the transitions dispatched as usual."""
+    meter = "NOTE-OUTBOX-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    spike(client, mail_worker, meter)
+    assert mailbox.wait(owner.email).subject == f"[SEGS] medium POWER_SPIKE created: {meter}"
+    [(dispatched,)] = query(
+        "SELECT t.id FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id "
+        "WHERE a.meter_id = %s",
+        (meter,),
+    )
+    wait_for(lambda: dispatched_at(dispatched), timeout=10)
+
+    lost = raise_without_dispatch(meter, rules.METER_OUTAGE)
+    assert redispatch_stale_transitions.run() == 0  # its own dispatch may still be on its way
+    execute(
+        "UPDATE alert_transitions SET at = at - interval '1 minute' WHERE id IN (%s, %s)",
+        (dispatched, lost),
+    )
+    assert redispatch_stale_transitions.run() == 1  # the lost one only
+    assert redispatch_stale_transitions.run() == 0  # its copy is queued: not another one
+    assert mailbox.wait(owner.email, count=2).subject == (
+        f"[SEGS] medium METER_OUTAGE created: {meter}"
+    )
+    wait_for(lambda: dispatched_at(lost), timeout=10)
+    assert len(mailbox.to(owner.email)) == 2
+
+
+def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_worker, mailbox):
+    """Issue 4: a dispatch that died after publishing, before marking itself done, ran again
+    and showed the event twice on the live feed. Its deliveries are sent once as well."""
+    meter = "NOTE-FEED-ONCE-1"
+    owner = create_account(app, region=REGION, meters=(meter,))
+    operator = create_account(app, role="OPERATOR", region=None)
+    transition = raise_without_dispatch(meter, rules.POWER_SPIKE)
+    duplicates = mail_worker.metric("segs_notifications_total", channel="email", status="duplicate")
+
+    assert dispatch_transition.run(transition) == 1
+    get_redis().delete(f"segs:notified:transition:{transition}")  # as if it died before that
+    assert dispatch_transition.run(transition) == 1
+
+    assert [name for name, _ in feed_events(client, owner, "0-0,0-0")] == ["alert.created"]
+    staff = [
+        data for name, data in feed_events(client, operator, "0-0") if name.startswith("alert.")
+    ]
+    assert [data["transition"]["id"] for data in staff].count(transition) == 1
+    wait_for(
+        lambda: (
+            mail_worker.metric("segs_notifications_total", channel="email", status="duplicate")
+            > duplicates
+        ),
+        timeout=10,
+    )
+    assert [message.subject for message in mailbox.to(owner.email)] == [
+        f"[SEGS] medium POWER_SPIKE created: {meter}"
+    ]
+
+
+def test_two_copies_of_a_delivery_sending_at_once_send_it_once(app, client, mail_worker, receiver):
+    """Issue 4: two copies of one delivery running at the same moment both found it not
+    delivered yet, and both sent it. The copy that finds the other's claim waits, then finds
+    it delivered."""
+    account = create_account(app, region=REGION)
+    hook = client.post(
+        "/api/v1/users/me/webhooks", headers=account.headers, json={"url": receiver.url("/slow")}
+    ).get_json()
+    delivery = Delivery(
+        subject="transition:claimed-once",
+        channel="webhook",
+        user_id=str(account.id),
+        target=hook["id"],
+        title="[SEGS] claimed once",
+        payload={"alert": {"message": "a test notification"}},
+    )
+
+    def duplicates() -> float:
+        return mail_worker.metric("segs_notifications_total", channel="webhook", status="duplicate")
+
+    before = duplicates()
+    # The worker's two pool processes take one copy each; the receiver holds each POST 1 s.
+    for _ in range(2):
+        deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue="notifications")
+    wait_for(
+        lambda: duplicates() > before or len(receiver.to("/slow")) > 1,
+        timeout=15,
+        message=lambda: mail_worker.log()[-4000:],
+    )
+    assert len(receiver.to("/slow")) == 1
+    assert query(
+        "SELECT channel, attempt, status FROM notification_deliveries WHERE subject = %s",
+        ("transition:claimed-once",),
+    ) == [("webhook", 1, "sent")]
+    assert mail_worker.metric("segs_notifications_total", channel="webhook", status="busy") >= 1
+
+
+def test_a_claim_left_by_a_copy_that_died_expires_and_the_delivery_is_sent(
+    app, mailbox, mail_worker
+):
+    """A copy killed while sending never releases its claim: the claim expires, and a copy
+    that found it taken sends the notification then (at least once)."""
+    account = create_account(app, region=REGION)
+    delivery = Delivery(
+        subject="transition:claim-expired",
+        channel="email",
+        user_id=str(account.id),
+        target=account.email,
+        title="[SEGS] sent after the claim expired",
+        payload={"alert": {"message": "a test notification"}},
+    )
+    busy = mail_worker.metric("segs_notifications_total", channel="email", status="busy")
+    get_redis().set(
+        f"segs:delivering:{delivery.subject}:email:{account.email}", "dead-copy", px=1500
+    )
+    deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue="notifications")
+    assert mailbox.wait(account.email, timeout=15).subject == delivery.title
+    assert mail_worker.metric("segs_notifications_total", channel="email", status="busy") > busy

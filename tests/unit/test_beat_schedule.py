@@ -30,6 +30,7 @@ def test_schedule_entries():
         "recalculate-prices",
         "generate-invoices",
         "mark-overdue-invoices",
+        "redispatch-stale-transitions",
     }
     assert celeryconfig.beat_schedule is BEAT_SCHEDULE
 
@@ -48,6 +49,7 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
         "segs.tasks.tariffs.recalculate_prices",
         "segs.tasks.billing.generate_invoices",
         "segs.tasks.billing.mark_overdue",
+        "segs.tasks.notifications.redispatch_stale_transitions",
     } <= registered_tasks
 
 
@@ -73,6 +75,13 @@ def test_flush_runs_every_flush_interval():
 
     spec = BEAT_SCHEDULE["flush-closed-windows"]
     assert spec["schedule"] == timedelta(seconds=get_settings().flush_interval_s)
+
+
+def test_outbox_sweep_runs_every_dispatch_sweep_interval():
+    from segs.config import get_settings
+
+    spec = BEAT_SCHEDULE["redispatch-stale-transitions"]
+    assert spec["schedule"] == timedelta(seconds=get_settings().dispatch_sweep_interval_s)
 
 
 def test_declared_queues_are_default_notifications_and_one_per_shard():

@@ -91,6 +91,18 @@ def test_reading_age_may_not_outlive_raw_retention(bare_env):
         load_settings()
 
 
+def test_notification_outbox_settings(bare_env):
+    settings = load_settings()
+    assert (settings.dispatch_sweep_interval_s, settings.dispatch_stale_after_s) == (15.0, 30.0)
+    bare_env.setenv("SEGS_DISPATCH_SWEEP_INTERVAL_S", "5")
+    bare_env.setenv("SEGS_DISPATCH_STALE_AFTER_S", "12.5")
+    settings = load_settings()
+    assert (settings.dispatch_sweep_interval_s, settings.dispatch_stale_after_s) == (5.0, 12.5)
+    bare_env.setenv("SEGS_DISPATCH_STALE_AFTER_S", "0")
+    with pytest.raises(SettingsError, match="SEGS_DISPATCH_STALE_AFTER_S must be >= 1.0"):
+        load_settings()
+
+
 def test_tariff_and_billing_settings(bare_env):
     from decimal import Decimal
 
