@@ -354,6 +354,9 @@ class DeliveryFailedError(Exception):
 
 def deliver(session: Session, settings: Settings, delivery: Delivery, attempt: int) -> str | None:
     """Make one attempt and write it to the delivery log; return why it failed, or None."""
+    # PostgreSQL down: fail here, before sending, not at the log's commit after it (the retry
+    # would send the notification again).
+    session.connection()
     target = delivery.target
     try:
         if delivery.channel == "email":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Task
 from celery.utils.log import get_task_logger
+from sqlalchemy import exc as sa_exc
 
 from segs import metrics
 from segs.celery_app import app
@@ -28,6 +30,22 @@ logger = get_task_logger(__name__)
 QUEUE = "notifications"
 
 
+# PostgreSQL or Redis being down (or restarting) only delays a notification: the task is
+# retried with backoff instead of failing, which would acknowledge it and lose it.
+OUTAGES = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+OUTAGE_RETRY: dict[str, Any] = {
+    "autoretry_for": OUTAGES,
+    "max_retries": None,
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+}
+
+
 # Undispatched transitions re-enqueued per sweep at most; the rest wait for the next sweeps.
 REDISPATCH_BATCH = 1000
 
@@ -38,7 +56,7 @@ def enqueue_transitions(transition_ids: list[int]) -> None:
         dispatch_transition.apply_async(args=(transition_id,), queue=QUEUE)
 
 
-@app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True)
+@app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True, **OUTAGE_RETRY)
 def dispatch_transition(transition_id: int) -> int:
     """Publish one alert transition on the live feed, queue its deliveries, then take it out
     of the outbox."""
@@ -68,7 +86,7 @@ def redispatch_stale_transitions() -> int:
     return len(taken)
 
 
-@app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True)
+@app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True, **OUTAGE_RETRY)
 def announce_tariff_change(
     region: str, previous_price: str | None, price: str, effective_from: str, reason: str
 ) -> int:
@@ -103,8 +121,9 @@ def _fan_out(subject: str, plan: Plan) -> int:
     name="segs.tasks.notifications.deliver_notification",
     bind=True,
     acks_late=True,
-    # Bounded by *attempt* below; waits for another copy's claim are not attempts.
-    max_retries=None,
+    # Channel failures are bounded by *attempt* below; waits for another copy's claim and
+    # outages of PostgreSQL or Redis are not attempts.
+    **OUTAGE_RETRY,
 )
 def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     """One attempt on one channel; retried with exponential backoff, then dead-lettered.
