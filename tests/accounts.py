@@ -15,6 +15,7 @@ from flask import Flask
 from flask_jwt_extended import create_access_token
 
 from segs.config import get_settings
+from segs.services.notifications import Delivery
 from segs.services.passwords import Passwords
 from tests.support import execute
 
@@ -35,6 +36,19 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    def delivery(
+        self, subject: str, title: str, channel: str = "email", target: str = ""
+    ) -> Delivery:
+        """A notification for this account, by email to its address unless told otherwise."""
+        return Delivery(
+            subject=subject,
+            channel=channel,
+            user_id=str(self.id),
+            target=target or self.email,
+            title=title,
+            payload={"alert": {"message": "a test notification"}},
+        )
 
 
 def create_account(

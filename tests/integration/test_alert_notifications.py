@@ -26,7 +26,6 @@ from segs.domain.alerts import sign
 from segs.redis_client import get_redis
 from segs.services.alerts import Condition
 from segs.services.alerts import raise_alert
-from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
 from segs.tasks.notifications import dispatch_transition
 from segs.tasks.notifications import redispatch_stale_transitions
@@ -378,14 +377,7 @@ def test_a_delivery_queued_twice_is_sent_once(app, mailbox, mail_worker):
     """A dispatch that dies after queuing its deliveries, before marking itself done, runs
     again and queues them again: the second copy of each finds it delivered and sends nothing."""
     account = create_account(app, region=REGION)
-    delivery = Delivery(
-        subject="transition:sent-once",
-        channel="email",
-        user_id=str(account.id),
-        target=account.email,
-        title="[SEGS] sent once",
-        payload={"alert": {"message": "a test notification"}},
-    )
+    delivery = account.delivery("transition:sent-once", "[SEGS] sent once")
     get_settings.cache_clear()  # the mailbox's SMTP port, set after this process read settings
     results = [deliver_notification.apply(kwargs=delivery.as_task_args()).get() for _ in (1, 2)]
     assert results == ["sent", "already sent"]
@@ -480,13 +472,8 @@ def test_two_copies_of_a_delivery_sending_at_once_send_it_once(app, client, mail
     hook = client.post(
         "/api/v1/users/me/webhooks", headers=account.headers, json={"url": receiver.url("/slow")}
     ).get_json()
-    delivery = Delivery(
-        subject="transition:claimed-once",
-        channel="webhook",
-        user_id=str(account.id),
-        target=hook["id"],
-        title="[SEGS] claimed once",
-        payload={"alert": {"message": "a test notification"}},
+    delivery = account.delivery(
+        "transition:claimed-once", "[SEGS] claimed once", channel="webhook", target=hook["id"]
     )
 
     def duplicates() -> float:
@@ -515,14 +502,7 @@ def test_a_claim_left_by_a_copy_that_died_expires_and_the_delivery_is_sent(
     """A copy killed while sending never releases its claim: the claim expires, and a copy
     that found it taken sends the notification then (at least once)."""
     account = create_account(app, region=REGION)
-    delivery = Delivery(
-        subject="transition:claim-expired",
-        channel="email",
-        user_id=str(account.id),
-        target=account.email,
-        title="[SEGS] sent after the claim expired",
-        payload={"alert": {"message": "a test notification"}},
-    )
+    delivery = account.delivery("transition:claim-expired", "[SEGS] sent after the claim expired")
     busy = mail_worker.metric("segs_notifications_total", channel="email", status="busy")
     get_redis().set(
         f"segs:delivering:{delivery.subject}:email:{account.email}", "dead-copy", px=1500

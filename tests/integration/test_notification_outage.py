@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from segs.services.notifications import Delivery
 from segs.tasks.notifications import deliver_notification
 from tests.accounts import create_account
 from tests.mailbox import free_port
@@ -24,14 +23,7 @@ TASK_RECEIVED = "Task segs.tasks.notifications.deliver_notification["
 
 def test_a_delivery_waits_out_a_database_outage(app, clean_state, mailbox, tmp_path):
     account = create_account(app, region="Pune-West")
-    delivery = Delivery(
-        subject="transition:outage",
-        channel="email",
-        user_id=str(account.id),
-        target=account.email,
-        title="[SEGS] after the outage",
-        payload={"alert": {"message": "a test notification"}},
-    )
+    delivery = account.delivery("transition:outage", "[SEGS] after the outage")
     unreachable = f"postgresql+psycopg://127.0.0.1:{free_port()}/segs"
     worker = WorkerProcess(tmp_path / "worker")
     with pytest.MonkeyPatch.context() as patch:
