@@ -133,11 +133,11 @@ def _reading(meter: str, epoch_s: float, power_kw: float) -> dict[str, Any]:
     }
 
 
-def _send_baselines(api: str, probes: list[str]) -> None:
+def _send_baselines(api: str, key: str, probes: list[str]) -> None:
     """Five readings per probe meter, a second apart, ending a minute ago."""
     start = time.time() - 65
     batch = [_reading(meter, start + i, BASELINE_KW) for meter in probes for i in range(5)]
-    response = httpx.post(f"{api}/telemetry/batch", json=batch, timeout=30)
+    response = httpx.post(f"{api}/api/v1/{key}/telemetry/batch", json=batch, timeout=30)
     response.raise_for_status()
 
 
@@ -154,10 +154,15 @@ def _alert_visible(conn: psycopg.Connection, meter: str, timeout: float) -> floa
 
 
 def _probe(
-    api: str, conn: psycopg.Connection, receiver: _Receiver, meter: str, timeout: float
+    api: str, key: str, conn: psycopg.Connection, receiver: _Receiver, meter: str, timeout: float
 ) -> ProbeResult:
     sent = time.time()
-    response = httpx.post(f"{api}/telemetry", json=_reading(meter, sent, SPIKE_KW), timeout=30)
+    response = httpx.post(
+        f"{api}/telemetry",
+        json=_reading(meter, sent, SPIKE_KW),
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
     accepted = time.time()
     if response.status_code != 202:
         raise RuntimeError(f"spike for {meter} answered {response.status_code}: {response.text}")
@@ -247,14 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     probes = [f"PROBE-{index:04d}" for index in range(args.probes)]
     receiver = _Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    _run_setup(config)
+    key = _run_setup(config)
     _prepare(config, receiver, probes)
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-alerts-"))
     api = f"http://127.0.0.1:{config.api_port}"
     started = datetime.now(UTC)
     results: list[ProbeResult] = []
     with _stack(config, logs):
-        _send_baselines(api, probes)
+        _send_baselines(api, key, probes)
         simulator = _spawn(
             "simulator",
             [
@@ -263,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                 "simulator",
                 "--url",
                 f"{api}/telemetry/batch",
+                "--key",
+                key,
                 "--meters",
                 str(config.meters),
                 "--interval",
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 if simulator.process.poll() is not None:
                     break
                 slot = time.monotonic() + args.probe_every
-                results.append(_probe(api, conn, receiver, meter, args.timeout))
+                results.append(_probe(api, key, conn, receiver, meter, args.timeout))
                 time.sleep(max(0.0, slot - time.monotonic()))
         probing_under_load = simulator.process.poll() is None
         simulator.process.wait()

@@ -243,8 +243,9 @@ def _hold_store(config: BenchConfig) -> None:
     _held_locks.append(handle)
 
 
-def _run_setup(config: BenchConfig) -> None:
-    """Create and migrate the bench database, then empty it and the bench Redis databases."""
+def _run_setup(config: BenchConfig) -> str:
+    """Create and migrate the bench database, empty it and the bench Redis databases, and
+    return a new ingestion key for every region."""
     _hold_store(config)
     env = config.env()
     subprocess.run(
@@ -258,11 +259,26 @@ def _run_setup(config: BenchConfig) -> None:
     with psycopg.connect(libpq_conninfo(config.database_url), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE raw_readings, aggregates_1m, aggregates_15m, regional_aggregates_1m, "
-            "regional_aggregates_15m, window_flushes, meters"
+            "regional_aggregates_15m, window_flushes, meters, meter_moves, ingestion_keys, "
+            "dead_letter_batches, quarantined_windows"
         )
     redis.Redis.from_url(config.redis_url).flushdb()
     if config.broker == "redis":
         redis.Redis.from_url(config.broker_url).flushdb()
+    return create_ingestion_key(env, "bench")
+
+
+def create_ingestion_key(env: dict[str, str], name: str) -> str:
+    """A new head-end key for every region, made with the documented command (its last line)."""
+    created = subprocess.run(
+        [str(BIN / "flask"), "--app", "segs.web", "create-ingestion-key", "--name", name],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    return created.stdout.strip().splitlines()[-1]
 
 
 def _spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> ProcessGroup:
@@ -482,7 +498,7 @@ def run(config: BenchConfig) -> BenchResult:
 
     os.environ.update(config.env())
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
-    _run_setup(config)
+    key = _run_setup(config)
     summary_path = logs / "simulator.json"
     notes: list[str] = []
     with _stack(config, logs) as groups:
@@ -492,6 +508,8 @@ def run(config: BenchConfig) -> BenchResult:
             "simulator",
             "--url",
             f"http://127.0.0.1:{config.api_port}/telemetry/batch",
+            "--key",
+            key,
             "--meters",
             str(config.meters),
             "--interval",

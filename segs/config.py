@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from segs.domain.readings import HARD_MAX_QUANTITY
+from segs.domain.readings import ReadingLimits
+
 ENVIRONMENTS = ("development", "testing", "production")
 
 
@@ -95,6 +98,27 @@ class Settings:
     max_queue_backlog: int = 2000
     backlog_check_interval_s: float = 1.0
     retry_after_s: int = 2
+    # Plausibility bounds of one reading (segs.domain.readings.ReadingLimits)
+    max_power_kw: float = ReadingLimits.max_power_kw
+    max_energy_kwh: float = ReadingLimits.max_energy_kwh
+    max_voltage_v: float = ReadingLimits.max_voltage_v
+    max_current_a: float = ReadingLimits.max_current_a
+    max_frequency_hz: float = ReadingLimits.max_frequency_hz
+
+    # Ingestion keys and the meter registry as the API sees them
+    # Requests one ingestion key may make (Flask-Limiter notation); a key may carry its own.
+    ingestion_rate_limit: str = "500 per second"
+    # The API trusts what it cached of keys and meters this long at most (a change made through
+    # SEGS reaches every process at once; this bounds one made behind its back, in SQL).
+    ingestion_cache_s: float = 60.0
+    # Meters whose registry entry one API process keeps; above it the cache starts over.
+    meter_cache_size: int = 1_000_000
+    # How long a rotated key keeps working beside its successor, unless the rotation says.
+    key_rotation_overlap_s: int = 24 * 3600
+
+    # A reading batch failing this many times for a reason that is not an outage (bad data, a
+    # constraint) is set aside as a dead letter instead of being retried for ever.
+    data_error_attempts: int = 3
 
     # Windows and flushing
     window_grace_s: int = 10
@@ -180,6 +204,16 @@ class Settings:
         return self.jwt_secret_key or DEVELOPMENT_JWT_KEY
 
     @property
+    def reading_limits(self) -> ReadingLimits:
+        return ReadingLimits(
+            max_power_kw=self.max_power_kw,
+            max_energy_kwh=self.max_energy_kwh,
+            max_voltage_v=self.max_voltage_v,
+            max_current_a=self.max_current_a,
+            max_frequency_hz=self.max_frequency_hz,
+        )
+
+    @property
     def reading_queues(self) -> list[str]:
         return [f"readings.{shard}" for shard in range(self.shards)]
 
@@ -217,6 +251,18 @@ def load_settings() -> Settings:
             "SEGS_BACKLOG_CHECK_INTERVAL_S", Settings.backlog_check_interval_s
         ),
         retry_after_s=_int("SEGS_RETRY_AFTER_S", Settings.retry_after_s, 1),
+        max_power_kw=_float("SEGS_MAX_POWER_KW", Settings.max_power_kw),
+        max_energy_kwh=_float("SEGS_MAX_ENERGY_KWH", Settings.max_energy_kwh),
+        max_voltage_v=_float("SEGS_MAX_VOLTAGE_V", Settings.max_voltage_v),
+        max_current_a=_float("SEGS_MAX_CURRENT_A", Settings.max_current_a),
+        max_frequency_hz=_float("SEGS_MAX_FREQUENCY_HZ", Settings.max_frequency_hz),
+        ingestion_rate_limit=_str("SEGS_INGESTION_RATE_LIMIT", Settings.ingestion_rate_limit),
+        ingestion_cache_s=_float("SEGS_INGESTION_CACHE_S", Settings.ingestion_cache_s, 0.1),
+        meter_cache_size=_int("SEGS_METER_CACHE_SIZE", Settings.meter_cache_size, 1000),
+        key_rotation_overlap_s=_int(
+            "SEGS_KEY_ROTATION_OVERLAP_S", Settings.key_rotation_overlap_s, 0
+        ),
+        data_error_attempts=_int("SEGS_DATA_ERROR_ATTEMPTS", Settings.data_error_attempts, 1),
         window_grace_s=_int("SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
         flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
         applied_mark_ttl_s=_int("SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),
@@ -304,6 +350,10 @@ def load_settings() -> Settings:
         ),
         billing_due_days=_int("SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
     )
+    for bound in settings.reading_limits.out_of_range():
+        raise SettingsError(
+            f"SEGS_{bound.upper()} must be above 0 and at most {HARD_MAX_QUANTITY:.0f}"
+        )
     if environment not in ENVIRONMENTS:
         raise SettingsError(
             f"SEGS_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"

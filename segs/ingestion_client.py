@@ -1,7 +1,8 @@
 """Ingestion wired to the real Redis, broker and database: used by the API and the simulator.
 
-``submit`` answers exactly as ``POST /telemetry/batch`` and ``POST /telemetry`` do, as (status,
-body, headers), so the simulator's ``queue`` target behaves like its ``http`` target.
+``verify_key`` checks an ingestion key; ``submit`` answers exactly as ``POST /telemetry/batch``
+and ``POST /telemetry`` do, as (status, body, headers), so the simulator's ``queue`` target
+behaves like its ``http`` target.
 """
 
 from __future__ import annotations
@@ -16,13 +17,19 @@ from typing import Any
 
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from segs.config import get_settings
+from segs.db import raw_connection
 from segs.db import session_scope
+from segs.domain.ingestion_keys import KeyScope
+from segs.domain.ingestion_keys import is_well_formed
+from segs.domain.ingestion_keys import key_digest
+from segs.domain.ingestion_keys import looks_like_api_token
 from segs.domain.readings import BatchTooLargeError
 from segs.domain.readings import BodyShapeError
-from segs.domain.readings import decode_batch
-from segs.domain.readings import decode_single
+from segs.domain.readings import ReadingCodec
+from segs.domain.readings import to_epoch_us
 from segs.errors import error_body
 from segs.models import Region
 from segs.redis_client import get_redis
@@ -30,12 +37,46 @@ from segs.services.dedupe import RedisDedupeMarks
 from segs.services.detection import record_refusal
 from segs.services.ingestion import IngestionUnavailableError
 from segs.services.ingestion import Ingestor
+from segs.services.ingestion_keys import scope_by_digest
+from segs.services.meter_directory import MeterDirectory
+from segs.services.registry_cache import RegistryCache
 from segs.tasks.queues import BacklogGuard
 from segs.tasks.readings import publish_batch
 
 _REGIONS_TTL_S = 60.0
 
 logger = logging.getLogger(__name__)
+
+Answer = tuple[int, dict[str, Any], dict[str, str]]
+
+
+class KeyRejectedError(Exception):
+    """The request carries no usable ingestion key (answered with 401)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def missing(cls) -> KeyRejectedError:
+        return cls(
+            "INGESTION_KEY_REQUIRED",
+            "send an ingestion key as 'Authorization: Bearer <key>', or in the path: "
+            "POST /api/v1/<key>/telemetry/batch",
+        )
+
+    @classmethod
+    def api_token(cls) -> KeyRejectedError:
+        return cls(
+            "INGESTION_KEY_REQUIRED",
+            "an API token is not an ingestion key; meters and head-ends send an ingestion key",
+        )
+
+    @classmethod
+    def invalid(cls) -> KeyRejectedError:
+        # One answer for a malformed, unknown, revoked or expired key: which is nobody's business.
+        return cls("INGESTION_KEY_INVALID", "unknown, revoked or expired ingestion key")
 
 
 class _KnownRegions:
@@ -56,12 +97,26 @@ class _KnownRegions:
 
 
 @lru_cache(maxsize=1)
+def get_registry_cache() -> RegistryCache:
+    """This process's cache of ingestion keys and meter places."""
+    settings = get_settings()
+    return RegistryCache(get_redis(), settings.ingestion_cache_s, settings.meter_cache_size)
+
+
+@lru_cache(maxsize=1)
+def get_codec() -> ReadingCodec:
+    settings = get_settings()
+    return ReadingCodec(settings.reading_limits, max_items=settings.max_batch_readings)
+
+
+@lru_cache(maxsize=1)
 def get_ingestor() -> Ingestor:
     """Return the process-wide ingestor."""
     settings = get_settings()
     return Ingestor(
         settings=settings,
         known_regions=_KnownRegions(),
+        directory=MeterDirectory(get_registry_cache(), raw_connection),
         marks=RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
         publish=publish_batch,
         backlog_exceeded=BacklogGuard(
@@ -70,8 +125,43 @@ def get_ingestor() -> Ingestor:
     )
 
 
-def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Ingest a request body; returns (status, JSON body, headers)."""
+def verify_key(presented: str | None) -> KeyScope:
+    """The scope of the ingestion key a request presents.
+
+    :raises KeyRejectedError: no key, an API token, or a key that is not usable.
+    :raises IngestionUnavailableError: Redis or the database is unavailable.
+    """
+    if not presented:
+        raise KeyRejectedError.missing()
+    if looks_like_api_token(presented):
+        raise KeyRejectedError.api_token()
+    if not is_well_formed(presented):
+        raise KeyRejectedError.invalid()
+    now = datetime.now(UTC)
+    cache = get_registry_cache()
+    retry_after = get_settings().retry_after_s
+    try:
+        cache.sync()
+    except redis.RedisError as exc:
+        raise IngestionUnavailableError("Redis is unavailable", retry_after) from exc
+    digest = key_digest(presented)
+    scope = cache.keys.get(digest)
+    if scope is None:
+        if digest in cache.unknown_keys:
+            raise KeyRejectedError.invalid()
+        try:
+            with session_scope() as session:
+                scope = scope_by_digest(session, digest, now)
+        except SQLAlchemyError as exc:
+            raise IngestionUnavailableError("the database is unavailable", retry_after) from exc
+        cache.remember_key(digest, scope)
+    if scope is None or scope.has_expired(to_epoch_us(now)):
+        raise KeyRejectedError.invalid()
+    return scope
+
+
+def submit(body: bytes, *, single: bool, scope: KeyScope) -> Answer:
+    """Ingest a request body sent with a key of *scope*; returns (status, JSON body, headers)."""
     settings = get_settings()
     if len(body) > settings.max_body_bytes:
         return (
@@ -79,23 +169,29 @@ def submit(body: bytes, *, single: bool) -> tuple[int, dict[str, Any], dict[str,
             error_body("PAYLOAD_TOO_LARGE", f"body exceeds {settings.max_body_bytes} bytes"),
             {},
         )
+    codec = get_codec()
     try:
-        batch = (
-            decode_single(body)
-            if single
-            else decode_batch(body, max_items=settings.max_batch_readings)
-        )
+        batch = codec.decode_single(body) if single else codec.decode_batch(body)
     except BatchTooLargeError as exc:
         return 413, error_body("PAYLOAD_TOO_LARGE", str(exc)), {}
     except BodyShapeError as exc:
         return 400, error_body("BAD_REQUEST", str(exc)), {}
     try:
-        result = get_ingestor().ingest(batch, datetime.now(UTC))
+        result = get_ingestor().ingest(batch, scope, datetime.now(UTC))
     except IngestionUnavailableError as exc:
-        _note_refusal()
-        headers = {"Retry-After": str(exc.retry_after)}
-        return 503, error_body("SERVICE_UNAVAILABLE", exc.reason), headers
+        return unavailable(exc)
     return result.status, result.body(), {}
+
+
+def unavailable(exc: IngestionUnavailableError) -> Answer:
+    """The 503 answer, noted for the silent-meter sweep."""
+    _note_refusal()
+    headers = {"Retry-After": str(exc.retry_after)}
+    return 503, error_body("SERVICE_UNAVAILABLE", exc.reason), headers
+
+
+def rejected(exc: KeyRejectedError) -> Answer:
+    return 401, error_body(exc.code, exc.message), {"WWW-Authenticate": "Bearer"}
 
 
 def _note_refusal() -> None:
@@ -106,7 +202,14 @@ def _note_refusal() -> None:
         logger.warning("could not record the refusal for the silent-meter sweep")
 
 
-def submit_batch(body: bytes) -> tuple[int, dict[str, Any]]:
-    """Ingest a JSON array of readings, as ``POST /telemetry/batch`` would."""
-    status, answer, _ = submit(body, single=False)
+def submit_batch(body: bytes, key: str) -> tuple[int, dict[str, Any]]:
+    """Ingest a JSON array of readings with *key*, as ``POST /telemetry/batch`` would."""
+    try:
+        scope = verify_key(key)
+    except KeyRejectedError as exc:
+        status, answer, _ = rejected(exc)
+    except IngestionUnavailableError as exc:
+        status, answer, _ = unavailable(exc)
+    else:
+        status, answer, _ = submit(body, single=False, scope=scope)
     return status, answer

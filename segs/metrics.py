@@ -65,6 +65,15 @@ BATCHES_REQUEUED = Counter(
     "segs_batches_requeued",
     "Reading batches re-published from the pending ledger (Redis broker safety net).",
 )
+DEAD_LETTERS = Counter(
+    "segs_dead_letters",
+    "Reading batches set aside as dead letters after failing for a reason other than an outage.",
+)
+WINDOWS_QUARANTINED = Counter(
+    "segs_windows_quarantined",
+    "Region windows the flush could not write, set aside for an operator.",
+    ["size"],
+)
 PENDING_BATCHES = Gauge(
     "segs_pending_batches",
     "Published reading batches not yet folded (Redis broker only).",

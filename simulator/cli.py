@@ -45,6 +45,12 @@ targets (--target):
   queue     call segs.ingestion_client.submit_batch in-process, on --concurrency threads
             (needs the backend installed and configured; skips HTTP entirely)
 
+ingestion keys (--key):
+  SEGS accepts readings only with an ingestion key. Create one with
+    flask --app segs.web create-ingestion-key --name simulator
+  and pass it as --key (or SIM_KEY), sent as "Authorization: Bearer <key>"; or put it in the
+  URL instead: --url http://localhost:8000/api/v1/<key>/telemetry/batch
+
 Cycles run at a fixed rate: cycle k starts at start + k x --interval; a late cycle starts at
 once and counts as behind schedule. All readings of a cycle carry its scheduled time.
 Every option can also be set through the environment variable named in its help; the
@@ -264,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _option(
         send,
+        "--key",
+        metavar="KEY",
+        default=None,
+        shown="none: the URL carries it",
+        text="ingestion key, sent as 'Authorization: Bearer KEY'",
+    )
+    _option(
+        send,
         "--batch-size",
         metavar="N",
         default="500",
@@ -335,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Settings:
     """Check what one option cannot check alone and build the run's Settings."""
+    if args.target == "queue" and not args.key:
+        parser.error("--target queue needs --key (or SIM_KEY): readings need an ingestion key")
     if args.scenario != "steady" and args.scenario_region not in args.regions:
         parser.error(
             f"--scenario-region {args.scenario_region!r} is not one of --regions "
@@ -354,6 +370,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         duration_s=args.duration,
         target=args.target,
         url=args.url,
+        key=args.key,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         spread=_flag_option(args.spread, "SIM_SPREAD", parser),

@@ -46,6 +46,9 @@ class Settings:
     duration_s: float = 0.0
     target: str = "http"
     url: str = "http://localhost:8000/telemetry/batch"
+    # The ingestion key, sent as "Authorization: Bearer <key>"; None when the URL carries it
+    # (/api/v1/<key>/telemetry/batch).
+    key: str | None = None
     batch_size: int = 500
     concurrency: int = 10
     spread: bool = False
@@ -362,6 +365,7 @@ def run(settings: Settings) -> int:
         transport = open_transport(
             settings.target,
             url=settings.url,
+            key=settings.key,
             concurrency=settings.concurrency,
             timeout_s=settings.timeout_s,
         )

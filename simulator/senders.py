@@ -57,16 +57,20 @@ class HttpTransport:
     once; later connections go to the address that accepted one.
     """
 
-    def __init__(self, url: str, *, concurrency: int, timeout_s: float) -> None:
+    def __init__(
+        self, url: str, *, concurrency: int, timeout_s: float, key: str | None = None
+    ) -> None:
         self.target = url
         parts = urlsplit(url)
         self._host = parts.hostname or ""
         self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
         self._port = parts.port or (443 if self._ssl else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        authorization = f"Authorization: Bearer {key}\r\n" if key else ""
         self._head = (
             f"POST {path} HTTP/1.1\r\nHost: {parts.netloc.rpartition('@')[2]}\r\n"
-            "User-Agent: segs-simulator\r\nContent-Type: application/json\r\nContent-Length: "
+            f"User-Agent: segs-simulator\r\n{authorization}"
+            "Content-Type: application/json\r\nContent-Length: "
         ).encode()
         self._timeout_s = timeout_s
         self._capacity = concurrency
@@ -273,22 +277,26 @@ def _dechunk(data: bytes | bytearray, start: int) -> bytes | None:
 
 
 class QueueTransport:
-    """Call segs.ingestion_client.submit_batch in a thread pool, bypassing HTTP."""
+    """Call segs.ingestion_client.submit_batch in a thread pool, bypassing HTTP (the key is
+    checked all the same)."""
 
     target = "the ingestion queue"
 
-    def __init__(self, *, concurrency: int) -> None:
+    def __init__(self, *, concurrency: int, key: str) -> None:
         # Imported here so the HTTP target works without the backend's dependencies installed.
         from segs.ingestion_client import submit_batch
 
-        self._submit: Callable[[bytes], tuple[int, dict[str, Any]]] = submit_batch
+        self._submit: Callable[[bytes, str], tuple[int, dict[str, Any]]] = submit_batch
+        self._key = key
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sim-queue")
 
     async def post(self, body: bytes) -> Reply:
         """Submit *body* on a pool thread; any exception counts as no answer."""
         loop = asyncio.get_running_loop()
         try:
-            status, answer = await loop.run_in_executor(self._pool, self._submit, body)
+            status, answer = await loop.run_in_executor(
+                self._pool, self._submit, body, self._key
+            )
         except Exception as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from exc
         return Reply(status=status, body=answer if isinstance(answer, dict) else {})
@@ -298,11 +306,13 @@ class QueueTransport:
         self._pool.shutdown(wait=True)
 
 
-def open_transport(target: str, *, url: str, concurrency: int, timeout_s: float) -> Transport:
+def open_transport(
+    target: str, *, url: str, key: str | None, concurrency: int, timeout_s: float
+) -> Transport:
     """The transport for --target; raises ImportError if the queue target is not available."""
     if target == "queue":
-        return QueueTransport(concurrency=concurrency)
-    return HttpTransport(url, concurrency=concurrency, timeout_s=timeout_s)
+        return QueueTransport(concurrency=concurrency, key=key or "")
+    return HttpTransport(url, concurrency=concurrency, timeout_s=timeout_s, key=key)
 
 
 def describe_transport_error(exc: OSError) -> str:

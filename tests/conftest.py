@@ -31,6 +31,8 @@ os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")
 os.environ.setdefault("SEGS_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SEGS_ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("SEGS_RATE_LIMIT_DEFAULT", "100000 per minute")
+# Several tests drive a region's whole load with one meter, above a real meter's 1,000 kW.
+os.environ.setdefault("SEGS_MAX_POWER_KW", "100000")
 # Short live-feed connections and notification retries, so tests do not wait long for them.
 os.environ.setdefault("SEGS_FEED_MAX_S", "0.5")
 os.environ.setdefault("SEGS_FEED_HEARTBEAT_S", "0.25")

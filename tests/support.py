@@ -31,6 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO = 1_000_000
 
 DATA_TABLES = (
+    "ingestion_keys",
+    "meter_moves",
+    "dead_letter_batches",
+    "quarantined_windows",
     "alert_transitions",
     "alerts",
     "notification_deliveries",
@@ -129,15 +133,51 @@ def reading(
 
 def to_rows(readings: list[dict[str, Any]]) -> list[list[Any]]:
     """The rows the API would queue for these (valid) readings."""
-    from segs.domain.readings import ReadingIn
     from segs.domain.readings import to_row
+    from segs.ingestion_client import get_codec
 
-    return [to_row(msgspec.json.decode(json.dumps(item), type=ReadingIn)) for item in readings]
+    reading_type = get_codec().item_type
+    return [to_row(msgspec.json.decode(json.dumps(item), type=reading_type)) for item in readings]
 
 
-def post_batch(client, readings: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+# Keys created since the last reset, by scope: (meter, regions) -> plain key.
+_keys: dict[tuple[str | None, tuple[str, ...]], str] = {}
+
+
+def ingestion_key(*, meter: str | None = None, regions: tuple[str, ...] = ()) -> str:
+    """A plain ingestion key: for every region by default, for *regions*, or a device key for
+    *meter* (registered in the first of *regions* if it is new). Made once per clean state."""
+    scope = (meter, regions)
+    if scope not in _keys:
+        from segs.db import session_scope
+        from segs.services.audit import SYSTEM
+        from segs.services.ingestion_keys import KeyRequest
+        from segs.services.ingestion_keys import create_key
+
+        request = KeyRequest(
+            name=f"test key {len(_keys) + 1}",
+            meter_id=meter,
+            regions=() if meter else regions,
+            register_in=regions[0] if meter and regions else None,
+        )
+        with session_scope() as session:
+            _keys[scope] = create_key(session, SYSTEM, request, datetime.now(UTC)).plain
+    return _keys[scope]
+
+
+def key_header(key: str | None = None) -> dict[str, str]:
+    """The Authorization header of *key* (default: the every-region key)."""
+    return {"Authorization": f"Bearer {key or ingestion_key()}"}
+
+
+def post_batch(
+    client, readings: list[dict[str, Any]], *, key: str | None = None
+) -> tuple[int, dict[str, Any]]:
     response = client.post(
-        "/telemetry/batch", data=json.dumps(readings), content_type="application/json"
+        "/telemetry/batch",
+        data=json.dumps(readings),
+        content_type="application/json",
+        headers=key_header(key),
     )
     return response.status_code, response.get_json()
 
@@ -281,6 +321,7 @@ def tables_holding_rows(conn: psycopg.Connection) -> list[str]:
 def reset_state() -> None:
     """Empty the data tables, the test Redis database and the queues."""
     from segs.services import archive
+    from segs.services.registry_cache import announce_change
 
     with db() as conn:
         holding = tables_holding_rows(conn)
@@ -295,6 +336,9 @@ def reset_state() -> None:
     purge_queues()
     # This process remembers which meters it registered; the table was just emptied.
     archive._registered_meters.clear()
+    # The keys are gone with their table, and every process's registry cache must start over.
+    _keys.clear()
+    announce_change(redis_client())
 
 
 # --------------------------------------------------------------------------- waiting

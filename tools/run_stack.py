@@ -26,6 +26,8 @@ MAIL_PORT = 1025
 
 
 def _commands(api_port: int, flower_port: int) -> dict[str, str]:
+    # The simulator's key comes in SIM_KEY (_env_for), not on its command line, which the
+    # process list would show.
     api_url = f"http://127.0.0.1:{api_port}"
     return {
         "api": f'{BIN}/gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py '
@@ -40,7 +42,36 @@ def _commands(api_port: int, flower_port: int) -> dict[str, str]:
     }
 
 
-def _env_for(name: str) -> dict[str, str]:
+def _simulator_key() -> str:
+    """The ingestion key of ``make run``'s simulator: kept in var/ between runs, and created
+    (a head-end key for every region) when there is none or it no longer works."""
+    # Imported here: the stack's processes must not inherit a connection pool from this one.
+    from segs.db import get_engine
+    from segs.db import session_scope
+    from segs.domain.ingestion_keys import is_well_formed
+    from segs.domain.ingestion_keys import key_digest
+    from segs.services.audit import SYSTEM
+    from segs.services.ingestion_keys import KeyRequest
+    from segs.services.ingestion_keys import create_key
+    from segs.services.ingestion_keys import scope_by_digest
+
+    path = VAR / "simulator.key"
+    key = path.read_text().strip() if path.exists() else ""
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        usable = is_well_formed(key) and scope_by_digest(session, key_digest(key), now) is not None
+        if not usable:
+            request = KeyRequest(name="make run simulator")
+            key = create_key(session, SYSTEM, request, now).plain
+    if not usable:
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        print(f"created an ingestion key for the simulator, kept in {path}")
+    get_engine().dispose()
+    return key
+
+
+def _env_for(name: str, simulator_key: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     # Mail goes to the stack's own sink unless an SMTP server is configured.
@@ -48,6 +79,7 @@ def _env_for(name: str) -> dict[str, str]:
         env["SEGS_SMTP_HOST"] = "127.0.0.1"
         env["SEGS_SMTP_PORT"] = str(MAIL_PORT)
     if name == "simulator":
+        env["SIM_KEY"] = simulator_key
         # The same fleet every run: each meter keeps its base load, so the baselines anomaly
         # detection learned in the last run still hold and a new run raises no false spikes.
         env.setdefault("SIM_SEED", "1")
@@ -119,12 +151,13 @@ def main() -> int:
     for name in ("api", "worker"):
         shutil.rmtree(VAR / "prometheus" / name, ignore_errors=True)
         (VAR / "prometheus" / name).mkdir(parents=True)
+    simulator_key = _simulator_key()
 
     # Give the worker time for a warm shutdown: it finishes the batches it is running.
     honcho_manager.KILL_WAIT = 20
     stack = honcho_manager.Manager(Printer(sys.stdout))
     for name, command in _commands(api_port, flower_port).items():
-        stack.add_process(name, command, env=_env_for(name), cwd=str(ROOT))
+        stack.add_process(name, command, env=_env_for(name, simulator_key), cwd=str(ROOT))
 
     if duration > 0:
         timer = threading.Timer(duration, os.kill, args=(os.getpid(), signal.SIGTERM))

@@ -17,31 +17,83 @@ from typing import Any
 
 import msgspec
 
+from segs.domain.identifiers import ID_PATTERN
+from segs.domain.identifiers import ID_RULE
+
 MICRO = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
-# Bounds keep micro-unit sums inside int64 and inside Lua's exact-integer range (2**53).
-_MAX_QUANTITY = 1_000_000.0
+# No plausibility bound may be set above this: a reading's micro-units then stay below 1e12,
+# so a window's sums stay far inside int64 (the packed window layout) whatever the bounds.
+HARD_MAX_QUANTITY = 1_000_000.0
+TEMPERATURE_RANGE_C = (-273.15, 1000.0)
 
-NonNegative = Annotated[float, msgspec.Meta(ge=0, le=_MAX_QUANTITY)]
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+@dataclass(frozen=True)
+class ReadingLimits:
+    """The plausibility bounds of one reading (SEGS_MAX_* settings); every minimum is 0."""
+
+    max_power_kw: float = 1_000.0
+    max_energy_kwh: float = 100_000.0
+    max_voltage_v: float = 1_000.0
+    max_current_a: float = 10_000.0
+    max_frequency_hz: float = 100.0
+
+    def out_of_range(self) -> list[str]:
+        """The names of the bounds that are not above 0 and at most HARD_MAX_QUANTITY."""
+        return [
+            name
+            for name in (
+                "max_power_kw",
+                "max_energy_kwh",
+                "max_voltage_v",
+                "max_current_a",
+                "max_frequency_hz",
+            )
+            if not 0 < getattr(self, name) <= HARD_MAX_QUANTITY
+        ]
 
 
-class ReadingIn(msgspec.Struct, rename="camel"):
-    """One reading as a meter sends it; unknown fields (userId, seq, metadata...) are ignored."""
+def _bounded(upper: float) -> Any:
+    return Annotated[float, msgspec.Meta(ge=0, le=upper)]
 
-    reading_id: NonEmpty
-    meter_id: NonEmpty
-    region: NonEmpty
-    timestamp: Annotated[datetime, msgspec.Meta(tz=True)]
-    power_kw: NonNegative
-    energy_kwh: NonNegative | None = None
-    voltage: NonNegative | None = None
-    current: NonNegative | None = None
-    frequency: NonNegative | None = None
-    power_factor: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    temperature: Annotated[float, msgspec.Meta(ge=-273.15, le=1000)] | None = None
+
+Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+def reading_type(limits: ReadingLimits) -> type[msgspec.Struct]:
+    """The msgspec type of one reading under *limits*: msgspec checks every bound in C.
+
+    Unknown fields (userId, seq, status, metadata...) are accepted and ignored.
+    """
+    optional = None
+    return msgspec.defstruct(
+        "ReadingIn",
+        [
+            ("reading_id", Identifier),
+            ("meter_id", Identifier),
+            ("region", RegionName),
+            ("timestamp", Annotated[datetime, msgspec.Meta(tz=True)]),
+            ("power_kw", _bounded(limits.max_power_kw)),
+            ("energy_kwh", _bounded(limits.max_energy_kwh) | None, optional),
+            ("voltage", _bounded(limits.max_voltage_v) | None, optional),
+            ("current", _bounded(limits.max_current_a) | None, optional),
+            ("frequency", _bounded(limits.max_frequency_hz) | None, optional),
+            ("power_factor", Annotated[float, msgspec.Meta(ge=0, le=1)] | None, optional),
+            (
+                "temperature",
+                Annotated[
+                    float,
+                    msgspec.Meta(ge=TEMPERATURE_RANGE_C[0], le=TEMPERATURE_RANGE_C[1]),
+                ]
+                | None,
+                optional,
+            ),
+        ],
+        rename="camel",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +116,13 @@ ReadingRow = list[Any]
 ROW_METER, ROW_REGION, ROW_READING_ID, ROW_TS = 0, 1, 2, 3
 ROW_POWER, ROW_ENERGY, ROW_VOLTAGE = 4, 5, 6
 
-_item_decoder = msgspec.json.Decoder(ReadingIn)
-_batch_decoder = msgspec.json.Decoder(list[ReadingIn])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$\.(?P<field>[A-Za-z0-9_]+)")
+_NOT_AN_ID = "Expected `str` matching regex"
+_TOO_DEEP = "JSON nests too deeply"
 
 
 class BodyShapeError(ValueError):
@@ -100,7 +152,9 @@ def describe_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
         return missing.group("field"), "is required"
     at_path = _AT_PATH.match(text)
     if at_path:
-        return at_path.group("field"), at_path.group("reason")
+        reason = at_path.group("reason")
+        # The pattern itself is no help to a reader; the rule in words is.
+        return at_path.group("field"), ID_RULE if reason.startswith(_NOT_AN_ID) else reason
     return "reading", text
 
 
@@ -114,6 +168,8 @@ def split_batch(body: bytes, *, max_items: int) -> list[msgspec.Raw]:
         items = _raw_list_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise BodyShapeError(f"body must be a JSON array of readings: {exc}") from exc
+    except RecursionError as exc:
+        raise BodyShapeError(f"body must be a JSON array of readings: {_TOO_DEEP}") from exc
     _check_count(len(items), max_items)
     return items
 
@@ -133,28 +189,9 @@ class BatchTooLargeError(ValueError):
 class DecodedBatch:
     """A request's readings: the valid ones with their index in the request, and the errors."""
 
-    readings: list[tuple[int, ReadingIn]]
+    readings: list[tuple[int, Any]]
     errors: list[ReadingError]
     size: int
-
-
-def decode_batch(body: bytes, *, max_items: int) -> DecodedBatch:
-    """Decode a JSON array body of readings; one error per bad reading.
-
-    :raises BodyShapeError: the body is not a JSON array.
-    :raises BatchTooLargeError: the array holds more than *max_items* readings.
-    """
-    try:
-        # One call for the whole array: the usual, all-valid batch costs a third less than
-        # decoding item by item.
-        readings = _batch_decoder.decode(body)
-    except msgspec.MsgspecError:
-        # Some reading is invalid, or the body is not an array: judge each item on its own.
-        items = split_batch(body, max_items=max_items)
-        valid, errors = decode_items(items)
-        return DecodedBatch(valid, errors, len(items))
-    _check_count(len(readings), max_items)
-    return DecodedBatch(list(enumerate(readings)), [], len(readings))
 
 
 def single_as_batch(body: bytes) -> list[msgspec.Raw]:
@@ -166,33 +203,64 @@ def single_as_batch(body: bytes) -> list[msgspec.Raw]:
         raw = _raw_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise BodyShapeError(f"body must be a JSON object: {exc}") from exc
+    except RecursionError as exc:
+        raise BodyShapeError(f"body must be a JSON object: {_TOO_DEEP}") from exc
     if not bytes(raw).lstrip().startswith(b"{"):
         raise BodyShapeError("body must be a JSON object holding one reading")
     return [raw]
 
 
-def decode_single(body: bytes) -> DecodedBatch:
-    """Decode a one-reading body (a JSON object) as a batch of one.
+class ReadingCodec:
+    """Decodes request bodies into readings checked against one set of :class:`ReadingLimits`."""
 
-    :raises BodyShapeError: the body is not a JSON object.
-    """
-    valid, errors = decode_items(single_as_batch(body))
-    return DecodedBatch(valid, errors, 1)
+    def __init__(self, limits: ReadingLimits, *, max_items: int) -> None:
+        self.limits = limits
+        self.max_items = max_items
+        self.item_type = reading_type(limits)
+        self._item_decoder = msgspec.json.Decoder(self.item_type)
+        self._batch_decoder = msgspec.json.Decoder(list.__class_getitem__(self.item_type))
 
+    def decode_batch(self, body: bytes) -> DecodedBatch:
+        """Decode a JSON array body of readings; one error per bad reading.
 
-def decode_items(
-    items: list[msgspec.Raw],
-) -> tuple[list[tuple[int, ReadingIn]], list[ReadingError]]:
-    """Validate each raw item, keeping its index; one error per bad reading."""
-    valid: list[tuple[int, ReadingIn]] = []
-    errors: list[ReadingError] = []
-    for index, raw in enumerate(items):
+        :raises BodyShapeError: the body is not a JSON array (of any nesting depth).
+        :raises BatchTooLargeError: the array holds more than ``max_items`` readings.
+        """
         try:
-            valid.append((index, _item_decoder.decode(raw)))
-        except msgspec.ValidationError as exc:
-            field, reason = describe_validation_error(exc)
-            errors.append(ReadingError(index, field, reason))
-    return valid, errors
+            # One call for the whole array: the usual, all-valid batch costs a third less than
+            # decoding item by item.
+            readings = self._batch_decoder.decode(body)
+        except (msgspec.MsgspecError, RecursionError):
+            # Some reading is invalid, or the body is not an array: judge each item on its own.
+            items = split_batch(body, max_items=self.max_items)
+            valid, errors = self.decode_items(items)
+            return DecodedBatch(valid, errors, len(items))
+        _check_count(len(readings), self.max_items)
+        return DecodedBatch(list(enumerate(readings)), [], len(readings))
+
+    def decode_single(self, body: bytes) -> DecodedBatch:
+        """Decode a one-reading body (a JSON object) as a batch of one.
+
+        :raises BodyShapeError: the body is not a JSON object.
+        """
+        valid, errors = self.decode_items(single_as_batch(body))
+        return DecodedBatch(valid, errors, 1)
+
+    def decode_items(
+        self, items: list[msgspec.Raw]
+    ) -> tuple[list[tuple[int, Any]], list[ReadingError]]:
+        """Validate each raw item, keeping its index; one error per bad reading."""
+        valid: list[tuple[int, Any]] = []
+        errors: list[ReadingError] = []
+        for index, raw in enumerate(items):
+            try:
+                valid.append((index, self._item_decoder.decode(raw)))
+            except msgspec.ValidationError as exc:
+                field, reason = describe_validation_error(exc)
+                errors.append(ReadingError(index, field, reason))
+            except RecursionError:
+                errors.append(ReadingError(index, "reading", _TOO_DEEP))
+        return valid, errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +283,7 @@ class TimeBounds:
         )
 
 
-def to_row(reading: ReadingIn) -> ReadingRow:
+def to_row(reading: Any) -> ReadingRow:
     """Quantise a validated reading into the compact row the workers receive."""
     # Written out rather than calling micro() per field: this runs for every reading and the
     # calls were a tenth of the API's CPU per request. Only temperature may be negative.

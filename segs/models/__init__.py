@@ -17,7 +17,11 @@ from segs.models.billing import InvoicePayment
 from segs.models.billing import Tariff
 from segs.models.billing import TariffOverride
 from segs.models.grid import Meter
+from segs.models.grid import MeterMove
 from segs.models.grid import Region
+from segs.models.ingestion import DeadLetterBatch
+from segs.models.ingestion import IngestionKey
+from segs.models.ingestion import QuarantinedWindow
 from segs.models.telemetry import Aggregate1m
 from segs.models.telemetry import Aggregate15m
 from segs.models.telemetry import RawReading
@@ -40,6 +44,10 @@ __all__ = [
     "InvoiceLineItem",
     "InvoicePayment",
     "Meter",
+    "MeterMove",
+    "DeadLetterBatch",
+    "IngestionKey",
+    "QuarantinedWindow",
     "RawReading",
     "RefreshToken",
     "Region",

@@ -6,10 +6,13 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import BigInteger
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
+from sqlalchemy import Identity
 from sqlalchemy import Numeric
 from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
@@ -39,6 +42,8 @@ class Meter(Base):
     """A meter: registered on first sight or by an admin; last_seen follows its newest reading.
 
     A meter belongs to at most one account (owner_id), and only to one of its own region.
+    ``region`` is where it belongs from its latest move (MeterMove) on; readings before a move
+    belong to the region it left.
     """
 
     __tablename__ = "meters"
@@ -53,3 +58,19 @@ class Meter(Base):
     )
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MeterMove(Base):
+    """A meter's move to another region, effective from a 15-minute boundary
+    (segs.domain.registry)."""
+
+    __tablename__ = "meter_moves"
+    __table_args__ = (UniqueConstraint("meter_id", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(ForeignKey("meters.meter_id"))
+    from_region: Mapped[str] = mapped_column(ForeignKey("regions.name"))
+    to_region: Mapped[str] = mapped_column(ForeignKey("regions.name"))
+    effective_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    moved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    moved_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import BigInteger
 from sqlalchemy import DateTime
 from sqlalchemy import Integer
 from sqlalchemy import Numeric
@@ -74,16 +75,20 @@ class Aggregate15m(_MeterWindow, Base):
 
 
 class _RegionWindow:
-    """Columns shared by the per-region window tables, derived from the per-meter rows."""
+    """Columns shared by the per-region window tables, derived from the per-meter rows.
+
+    The sums over a region's meters are unbounded numerics: however many meters a region has,
+    within the reading bounds, no sum can overflow and stop the flush (migration 0007).
+    """
 
     region: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     meter_count: Mapped[int] = mapped_column(Integer)
-    reading_count: Mapped[int] = mapped_column(Integer)
-    total_power_kw: Mapped[Decimal] = mapped_column(Sum)
+    reading_count: Mapped[int] = mapped_column(BigInteger)
+    total_power_kw: Mapped[Decimal] = mapped_column(Numeric)
     capacity_kw: Mapped[Decimal] = mapped_column(Numeric(14, 3))
-    load_percentage: Mapped[Decimal] = mapped_column(Numeric(12, 4))
-    energy_kwh_sum: Mapped[Decimal] = mapped_column(Sum)
+    load_percentage: Mapped[Decimal] = mapped_column(Numeric)
+    energy_kwh_sum: Mapped[Decimal] = mapped_column(Numeric)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

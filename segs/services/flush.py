@@ -8,6 +8,10 @@ committing but before deleting the hash is not merged twice when it is picked up
 Merging adds counts and sums and widens min/max, so a reading that arrives after its window was
 flushed opens a fresh hash that merges into the stored row; the region's row for that window is
 then recomputed from its meters' rows, so it is corrected too.
+
+A window PostgreSQL refuses for a reason other than an outage is quarantined
+(segs.services.quarantine) and the flush goes on with the others; an outage stops the run, and
+the next run takes up every window still being flushed.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from segs.domain.readings import from_epoch_us
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
+from segs.services import quarantine
+from segs.services.outages import is_outage
 from segs.services.partitions import ensure_partitions
 from segs.services.windows_store import WindowStore
 from segs.services.windows_store import parse_flushing_name
@@ -119,6 +125,7 @@ class FlushReport:
     late_readings: int = 0
     skipped_already_flushed: int = 0
     flushed: list[WindowKey] = field(default_factory=list)
+    quarantined: list[WindowKey] = field(default_factory=list)
 
 
 def flush_closed_windows(
@@ -137,13 +144,54 @@ def flush_closed_windows(
             meters = store.read(name)
             if meters:
                 try:
-                    _merge_window(conn, name, window, meters, report, now)
-                except psycopg.errors.CheckViolation:
-                    # The window's day has no partition yet (a reading near the age limit).
-                    ensure_partitions(conn, settings, now)
-                    _merge_window(conn, name, window, meters, report, now)
+                    _merge_with_partitions(conn, settings, name, window, meters, report, now)
+                except psycopg.Error as exc:
+                    if is_outage(exc):
+                        raise
+                    _quarantine(conn, store, name, window, meters, exc, report)
+                    continue
             store.forget(name)
     return report
+
+
+def _merge_with_partitions(
+    conn: psycopg.Connection,
+    settings: Settings,
+    name: str,
+    window: WindowKey,
+    meters: dict[str, WindowStats],
+    report: FlushReport,
+    now: datetime,
+) -> None:
+    try:
+        _merge_window(conn, name, window, meters, report, now)
+    except psycopg.errors.CheckViolation:
+        # The window's day has no partition yet (a reading near the age limit).
+        ensure_partitions(conn, settings, now)
+        _merge_window(conn, name, window, meters, report, now)
+
+
+def _quarantine(
+    conn: psycopg.Connection,
+    store: WindowStore,
+    name: str,
+    window: WindowKey,
+    meters: dict[str, WindowStats],
+    exc: psycopg.Error,
+    report: FlushReport,
+) -> None:
+    quarantine.record(conn, name, window, meters, exc)
+    store.drop(name)
+    report.quarantined.append(window)
+    metrics.WINDOWS_QUARANTINED.labels(window.size).inc()
+    logger.error(
+        "quarantined the %s window of %s at %s (%d meters): %s",
+        window.size,
+        window.region,
+        from_epoch_us(window.start_us).isoformat(),
+        len(meters),
+        exc,
+    )
 
 
 def _merge_window(

@@ -11,14 +11,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from typing import Any
 from typing import Protocol
 
+import psycopg
+from sqlalchemy.exc import SQLAlchemyError
+
 from segs import metrics
 from segs.config import Settings
+from segs.domain.ingestion_keys import KeyScope
 from segs.domain.readings import ROW_METER
 from segs.domain.readings import ROW_REGION
 from segs.domain.readings import ROW_TS
@@ -30,6 +35,9 @@ from segs.domain.readings import check_row
 from segs.domain.readings import first_of_each_key
 from segs.domain.readings import to_epoch_us
 from segs.domain.readings import to_row
+from segs.domain.registry import Place
+from segs.domain.registry import check_places
+from segs.domain.registry import registrations
 from segs.domain.sharding import shard_for
 
 logger = logging.getLogger(__name__)
@@ -50,6 +58,14 @@ class DedupeMarks(Protocol):
 
     def release(self, keys: list[tuple[str, int]]) -> None:
         """Remove marks this request set but could not honour."""
+
+
+class Directory(Protocol):
+    def places(self, meter_ids: Iterable[str]) -> dict[str, Place]:
+        """The place of each registered meter among *meter_ids*."""
+
+    def register(self, regions: dict[str, str]) -> dict[str, Place]:
+        """Register new meters in their regions; the stored place of each."""
 
 
 class Publisher(Protocol):
@@ -92,18 +108,24 @@ class Ingestor:
 
     settings: Settings
     known_regions: Callable[[], frozenset[str]]
+    directory: Directory
     marks: DedupeMarks
     publish: Publisher
     backlog_exceeded: Callable[[], bool]
 
-    def ingest(self, batch: DecodedBatch, now: datetime) -> IngestResult:
-        """Validate and queue the decoded readings of a request received at *now*.
+    def ingest(self, batch: DecodedBatch, scope: KeyScope, now: datetime) -> IngestResult:
+        """Validate and queue the decoded readings of a request received at *now*, sent with
+        a key of *scope*.
 
         :raises IngestionUnavailableError: nothing further could be queued right now.
         """
         started = time.perf_counter()
         result = IngestResult()
-        rows = self._validate(batch, now, result)
+        errors = list(batch.errors)
+        checked = self._validate(batch, now, errors)
+        rows = self._check_registry(checked, scope, errors)
+        errors.sort(key=lambda error: error.index)
+        result.errors = errors
         result.valid = len(rows)
         fresh = first_of_each_key(rows)
         result.duplicates = len(rows) - len(fresh)
@@ -113,37 +135,55 @@ class Ingestor:
         return result
 
     def _validate(
-        self, batch: DecodedBatch, now: datetime, result: IngestResult
-    ) -> list[ReadingRow]:
+        self, batch: DecodedBatch, now: datetime, errors: list[ReadingError]
+    ) -> list[tuple[int, ReadingRow]]:
+        """The rows of known regions and timestamps in range, with their index."""
         try:
             regions = self.known_regions()
         except Exception as exc:
-            raise IngestionUnavailableError(
-                f"the database is unavailable: {exc.__class__.__name__}",
-                self.settings.retry_after_s,
-            ) from exc
+            raise self._database_unavailable(exc) from exc
         bounds = TimeBounds.around(
             now,
             max_age_s=self.settings.max_reading_age_s,
             max_skew_s=self.settings.max_future_skew_s,
         )
         oldest, newest = bounds.oldest_us, bounds.newest_us
-        errors = list(batch.errors)
-        rows: list[ReadingRow] = []
+        rows: list[tuple[int, ReadingRow]] = []
         for index, reading in batch.readings:
             row = to_row(reading)
             # The usual case inline, as it runs for every reading; check_row says what is wrong.
             if row[ROW_REGION] in regions and oldest <= row[ROW_TS] <= newest:
-                rows.append(row)
+                rows.append((index, row))
                 continue
             error = check_row(index, row, known_regions=regions, bounds=bounds)
             if error is None:
-                rows.append(row)
+                rows.append((index, row))
             else:
                 errors.append(error)
-        errors.sort(key=lambda error: error.index)
-        result.errors = errors
         return rows
+
+    def _check_registry(
+        self, rows: list[tuple[int, ReadingRow]], scope: KeyScope, errors: list[ReadingError]
+    ) -> list[ReadingRow]:
+        """The rows *scope* may send, each in its meter's registered region (segs.domain.registry);
+        the head-end key's new meters are registered first."""
+        if not rows:
+            return []
+        try:
+            places = self.directory.places({row[ROW_METER] for _, row in rows})
+            new = registrations(rows, places, scope)
+            if new:
+                places.update(self.directory.register(new))
+        except (psycopg.Error, SQLAlchemyError) as exc:
+            raise self._database_unavailable(exc) from exc
+        kept, refused = check_places(rows, places, scope)
+        errors.extend(refused)
+        return kept
+
+    def _database_unavailable(self, exc: Exception) -> IngestionUnavailableError:
+        return IngestionUnavailableError(
+            f"the database is unavailable: {exc.__class__.__name__}", self.settings.retry_after_s
+        )
 
     def _queue(self, rows: list[ReadingRow], received_at_us: int, result: IngestResult) -> None:
         retry_after = self.settings.retry_after_s

@@ -10,6 +10,10 @@ Rules kept here:
 - A meter assigned to someone else is not taken from them unless the admin says ``reassign``.
 - A retired meter keeps its owner (who still sees its history) but takes no new owner.
 - Locks are taken account first, then meter, everywhere, so concurrent changes cannot deadlock.
+- A meter moves to another region from a 15-minute boundary after every reading already
+  accepted (segs.domain.registry); an assigned or retired meter does not move.
+- Retiring and moving are announced to the API's caches once committed, so ingestion holds
+  readings to them from the next request on (segs.services.registry_cache).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -25,10 +30,17 @@ from sqlalchemy.orm import Session
 
 from segs.domain.access import USER
 from segs.domain.access import can_own_meter
+from segs.domain.identifiers import ID_RULE
+from segs.domain.identifiers import is_valid_id
+from segs.domain.readings import from_epoch_us
+from segs.domain.readings import to_epoch_us
+from segs.domain.registry import earliest_move_us
+from segs.domain.registry import move_time_problem
 from segs.errors import ConflictError
 from segs.errors import InvalidInputError
 from segs.errors import NotFoundError
 from segs.models import Meter
+from segs.models import MeterMove
 from segs.models import Region
 from segs.models import User
 from segs.services import audit
@@ -37,6 +49,7 @@ from segs.services.access import visible_meter
 from segs.services.audit import Actor
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
+from segs.services.registry_cache import announce_after_commit
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,16 @@ class MeterView:
     @property
     def status(self) -> str:
         return "retired" if self.retired_at is not None else "active"
+
+
+@dataclass(frozen=True)
+class MoveView:
+    meter_id: str
+    from_region: str
+    to_region: str
+    effective_from: datetime
+    moved_at: datetime
+    moved_by: uuid.UUID | None
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,8 @@ def create_meter(session: Session, actor: Actor, meter_id: str, region: str) -> 
 
     :raises ConflictError: the meter is registered already (by an admin or by a reading).
     """
+    if not is_valid_id(meter_id):
+        raise InvalidInputError("not a meter id", {"meterId": [ID_RULE]})
     if session.get(Region, region) is None:
         raise InvalidInputError(f"unknown region {region!r}", {"region": ["unknown region"]})
     created = session.scalar(
@@ -119,8 +144,9 @@ def create_meter(session: Session, actor: Actor, meter_id: str, region: str) -> 
     return _view(_locked_meter(session, meter_id))
 
 
-def retire_meter(session: Session, actor: Actor, meter_id: str) -> MeterView:
-    """Mark a meter retired; it keeps its owner and history but takes no new owner."""
+def retire_meter(session: Session, client: redis.Redis, actor: Actor, meter_id: str) -> MeterView:
+    """Mark a meter retired; it keeps its owner and history but takes no new owner, and
+    readings stamped from now on are refused."""
     meter = _locked_meter(session, meter_id)
     if meter.retired_at is not None:
         raise ConflictError(f"meter {meter_id} is retired already", code="METER_RETIRED")
@@ -133,9 +159,112 @@ def retire_meter(session: Session, actor: Actor, meter_id: str) -> MeterView:
         meter_id,
         {"ownerId": _text(meter.owner_id)},
     )
+    announce_after_commit(session, client)
     session.flush()
     session.refresh(meter)
     return _view(meter)
+
+
+def move_meter(
+    session: Session,
+    client: redis.Redis,
+    actor: Actor,
+    meter_id: str,
+    region: str,
+    effective_from: datetime | None,
+    *,
+    now: datetime,
+    max_future_skew_s: int,
+) -> MoveView:
+    """Move a meter to *region* from *effective_from* (default: the earliest it may).
+
+    :raises NotFoundError: no such meter.
+    :raises InvalidInputError: an unknown region, the meter's own region, or a time that is not
+        a 15-minute boundary after every reading already accepted and after its latest move.
+    :raises ConflictError: the meter is retired or assigned to an account.
+    """
+    meter = _locked_meter(session, meter_id)
+    if meter.retired_at is not None:
+        raise ConflictError(f"meter {meter_id} is retired", code="METER_RETIRED")
+    if meter.owner_id is not None:
+        raise ConflictError(
+            f"meter {meter_id} is assigned to an account of {meter.region}; unassign it first",
+            {"ownerId": str(meter.owner_id)},
+            code="METER_ASSIGNED",
+        )
+    if session.get(Region, region) is None:
+        raise InvalidInputError(f"unknown region {region!r}", {"region": ["unknown region"]})
+    if region == meter.region:
+        raise InvalidInputError(
+            f"meter {meter_id} is in {region} already", {"region": ["the meter's own region"]}
+        )
+    now_us = to_epoch_us(now)
+    effective_us = (
+        earliest_move_us(now_us, max_future_skew_s)
+        if effective_from is None
+        else to_epoch_us(effective_from)
+    )
+    latest = session.scalar(
+        select(func.max(MeterMove.effective_from)).where(MeterMove.meter_id == meter_id)
+    )
+    problem = move_time_problem(
+        effective_us,
+        now_us,
+        max_future_skew_s,
+        to_epoch_us(latest) if latest is not None else None,
+    )
+    if problem is not None:
+        raise InvalidInputError(
+            f"the move cannot start then: {problem}", {"effectiveFrom": [problem]}
+        )
+    move = MeterMove(
+        meter_id=meter_id,
+        from_region=meter.region,
+        to_region=region,
+        effective_from=from_epoch_us(effective_us),
+        moved_by=actor.id,
+    )
+    session.add(move)
+    meter.region = region
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "meter.move",
+        "meter",
+        meter_id,
+        {
+            "fromRegion": move.from_region,
+            "toRegion": region,
+            "effectiveFrom": move.effective_from.isoformat(),
+        },
+    )
+    announce_after_commit(session, client)
+    session.refresh(move)
+    return _move_view(move)
+
+
+def list_moves(
+    session: Session, viewer_id: uuid.UUID, viewer_role: str, meter_id: str
+) -> list[MoveView]:
+    """A meter's moves, oldest first, if the viewer may see the meter."""
+    _check_storable(meter_id)
+    visible_meter(session, viewer_id, viewer_role, meter_id)
+    moves = session.scalars(
+        select(MeterMove).where(MeterMove.meter_id == meter_id).order_by(MeterMove.effective_from)
+    )
+    return [_move_view(move) for move in moves]
+
+
+def _move_view(move: MeterMove) -> MoveView:
+    return MoveView(
+        meter_id=move.meter_id,
+        from_region=move.from_region,
+        to_region=move.to_region,
+        effective_from=move.effective_from,
+        moved_at=move.moved_at,
+        moved_by=move.moved_by,
+    )
 
 
 def assign_meter(

@@ -73,6 +73,11 @@ class PendingLedger:
         payload = orjson.dumps([shard, received_at_us, rows])
         self._record(keys=[PENDING, PENDING_AT], args=[task_id, now_s, payload])
 
+    def hold(self, task_id: str, until_s: float) -> None:
+        """Count a batch as published at *until_s*: it is retrying then, so until its retry
+        has had SEGS_REQUEUE_AFTER_S to run, it is not stalled and gets no second copy."""
+        self.client.zadd(PENDING_AT, {task_id: until_s}, xx=True)
+
     def rows_of(self, task_id: str) -> list[ReadingRow] | None:
         """The rows of a pending batch; None once it is folded (or was never published)."""
         payload = self.client.hget(PENDING, task_id)

@@ -161,6 +161,10 @@ return #entries / 2
 )
 
 
+def applied_key(batch_id: str) -> str:
+    return f"segs:applied:{batch_id}"
+
+
 def window_key_name(key: WindowKey) -> str:
     return f"segs:win:{key.size}:{key.region}:{key.start_us}"
 
@@ -209,7 +213,7 @@ class WindowStore:
         # A batch holds at most 1,000 readings, so at most 1,000 windows: a u16 index suffices.
         windows = sorted(folded)
         keys = [
-            f"segs:applied:{batch_id}",
+            applied_key(batch_id),
             OPEN_WINDOWS,
             PENDING,
             PENDING_AT,
@@ -236,6 +240,11 @@ class WindowStore:
         args.append(b"".join(entries))
         found = self._fold(keys=keys, args=args)
         return None if found is None else bytes(found)
+
+    def was_folded(self, batch_id: str) -> bool:
+        """Whether the fold script has applied this batch (its mark lives
+        SEGS_APPLIED_MARK_TTL_S)."""
+        return bool(self.client.exists(applied_key(batch_id)))
 
     def move_due(self, size: str, cutoff_us: int, token: str, limit: int = 1000) -> int:
         """Move *size* windows that ended before *cutoff_us* out of the open set; returns how
@@ -270,6 +279,22 @@ class WindowStore:
         self._roll_up(
             keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS], args=[target.end_us]
         )
+
+    def drop(self, name: str) -> None:
+        """Let go of a window hash being flushed without rolling it up (it is quarantined)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(name)
+        pipe.srem(FLUSHING, name)
+        pipe.execute()
+
+    def restore_flushing(self, name: str, meters: dict[str, WindowStats]) -> None:
+        """Put a window back to be flushed under *name*, with these statistics."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(name)
+        if meters:
+            pipe.hset(name, mapping={meter: stats.pack() for meter, stats in meters.items()})
+        pipe.sadd(FLUSHING, name)
+        pipe.execute()
 
     def open_windows_by_size(self) -> dict[str, int]:
         counts: dict[str, int] = {}

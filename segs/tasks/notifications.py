@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 from celery import Task
 from celery.utils.log import get_task_logger
-from sqlalchemy import exc as sa_exc
 
 from segs import metrics
 from segs.celery_app import app
@@ -24,6 +22,7 @@ from segs.redis_client import get_redis
 from segs.services import notifications
 from segs.services.notifications import Delivery
 from segs.services.notifications import Plan
+from segs.services.outages import OUTAGES
 
 logger = get_task_logger(__name__)
 
@@ -32,12 +31,6 @@ QUEUE = "notifications"
 
 # PostgreSQL or Redis being down (or restarting) only delays a notification: the task is
 # retried with backoff instead of failing, which would acknowledge it and lose it.
-OUTAGES = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
 OUTAGE_RETRY: dict[str, Any] = {
     "autoretry_for": OUTAGES,
     "max_retries": None,

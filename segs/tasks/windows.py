@@ -55,7 +55,12 @@ def flush_closed_windows() -> dict[str, int]:
             report.rows,
             report.late_readings,
         )
-    return {"windows": report.windows, "rows": report.rows, "late_readings": report.late_readings}
+    return {
+        "windows": report.windows,
+        "rows": report.rows,
+        "late_readings": report.late_readings,
+        "quarantined": len(report.quarantined),
+    }
 
 
 @app.task(name="segs.tasks.windows.sample_queue_depths", ignore_result=True)

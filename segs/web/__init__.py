@@ -15,13 +15,16 @@ from segs.web.alerts import feed_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
 from segs.web.billing import bp as billing_bp
+from segs.web.dead_letters import bp as dead_letters_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
 from segs.web.health import bp as health_bp
+from segs.web.ingestion_keys import bp as ingestion_keys_bp
 from segs.web.json_provider import SegsJSONProvider
 from segs.web.meter_data import bp as meter_data_bp
 from segs.web.meters import bp as meters_bp
 from segs.web.notifications import bp as notifications_bp
+from segs.web.quarantine import bp as quarantine_bp
 from segs.web.regions import bp as regions_bp
 from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
@@ -29,8 +32,9 @@ from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
-# Plain blueprints: probes, metrics, the meters' ingestion endpoints, and the live feed
-# (under /api/v1, but an event stream, so outside the OpenAPI document).
+# Plain blueprints: probes, metrics, the meters' ingestion endpoints (limited per ingestion key
+# by their own views), and the live feed (under /api/v1, but an event stream, so outside the
+# OpenAPI document). The API's general rate limit does not apply to them.
 BLUEPRINTS = (health_bp, telemetry_bp, feed_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
@@ -38,6 +42,9 @@ API_BLUEPRINTS: tuple = (
     auth_bp,
     users_bp,
     meters_bp,
+    ingestion_keys_bp,
+    dead_letters_bp,
+    quarantine_bp,
     audit_bp,
     admin_bp,
     meter_data_bp,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
 
 import click
+import orjson
 from alembic import command
 from alembic.config import Config
 from flask import Flask
@@ -23,11 +25,18 @@ from segs.domain.access import ROLES
 from segs.domain.access import USER
 from segs.domain.accounts import DEFAULT_TIMEZONE
 from segs.errors import SegsError
+from segs.redis_client import get_redis
+from segs.services import dead_letters
 from segs.services import demo
+from segs.services import ingestion_keys
+from segs.services import quarantine
 from segs.services import users
 from segs.services.audit import SYSTEM
 from segs.services.partitions import ensure_partitions
 from segs.services.passwords import Passwords
+from segs.tasks.readings import publish_batch
+from segs.tasks.stores import get_window_store
+from segs.tasks.windows import flush_closed_windows
 
 _ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
@@ -105,6 +114,105 @@ def seed_demo(password: str | None) -> None:
     click.echo('log in with POST /api/v1/auth/login {"email": "...", "password": "..."}')
 
 
+def create_ingestion_key(request: ingestion_keys.KeyRequest) -> str:
+    """Create a key as the system (audited with no actor); return the plain key."""
+    try:
+        with session_scope() as session:
+            created = ingestion_keys.create_key(session, SYSTEM, request, datetime.now(UTC))
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    key = created.key
+    scope = f"meter {key.meter_id}" if key.meter_id else ", ".join(key.regions or ["every region"])
+    click.echo(f"created {key.kind} key {key.name!r} (id {key.id}) for {scope}")
+    click.echo("the key is shown this once; store it now:")
+    click.echo(created.plain)
+    return created.plain
+
+
+@click.group("dead-letters")
+def dead_letters_group() -> None:
+    """Reading batches set aside after failing for a reason other than an outage."""
+
+
+@dead_letters_group.command("list")
+@click.option("--status", type=click.Choice(dead_letters.STATUSES), help="Only this status.")
+def list_dead_letters(status: str | None) -> None:
+    """List dead letters, newest first."""
+    with session_scope() as session:
+        page = dead_letters.list_dead_letters(session, status, page=1, page_size=10_000)
+    for letter in page.items:
+        click.echo(
+            f"{letter.batch_id}  {letter.status:<9} {letter.reading_count:>5} readings  "
+            f"{letter.dead_at:%Y-%m-%d %H:%M:%S}  {letter.error_type}: {letter.error[:80]}"
+        )
+    click.echo(f"{page.total} dead letter(s)")
+
+
+@dead_letters_group.command("show")
+@click.argument("batch_id", type=click.UUID)
+def show_dead_letter(batch_id: uuid.UUID) -> None:
+    """Show one dead letter, its error and its readings (as JSON lines)."""
+    try:
+        with session_scope() as session:
+            letter = dead_letters.get_dead_letter(session, batch_id)
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    click.echo(f"batch {letter.batch_id}: {letter.status}, set aside {letter.times_dead} time(s)")
+    click.echo(f"after {letter.attempts} attempts: {letter.error_type}: {letter.error}")
+    for row in letter.rows or []:
+        click.echo(orjson.dumps(row).decode())
+
+
+@dead_letters_group.command("replay")
+@click.argument("batch_id", type=click.UUID)
+def replay_dead_letter(batch_id: uuid.UUID) -> None:
+    """Publish a dead batch again under its own id (after fixing its cause)."""
+    try:
+        with session_scope() as session:
+            dead_letters.replay(session, SYSTEM, batch_id, publish_batch, datetime.now(UTC))
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    click.echo(f"replayed {batch_id}; if it fails again it comes back as a dead letter")
+
+
+@dead_letters_group.command("discard")
+@click.argument("batch_id", type=click.UUID)
+def discard_dead_letter(batch_id: uuid.UUID) -> None:
+    """Give up on a dead batch: its readings are not counted."""
+    try:
+        with session_scope() as session:
+            dead_letters.discard(session, SYSTEM, batch_id, datetime.now(UTC))
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    click.echo(f"discarded {batch_id}")
+
+
+@click.command("flush-quarantined")
+@click.option("--id", "window_ids", type=int, multiple=True, help="Only this window (repeat).")
+def flush_quarantined(window_ids: tuple[int, ...]) -> None:
+    """Release quarantined windows (every one by default) and flush them now."""
+    now = datetime.now(UTC)
+    store = get_window_store()
+    try:
+        with session_scope() as session:
+            if window_ids:
+                for window_id in window_ids:
+                    quarantine.release(session, store, SYSTEM, window_id, now)
+                released = len(window_ids)
+            else:
+                released = quarantine.release_all(session, store, SYSTEM, now)
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    report = flush_closed_windows.run()
+    if report.get("skipped"):
+        click.echo(f"released {released} window(s); a flush is running, the next one writes them")
+        return
+    click.echo(
+        f"released {released} window(s); flushed {report['windows']} window(s), "
+        f"{report['quarantined']} quarantined (again)"
+    )
+
+
 _PASSWORD = click.option(
     "--password",
     prompt=True,
@@ -154,6 +262,66 @@ def register_commands(app: Flask) -> None:
                 timezone=timezone,
             )
         )
+
+    @app.cli.command("create-ingestion-key")
+    @click.option("--name", required=True, help="What the key is for, e.g. the head-end's name.")
+    @click.option(
+        "--region",
+        "regions",
+        multiple=True,
+        help="A region a head-end key covers (repeat for more)  [default: every region]",
+    )
+    @click.option("--meter", help="Make a device key: the one meter it sends readings of.")
+    @click.option(
+        "--register-in",
+        help="With --meter: register the meter in this region if it is not registered yet.",
+    )
+    @click.option("--rate-limit", help="The key's own request limit, e.g. '100 per second'.")
+    def create_key(
+        name: str,
+        regions: tuple[str, ...],
+        meter: str | None,
+        register_in: str | None,
+        rate_limit: str | None,
+    ) -> None:
+        """Create an ingestion key; the plain key is printed alone on the last line, once."""
+        create_ingestion_key(
+            ingestion_keys.KeyRequest(
+                name=name,
+                meter_id=meter,
+                regions=regions,
+                register_in=register_in,
+                rate_limit=rate_limit,
+            )
+        )
+
+    @app.cli.command("list-ingestion-keys")
+    def list_keys() -> None:
+        """List the ingestion keys, newest first (never the keys themselves)."""
+        now = datetime.now(UTC)
+        with session_scope() as session:
+            page = ingestion_keys.list_keys(session, now, page=1, page_size=10_000)
+        for key in page.items:
+            scope = key.meter_id or ",".join(key.regions or ["*"])
+            click.echo(
+                f"{key.id}  {key.key_prefix}…  {key.status:<8} {key.kind:<8} {scope}  {key.name}"
+            )
+
+    @app.cli.command("revoke-ingestion-key")
+    @click.argument("key_id", type=click.UUID)
+    def revoke_key(key_id: uuid.UUID) -> None:
+        """Revoke an ingestion key by its id: it stops working at once."""
+        try:
+            with session_scope() as session:
+                key = ingestion_keys.revoke_key(
+                    session, get_redis(), SYSTEM, key_id, datetime.now(UTC)
+                )
+        except SegsError as exc:
+            raise _failure(exc) from exc
+        click.echo(f"revoked {key.name!r} ({key.key_prefix}…)")
+
+    app.cli.add_command(dead_letters_group)
+    app.cli.add_command(flush_quarantined)
 
     @app.cli.command("seed-demo")
     @click.option(

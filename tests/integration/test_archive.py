@@ -15,6 +15,7 @@ from tests.support import archive_in_process
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
+from tests.support import key_header
 from tests.support import now_us
 from tests.support import post_batch
 from tests.support import query
@@ -88,7 +89,7 @@ def test_a_backfill_batch_spanning_many_windows_is_folded(client, clean_state):
 
     outcome = archive_in_process(to_rows(readings))
     assert (outcome.received, outcome.owned, outcome.folded) == (300, 300, True)
-    assert flush_now() == {"windows": 320, "rows": 320, "late_readings": 0}
+    assert flush_now() == {"windows": 320, "rows": 320, "late_readings": 0, "quarantined": 0}
     assert query("SELECT count(*), sum(reading_count) FROM aggregates_1m") == [(300, 300)]
     assert query("SELECT count(*), sum(reading_count) FROM aggregates_15m") == [(20, 300)]
     assert_stored_equals_recomputed()
@@ -104,10 +105,11 @@ def test_postgres_failure_while_reading_regions_answers_503(client, clean_state,
     def database_down():
         raise OperationalError("SELECT regions.name FROM regions", {}, Exception("down"))
 
+    headers = key_header()
     monkeypatch.setattr(get_ingestor(), "known_regions", database_down)
     batch = [reading("ARC-1", "Pune-West", now_us() - 60 * MICRO, 1.0)]
     response = client.post(
-        "/telemetry/batch", data=json.dumps(batch), content_type="application/json"
+        "/telemetry/batch", data=json.dumps(batch), content_type="application/json", headers=headers
     )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == str(get_settings().retry_after_s)

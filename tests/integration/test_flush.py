@@ -102,15 +102,15 @@ def test_flush_that_died_before_merging_is_completed_by_the_next(window):
     store = WindowStore(get_redis())
     assert store.move_due("1m", now_us() - GRACE, token="died") == 1
     assert get_redis().zcard(OPEN_WINDOWS) == 0
-    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0, "quarantined": 0}
     assert store.flushing("1m") == store.flushing("15m") == []
     assert_flushed_once(window)
 
 
 def test_flush_twice_is_a_no_op(window):
     fold(two_meters(window))
-    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
-    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0, "quarantined": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
     assert_flushed_once(window)
 
 
@@ -141,7 +141,7 @@ def test_open_window_is_not_flushed(clean_state):
     # 30 s ahead (within the allowed clock skew): its windows end in the future.
     moment = now_us() + 30 * MICRO
     fold([reading("F-1", REGION, moment, 1.0)])
-    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
     assert query("SELECT count(*) FROM aggregates_1m") == [(0,)]
     assert query("SELECT count(*) FROM aggregates_15m") == [(0,)]
     assert get_redis().zcard(OPEN_WINDOWS) == 1
@@ -156,7 +156,7 @@ def test_a_running_flush_makes_the_next_one_skip(window):
         assert flush_now() == {"skipped": 1}
     finally:
         lock.release()
-    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0, "quarantined": 0}
 
 
 def test_lua_fold_merges_like_window_stats(clean_state):

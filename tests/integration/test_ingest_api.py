@@ -12,8 +12,9 @@ import pytest
 import redis
 
 from segs.config import get_settings
-from segs.domain.readings import decode_batch
+from segs.domain.ingestion_keys import KeyScope
 from segs.domain.sharding import shard_for
+from segs.ingestion_client import get_codec
 from segs.ingestion_client import get_ingestor
 from segs.redis_client import get_redis
 from segs.services.dedupe import RedisDedupeMarks
@@ -27,6 +28,7 @@ from simulator.meters import iso_timestamp
 from tests.support import MICRO
 from tests.support import dedupe_marks
 from tests.support import iso
+from tests.support import key_header
 from tests.support import now_us
 from tests.support import post_batch
 from tests.support import query
@@ -142,7 +144,7 @@ def test_only_duplicates_answers_200(client, ts):
     ],
 )
 def test_bad_bodies_answer_400(client, clean_state, path, body, message):
-    response = client.post(path, data=body, content_type="application/json")
+    response = client.post(path, data=body, content_type="application/json", headers=key_header())
     assert response.status_code == 400
     answer = response.get_json()
     assert set(answer) == {"error"}
@@ -171,21 +173,29 @@ def test_more_than_1000_readings_answer_413(client, ts):
 def test_body_over_the_size_limit_answers_413(client, clean_state):
     limit = get_settings().max_body_bytes
     body = b"[" + b" " * (limit - 1) + b"]"
-    response = client.post("/telemetry/batch", data=body, content_type="application/json")
+    response = client.post(
+        "/telemetry/batch", data=body, content_type="application/json", headers=key_header()
+    )
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
+def _post_one(client, one):
+    return client.post(
+        "/telemetry", data=json.dumps(one), content_type="application/json", headers=key_header()
+    )
+
+
 def test_single_reading(client, ts):
     one = reading("API-1", REGION, ts, 3.3, energy=0.01)
-    response = client.post("/telemetry", data=json.dumps(one), content_type="application/json")
+    response = _post_one(client, one)
     assert response.status_code == 202
     assert response.get_json() == {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}
-    response = client.post("/telemetry", data=json.dumps(one), content_type="application/json")
+    response = _post_one(client, one)
     assert response.status_code == 200
     assert response.get_json() == {"accepted": 0, "duplicates": 1, "rejected": 0, "errors": []}
     bad = dict(one, powerKw=-1)
-    response = client.post("/telemetry", data=json.dumps(bad), content_type="application/json")
+    response = _post_one(client, bad)
     assert response.status_code == 422
     assert response.get_json()["errors"] == [
         {"index": 0, "field": "powerKw", "message": "Expected `float` >= 0.0"}
@@ -256,9 +266,13 @@ def test_seed_simulator_payload_is_stored_with_energy(client, worker, published)
 
 def test_backlog_over_bound_answers_503_with_retry_after(client, ts, monkeypatch):
     batch = [reading("API-1", REGION, ts, 1.0), reading("API-2", REGION, ts, 2.0)]
+    key_header()  # the key is created before the monkeypatch
     monkeypatch.setattr(get_ingestor(), "backlog_exceeded", lambda: True)
     response = client.post(
-        "/telemetry/batch", data=json.dumps(batch), content_type="application/json"
+        "/telemetry/batch",
+        data=json.dumps(batch),
+        content_type="application/json",
+        headers=key_header(),
     )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
@@ -282,7 +296,10 @@ def test_broker_failure_answers_503_and_a_retry_is_accepted(client, ts, monkeypa
 
     monkeypatch.setattr(get_ingestor(), "publish", broken)
     response = client.post(
-        "/telemetry/batch", data=json.dumps(batch), content_type="application/json"
+        "/telemetry/batch",
+        data=json.dumps(batch),
+        content_type="application/json",
+        headers=key_header(),
     )
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "2"
@@ -301,11 +318,15 @@ def test_broker_failure_answers_503_and_a_retry_is_accepted(client, ts, monkeypa
     )
 
 
+EVERY_REGION = KeyScope(key_id="test", name="every region")
+
+
 def _ingestor(publish, marks=None) -> Ingestor:
     settings = get_settings()
     return Ingestor(
         settings=settings,
         known_regions=lambda: frozenset({REGION}),
+        directory=get_ingestor().directory,
         marks=marks or RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
         publish=publish,
         backlog_exceeded=lambda: False,
@@ -313,7 +334,7 @@ def _ingestor(publish, marks=None) -> Ingestor:
 
 
 def _items(readings):
-    return decode_batch(json.dumps(readings).encode(), max_items=1000)
+    return get_codec().decode_batch(json.dumps(readings).encode())
 
 
 def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
@@ -334,7 +355,7 @@ def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
 
     now = datetime.now(UTC)
     with pytest.raises(IngestionUnavailableError) as excinfo:
-        _ingestor(fails_after_first).ingest(_items(readings), now)
+        _ingestor(fails_after_first).ingest(_items(readings), EVERY_REGION, now)
     assert excinfo.value.reason == "the broker did not take the readings: confirm timeout"
     assert excinfo.value.retry_after == 2
     assert published == [(first_shard, len(by_shard[first_shard]))]
@@ -343,7 +364,7 @@ def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
 
     taken: list[int] = []
     result = _ingestor(lambda shard, rows, _: taken.extend([shard] * len(rows))).ingest(
-        _items(readings), now
+        _items(readings), EVERY_REGION, now
     )
     assert (result.accepted, result.duplicates, result.errors) == (
         20 - len(by_shard[first_shard]),
@@ -361,9 +382,9 @@ def test_total_publish_failure_then_retry_is_accepted_not_duplicate(ts):
 
     now = datetime.now(UTC)
     with pytest.raises(IngestionUnavailableError):
-        _ingestor(broken).ingest(_items(readings), now)
+        _ingestor(broken).ingest(_items(readings), EVERY_REGION, now)
     assert dedupe_marks() == set()
-    result = _ingestor(lambda *args: None).ingest(_items(readings), now)
+    result = _ingestor(lambda *args: None).ingest(_items(readings), EVERY_REGION, now)
     assert (result.accepted, result.duplicates, result.status) == (5, 0, 202)
 
 
@@ -373,7 +394,9 @@ def test_redis_unreachable_is_unavailable(ts):
     try:
         ingestor = _ingestor(lambda *args: calls.append(args), RedisDedupeMarks(client, 300))
         with pytest.raises(IngestionUnavailableError) as excinfo:
-            ingestor.ingest(_items([reading("ING-1", REGION, ts, 1.0)]), datetime.now(UTC))
+            ingestor.ingest(
+                _items([reading("ING-1", REGION, ts, 1.0)]), EVERY_REGION, datetime.now(UTC)
+            )
     finally:
         client.close()
     assert excinfo.value.reason.startswith("Redis is unavailable: ")

@@ -124,7 +124,7 @@ def test_worker_killed_mid_load(app, worker, published):
     # (SEGS_REQUEUE_AFTER_S is 3 s here); each folds nothing, but the flush must wait for them.
     wait_for(lambda: sum(queue_depths().values()) == 0, timeout=60, message=queue_depths)
     # Two 15-minute windows and twenty 1-minute windows per region.
-    assert flush_now() == {"windows": 44, "rows": 22_000, "late_readings": 0}
+    assert flush_now() == {"windows": 44, "rows": 22_000, "late_readings": 0, "quarantined": 0}
 
     assert query("SELECT count(*), count(DISTINCT (meter_id, ts)) FROM raw_readings") == [
         (20_000, 20_000)

@@ -206,7 +206,7 @@ def test_missing_day_partition_is_created_on_demand(clean_state):
 
     # The flush recreates a missing aggregate partition too.
     drop(minute_part)
-    assert flush_now() == {"windows": 2, "rows": 2, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 2, "late_readings": 0, "quarantined": 0}
     assert query("SELECT tableoid::regclass::text, reading_count FROM aggregates_1m") == [
         (minute_part, 1)
     ]

@@ -82,7 +82,7 @@ def test_pipeline_end_to_end(client, worker, published):
         raw_rows=9,
     )
 
-    assert flush_now() == {"windows": 9, "rows": 11, "late_readings": 0}
+    assert flush_now() == {"windows": 9, "rows": 11, "late_readings": 0, "quarantined": 0}
     first = meter_rows("1m")
     assert first[(A1, dt(M0))][:3] == (A, 2, D("4.123")) and first[(A1, dt(M0))][-1] == 1
     assert first[(B1, dt(M0))][:3] == (B, 2, D("8.277")) and first[(B1, dt(M0))][-1] == 1
@@ -112,8 +112,8 @@ def test_pipeline_end_to_end(client, worker, published):
     assert worker.metric("segs_readings_archived_total") == 13
     assert worker.metric("segs_readings_duplicate_total", stage="archive") == 1
 
-    assert flush_now() == {"windows": 6, "rows": 7, "late_readings": 7}
-    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert flush_now() == {"windows": 6, "rows": 7, "late_readings": 7, "quarantined": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
 
     # raw_readings: the 13 distinct readings, first value of each (meter, instant) kept.
     assert query(

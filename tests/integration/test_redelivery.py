@@ -77,7 +77,7 @@ def test_same_task_id_twice_through_the_worker(worker, window):
     assert worker.metric("segs_readings_archived_total") == 3
     assert worker.metric("segs_readings_duplicate_total", stage="archive") == 0
     assert get_redis().exists(f"segs:applied:{task_id}") == 1
-    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
 
 
@@ -90,11 +90,11 @@ def test_same_task_id_twice_in_process(window):
     assert first == {"received": 3, "owned": 3, "folded": True}
     assert second == {"received": 3, "owned": 3, "folded": False}
     assert get_redis().exists(f"segs:applied:{task_id}") == 1
-    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     # A third run after the flush must not re-open the windows either.
     third = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
     assert third == {"received": 3, "owned": 3, "folded": False}
-    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
     assert query("SELECT DISTINCT batch_id::text FROM raw_readings") == [(task_id,)]
 
@@ -109,14 +109,14 @@ def test_crash_between_commit_and_fold_is_folded_by_the_rerun(window):
     assert owned == rows
     assert raw_count() == 3
     assert get_redis().zcard("segs:win:open") == 0
-    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0}
+    assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
 
     # The redelivered task finds the rows it owns by batch id and folds them, once.
     rerun = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
     assert rerun == {"received": 3, "owned": 3, "folded": True}
     again = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
     assert again == {"received": 3, "owned": 3, "folded": False}
-    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
 
 
@@ -127,7 +127,7 @@ def test_another_batch_with_the_same_readings_owns_nothing(window):
     # The same readings in a new request (their API marks expired): new task id.
     other = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
     assert other == {"received": 3, "owned": 0, "folded": False}
-    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
 
 
@@ -143,7 +143,7 @@ def test_rerun_after_another_batch_took_some_of_the_readings(window):
     assert second == {"received": 2, "owned": 1, "folded": True}
     rerun = fold_batch.apply(args=(first_rows, now_us()), task_id=first_id).get()
     assert rerun == {"received": 3, "owned": 3, "folded": True}
-    assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window, meters=("R-1", "R-2", "R-3", "R-4"))
     assert query("SELECT meter_id, batch_id::text FROM raw_readings ORDER BY 1") == [
         ("R-1", first_id),
@@ -166,5 +166,5 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
     assert worker.metric("segs_readings_archived_total") == 3
     assert get_pending_ledger().rows_of(task_id) is None
     assert get_pending_ledger().size() == 0
-    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0}
+    assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)

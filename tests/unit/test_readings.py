@@ -9,15 +9,16 @@ from datetime import datetime
 import msgspec
 import pytest
 
+from segs.domain.identifiers import ID_RULE
+from segs.domain.readings import HARD_MAX_QUANTITY
 from segs.domain.readings import MICRO
 from segs.domain.readings import BatchTooLargeError
 from segs.domain.readings import BodyShapeError
+from segs.domain.readings import ReadingCodec
 from segs.domain.readings import ReadingError
+from segs.domain.readings import ReadingLimits
 from segs.domain.readings import TimeBounds
 from segs.domain.readings import check_row
-from segs.domain.readings import decode_batch
-from segs.domain.readings import decode_items
-from segs.domain.readings import decode_single
 from segs.domain.readings import from_epoch_us
 from segs.domain.readings import micro
 from segs.domain.readings import single_as_batch
@@ -37,9 +38,12 @@ GOOD = {
 }
 
 
+CODEC = ReadingCodec(ReadingLimits(), max_items=10)
+
+
 def decode(*items):
     raw = [msgspec.Raw(json.dumps(item).encode()) for item in items]
-    return decode_items(raw)
+    return CODEC.decode_items(raw)
 
 
 def only_error(item):
@@ -145,14 +149,87 @@ def test_seed_extra_fields_are_ignored():
         ),
         (dict(GOOD, timestamp="yesterday"), "timestamp", "Invalid RFC3339 encoded datetime"),
         (dict(GOOD, powerFactor=1.5), "powerFactor", "Expected `float` <= 1.0"),
-        (dict(GOOD, meterId=""), "meterId", "Expected `str` of length >= 1"),
-        (dict(GOOD, readingId=""), "readingId", "Expected `str` of length >= 1"),
+        (dict(GOOD, meterId=""), "meterId", ID_RULE),
+        (dict(GOOD, readingId=""), "readingId", ID_RULE),
         (dict(GOOD, powerKw="5"), "powerKw", "Expected `float`, got `str`"),
         (dict(GOOD, energyKwh=-0.1), "energyKwh", "Expected `float` >= 0.0"),
+        # The default plausibility bounds (segs.domain.readings.ReadingLimits).
+        (dict(GOOD, powerKw=1000.001), "powerKw", "Expected `float` <= 1000.0"),
+        (dict(GOOD, energyKwh=100_000.5), "energyKwh", "Expected `float` <= 100000.0"),
+        (dict(GOOD, voltage=1001), "voltage", "Expected `float` <= 1000.0"),
+        (dict(GOOD, current=10_001), "current", "Expected `float` <= 10000.0"),
+        (dict(GOOD, frequency=101), "frequency", "Expected `float` <= 100.0"),
+        (dict(GOOD, temperature=-274), "temperature", "Expected `float` >= -273.15"),
     ],
 )
 def test_decode_errors_name_index_field_and_reason(item, field, message):
     assert only_error(item) == ReadingError(0, field, message)
+
+
+@pytest.mark.parametrize(
+    "meter_id",
+    [
+        "a\x00b",
+        "MTR-1\n",
+        "a\rb",
+        "a/b/c",
+        '=HYPERLINK("http://x","y")',
+        "+1",
+        "-1",
+        "@SUM(A1)",
+        "<script>alert(1)</script>",
+        "x" * 129,
+        "é",
+        " MTR-1",
+    ],
+)
+def test_meter_and_reading_ids_follow_the_one_id_rule(meter_id):
+    assert only_error(dict(GOOD, meterId=meter_id)) == ReadingError(0, "meterId", ID_RULE)
+    assert only_error(dict(GOOD, readingId=meter_id)) == ReadingError(0, "readingId", ID_RULE)
+
+
+def test_ids_up_to_the_limit_with_every_allowed_character_pass():
+    longest = "M" + "a9._:-" * 21 + "x"
+    assert len(longest) == 128
+    valid, errors = decode(dict(GOOD, meterId=longest, readingId="0"))
+    assert errors == []
+    assert valid[0][1].meter_id == longest
+
+
+def test_the_bounds_are_configurable_and_inclusive():
+    codec = ReadingCodec(ReadingLimits(max_power_kw=50.0, max_voltage_v=250.0), max_items=10)
+    body = json.dumps([dict(GOOD, powerKw=50.0, voltage=250.0), dict(GOOD, powerKw=50.01)])
+    batch = codec.decode_batch(body.encode())
+    assert [index for index, _ in batch.readings] == [0]
+    assert batch.errors == [ReadingError(1, "powerKw", "Expected `float` <= 50.0")]
+
+
+def test_no_bound_may_exceed_the_hard_maximum():
+    assert ReadingLimits().out_of_range() == []
+    assert ReadingLimits(max_power_kw=HARD_MAX_QUANTITY).out_of_range() == []
+    assert ReadingLimits(max_power_kw=HARD_MAX_QUANTITY * 2, max_current_a=0).out_of_range() == [
+        "max_power_kw",
+        "max_current_a",
+    ]
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * DEEP + b"]" * DEEP,
+        b'[{"metadata": ' + b"[" * DEEP + b"]" * DEEP + b"}]",
+        b"[" * DEEP,
+        b'{"a": ' * DEEP,
+    ],
+)
+def test_json_of_any_depth_is_a_bad_body_not_a_crash(body):
+    with pytest.raises(BodyShapeError, match="body must be a JSON"):
+        CODEC.decode_batch(body)
+    with pytest.raises(BodyShapeError, match="body must be a JSON"):
+        CODEC.decode_single(body)
 
 
 def test_decode_keeps_each_items_index():
@@ -252,7 +329,7 @@ def test_single_as_batch():
 
 
 def test_decode_batch_of_valid_readings_in_one_pass():
-    batch = decode_batch(json.dumps([GOOD, dict(GOOD, meterId="m2")]).encode(), max_items=10)
+    batch = CODEC.decode_batch(json.dumps([GOOD, dict(GOOD, meterId="m2")]).encode())
     assert batch.size == 2
     assert batch.errors == []
     assert [(index, reading.meter_id) for index, reading in batch.readings] == [
@@ -263,7 +340,7 @@ def test_decode_batch_of_valid_readings_in_one_pass():
 
 def test_decode_batch_with_a_bad_reading_judges_each_item():
     items = [GOOD, dict(GOOD, powerKw=-1), "x", dict(GOOD, meterId="m2")]
-    batch = decode_batch(json.dumps(items).encode(), max_items=10)
+    batch = CODEC.decode_batch(json.dumps(items).encode())
     valid, errors = decode(*items)
     assert batch.size == 4
     assert batch.errors == errors
@@ -282,11 +359,11 @@ def test_decode_batch_with_a_bad_reading_judges_each_item():
 )
 def test_decode_batch_shape_and_size(body, error):
     with pytest.raises(error):
-        decode_batch(body, max_items=10)
+        CODEC.decode_batch(body)
 
 
 def test_decode_single():
-    batch = decode_single(json.dumps(GOOD).encode())
+    batch = CODEC.decode_single(json.dumps(GOOD).encode())
     assert (batch.size, batch.errors, len(batch.readings)) == (1, [], 1)
     with pytest.raises(BodyShapeError):
-        decode_single(json.dumps([GOOD]).encode())
+        CODEC.decode_single(json.dumps([GOOD]).encode())

@@ -560,7 +560,8 @@ def test_spread_sends_a_cycles_batches_over_the_interval(spread, first_to_last):
 def test_queue_target_submits_the_batches_in_process(monkeypatch):
     submitted = []
 
-    def submit_batch(body):
+    def submit_batch(body, key):
+        assert key == "segs_the-key"
         submitted.append(orjson.loads(body))
         return 202, {"accepted": len(submitted[-1]), "duplicates": 0, "rejected": 0}
 
@@ -570,7 +571,9 @@ def test_queue_target_submits_the_batches_in_process(monkeypatch):
     settings = Settings(
         meters=700, interval_s=0.01, iterations=2, seed=3, quiet=True, target="queue"
     )
-    transport = open_transport("queue", url=settings.url, concurrency=2, timeout_s=1.0)
+    transport = open_transport(
+        "queue", url=settings.url, key="segs_the-key", concurrency=2, timeout_s=1.0
+    )
 
     stats = asyncio.run(simulate(settings, transport))
 
@@ -654,13 +657,13 @@ def accepted(head, body):
     return b"HTTP/1.1 202 Accepted\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
 
 
-def run_posts(answer, bodies, *, timeout_s=5.0):
+def run_posts(answer, bodies, *, timeout_s=5.0, key=None):
     """Post *bodies* one after the other; return the replies (or SendErrors) and connections."""
 
     async def main():
         connections, handlers = [], []
         server, url = await serve(answer, connections, handlers)
-        transport = HttpTransport(url, concurrency=2, timeout_s=timeout_s)
+        transport = HttpTransport(url, concurrency=2, timeout_s=timeout_s, key=key)
         replies = []
         for body in bodies:
             try:
@@ -694,6 +697,14 @@ def test_http_posts_json_bodies_over_one_kept_alive_connection():
     assert "\r\nContent-Type: application/json\r\n" in head
     assert "\r\nContent-Length: 9\r\n" in head
     assert "\r\nHost: 127.0.0.1:" in head
+    assert "Authorization" not in head
+
+
+def test_http_sends_the_ingestion_key_as_a_bearer_token():
+    _, connections = run_posts(accepted, [b"[]"], key="segs_k")
+
+    head = connections[0][0][0].decode()
+    assert "\r\nAuthorization: Bearer segs_k\r\n" in head
 
 
 def test_http_opens_a_new_connection_after_the_server_closes_one():
@@ -767,7 +778,19 @@ def test_defaults_match_the_seed_simulator(clean_env):
     assert (settings.duplicate_rate, settings.retry_delay_s) == (0.01, 1.0)
     assert settings.regions == REGIONS
     assert settings.url == "http://localhost:8000/telemetry/batch"
+    assert settings.key is None
     assert (settings.quiet, settings.spread) == (False, False)
+
+
+def test_the_key_comes_from_sim_key_and_the_queue_target_needs_one(clean_env, capsys):
+    clean_env.setenv("SIM_KEY", "segs_from-env")
+    assert parse([]).key == "segs_from-env"
+    assert parse(["--key", "segs_flag"]).key == "segs_flag"
+    clean_env.delenv("SIM_KEY")
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--target", "queue"])
+    assert exit_info.value.code == 2
+    assert "--target queue needs --key" in capsys.readouterr().err
 
 
 def test_environment_sets_defaults_and_the_command_line_wins(clean_env):

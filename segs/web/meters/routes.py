@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from datetime import datetime
 from typing import Any
 
 from flask import url_for
 from flask_smorest import Blueprint
 
+from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.access import ADMIN
+from segs.redis_client import get_redis
 from segs.services import meters
 from segs.web.actor import current_actor
 from segs.web.meters.schemas import MeterAssignmentSchema
 from segs.web.meters.schemas import MeterCreateSchema
+from segs.web.meters.schemas import MeterMoveSchema
 from segs.web.meters.schemas import MeterPageSchema
 from segs.web.meters.schemas import MeterQueryArgsSchema
 from segs.web.meters.schemas import MeterSchema
+from segs.web.meters.schemas import MoveSchema
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required
@@ -85,7 +91,40 @@ def get_meter(meter_id: str) -> meters.MeterView:
 def retire_meter(meter_id: str) -> meters.MeterView:
     """Retire a meter: it keeps its owner and history but takes no new owner."""
     with session_scope() as session:
-        return meters.retire_meter(session, current_actor(), meter_id)
+        return meters.retire_meter(session, get_redis(), current_actor(), meter_id)
+
+
+@bp.post("/<meter_id>/move")
+@roles_required(ADMIN)
+@bp.arguments(MeterMoveSchema)
+@bp.response(200, MoveSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(409, response="CONFLICT")
+def move_meter(body: dict[str, Any], meter_id: str) -> meters.MoveView:
+    """Move a meter to another region from a 15-minute boundary on; readings before it still
+    belong to the region it leaves. An assigned or retired meter does not move."""
+    with session_scope() as session:
+        return meters.move_meter(
+            session,
+            get_redis(),
+            current_actor(),
+            meter_id,
+            body["region"],
+            body.get("effective_from"),
+            now=datetime.now(UTC),
+            max_future_skew_s=get_settings().max_future_skew_s,
+        )
+
+
+@bp.get("/<meter_id>/moves")
+@roles_required()
+@bp.response(200, MoveSchema(many=True))
+@bp.alt_response(404, response="NOT_FOUND")
+def list_moves(meter_id: str) -> list[meters.MoveView]:
+    """A meter's moves between regions, oldest first."""
+    account = current_account()
+    with session_scope() as session:
+        return meters.list_moves(session, account.id, account.role, meter_id)
 
 
 @bp.put("/<meter_id>/assignment")

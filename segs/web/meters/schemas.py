@@ -5,17 +5,15 @@ from __future__ import annotations
 from marshmallow import fields
 from marshmallow import validate
 
+from segs.domain.identifiers import ID_PATTERN
+from segs.domain.identifiers import ID_RULE
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
 
 METER_STATUSES = ("active", "retired")
 
-# Ids an admin registers must be usable as one URL path segment.
-METER_ID = validate.Regexp(
-    r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
-    error="1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
-)
+METER_ID = validate.Regexp(ID_PATTERN, error=ID_RULE)
 
 
 class MeterSchema(CamelSchema):
@@ -58,3 +56,24 @@ class MeterAssignmentSchema(CamelSchema):
         load_default=False,
         metadata={"description": "take the meter from its current owner; else 409 if it has one"},
     )
+
+
+class MeterMoveSchema(CamelSchema):
+    region = fields.String(required=True, metadata={"description": "a known region"})
+    effective_from = fields.AwareDateTime(
+        metadata={
+            "description": "a 15-minute boundary (UTC) after every reading already accepted; "
+            "default: the earliest such boundary"
+        }
+    )
+
+
+class MoveSchema(CamelSchema):
+    meter_id = fields.String()
+    from_region = fields.String()
+    to_region = fields.String()
+    effective_from = fields.DateTime(
+        metadata={"description": "readings from this instant on belong to toRegion"}
+    )
+    moved_at = fields.DateTime()
+    moved_by = fields.UUID(allow_none=True)
