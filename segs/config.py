@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from segs.domain.ingestion_keys import rate_limit_problem
 from segs.domain.readings import HARD_MAX_QUANTITY
 from segs.domain.readings import ReadingLimits
 
@@ -350,6 +351,9 @@ def load_settings() -> Settings:
         ),
         billing_due_days=_int("SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
     )
+    limit_problem = rate_limit_problem(settings.ingestion_rate_limit)
+    if limit_problem is not None:
+        raise SettingsError(f"SEGS_INGESTION_RATE_LIMIT: {limit_problem}")
     for bound in settings.reading_limits.out_of_range():
         raise SettingsError(
             f"SEGS_{bound.upper()} must be above 0 and at most {HARD_MAX_QUANTITY:.0f}"

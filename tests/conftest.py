@@ -31,6 +31,9 @@ os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")
 os.environ.setdefault("SEGS_ARGON2_TIME_COST", "1")
 os.environ.setdefault("SEGS_ARGON2_MEMORY_KIB", "1024")
 os.environ.setdefault("SEGS_RATE_LIMIT_DEFAULT", "100000 per minute")
+# A poison batch is tried 4 times, 1 + 2 + 4 s apart: longer than SEGS_REQUEUE_AFTER_S, so a
+# re-publisher that copied a retrying batch would be caught doing it.
+os.environ.setdefault("SEGS_DATA_ERROR_ATTEMPTS", "4")
 # Several tests drive a region's whole load with one meter, above a real meter's 1,000 kW.
 os.environ.setdefault("SEGS_MAX_POWER_KW", "100000")
 # Short live-feed connections and notification retries, so tests do not wait long for them.

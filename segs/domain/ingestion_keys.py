@@ -12,6 +12,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from limits import parse_many
+
 KEY_PREFIX = "segs_"
 # What listings show of a key, so an operator can tell keys apart without seeing one whole.
 SHOWN_PREFIX_LENGTH = 12
@@ -42,6 +44,25 @@ def is_well_formed(text: str) -> bool:
 def looks_like_api_token(text: str) -> bool:
     """A JWT (header.payload.signature): someone sent their API login instead of a key."""
     return text.count(".") == 2
+
+
+# A key's request limit: one rate, of at least one request, over at most a day.
+_MOST_REQUESTS = 1_000_000_000
+_LONGEST_WINDOW_S = 86_400
+
+
+def rate_limit_problem(text: str) -> str | None:
+    """Why *text* is not a usable request limit for a key, or None if it is."""
+    try:
+        items = parse_many(text)
+    except ValueError:
+        return "e.g. '100 per second' or '6000/minute'"
+    if len(items) != 1:
+        return "one rate only, e.g. '100 per second'"
+    item = items[0]
+    if not 1 <= item.amount <= _MOST_REQUESTS or item.get_expiry() > _LONGEST_WINDOW_S:
+        return f"1 to {_MOST_REQUESTS:,} requests per period of at most a day"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

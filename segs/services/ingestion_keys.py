@@ -18,7 +18,6 @@ from datetime import datetime
 from datetime import timedelta
 
 import redis
-from limits import parse_many
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,6 +28,7 @@ from segs.domain.ingestion_keys import HEAD_END
 from segs.domain.ingestion_keys import KeyScope
 from segs.domain.ingestion_keys import key_digest
 from segs.domain.ingestion_keys import new_plain_key
+from segs.domain.ingestion_keys import rate_limit_problem
 from segs.domain.ingestion_keys import shown_prefix
 from segs.domain.readings import to_epoch_us
 from segs.errors import ConflictError
@@ -235,13 +235,9 @@ def _check_request(session: Session, actor: Actor, request: KeyRequest) -> None:
             {"registerIn": ["needs meterId"]},
         )
     if request.rate_limit is not None:
-        try:
-            parse_many(request.rate_limit)
-        except ValueError as exc:
-            raise InvalidInputError(
-                "not a rate limit",
-                {"rateLimit": [f"e.g. '100 per second' or '1000/minute': {exc}"]},
-            ) from exc
+        problem = rate_limit_problem(request.rate_limit)
+        if problem is not None:
+            raise InvalidInputError("not a usable rate limit", {"rateLimit": [problem]})
     known = set(session.scalars(select(Region.name)))
     unknown = sorted(
         {*request.regions, *([request.register_in] if request.register_in else [])} - known

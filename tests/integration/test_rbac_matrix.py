@@ -32,6 +32,9 @@ FREE_METER = "MTR-00000308"
 INVOICE_ID = 4242  # the owner's pending invoice of OWNED_METER
 INVOICE_TOTAL = 11800
 OVERRIDE_ID = 4343  # an override of REGION, far in the future
+KEY_ID = uuid.UUID("00000000-0000-4000-8000-00000000aaaa")  # a head-end key of REGION
+BATCH_ID = uuid.UUID("00000000-0000-4000-8000-00000000bbbb")  # a dead-lettered batch
+WINDOW_ID = 4444  # a quarantined window of REGION
 
 
 @dataclass
@@ -55,6 +58,7 @@ STAFF_ONLY = (401, 403, 403, 200, 200)
 ADMIN_ONLY = (401, 403, 403, 403, 200)
 OWN_METER = (401, 200, 404, 200, 200)  # another customer cannot tell it from a missing meter
 SIGNED_IN = (401, 200, 200, 200, 200)
+NOBODY = (401, 401, 401, 401, 401)
 
 
 def _email(world: World, persona: str) -> str:
@@ -255,6 +259,39 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     # Only the owner's own webhook: everyone else cannot tell it from a missing one.
     ("DELETE", "/api/v1/users/me/webhooks/<uuid:webhook_id>"): ((401, 204, 404, 404, 404), None),
     ("GET", "/api/v1/admin/stats"): (ADMIN_ONLY, None),
+    # Ingestion takes ingestion keys only: an API token, whoever's, is refused (and the rule's
+    # "<key>" is no key).
+    ("POST", "/api/v1/<key>/telemetry"): (NOBODY, lambda _w, _p: {}),
+    ("POST", "/api/v1/<key>/telemetry/batch"): (NOBODY, lambda _w, _p: []),
+    # Ingestion keys: admins only.
+    ("GET", "/api/v1/ingestion-keys"): (ADMIN_ONLY, None),
+    ("POST", "/api/v1/ingestion-keys"): (
+        (401, 403, 403, 403, 201),
+        lambda _w, _p: {"name": "matrix head-end", "regions": [REGION]},
+    ),
+    ("GET", "/api/v1/ingestion-keys/<uuid:key_id>"): (ADMIN_ONLY, None),
+    ("POST", "/api/v1/ingestion-keys/<uuid:key_id>/revoke"): (ADMIN_ONLY, None),
+    ("POST", "/api/v1/ingestion-keys/<uuid:key_id>/rotate"): (
+        (401, 403, 403, 403, 201),
+        lambda _w, _p: {"overlapSeconds": 60},
+    ),
+    # Moving a meter is for admins; its moves are shown to whoever may see the meter.
+    ("POST", "/api/v1/meters/<meter_id>/move"): (
+        ADMIN_ONLY,
+        lambda _w, _p: {"region": "Pune-East"},
+    ),
+    ("GET", "/api/v1/meters/<meter_id>/moves"): (OWN_METER, None),
+    # What the pipeline set aside: staff; the first to replay, discard or release wins.
+    ("GET", "/api/v1/dead-letters"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/dead-letters/<uuid:batch_id>"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/dead-letters/<uuid:batch_id>/replay"): ((401, 403, 403, 200, 409), None),
+    ("POST", "/api/v1/dead-letters/<uuid:batch_id>/discard"): ((401, 403, 403, 200, 409), None),
+    ("GET", "/api/v1/quarantined-windows"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/quarantined-windows/<int:window_id>"): (STAFF_ONLY, None),
+    ("POST", "/api/v1/quarantined-windows/<int:window_id>/release"): (
+        (401, 403, 403, 200, 409),
+        None,
+    ),
 }
 
 # Query strings some routes need to be valid at all.
@@ -317,6 +354,24 @@ def build_world(app, client) -> World:
         """,
         (OVERRIDE_ID, REGION),
     )
+    execute(
+        "INSERT INTO ingestion_keys (id, name, key_prefix, key_digest, regions) "
+        "VALUES (%s, 'matrix', 'segs_matrix', %s, %s)",
+        (KEY_ID, "0" * 64, [REGION]),
+    )
+    execute(
+        "INSERT INTO dead_letter_batches (batch_id, shard, received_at_us, rows_json, "
+        "reading_count, error_type, error, attempts, status) "
+        "VALUES (%s, 0, 0, '[]', 0, 'DataError', 'matrix', 3, 'dead')",
+        (BATCH_ID,),
+    )
+    execute(
+        "INSERT INTO quarantined_windows (id, flush_key, size, region, window_start, meters, "
+        "meter_count, reading_count, error_type, error, status) VALUES (%s, "
+        "'segs:flushing:matrix:segs:win:1m:Pune-West:0', '1m', %s, now(), '{}', 0, 0, "
+        "'CheckViolation', 'matrix', 'quarantined')",
+        (WINDOW_ID, REGION),
+    )
     login = client.post("/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD})
     assert login.status_code == 200, login.get_json()
     alert_id = scalar(
@@ -335,7 +390,8 @@ def build_world(app, client) -> World:
 
 
 def url_for_rule(rule: str, method: str, world: World) -> str:
-    meter = FREE_METER if rule.endswith("/assignment") and method == "PUT" else OWNED_METER
+    unowned = (rule.endswith("/assignment") and method == "PUT") or rule.endswith("/move")
+    meter = FREE_METER if unowned else OWNED_METER
     return (
         rule.replace("<uuid:user_id>", str(world.owner.id))
         .replace("<meter_id>", meter)
@@ -344,6 +400,9 @@ def url_for_rule(rule: str, method: str, world: World) -> str:
         .replace("<uuid:webhook_id>", str(world.webhook_id))
         .replace("<int:invoice_id>", str(INVOICE_ID))
         .replace("<int:override_id>", str(OVERRIDE_ID))
+        .replace("<uuid:key_id>", str(KEY_ID))
+        .replace("<uuid:batch_id>", str(BATCH_ID))
+        .replace("<int:window_id>", str(WINDOW_ID))
     )
 
 

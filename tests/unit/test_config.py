@@ -9,6 +9,7 @@ import pytest
 from segs.config import Settings
 from segs.config import SettingsError
 from segs.config import load_settings
+from segs.domain.readings import ReadingLimits
 
 CONTRACT_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "JWT_SECRET_KEY")
 
@@ -41,6 +42,27 @@ def test_ingestion_defaults(bare_env):
     assert settings.raw_retention_days == 7
     assert settings.window_grace_s == 10
     assert settings.is_production is False
+
+
+def test_trusted_ingestion_defaults(bare_env):
+    settings = load_settings()
+    assert settings.reading_limits == ReadingLimits(
+        max_power_kw=1000.0,
+        max_energy_kwh=100_000.0,
+        max_voltage_v=1000.0,
+        max_current_a=10_000.0,
+        max_frequency_hz=100.0,
+    )
+    assert settings.ingestion_rate_limit == "500 per second"
+    assert (settings.ingestion_cache_s, settings.meter_cache_size) == (60.0, 1_000_000)
+    assert (settings.key_rotation_overlap_s, settings.data_error_attempts) == (86_400, 3)
+    bare_env.setenv("SEGS_MAX_POWER_KW", "250")
+    bare_env.setenv("SEGS_INGESTION_RATE_LIMIT", "100/second")
+    settings = load_settings()
+    assert (settings.reading_limits.max_power_kw, settings.ingestion_rate_limit) == (
+        250.0,
+        "100/second",
+    )
 
 
 def test_environment_overrides(bare_env):
@@ -76,6 +98,16 @@ def test_empty_values_mean_default(bare_env):
         ("SEGS_BILLING_TAX_RATE", "18%", "SEGS_BILLING_TAX_RATE must be a decimal number"),
         ("SEGS_BILLING_TAX_RATE", "18", "SEGS_BILLING_TAX_RATE must be between 0 and 1"),
         ("SEGS_TARIFF_PUBLISH_THRESHOLD", "NaN", "SEGS_TARIFF_PUBLISH_THRESHOLD must be between"),
+        ("SEGS_MAX_POWER_KW", "0", "SEGS_MAX_POWER_KW must be above 0 and at most 1000000"),
+        ("SEGS_MAX_VOLTAGE_V", "2000000", "SEGS_MAX_VOLTAGE_V must be above 0 and at most"),
+        ("SEGS_INGESTION_RATE_LIMIT", "lots", "SEGS_INGESTION_RATE_LIMIT: e.g. '100 per second'"),
+        (
+            "SEGS_INGESTION_RATE_LIMIT",
+            "1/second;2/minute",
+            "SEGS_INGESTION_RATE_LIMIT: one rate only",
+        ),
+        ("SEGS_INGESTION_RATE_LIMIT", "0 per second", "SEGS_INGESTION_RATE_LIMIT: 1 to"),
+        ("SEGS_DATA_ERROR_ATTEMPTS", "0", "SEGS_DATA_ERROR_ATTEMPTS must be >= 1, got 0"),
     ],
 )
 def test_bad_values_name_the_variable(bare_env, name, value, message):

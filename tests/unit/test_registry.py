@@ -9,6 +9,7 @@ from segs.domain.ingestion_keys import is_well_formed
 from segs.domain.ingestion_keys import key_digest
 from segs.domain.ingestion_keys import looks_like_api_token
 from segs.domain.ingestion_keys import new_plain_key
+from segs.domain.ingestion_keys import rate_limit_problem
 from segs.domain.ingestion_keys import shown_prefix
 from segs.domain.readings import MICRO
 from segs.domain.readings import ReadingError
@@ -62,6 +63,22 @@ def test_malformed_keys_are_recognised_without_a_lookup(text):
 def test_an_api_token_is_told_apart_from_a_key():
     assert looks_like_api_token("eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJl")
     assert not looks_like_api_token(new_plain_key())
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("500 per second", None),
+        ("6000/minute", None),
+        ("1 per day", None),
+        ("lots", "e.g. '100 per second' or '6000/minute'"),
+        ("1/second;100/minute", "one rate only, e.g. '100 per second'"),
+        ("0 per second", "1 to 1,000,000,000 requests per period of at most a day"),
+        ("1 per 2 days", "1 to 1,000,000,000 requests per period of at most a day"),
+    ],
+)
+def test_a_keys_rate_limit_is_one_usable_rate(text, problem):
+    assert rate_limit_problem(text) == problem
 
 
 def test_an_expiring_key_stops_at_its_end():
