@@ -2,8 +2,9 @@
 and regional sums that cannot overflow.
 
 The regional window tables sum over all of a region's meters, so their sums and the load
-percentage become unbounded numerics and the reading count a bigint: with 4,000 meters at
-1,000,000 kW in one region-minute, numeric(12, 4) overflowed and stopped every flush.
+percentage get the widest numeric PostgreSQL declares (1000 digits, same scale as before) and
+the reading count a bigint: with 4,000 meters at 1,000,000 kW in one region-minute,
+numeric(12, 4) overflowed and stopped every flush.
 
 Revision ID: 0007
 Revises: 0006
@@ -18,6 +19,9 @@ branch_labels = None
 depends_on = None
 
 REGION_TABLES = ("regional_aggregates_1m", "regional_aggregates_15m")
+# PostgreSQL's widest declared numeric: room for any count of meters, and the scale (decimal
+# places) stays fixed, as the flush rounds to it and readers show it.
+WIDEST = 1000
 
 
 def upgrade() -> None:
@@ -109,9 +113,9 @@ def upgrade() -> None:
             f"""
             ALTER TABLE {table}
                 ALTER COLUMN reading_count TYPE bigint,
-                ALTER COLUMN total_power_kw TYPE numeric,
-                ALTER COLUMN load_percentage TYPE numeric,
-                ALTER COLUMN energy_kwh_sum TYPE numeric
+                ALTER COLUMN total_power_kw TYPE numeric({WIDEST}, 6),
+                ALTER COLUMN load_percentage TYPE numeric({WIDEST}, 4),
+                ALTER COLUMN energy_kwh_sum TYPE numeric({WIDEST}, 6)
             """
         )
 

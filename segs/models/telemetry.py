@@ -20,6 +20,7 @@ from segs.models.base import Base
 
 Quantity = Numeric(16, 6)
 Sum = Numeric(24, 6)
+RegionSum = Numeric(1000, 6)  # PostgreSQL's widest declared numeric
 
 
 class RawReading(Base):
@@ -77,18 +78,18 @@ class Aggregate15m(_MeterWindow, Base):
 class _RegionWindow:
     """Columns shared by the per-region window tables, derived from the per-meter rows.
 
-    The sums over a region's meters are unbounded numerics: however many meters a region has,
-    within the reading bounds, no sum can overflow and stop the flush (migration 0007).
+    The sums over a region's meters are as wide as PostgreSQL's numerics go: however many meters
+    a region has, within the reading bounds, no sum can overflow and stop the flush (0007).
     """
 
     region: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     meter_count: Mapped[int] = mapped_column(Integer)
     reading_count: Mapped[int] = mapped_column(BigInteger)
-    total_power_kw: Mapped[Decimal] = mapped_column(Numeric)
+    total_power_kw: Mapped[Decimal] = mapped_column(RegionSum)
     capacity_kw: Mapped[Decimal] = mapped_column(Numeric(14, 3))
-    load_percentage: Mapped[Decimal] = mapped_column(Numeric)
-    energy_kwh_sum: Mapped[Decimal] = mapped_column(Numeric)
+    load_percentage: Mapped[Decimal] = mapped_column(Numeric(1000, 4))
+    energy_kwh_sum: Mapped[Decimal] = mapped_column(RegionSum)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -1,4 +1,5 @@
-"""Accept a batch of readings: validate, drop duplicates, and durably queue one task per shard.
+"""Accept a batch of readings: validate them, hold them to the key's scope and the meter
+registry, drop duplicates, and durably queue one task per shard.
 
 The API answers 2xx only once every accepted reading is in the broker. Whatever goes wrong
 before that (Redis, the broker, a full backlog) becomes :class:`IngestionUnavailableError`, and
@@ -169,9 +170,10 @@ class Ingestor:
         the head-end key's new meters are registered first."""
         if not rows:
             return []
+        meter_ids = {row[ROW_METER] for _, row in rows}
         try:
-            places = self.directory.places({row[ROW_METER] for _, row in rows})
-            new = registrations(rows, places, scope)
+            places = self.directory.places(meter_ids)
+            new = registrations(rows, places, scope) if len(places) < len(meter_ids) else None
             if new:
                 places.update(self.directory.register(new))
         except (psycopg.Error, SQLAlchemyError) as exc:

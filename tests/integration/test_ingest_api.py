@@ -27,6 +27,7 @@ from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
 from tests.support import MICRO
 from tests.support import dedupe_marks
+from tests.support import ingestion_key
 from tests.support import iso
 from tests.support import key_header
 from tests.support import now_us
@@ -141,6 +142,10 @@ def test_only_duplicates_answers_200(client, ts):
         ("/telemetry/batch", b"[]", "body must hold between 1 and 1000 readings"),
         ("/telemetry", b"[{}]", "body must be a JSON object holding one reading"),
         ("/telemetry", b"{broken", "body must be a JSON object"),
+        # Any nesting depth is a bad body, not a crash.
+        ("/telemetry/batch", b"[" * 100_000 + b"]" * 100_000, "body must be a JSON array"),
+        ("/telemetry/batch", b'[{"metadata": ' + b"[" * 100_000, "body must be a JSON array"),
+        ("/telemetry", b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "body must be a JSON object"),
     ],
 )
 def test_bad_bodies_answer_400(client, clean_state, path, body, message):
@@ -202,7 +207,9 @@ def test_single_reading(client, ts):
     ]
 
 
-def test_seed_simulator_payload_is_stored_with_energy(client, worker, published):
+def test_the_seed_simulators_payload_with_the_key_in_its_url_is_stored_with_energy(
+    client, worker, published
+):
     now = now_us()
     moment = now - now % MICRO - 90 * MICRO
     # The seed's documented sample, verbatim but for the time.
@@ -231,8 +238,16 @@ def test_seed_simulator_payload_is_stored_with_energy(client, worker, published)
         rng=random.Random(2),
     )
     assert {"userId", "seq", "status", "metadata", "energyKwh"} <= set(generated[0])
-    status, body = post_batch(client, [sample, *generated])
-    assert (status, body) == (202, {"accepted": 7, "duplicates": 0, "rejected": 0, "errors": []})
+    # Sent as the seed's simulator sends it: INGESTION_URL carries the key, no header.
+    response = client.post(
+        f"/api/v1/{ingestion_key()}/telemetry/batch",
+        data=json.dumps([sample, *generated]),
+        content_type="application/json",
+    )
+    assert (response.status_code, response.get_json()) == (
+        202,
+        {"accepted": 7, "duplicates": 0, "rejected": 0, "errors": []},
+    )
 
     wait_processed(worker, runs=len(published.snapshot()), raw_rows=7)
     rows = {
