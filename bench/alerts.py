@@ -44,6 +44,7 @@ from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
 from bench.pipeline import add_store_options
+from bench.pipeline import simulator_command
 
 PROBE_REGION = "Pune-West"
 BASELINE_KW = 4.0
@@ -260,29 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[ProbeResult] = []
     with _stack(config, logs):
         _send_baselines(api, key, probes)
-        simulator = _spawn(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "--url",
-                f"{api}/telemetry/batch",
-                "--key",
-                key,
-                "--meters",
-                str(config.meters),
-                "--interval",
-                str(config.interval_s),
-                "--duration",
-                str(config.duration_s),
-                "--concurrency",
-                str(config.client_concurrency),
-                "--quiet",
-            ],
-            config.env(),
-            logs,
-        )
+        simulator = _spawn("simulator", simulator_command(config, key), config.env(), logs)
         time.sleep(args.warmup)
         with psycopg.connect(libpq_conninfo(config.database_url), autocommit=True) as conn:
             for meter in probes:

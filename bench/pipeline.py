@@ -492,6 +492,24 @@ def _flush_lag(config: BenchConfig, since: datetime, until: datetime) -> dict[st
     }
 
 
+def simulator_command(config: BenchConfig, key: str, *extra: str) -> list[str]:
+    """The simulator's command line for *config*'s load, sending with *key*."""
+    return [
+        sys.executable,
+        *("-m", "simulator"),
+        *("--url", f"http://127.0.0.1:{config.api_port}/telemetry/batch"),
+        *("--key", key),
+        *("--meters", str(config.meters)),
+        *("--interval", str(config.interval_s)),
+        *("--duration", str(config.duration_s)),
+        *("--seed", str(config.seed)),
+        *("--concurrency", str(config.client_concurrency)),
+        "--quiet",
+        *(["--spread"] if config.spread else []),
+        *extra,
+    ]
+
+
 def run(config: BenchConfig) -> BenchResult:
     """Run one benchmark at the configured offered rate."""
     import redis
@@ -502,29 +520,7 @@ def run(config: BenchConfig) -> BenchResult:
     summary_path = logs / "simulator.json"
     notes: list[str] = []
     with _stack(config, logs) as groups:
-        simulator_cmd = [
-            sys.executable,
-            "-m",
-            "simulator",
-            "--url",
-            f"http://127.0.0.1:{config.api_port}/telemetry/batch",
-            "--key",
-            key,
-            "--meters",
-            str(config.meters),
-            "--interval",
-            str(config.interval_s),
-            "--duration",
-            str(config.duration_s),
-            "--seed",
-            str(config.seed),
-            "--json-summary",
-            str(summary_path),
-            "--concurrency",
-            str(config.client_concurrency),
-            "--quiet",
-            *(["--spread"] if config.spread else []),
-        ]
+        simulator_cmd = simulator_command(config, key, "--json-summary", str(summary_path))
         samples: list[tuple[float, int]] = []
         load_started = datetime.now(UTC)
         began = time.monotonic()

@@ -34,6 +34,7 @@ from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
 from bench.pipeline import add_store_options
+from bench.pipeline import simulator_command
 
 PROBE_REGION = "Pune-West"
 POLL_S = 0.005
@@ -152,29 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-poison-"))
     api = f"http://127.0.0.1:{config.api_port}"
     with _stack(config, logs):
-        simulator = _spawn(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "--url",
-                f"{api}/telemetry/batch",
-                "--key",
-                key,
-                "--meters",
-                str(config.meters),
-                "--interval",
-                str(config.interval_s),
-                "--duration",
-                str(config.duration_s),
-                "--concurrency",
-                str(config.client_concurrency),
-                "--quiet",
-            ],
-            config.env(),
-            logs,
-        )
+        simulator = _spawn("simulator", simulator_command(config, key), config.env(), logs)
         time.sleep(args.warmup)
         with psycopg.connect(libpq_conninfo(config.database_url), autocommit=True) as conn:
             phase = {"seconds": args.phase, "probe_every": args.probe_every, "shards": args.shards}

@@ -32,6 +32,7 @@ from segs.errors import NotFoundError
 from segs.models import Alert
 from segs.models import AlertTransition
 from segs.models import Meter
+from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.audit import Actor
 from segs.services.paging import Page
@@ -233,11 +234,10 @@ def _resolve_by(session: Session, actor: Actor, alert: Alert, note: str | None) 
 
 
 # Alert ids are bigint: a larger id in a URL is simply not found (not a database error).
-_MAX_ID = 2**63 - 1
 
 
 def _locked(session: Session, alert_id: int) -> Alert:
-    alert = session.get(Alert, alert_id, with_for_update=True) if alert_id <= _MAX_ID else None
+    alert = session.get(Alert, alert_id, with_for_update=True) if alert_id <= BIGINT_MAX else None
     if alert is None:
         raise NotFoundError(f"alert {alert_id} not found")
     return alert
@@ -287,7 +287,7 @@ def _filtered(statement: Select[Any], filters: AlertFilters) -> Select[Any]:
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:
-    alert = session.get(Alert, alert_id) if alert_id <= _MAX_ID else None
+    alert = session.get(Alert, alert_id) if alert_id <= BIGINT_MAX else None
     if alert is None:
         raise NotFoundError(f"alert {alert_id} not found")
     return alert

@@ -30,6 +30,7 @@ from segs.errors import NotFoundError
 from segs.models import Invoice
 from segs.models import InvoiceLineItem
 from segs.models import InvoicePayment
+from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.access import is_staff
 from segs.services.audit import Actor
@@ -39,7 +40,6 @@ from segs.services.billing_run import plan_region
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
 
-MAX_BIGINT = 2**63 - 1
 STATUSES = ("pending", "paid", "overdue", "disputed", "resolved", "cancelled")
 PAYABLE = ("pending", "overdue", "resolved")
 DISPUTABLE = ("pending", "overdue")
@@ -84,7 +84,7 @@ def get_invoice(
     session: Session, viewer_id: uuid.UUID, viewer_role: str, invoice_id: int, *, lock: bool = False
 ) -> Invoice:
     """An invoice the viewer may see; another customer's answers 404 like a missing one."""
-    if not 0 < invoice_id <= MAX_BIGINT:
+    if not 0 < invoice_id <= BIGINT_MAX:
         raise NotFoundError(f"invoice {invoice_id} not found")
     statement = select(Invoice).where(Invoice.id == invoice_id)
     if lock:

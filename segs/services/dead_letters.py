@@ -173,13 +173,7 @@ def replay(
 
     :raises ConflictError: the batch is not dead (replayed or discarded already).
     """
-    letter = _letter(session, batch_id, lock=True)
-    _require_dead(letter, "replay")
-    letter.status = REPLAYED
-    letter.resolved_at = now
-    letter.resolved_by = actor.id
-    audit.record(session, actor, "dead_letter.replay", "dead_letter", batch_id, _details(letter))
-    session.flush()
+    letter = _resolve(session, actor, batch_id, REPLAYED, now)
     publish(letter.shard, orjson.loads(letter.rows_json), letter.received_at_us, str(batch_id))
     return _view(letter)
 
@@ -189,21 +183,25 @@ def discard(session: Session, actor: Actor, batch_id: uuid.UUID, now: datetime) 
 
     :raises ConflictError: the batch is not dead.
     """
+    return _view(_resolve(session, actor, batch_id, DISCARDED, now))
+
+
+def _resolve(
+    session: Session, actor: Actor, batch_id: uuid.UUID, status: str, now: datetime
+) -> DeadLetterBatch:
+    """Mark a dead letter replayed or discarded, audited."""
     letter = _letter(session, batch_id, lock=True)
-    _require_dead(letter, "discard")
-    letter.status = DISCARDED
-    letter.resolved_at = now
-    letter.resolved_by = actor.id
-    audit.record(session, actor, "dead_letter.discard", "dead_letter", batch_id, _details(letter))
-    return _view(letter)
-
-
-def _require_dead(letter: DeadLetterBatch, doing: str) -> None:
     if letter.status != DEAD:
         raise ConflictError(
-            f"cannot {doing} batch {letter.batch_id}: it is {letter.status}",
-            code="DEAD_LETTER_RESOLVED",
+            f"batch {batch_id} is {letter.status} already", code="DEAD_LETTER_RESOLVED"
         )
+    letter.status = status
+    letter.resolved_at = now
+    letter.resolved_by = actor.id
+    action = "dead_letter.replay" if status == REPLAYED else "dead_letter.discard"
+    audit.record(session, actor, action, "dead_letter", batch_id, _details(letter))
+    session.flush()
+    return letter
 
 
 def _letter(session: Session, batch_id: uuid.UUID, *, lock: bool = False) -> DeadLetterBatch:

@@ -26,6 +26,7 @@ from segs.domain.windows import WindowStats
 from segs.errors import ConflictError
 from segs.errors import NotFoundError
 from segs.models import QuarantinedWindow
+from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.audit import Actor
 from segs.services.dead_letters import storable_text
@@ -164,7 +165,11 @@ def release_all(session: Session, store: WindowStore, actor: Actor, now: datetim
 
 
 def _window(session: Session, window_id: int, *, lock: bool = False) -> QuarantinedWindow:
-    window = session.get(QuarantinedWindow, window_id, with_for_update=True if lock else None)
+    window = (
+        session.get(QuarantinedWindow, window_id, with_for_update=True if lock else None)
+        if window_id <= BIGINT_MAX
+        else None
+    )
     if window is None:
         raise NotFoundError(f"quarantined window {window_id} not found")
     return window

@@ -38,6 +38,7 @@ from segs.errors import NotFoundError
 from segs.models import Region
 from segs.models import Tariff
 from segs.models import TariffOverride
+from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.audit import Actor
 from segs.services.paging import Page
@@ -45,7 +46,6 @@ from segs.services.paging import fetch_page
 
 CACHE_PREFIX = "segs:tariff:current:"
 MAX_HISTORY_SPAN = timedelta(days=92)
-MAX_BIGINT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -439,7 +439,7 @@ def list_overrides(
 
 def get_override(session: Session, override_id: int) -> TariffOverride:
     # Ids beyond bigint are simply not there (PostgreSQL would refuse to compare them).
-    row = session.get(TariffOverride, override_id) if 0 < override_id <= MAX_BIGINT else None
+    row = session.get(TariffOverride, override_id) if 0 < override_id <= BIGINT_MAX else None
     if row is None:
         raise NotFoundError(f"override {override_id} not found")
     return row

@@ -8,6 +8,7 @@ from marshmallow import fields
 from marshmallow import validate
 
 from segs.domain import alerts as rules
+from segs.models.base import BIGINT_MAX
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
@@ -83,7 +84,7 @@ class NoteSchema(CamelSchema):
 
 class BulkResolveSchema(CamelSchema):
     ids = fields.List(
-        fields.Integer(validate=validate.Range(min=1, max=2**63 - 1)),
+        fields.Integer(validate=validate.Range(min=1, max=BIGINT_MAX)),
         required=True,
         validate=validate.Length(min=1, max=MAX_BULK),
     )
