@@ -18,6 +18,7 @@ from segs.models.billing import Tariff
 from segs.models.billing import TariffOverride
 from segs.models.grid import Meter
 from segs.models.grid import Region
+from segs.models.ownership import MeterAssignment
 from segs.models.telemetry import Aggregate1m
 from segs.models.telemetry import Aggregate15m
 from segs.models.telemetry import RawReading
@@ -40,6 +41,7 @@ __all__ = [
     "InvoiceLineItem",
     "InvoicePayment",
     "Meter",
+    "MeterAssignment",
     "RawReading",
     "RefreshToken",
     "Region",

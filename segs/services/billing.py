@@ -334,11 +334,13 @@ def current_cycle(
             region = plan_region(
                 conn, name, zone, base, schedule, multipliers, demand_rate, start, end
             )
-            charges = meter_charges(cursor, region, start, now, meter_ids=[meter_id])
+            charges = meter_charges(
+                cursor, region, start, now, meter_ids=[meter_id], owner_id=owner_id
+            )
             so_far = 0
             energy = Decimal(0)
-            if meter_id in charges:
-                amounts = amounts_for(charges[meter_id], region, tax_rate)
+            if (meter_id, owner_id) in charges:
+                amounts = amounts_for(charges[(meter_id, owner_id)], region, tax_rate)
                 so_far, energy = amounts.total_minor, amounts.energy_kwh
             estimates.append(
                 CycleEstimate(

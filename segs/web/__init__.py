@@ -7,6 +7,7 @@ from flask import Flask
 from segs.config import Settings
 from segs.config import SettingsError
 from segs.config import get_settings
+from segs.domain.keys import signing_key_problem
 from segs.web import cli
 from segs.web import errors
 from segs.web.admin import bp as admin_bp
@@ -52,8 +53,7 @@ API_BLUEPRINTS: tuple = (
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the API application from *settings* (default: the environment)."""
     settings = settings or get_settings()
-    if settings.is_production and not settings.jwt_secret_key:
-        raise SettingsError("JWT_SECRET_KEY must be set when SEGS_ENV=production")
+    require_signing_key(settings)
     app = Flask(__name__)
     app.json = SegsJSONProvider(app)
     app.config.from_mapping(
@@ -64,9 +64,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_extensions(app, settings)
     register_blueprints(app)
+    checked = {blueprint.name for blueprint in API_BLUEPRINTS}
+    app.before_request(lambda: errors.refuse_control_characters_in_path(checked))
     errors.register_error_handlers(app)
     cli.register_commands(app)
     return app
+
+
+def require_signing_key(settings: Settings) -> None:
+    """Refuse to start without a strong JWT_SECRET_KEY, except under SEGS_ENV=testing.
+
+    A key anyone can read (a default in the source or in docker-compose) lets anyone sign an
+    admin's token. ``make run`` makes a random key for each run.
+    """
+    if settings.is_testing and settings.jwt_secret_key is None:
+        return
+    problem = signing_key_problem(settings.jwt_secret_key)
+    if problem is not None:
+        raise SettingsError(
+            f"{problem}; set it to at least 32 random bytes, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
@@ -88,8 +106,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         RATELIMIT_KEY_PREFIX="segs:limits",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
         RATELIMIT_HEADERS_ENABLED=True,
-        # With Redis down the API still serves reads; limits resume when Redis is back.
-        RATELIMIT_SWALLOW_ERRORS=True,
+        # With Redis down the limits cannot be counted: refuse (503) rather than not limit.
+        RATELIMIT_SWALLOW_ERRORS=False,
     )
     api.init_app(app)
     configure_jwt(app, settings)

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from flask_jwt_extended import get_jwt
-from flask_smorest import Blueprint
 
 from segs.db import session_scope
 from segs.domain.codes import OutgoingMail
@@ -40,6 +39,7 @@ from segs.web.extensions import limiter
 from segs.web.limits import account_in_body
 from segs.web.limits import client_ip
 from segs.web.limits import token_or_ip
+from segs.web.parsing import Blueprint
 from segs.web.schemas import ErrorSchema
 from segs.web.security import current_account
 from segs.web.security import roles_required

@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import Response
 from flask import current_app
-from flask_smorest import Blueprint
 
 from segs.config import Settings
 from segs.db import raw_connection
@@ -40,6 +39,7 @@ from segs.web.billing.schemas import InvoiceQueryArgsSchema
 from segs.web.billing.schemas import InvoiceReasonSchema
 from segs.web.billing.schemas import InvoiceSchema
 from segs.web.billing.schemas import OverdueInvoiceArgsSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required

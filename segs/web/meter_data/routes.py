@@ -13,7 +13,6 @@ from typing import Any
 
 from flask import Response
 from flask import jsonify
-from flask_smorest import Blueprint
 
 from segs.db import session_scope
 from segs.services import readings_query
@@ -31,6 +30,7 @@ from segs.web.meter_data.schemas import MonthlyTotalsSchema
 from segs.web.meter_data.schemas import StatsQueryArgsSchema
 from segs.web.meter_data.schemas import history_body
 from segs.web.meter_data.schemas import history_csv
+from segs.web.parsing import Blueprint
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_body
 from segs.web.security import current_account

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from segs.db import session_scope
 from segs.domain.access import ADMIN
@@ -16,6 +15,7 @@ from segs.web.meters.schemas import MeterCreateSchema
 from segs.web.meters.schemas import MeterPageSchema
 from segs.web.meters.schemas import MeterQueryArgsSchema
 from segs.web.meters.schemas import MeterSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required
