@@ -18,10 +18,13 @@ install: $(INSTALLED)
 services:
 	@$(PYTHON) tools/check_services.py
 
+# The flask command loads the app, which needs a signing key; migrating signs nothing, so a
+# throwaway one does unless JWT_SECRET_KEY is set.
 migrate: install services
-	$(BIN)/flask --app segs.web migrate
+	JWT_SECRET_KEY="$${JWT_SECRET_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')}" \
+		$(BIN)/flask --app segs.web migrate
 
-## Start the API, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
+## Start the API, the feed, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
 run: migrate
 	$(BIN)/python tools/run_stack.py
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from segs.domain.billing import month_bounds
 from segs.domain.billing import month_to_date_estimate
 from segs.domain.billing import period_of
+from segs.domain.text import spreadsheet_safe
 from segs.errors import ConflictError
 from segs.errors import NotFoundError
 from segs.models import Invoice
@@ -253,9 +254,14 @@ def export_csv(session: Session, period: str | None, status: str | None) -> str:
         row = []
         for column in CSV_COLUMNS:
             value = getattr(invoice, column)
-            row.append(
-                "" if value is None else value.isoformat() if isinstance(value, datetime) else value
-            )
+            if value is None:
+                value = ""
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, str | uuid.UUID):
+                # Meter ids come from the meters themselves: text is never a formula.
+                value = spreadsheet_safe(str(value))
+            row.append(value)
         writer.writerow(row)
     return out.getvalue()
 

@@ -12,12 +12,12 @@ from segs.web import cli
 from segs.web import errors
 from segs.web.admin import bp as admin_bp
 from segs.web.alerts import bp as alerts_bp
-from segs.web.alerts import feed_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
 from segs.web.billing import bp as billing_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
+from segs.web.feed import bp as feed_bp
 from segs.web.health import bp as health_bp
 from segs.web.json_provider import SegsJSONProvider
 from segs.web.meter_data import bp as meter_data_bp
@@ -30,9 +30,9 @@ from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
-# Plain blueprints: probes, metrics, the meters' ingestion endpoints, and the live feed
-# (under /api/v1, but an event stream, so outside the OpenAPI document).
-BLUEPRINTS = (health_bp, telemetry_bp, feed_bp)
+# Plain blueprints: probes, metrics and the meters' ingestion endpoints. The live feed's
+# streams are served by the feed process (segs.web.feed_app), not here.
+BLUEPRINTS = (health_bp, telemetry_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
 API_BLUEPRINTS: tuple = (
@@ -44,6 +44,7 @@ API_BLUEPRINTS: tuple = (
     meter_data_bp,
     regions_bp,
     alerts_bp,
+    feed_bp,
     notifications_bp,
     tariffs_bp,
     billing_bp,
