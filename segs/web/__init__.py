@@ -106,7 +106,9 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX="segs:limits",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
-        RATELIMIT_HEADERS_ENABLED=True,
+        # Off: Flask-Limiter would set Retry-After on every answer to its own window's reset,
+        # overriding the login delay's; segs.web.errors sets it on the 429s instead.
+        RATELIMIT_HEADERS_ENABLED=False,
         # With Redis down the limits cannot be counted: refuse (503) rather than not limit.
         RATELIMIT_SWALLOW_ERRORS=False,
     )

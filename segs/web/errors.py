@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import psycopg
 import redis
@@ -11,6 +13,7 @@ from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import request
+from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -81,12 +84,25 @@ def register_error_handlers(app: Flask) -> None:
         for name, value in exc.get_headers():
             if name.lower() != "content-type":
                 response.headers[name] = value
+        if isinstance(exc, RateLimitExceeded):
+            response.headers["Retry-After"] = str(_seconds_until_reset())
         return response
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> Response:
         logger.exception("unhandled error")
         return error_response(500, "INTERNAL_SERVER_ERROR", "an unexpected error occurred")
+
+
+def _seconds_until_reset() -> int:
+    """Seconds until the rate limit that refused this request lets it through again."""
+    limiter = current_app.extensions.get("limiter")
+    current = None
+    for candidate in limiter if isinstance(limiter, set) else [limiter]:
+        current = current or getattr(candidate, "current_limit", None)
+    if current is None:
+        return 1
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def refuse_control_characters_in_path(blueprints: set[str]) -> Response | None:

@@ -36,7 +36,7 @@ def create_feed_app(settings: Settings | None = None) -> Flask:
         RATELIMIT_KEY_PREFIX="segs:limits:feed",
         # Connects per account (per address with a ticket); a stream itself is not a request.
         RATELIMIT_DEFAULT=settings.feed_connect_rate,
-        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_SWALLOW_ERRORS=False,
     )
     configure_jwt(app, settings)
