@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 import psycopg
@@ -102,7 +101,7 @@ def _seconds_until_reset() -> int:
         current = current or getattr(candidate, "current_limit", None)
     if current is None:
         return 1
-    return max(1, math.ceil(current.reset_at - time.time()))
+    return max(1, int(current.reset_at - time.time()))
 
 
 def refuse_control_characters_in_path(blueprints: set[str]) -> Response | None:
