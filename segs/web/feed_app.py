@@ -20,9 +20,6 @@ from segs.web.json_provider import SegsJSONProvider
 from segs.web.limits import token_or_ip
 from segs.web.security import configure_jwt
 
-# The feed's own limiter: its default limit (connects) is not the API's.
-feed_limiter = Limiter(key_func=token_or_ip)
-
 
 def create_feed_app(settings: Settings | None = None) -> Flask:
     """Create the feed process's application from *settings* (default: the environment)."""
@@ -34,14 +31,15 @@ def create_feed_app(settings: Settings | None = None) -> Flask:
         SEGS_SETTINGS=settings,
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX="segs:limits:feed",
-        # Connects per account (per address with a ticket); a stream itself is not a request.
-        RATELIMIT_DEFAULT=settings.feed_connect_rate,
         RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_SWALLOW_ERRORS=False,
     )
     configure_jwt(app, settings)
-    feed_limiter.init_app(app)
-    feed_limiter.exempt(health_bp)
+    # A limiter of this app's own: connects per account (per address with a ticket); a stream
+    # itself is one request. Not the API's limiter, whose default limit is another.
+    limiter = Limiter(key_func=token_or_ip, default_limits=[settings.feed_connect_rate])
+    limiter.init_app(app)
+    limiter.exempt(health_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(stream_bp)
     errors.register_error_handlers(app)

@@ -467,3 +467,73 @@ def test_the_invoice_export_writes_no_formulas(app, client, clean_state):
     body = client.get("/api/v1/billing/export.csv", headers=operator.headers).get_data(as_text=True)
     row = body.splitlines()[1]
     assert row.split(",")[1].startswith("\"'=HYPERLINK")
+
+
+# --------------------------------------------------------------------------- the live feed
+
+
+def _feed(**changes):
+    from segs.web.feed_app import create_feed_app
+
+    return create_feed_app(_settings(**changes)).test_client()
+
+
+def test_the_api_serves_no_stream_and_the_feed_takes_no_token_in_the_url(app, client, clean_state):
+    customer = create_account(app, region=REGION)
+    assert client.get("/api/v1/feed", headers=customer.headers).status_code == 404
+    feed = _feed()
+    in_url = feed.get(f"/api/v1/feed?access_token={customer.token}", buffered=True)
+    assert in_url.status_code == 401
+    assert feed.get("/api/v1/feed", headers=customer.headers, buffered=True).status_code == 200
+
+
+def test_a_feed_ticket_opens_one_stream_once(app, client, clean_state):
+    customer = create_account(app, region=REGION)
+    issued = client.post("/api/v1/feed/tickets", headers=customer.headers)
+    assert issued.status_code == 201
+    ticket = issued.get_json()["ticket"]
+    assert issued.get_json()["expiresIn"] == get_settings().feed_ticket_ttl_s
+    feed = _feed()
+    first = feed.get(f"/api/v1/feed?ticket={ticket}", buffered=True)
+    assert first.status_code == 200 and first.mimetype == "text/event-stream"
+    again = feed.get(f"/api/v1/feed?ticket={ticket}", buffered=True)
+    assert again.status_code == 401
+    assert again.get_json()["error"]["code"] == "TICKET_INVALID"
+    assert feed.get("/api/v1/feed?ticket=made-up-ticket-123", buffered=True).status_code == 401
+
+
+def test_open_streams_are_capped_per_account_and_in_total(app, clean_state):
+    from segs.redis_client import get_redis
+    from segs.services import feed_access
+
+    customer = create_account(app, region=REGION)
+    neighbour = create_account(app, region=REGION)
+    held = feed_access.take_slot(
+        get_redis(),
+        customer.id,
+        now_ms=int(time.time() * 1000),
+        lease_ms=60_000,
+        max_streams=10,
+        max_per_account=10,
+    )
+    assert isinstance(held, feed_access.StreamSlot)
+    feed = _feed(feed_max_streams_per_account=1, feed_max_streams=2)
+    refused = feed.get("/api/v1/feed", headers=customer.headers, buffered=True)
+    assert refused.status_code == 429
+    assert "this account's live-feed streams" in refused.get_json()["error"]["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    # The neighbour takes the last slot of the server; after its stream ends the slot is free.
+    assert feed.get("/api/v1/feed", headers=neighbour.headers, buffered=True).status_code == 200
+    full = _feed(feed_max_streams_per_account=5, feed_max_streams=1)
+    refused = full.get("/api/v1/feed", headers=neighbour.headers, buffered=True)
+    assert "the server's live-feed streams" in refused.get_json()["error"]["message"]
+    held.release()
+    assert feed.get("/api/v1/feed", headers=customer.headers, buffered=True).status_code == 200
+
+
+def test_feed_connects_are_rate_limited(app, clean_state):
+    customer = create_account(app, region=REGION)
+    feed = _feed(feed_connect_rate="2 per minute")
+    for _ in range(2):
+        assert feed.get("/api/v1/feed", headers=customer.headers, buffered=True).status_code == 200
+    assert feed.get("/api/v1/feed", headers=customer.headers, buffered=True).status_code == 429
