@@ -21,7 +21,7 @@ services:
 migrate: install services
 	$(BIN)/flask --app segs.web migrate
 
-## Start the API, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
+## Start the API, the feed, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
 run: migrate
 	$(BIN)/python tools/run_stack.py
 

@@ -66,9 +66,13 @@ def add_customers(conn: psycopg.Connection, region: str, prefix: str, meters: in
         (owner, f"{prefix.lower()}@bench.test", region),
     )
     ids = [f"{prefix}-{number:06d}" for number in range(1, meters + 1)]
-    with conn.cursor().copy("COPY meters (meter_id, region, owner_id) FROM STDIN") as copy:
+    # Owned since long before the billed month: the run bills each owner's own interval.
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    with conn.cursor().copy(
+        "COPY meters (meter_id, region, owner_id, assigned_at) FROM STDIN"
+    ) as copy:
         for meter_id in ids:
-            copy.write_row((meter_id, region, owner))
+            copy.write_row((meter_id, region, owner, since))
     return ids
 
 

@@ -592,6 +592,7 @@ def _plan(config: Config) -> list[str]:
     from sqlalchemy import text
 
     from segs.db import session_scope
+    from segs.services.access import ALL_TIME
     from segs.services.readings_query import POINT_JSON
     from segs.services.readings_query import history_json_sql
 
@@ -604,6 +605,7 @@ def _plan(config: Config) -> list[str]:
                 "meter_id": config.meter_id(config.meters // 2),
                 "start": end - timedelta(hours=config.hours),
                 "end": end,
+                "owned": ALL_TIME,
                 "point": POINT_JSON,
             },
         ).all()

@@ -1,4 +1,4 @@
-"""``python -m bench.login_lockout``: the failed-login lockout and the cost of a login.
+"""``python -m bench.login_lockout``: the failed-login delays and the cost of a login.
 
 It runs the real Flask app in process (test client) against its own PostgreSQL database and
 Redis database, and reports:
@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
     print("SEGS login lockout benchmark")
     print(f"  host: {platform.node()} ({os.cpu_count()} CPUs), Python {platform.python_version()}")
     print(f"  database {settings.database_url}, Redis {settings.redis_url}")
-    print(f"  failed-login limit: {settings.login_failures_per_account} per account")
+    print(
+        f"  failed logins: {settings.login_free_failures_per_client} free per account and "
+        f"address, then delays doubling up to {settings.login_max_delay_per_client_s} s"
+    )
     print(
         f"  argon2id: time_cost={settings.argon2_time_cost}, "
         f"memory={settings.argon2_memory_kib} KiB, parallelism=1"

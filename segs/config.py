@@ -75,8 +75,43 @@ def _bool(name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
-# Signs tokens in development and testing only; create_app refuses production without a key.
-DEVELOPMENT_JWT_KEY = "segs-development-only-signing-key-do-not-deploy"
+# Signs tokens under SEGS_ENV=testing only; everywhere else create_app requires JWT_SECRET_KEY.
+TESTING_JWT_KEY = "segs-development-only-signing-key-do-not-deploy"
+
+
+PortRanges = tuple[tuple[int, int], ...]
+
+
+def _ports(name: str, default: PortRanges) -> PortRanges:
+    """``443,8443`` or ranges such as ``1024-65535``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    ranges = []
+    for part in filter(None, (item.strip() for item in raw.split(","))):
+        low, _, high = part.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError as exc:
+            raise SettingsError(f"{name} must list ports or ranges, got {raw!r}") from exc
+        if not 0 < first <= last < 65536:
+            raise SettingsError(f"{name} must name ports between 1 and 65535, got {part!r}")
+        ranges.append((first, last))
+    if not ranges:
+        raise SettingsError(f"{name} must name at least one port")
+    return tuple(sorted(ranges))
+
+
+def _host_table(name: str) -> tuple[tuple[str, str], ...]:
+    """``name=address,name=address`` (the tests' stand-in for DNS)."""
+    raw = os.environ.get(name) or ""
+    table: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in raw.split(","))):
+        host, sep, address = entry.partition("=")
+        if not sep or not host or not address:
+            raise SettingsError(f"{name} must be name=address pairs, got {entry!r}")
+        table[host.lower()] = address
+    return tuple(sorted(table.items()))
 
 
 @dataclass(frozen=True)
@@ -172,8 +207,20 @@ class Settings:
     delivery_attempts: int = 3
     delivery_backoff_s: float = 2.0
     webhook_timeout_s: float = 5.0
+    # Outgoing webhooks reach only public addresses on these ports, over https unless allowed.
+    webhook_ports: PortRanges = ((443, 443), (8443, 8443))
+    webhook_allow_http: bool = False
+    # Test-only (SEGS_ENV=testing): a local receiver on loopback, and names resolved from a
+    # fixed table instead of DNS, so no test sends a packet off the machine.
+    webhook_allow_loopback: bool = False
+    webhook_test_hosts: tuple[tuple[str, str], ...] = ()
     feed_heartbeat_s: float = 15.0
     feed_max_s: float = 25.0
+    # The live feed runs in its own process (segs.web.feed_app); these bound what it holds.
+    feed_max_streams: int = 200
+    feed_max_streams_per_account: int = 3
+    feed_connect_rate: str = "20 per minute"
+    feed_ticket_ttl_s: int = 30
     # Beat's outbox sweep: transitions committed this long ago and still undispatched (their
     # dispatch was lost in a crash) are dispatched again
     dispatch_sweep_interval_s: float = 15.0
@@ -183,7 +230,18 @@ class Settings:
     rate_limit_default: str = "300 per minute"
     rate_limit_auth_per_ip: str = "60 per 15 minutes"
     rate_limit_auth_per_account: str = "20 per 15 minutes"
-    login_failures_per_account: str = "10 per 15 minutes"
+    # Failed logins: free tries, then a delay that doubles with each failure up to a cap; one
+    # count per (account, client address), a looser one per account from every client.
+    login_failure_window_s: int = 15 * 60
+    login_free_failures_per_client: int = 5
+    login_max_delay_per_client_s: int = 15 * 60
+    login_free_failures_per_account: int = 20
+    login_max_delay_per_account_s: int = 60
+    # Emailed codes per account, purpose and day (each allows SEGS_VERIFICATION_CODE_ATTEMPTS).
+    codes_per_day: int = 10
+
+    # /metrics answers only with this bearer token (unset: /metrics is not served)
+    metrics_token: str | None = None
 
     # Tariffs (fractions: 0.02 is 2 %)
     tariff_publish_threshold: Decimal = Decimal("0.02")
@@ -194,15 +252,27 @@ class Settings:
     # Billing
     billing_tax_rate: Decimal = Decimal("0.18")
     billing_due_days: int = 15
+    # Payment-provider callbacks are signed with this secret (unset: callbacks are refused).
+    payment_provider: str = "testpay"
+    payment_callback_secret: str | None = None
 
     @property
     def is_production(self) -> bool:
         return self.environment == "production"
 
     @property
+    def is_testing(self) -> bool:
+        return self.environment == "testing"
+
+    @property
     def signing_key(self) -> str:
-        """The JWT signing key: JWT_SECRET_KEY, or a fixed key outside production."""
-        return self.jwt_secret_key or DEVELOPMENT_JWT_KEY
+        """The JWT signing key: JWT_SECRET_KEY, or a fixed key under SEGS_ENV=testing only
+        (create_app refuses to start anywhere else without a good JWT_SECRET_KEY)."""
+        if self.jwt_secret_key:
+            return self.jwt_secret_key
+        if not self.is_testing:
+            raise SettingsError("JWT_SECRET_KEY is not set")
+        return TESTING_JWT_KEY
 
     @property
     def reading_limits(self) -> ReadingLimits:
@@ -319,8 +389,20 @@ def load_settings() -> Settings:
         delivery_attempts=_int("SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
         delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
         webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
+        webhook_ports=_ports("SEGS_WEBHOOK_PORTS", Settings.webhook_ports),
+        webhook_allow_http=_bool("SEGS_WEBHOOK_ALLOW_HTTP", Settings.webhook_allow_http),
+        webhook_allow_loopback=_bool(
+            "SEGS_WEBHOOK_ALLOW_LOOPBACK", Settings.webhook_allow_loopback
+        ),
+        webhook_test_hosts=_host_table("SEGS_WEBHOOK_TEST_HOSTS"),
         feed_heartbeat_s=_float("SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
         feed_max_s=_float("SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
+        feed_max_streams=_int("SEGS_FEED_MAX_STREAMS", Settings.feed_max_streams, 1),
+        feed_max_streams_per_account=_int(
+            "SEGS_FEED_MAX_STREAMS_PER_ACCOUNT", Settings.feed_max_streams_per_account, 1
+        ),
+        feed_connect_rate=_str("SEGS_FEED_CONNECT_RATE", Settings.feed_connect_rate),
+        feed_ticket_ttl_s=_int("SEGS_FEED_TICKET_TTL_S", Settings.feed_ticket_ttl_s, 1),
         dispatch_sweep_interval_s=_float(
             "SEGS_DISPATCH_SWEEP_INTERVAL_S", Settings.dispatch_sweep_interval_s, 1.0
         ),
@@ -332,9 +414,23 @@ def load_settings() -> Settings:
         rate_limit_auth_per_account=_str(
             "SEGS_RATE_LIMIT_AUTH_PER_ACCOUNT", Settings.rate_limit_auth_per_account
         ),
-        login_failures_per_account=_str(
-            "SEGS_LOGIN_FAILURES_PER_ACCOUNT", Settings.login_failures_per_account
+        login_failure_window_s=_int(
+            "SEGS_LOGIN_FAILURE_WINDOW_S", Settings.login_failure_window_s, 1
         ),
+        login_free_failures_per_client=_int(
+            "SEGS_LOGIN_FREE_FAILURES_PER_CLIENT", Settings.login_free_failures_per_client, 1
+        ),
+        login_max_delay_per_client_s=_int(
+            "SEGS_LOGIN_MAX_DELAY_PER_CLIENT_S", Settings.login_max_delay_per_client_s, 1
+        ),
+        login_free_failures_per_account=_int(
+            "SEGS_LOGIN_FREE_FAILURES_PER_ACCOUNT", Settings.login_free_failures_per_account, 1
+        ),
+        login_max_delay_per_account_s=_int(
+            "SEGS_LOGIN_MAX_DELAY_PER_ACCOUNT_S", Settings.login_max_delay_per_account_s, 1
+        ),
+        codes_per_day=_int("SEGS_CODES_PER_DAY", Settings.codes_per_day, 1),
+        metrics_token=os.environ.get("SEGS_METRICS_TOKEN") or None,
         tariff_publish_threshold=_decimal(
             "SEGS_TARIFF_PUBLISH_THRESHOLD",
             Settings.tariff_publish_threshold,
@@ -350,6 +446,8 @@ def load_settings() -> Settings:
             "SEGS_BILLING_TAX_RATE", Settings.billing_tax_rate, Decimal(0), Decimal(1)
         ),
         billing_due_days=_int("SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
+        payment_provider=_str("SEGS_PAYMENT_PROVIDER", Settings.payment_provider),
+        payment_callback_secret=os.environ.get("SEGS_PAYMENT_CALLBACK_SECRET") or None,
     )
     limit_problem = rate_limit_problem(settings.ingestion_rate_limit)
     if limit_problem is not None:
@@ -362,6 +460,14 @@ def load_settings() -> Settings:
         raise SettingsError(
             f"SEGS_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}"
         )
+    if environment != "testing" and (
+        settings.webhook_allow_loopback or settings.webhook_test_hosts
+    ):
+        raise SettingsError(
+            "SEGS_WEBHOOK_ALLOW_LOOPBACK and SEGS_WEBHOOK_TEST_HOSTS are for SEGS_ENV=testing only"
+        )
+    if environment == "production" and settings.webhook_allow_http:
+        raise SettingsError("SEGS_WEBHOOK_ALLOW_HTTP must be off with SEGS_ENV=production")
     if settings.overload_clear_percent > settings.overload_raise_percent:
         raise SettingsError(
             "SEGS_OVERLOAD_CLEAR_PERCENT must not exceed SEGS_OVERLOAD_RAISE_PERCENT "

@@ -53,3 +53,25 @@ class NotFoundError(SegsError):
 class ConflictError(SegsError):
     status = 409
     code = "CONFLICT"
+
+
+class TooManyRequestsError(SegsError):
+    """Refused for now; the client may try again after ``retry_after_s`` seconds."""
+
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after_s: int, details: object = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = max(1, retry_after_s)
+
+
+class ServiceUnavailableError(SegsError):
+    """A service SEGS needs is down; the client may try again after ``retry_after_s``."""
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)

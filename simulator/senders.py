@@ -294,9 +294,7 @@ class QueueTransport:
         """Submit *body* on a pool thread; any exception counts as no answer."""
         loop = asyncio.get_running_loop()
         try:
-            status, answer = await loop.run_in_executor(
-                self._pool, self._submit, body, self._key
-            )
+            status, answer = await loop.run_in_executor(self._pool, self._submit, body, self._key)
         except Exception as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from exc
         return Reply(status=status, body=answer if isinstance(answer, dict) else {})

@@ -40,6 +40,14 @@ os.environ.setdefault("SEGS_MAX_POWER_KW", "100000")
 os.environ.setdefault("SEGS_FEED_MAX_S", "0.5")
 os.environ.setdefault("SEGS_FEED_HEARTBEAT_S", "0.25")
 os.environ.setdefault("SEGS_DELIVERY_BACKOFF_S", "0.2")
+# Webhooks go to the tests' own receivers on loopback (any high port, plain http), and names
+# resolve from this table only: no test makes a DNS query or reaches past this machine.
+os.environ.setdefault("SEGS_WEBHOOK_ALLOW_LOOPBACK", "1")
+os.environ.setdefault("SEGS_WEBHOOK_ALLOW_HTTP", "1")
+os.environ.setdefault("SEGS_WEBHOOK_PORTS", "443,1024-65535")
+os.environ.setdefault("SEGS_WEBHOOK_TEST_HOSTS", "receiver.segs.test=127.0.0.1")
+os.environ.setdefault("SEGS_PAYMENT_CALLBACK_SECRET", "test-provider-secret")
+os.environ.setdefault("SEGS_METRICS_TOKEN", "test-metrics-token")
 
 import pytest  # noqa: E402
 

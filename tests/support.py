@@ -47,6 +47,7 @@ DATA_TABLES = (
     "regional_aggregates_1m",
     "regional_aggregates_15m",
     "window_flushes",
+    "meter_assignments",
     "meters",
     "audit_log",
     "invoice_payments",

@@ -1,4 +1,5 @@
-"""``make run``: the API, a worker, beat, Flower, a mail sink and the simulator in the foreground.
+"""``make run``: the API, the feed, a worker, beat, Flower, a mail sink and the simulator in the
+foreground.
 
 Ctrl-C (or SIGTERM) stops every process; ``DURATION=N`` stops them after N seconds. Then the
 windows that have closed are flushed and a summary of what reached PostgreSQL is printed.
@@ -7,6 +8,7 @@ windows that have closed are flushed and a summary of what reached PostgreSQL is
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -25,13 +27,15 @@ VAR = ROOT / "var"
 MAIL_PORT = 1025
 
 
-def _commands(api_port: int, flower_port: int) -> dict[str, str]:
+def _commands(api_port: int, feed_port: int, flower_port: int) -> dict[str, str]:
     # The simulator's key comes in SIM_KEY (_env_for), not on its command line, which the
     # process list would show.
     api_url = f"http://127.0.0.1:{api_port}"
     return {
         "api": f'{BIN}/gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py '
         f"--bind 127.0.0.1:{api_port}",
+        "feed": f'{BIN}/gunicorn "segs.web.feed_app:create_feed_app()" '
+        f"--config deploy/gunicorn_feed.conf.py --bind 127.0.0.1:{feed_port}",
         "worker": f"{BIN}/celery -A segs worker --loglevel INFO",
         "beat": f"{BIN}/celery -A segs beat --loglevel INFO --schedule {VAR}/celerybeat-schedule",
         "flower": f"{BIN}/celery -A segs flower --port={flower_port} --address=127.0.0.1",
@@ -71,9 +75,10 @@ def _simulator_key() -> str:
     return key
 
 
-def _env_for(name: str, simulator_key: str) -> dict[str, str]:
+def _env_for(name: str, signing_key: str, simulator_key: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env["JWT_SECRET_KEY"] = signing_key
     # Mail goes to the stack's own sink unless an SMTP server is configured.
     if "SEGS_SMTP_HOST" not in env:
         env["SEGS_SMTP_HOST"] = "127.0.0.1"
@@ -147,7 +152,11 @@ def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
 def main() -> int:
     duration = float(os.environ.get("DURATION") or 0)
     api_port = int(os.environ.get("SEGS_API_PORT") or 8000)
+    feed_port = int(os.environ.get("SEGS_FEED_PORT") or 8001)
     flower_port = int(os.environ.get("SEGS_FLOWER_PORT") or 5555)
+    # A fresh random signing key for each run, unless one is given: tokens of an earlier run
+    # stop working, and no key is written anywhere.
+    signing_key = os.environ.get("JWT_SECRET_KEY") or secrets.token_urlsafe(32)
     for name in ("api", "worker"):
         shutil.rmtree(VAR / "prometheus" / name, ignore_errors=True)
         (VAR / "prometheus" / name).mkdir(parents=True)
@@ -156,8 +165,9 @@ def main() -> int:
     # Give the worker time for a warm shutdown: it finishes the batches it is running.
     honcho_manager.KILL_WAIT = 20
     stack = honcho_manager.Manager(Printer(sys.stdout))
-    for name, command in _commands(api_port, flower_port).items():
-        stack.add_process(name, command, env=_env_for(name, simulator_key), cwd=str(ROOT))
+    for name, command in _commands(api_port, feed_port, flower_port).items():
+        env = _env_for(name, signing_key, simulator_key)
+        stack.add_process(name, command, env=env, cwd=str(ROOT))
 
     if duration > 0:
         timer = threading.Timer(duration, os.kill, args=(os.getpid(), signal.SIGTERM))
@@ -166,7 +176,10 @@ def main() -> int:
         print(f"SEGS stack running for {duration:g} s (Ctrl-C stops it sooner)")
     else:
         print("SEGS stack running; Ctrl-C stops it")
-    print(f"API http://127.0.0.1:{api_port}  Flower http://127.0.0.1:{flower_port}")
+    print(
+        f"API http://127.0.0.1:{api_port}  live feed http://127.0.0.1:{feed_port}/api/v1/feed  "
+        f"Flower http://127.0.0.1:{flower_port}"
+    )
 
     started_at = datetime.now(UTC)
     began = time.monotonic()

@@ -19,8 +19,6 @@ are its specification, and a test holds the two to the same states and findings.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -231,12 +229,6 @@ class Preferences:
 
 
 CHANNELS = ("email", "webhook")
-SIGNATURE_HEADER = "X-SEGS-Signature"
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The webhook signature header's value: HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def backoff_s(attempt: int, base_s: float) -> float:

@@ -47,8 +47,12 @@ def digests_match(stored: str, candidate: str) -> bool:
     return hmac.compare_digest(stored.encode(), candidate.encode())
 
 
-def code_mail(purpose: str, to: str, name: str, code: str, ttl_s: int) -> OutgoingMail:
-    """The message that sends *code* to *to*."""
+def code_mail(purpose: str, to: str, code: str, ttl_s: int) -> OutgoingMail:
+    """The message that sends *code* to *to*.
+
+    It quotes nothing the registrant typed (not even the name): whoever registers chooses the
+    address, so free text here would let anyone mail anything to anyone from SEGS.
+    """
     minutes = max(1, ttl_s // 60)
     validity = f"{minutes} minute{'s' if minutes != 1 else ''}"
     if purpose == VERIFY_EMAIL:
@@ -65,10 +69,41 @@ def code_mail(purpose: str, to: str, name: str, code: str, ttl_s: int) -> Outgoi
     else:
         raise ValueError(f"unknown code purpose {purpose!r}")
     body = (
-        f"Hello {name},\n\n"
+        "Hello,\n\n"
         f"Your code is {code}. Enter it in SEGS to {action}.\n\n"
         f"The code is valid for {validity} and can be used once. Never share it: SEGS staff "
         "will not ask you for it.\n\n"
         f"{ignore}\n"
     )
     return OutgoingMail(to=to, subject=subject, body=body)
+
+
+def account_exists_mail(to: str) -> OutgoingMail:
+    """To the owner of an address someone tried to register again."""
+    return OutgoingMail(
+        to=to,
+        subject="Someone tried to register your email address at SEGS",
+        body=(
+            "Hello,\n\n"
+            "Someone asked to create a SEGS account with this email address, which already has "
+            "one. No new account was made and nothing about yours changed.\n\n"
+            "If it was you, log in, or ask for a password reset if you forgot the password. "
+            "If it was not you, you can ignore this message.\n"
+        ),
+    )
+
+
+def attack_warning_mail(to: str) -> OutgoingMail:
+    """To the owner of an account whose password is being guessed."""
+    return OutgoingMail(
+        to=to,
+        subject="Failed logins to your SEGS account",
+        body=(
+            "Hello,\n\n"
+            "There have been many failed attempts to log in to your SEGS account in the last "
+            "minutes. Your password was not accepted and your account is not locked: you can "
+            "still log in as usual.\n\n"
+            "If these attempts were not yours, someone may be guessing your password: choose a "
+            "long, unique one (Change password, or Forgot password).\n"
+        ),
+    )

@@ -22,6 +22,7 @@ from segs.models.grid import Region
 from segs.models.ingestion import DeadLetterBatch
 from segs.models.ingestion import IngestionKey
 from segs.models.ingestion import QuarantinedWindow
+from segs.models.ownership import MeterAssignment
 from segs.models.telemetry import Aggregate1m
 from segs.models.telemetry import Aggregate15m
 from segs.models.telemetry import RawReading
@@ -48,6 +49,7 @@ __all__ = [
     "DeadLetterBatch",
     "IngestionKey",
     "QuarantinedWindow",
+    "MeterAssignment",
     "RawReading",
     "RefreshToken",
     "Region",

@@ -112,6 +112,9 @@ class InvoiceLineItem(Base):
 
 
 class InvoicePayment(Base):
+    """A payment: recorded by staff (settled at once), or started by the customer with a
+    provider (pending until the provider's signed callback says succeeded or failed)."""
+
     __tablename__ = "invoice_payments"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -120,4 +123,9 @@ class InvoicePayment(Base):
     method: Mapped[str] = mapped_column(String(32))
     reference: Mapped[str | None] = mapped_column(String(128))
     paid_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status: Mapped[str] = mapped_column(
+        String(16), default="succeeded"
+    )  # pending | succeeded | failed
+    provider: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

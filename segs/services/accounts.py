@@ -2,8 +2,9 @@
 
 Registration takes no password. The emailed code proves the address, and the password is
 chosen in the same request that presents the code, so nobody can claim an account they cannot
-read the mail of. Codes leave this module as :class:`OutgoingMail` for the caller to enqueue
-once the transaction has committed.
+read the mail of. Registering a taken address answers the same as a new one (no enumeration)
+and mails the address's owner instead. Codes leave this module as :class:`OutgoingMail` for the
+caller to enqueue once the transaction has committed.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from segs.domain.accounts import password_problems
 from segs.domain.codes import RESET_PASSWORD
 from segs.domain.codes import VERIFY_EMAIL
 from segs.domain.codes import OutgoingMail
+from segs.domain.codes import account_exists_mail
+from segs.domain.codes import attack_warning_mail
 from segs.domain.codes import code_mail
 from segs.errors import AuthenticationError
-from segs.errors import ConflictError
 from segs.errors import InvalidInputError
 from segs.errors import PermissionDeniedError
+from segs.errors import TooManyRequestsError
 from segs.models import Region
 from segs.models import User
 from segs.services import codes
 from segs.services import tokens
+from segs.services.login_guard import LoginGuard
 from segs.services.passwords import Passwords
 from segs.services.revocation import RevocationList
 from segs.services.tokens import SessionGrant
@@ -43,12 +47,15 @@ class AuthContext:
     settings: Settings
     passwords: Passwords
     revocations: RevocationList
+    login_guard: LoginGuard
 
 
-@dataclass(frozen=True)
-class Registration:
-    account: User
-    mail: OutgoingMail
+class LoginFailedError(AuthenticationError):
+    """INVALID_CREDENTIALS; *owner_mail* tells the account's owner of an attack, when due."""
+
+    def __init__(self, owner_mail: OutgoingMail | None) -> None:
+        super().__init__("wrong email or password", code="INVALID_CREDENTIALS")
+        self.owner_mail = owner_mail
 
 
 def _active_account(session: Session, email: str) -> User | None:
@@ -65,7 +72,7 @@ def _require_password_rule(password: str, email: str, field: str) -> None:
 
 
 def _code_mail(settings: Settings, account: User, purpose: str, code: str) -> OutgoingMail:
-    return code_mail(purpose, account.email, account.name, code, settings.verification_code_ttl_s)
+    return code_mail(purpose, account.email, code, settings.verification_code_ttl_s)
 
 
 def register(
@@ -78,17 +85,19 @@ def register(
     timezone: str,
     phone: str | None,
     now: datetime,
-) -> Registration:
-    """Create an unverified USER account and the code that will verify it.
+) -> OutgoingMail | None:
+    """Create an unverified USER account and the mail with the code that verifies it.
+
+    A taken address gets the same answer (the caller cannot tell), and its owner gets a mail
+    saying so instead; an address still awaiting verification gets a fresh code.
 
     :raises InvalidInputError: unknown region.
-    :raises ConflictError: EMAIL_TAKEN, an account already holds the address.
     """
     if session.get(Region, region) is None:
         raise InvalidInputError("unknown region", {"region": [f"unknown region {region!r}"]})
-    conflict = ConflictError("an account with this email already exists", code="EMAIL_TAKEN")
-    if _active_account(session, email) is not None:
-        raise conflict
+    existing = _active_account(session, email)
+    if existing is not None:
+        return _mail_for_taken_address(session, settings, existing, now)
     account = User(
         id=uuid.uuid4(),
         email=normalize_email(email),
@@ -101,11 +110,24 @@ def register(
     )
     session.add(account)
     try:
-        session.flush()
-    except IntegrityError as exc:  # a concurrent registration of the same address won
-        raise conflict from exc
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # a concurrent registration of the same address won
+        session.expunge(account)
+        return None
     code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return Registration(account, _code_mail(settings, account, VERIFY_EMAIL, code))
+    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+
+
+def _mail_for_taken_address(
+    session: Session, settings: Settings, account: User, now: datetime
+) -> OutgoingMail | None:
+    if account.email_verified_at is None:
+        if account.status != "active":
+            return None
+        code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
+        return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+    return account_exists_mail(account.email)
 
 
 def _awaiting_verification(session: Session, email: str) -> User | None:
@@ -141,28 +163,44 @@ def resend_verification(
     if account is None:
         return None
     code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return _code_mail(settings, account, VERIFY_EMAIL, code)
-
-
-def invalid_credentials() -> AuthenticationError:
-    return AuthenticationError("wrong email or password", code="INVALID_CREDENTIALS")
+    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
 
 
 def login(
-    session: Session, ctx: AuthContext, *, email: str, password: str, now: datetime
+    session: Session,
+    ctx: AuthContext,
+    *,
+    email: str,
+    password: str,
+    client_address: str,
+    now: datetime,
 ) -> SessionGrant:
     """Check the password and open a session.
 
     The state of the account is told only to someone who knows its password.
 
-    :raises AuthenticationError: INVALID_CREDENTIALS (unknown address, deleted account or
+    :raises TooManyRequestsError: this client (or, briefly, anyone) must wait before trying
+        this account again after failed tries (segs.services.login_guard).
+    :raises LoginFailedError: INVALID_CREDENTIALS (unknown address, deleted account or
         wrong password; one hash is computed in every case, against timing).
     :raises PermissionDeniedError: ACCOUNT_SUSPENDED or EMAIL_NOT_VERIFIED.
     """
+    key = normalize_email(email)
+    now_s = now.timestamp()
+    wait = ctx.login_guard.retry_after(key, client_address, now_s)
+    if wait:
+        raise TooManyRequestsError(
+            "too many failed logins for this account from here; try again later", wait
+        )
     account = _active_account(session, email)
     stored_hash = account.password_hash if account is not None else None
     if not ctx.passwords.verify(stored_hash, password) or account is None:
-        raise invalid_credentials()
+        under_attack = ctx.login_guard.record_failure(key, client_address, now_s)
+        tell_owner = under_attack and account is not None and account.is_usable
+        raise LoginFailedError(
+            attack_warning_mail(account.email) if tell_owner and account is not None else None
+        )
+    ctx.login_guard.record_success(key, client_address)
     if account.status != "active":
         raise PermissionDeniedError("the account is suspended", code="ACCOUNT_SUSPENDED")
     if account.email_verified_at is None:
@@ -225,7 +263,7 @@ def request_password_reset(
     if account is None:
         return None
     code = codes.issue_code(session, settings, account.id, RESET_PASSWORD, now)
-    return _code_mail(settings, account, RESET_PASSWORD, code)
+    return None if code is None else _code_mail(settings, account, RESET_PASSWORD, code)
 
 
 def reset_password(

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ from segs.errors import ConflictError
 from segs.errors import NotFoundError
 from segs.models import Alert
 from segs.models import AlertTransition
-from segs.models import Meter
+from segs.models import MeterAssignment
 from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.audit import Actor
@@ -281,8 +282,17 @@ def _filtered(statement: Select[Any], filters: AlertFilters) -> Select[Any]:
         ],
     )
     if filters.owner_id is not None:
-        owned = select(Meter.meter_id).where(Meter.owner_id == filters.owner_id)
-        statement = statement.where(Alert.meter_id.in_(owned))
+        # A customer's alerts are those raised on their meters while they owned them.
+        owned_then = select(MeterAssignment.id).where(
+            MeterAssignment.meter_id == Alert.meter_id,
+            MeterAssignment.user_id == filters.owner_id,
+            MeterAssignment.assigned_from <= Alert.created_at,
+            or_(
+                MeterAssignment.assigned_to.is_(None),
+                MeterAssignment.assigned_to > Alert.created_at,
+            ),
+        )
+        statement = statement.where(owned_then.exists())
     return statement
 
 

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from segs.domain.billing import month_bounds
 from segs.domain.billing import month_to_date_estimate
 from segs.domain.billing import period_of
+from segs.domain.text import spreadsheet_safe
 from segs.errors import ConflictError
-from segs.errors import InvalidInputError
 from segs.errors import NotFoundError
 from segs.models import Invoice
 from segs.models import InvoiceLineItem
@@ -110,7 +110,7 @@ def payments(session: Session, invoice_id: int) -> list[InvoicePayment]:
         session.scalars(
             select(InvoicePayment)
             .where(InvoicePayment.invoice_id == invoice_id)
-            .order_by(InvoicePayment.paid_at, InvoicePayment.id)
+            .order_by(InvoicePayment.created_at, InvoicePayment.id)
         )
     )
 
@@ -121,45 +121,6 @@ def _require(invoice: Invoice, allowed: tuple[str, ...], action: str) -> None:
             f"a {invoice.status} invoice cannot be {action}",
             {"status": invoice.status, "allowed": list(allowed)},
         )
-
-
-def pay(
-    session: Session,
-    actor: Actor,
-    invoice_id: int,
-    amount_minor: int,
-    method: str,
-    reference: str | None,
-    now: datetime,
-) -> Invoice:
-    """Record a payment of the whole outstanding balance; the invoice is then paid."""
-    assert actor.account is not None
-    invoice = get_invoice(session, actor.account.id, actor.account.role, invoice_id, lock=True)
-    _require(invoice, PAYABLE, "paid")
-    outstanding = invoice.total_minor - invoice.paid_minor
-    if amount_minor != outstanding:
-        raise InvalidInputError(
-            "the amount must equal the outstanding balance",
-            {"amountMinor": [f"must be {outstanding}"]},
-        )
-    session.add(
-        InvoicePayment(
-            invoice_id=invoice.id,
-            amount_minor=amount_minor,
-            method=method,
-            reference=reference,
-            paid_by=actor.id,
-            paid_at=now,
-        )
-    )
-    invoice.paid_minor += amount_minor
-    invoice.status = "paid"
-    invoice.paid_at = now
-    if is_staff(actor.account.role):
-        audit.record(
-            session, actor, "invoice.pay", "invoice", invoice.id, {"amountMinor": amount_minor}
-        )
-    return invoice
 
 
 def dispute(session: Session, actor: Actor, invoice_id: int, reason: str, now: datetime) -> Invoice:
@@ -293,9 +254,14 @@ def export_csv(session: Session, period: str | None, status: str | None) -> str:
         row = []
         for column in CSV_COLUMNS:
             value = getattr(invoice, column)
-            row.append(
-                "" if value is None else value.isoformat() if isinstance(value, datetime) else value
-            )
+            if value is None:
+                value = ""
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, str | uuid.UUID):
+                # Meter ids come from the meters themselves: text is never a formula.
+                value = spreadsheet_safe(str(value))
+            row.append(value)
         writer.writerow(row)
     return out.getvalue()
 
@@ -334,11 +300,13 @@ def current_cycle(
             region = plan_region(
                 conn, name, zone, base, schedule, multipliers, demand_rate, start, end
             )
-            charges = meter_charges(cursor, region, start, now, meter_ids=[meter_id])
+            charges = meter_charges(
+                cursor, region, start, now, meter_ids=[meter_id], owner_id=owner_id
+            )
             so_far = 0
             energy = Decimal(0)
-            if meter_id in charges:
-                amounts = amounts_for(charges[meter_id], region, tax_rate)
+            if (meter_id, owner_id) in charges:
+                amounts = amounts_for(charges[(meter_id, owner_id)], region, tax_rate)
                 so_far, energy = amounts.total_minor, amounts.energy_kwh
             estimates.append(
                 CycleEstimate(

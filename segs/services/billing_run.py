@@ -7,7 +7,7 @@ region's 15-minute rows then sums each meter's energy per line, so every interva
 meets the tariff in effect in that interval, and no query runs per interval or per meter.
 Invoices and their lines are written with COPY and two INSERT ... SELECT.
 
-Idempotent: an invoice is unique per (meter, period start); a re-run skips meters already billed
+Idempotent: an invoice is unique per (meter, period start, owner); a re-run skips those billed
 and inserts nothing twice, even when two runs race. Invoice numbers come from a sequence.
 """
 
@@ -88,25 +88,29 @@ ORDER BY effective_from
 # One pass over the region's 15-minute rows. width_bucket finds each window's segment (a run
 # of consecutive windows with the same tariff and time-of-use period) by binary search in the
 # segments' start instants, and the segment's line number groups the energy: no join per row.
-# Owners and earlier invoices are looked at after grouping, on one row per meter and line.
+# Each window goes to the account that owned the meter when the window began
+# (meter_assignments), so a month with a change of owner bills each owner for their own part.
+# Earlier invoices are looked at after grouping, on one row per meter, owner and line.
 _CHARGES_SQL = """
 WITH per_line AS (
-    SELECT a.meter_id,
+    SELECT a.meter_id, o.user_id,
            (%(line_of)s::int[])[width_bucket(a.window_start, %(bounds)s::timestamptz[])] AS line,
            sum(a.energy_kwh_sum) AS energy, {peak} AS peak
     FROM aggregates_15m a
+    JOIN meter_assignments o ON o.meter_id = a.meter_id AND a.window_start >= o.assigned_from
+        AND (o.assigned_to IS NULL OR a.window_start < o.assigned_to)
     WHERE a.region = %(region)s AND a.window_start >= %(start)s AND a.window_start < %(end)s
       {meters}
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3
 )
-SELECT p.meter_id, m.owner_id, p.line, p.energy, p.peak
-FROM per_line p JOIN meters m ON m.meter_id = p.meter_id
-WHERE m.owner_id IS NOT NULL {unbilled}
+SELECT p.meter_id, p.user_id, p.line, p.energy, p.peak
+FROM per_line p
+WHERE true {unbilled}
 """
 
 _UNBILLED = (
     "AND NOT EXISTS (SELECT 1 FROM invoices i "
-    "WHERE i.meter_id = p.meter_id AND i.period_start = %(start)s)"
+    "WHERE i.meter_id = p.meter_id AND i.period_start = %(start)s AND i.user_id = p.user_id)"
 )
 
 _STAGE_DDL = """
@@ -115,7 +119,7 @@ CREATE TEMP TABLE IF NOT EXISTS invoice_stage (
     demand_minor bigint, tax_minor bigint, total_minor bigint
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS invoice_line_stage (
-    meter_id text, position integer, kind text, description text, tariff_id bigint,
+    meter_id text, user_id uuid, position integer, kind text, description text, tariff_id bigint,
     tou_period text, quantity numeric, unit_price numeric, amount_minor bigint
 ) ON COMMIT DELETE ROWS
 """
@@ -129,8 +133,8 @@ SELECT 'INV-' || replace(%(period)s, '-', '') || '-' || lpad(nextval('invoice_nu
        s.meter_id, s.user_id, %(region)s, %(period)s, %(start)s, %(end)s, %(timezone)s,
        %(currency)s, s.energy_kwh, s.energy_minor, s.demand_kw, s.demand_minor, %(tax_rate)s,
        s.tax_minor, s.total_minor, %(due_at)s
-FROM invoice_stage s ORDER BY s.meter_id
-ON CONFLICT (meter_id, period_start) DO NOTHING
+FROM invoice_stage s ORDER BY s.meter_id, s.user_id
+ON CONFLICT (meter_id, period_start, user_id) DO NOTHING
 RETURNING id
 """
 
@@ -140,7 +144,7 @@ INSERT INTO invoice_line_items (invoice_id, position, kind, description, tariff_
 SELECT i.id, l.position, l.kind, l.description, l.tariff_id, l.tou_period, l.quantity,
        l.unit_price, l.amount_minor
 FROM invoice_line_stage l JOIN invoices i
-  ON i.meter_id = l.meter_id AND i.period_start = %(start)s
+  ON i.meter_id = l.meter_id AND i.user_id = l.user_id AND i.period_start = %(start)s
 WHERE i.id = ANY(%(created)s)
 """
 
@@ -203,9 +207,11 @@ def meter_charges(
     end: datetime,
     *,
     meter_ids: list[str] | None = None,
+    owner_id: uuid.UUID | None = None,
     unbilled_only: bool = False,
-) -> dict[str, MeterCharges]:
-    """Each customer meter's energy per (tariff, period) and its demand over [start, end)."""
+) -> dict[tuple[str, uuid.UUID], MeterCharges]:
+    """Each customer meter's energy per (tariff, period) and its demand over [start, end), per
+    owner: the windows of the time each account owned it (only *owner_id*'s when given)."""
     slots = [slot for slot in region.slots if start <= slot.window_start < end]
     if not slots:
         return {}
@@ -226,18 +232,20 @@ def meter_charges(
         "start": start,
         "end": end,
         "meter_ids": meter_ids,
+        "owner_id": owner_id,
         "bounds": bounds,
         "line_of": line_of,
     }
     sql = _CHARGES_SQL.format(
         # The demand is only read where the region charges for it.
         peak="max(a.avg_power_kw)" if region.demand_rate is not None else "NULL::numeric",
-        meters="AND a.meter_id = ANY(%(meter_ids)s)" if meter_ids is not None else "",
+        meters=("AND a.meter_id = ANY(%(meter_ids)s) " if meter_ids is not None else "")
+        + ("AND o.user_id = %(owner_id)s" if owner_id is not None else ""),
         unbilled=_UNBILLED if unbilled_only else "",
     )
-    charges: dict[str, MeterCharges] = {}
-    for meter_id, owner_id, line, energy, peak in cursor.execute(sql, params).fetchall():
-        entry = charges.setdefault(meter_id, MeterCharges(meter_id, owner_id))
+    charges: dict[tuple[str, uuid.UUID], MeterCharges] = {}
+    for meter_id, owner, line, energy, peak in cursor.execute(sql, params).fetchall():
+        entry = charges.setdefault((meter_id, owner), MeterCharges(meter_id, owner))
         tariff_id, period, price = keys[line]
         entry.add(EnergyUse(tariff_id, period, price, energy, first_of[line]), peak)
     return charges
@@ -290,23 +298,23 @@ def _write_invoices(
     period: str,
     start: datetime,
     end: datetime,
-    charges: dict[str, MeterCharges],
+    charges: dict[tuple[str, uuid.UUID], MeterCharges],
     tax_rate: Decimal,
     due_days: int,
 ) -> int:
     cursor.execute(_STAGE_DDL)
     cursor.execute("TRUNCATE invoice_stage, invoice_line_stage")
-    lines_by_meter: dict[str, tuple[LineItem, ...]] = {}
+    lines_by_meter: dict[tuple[str, uuid.UUID], tuple[LineItem, ...]] = {}
     with cursor.copy(
         "COPY invoice_stage (meter_id, user_id, energy_kwh, energy_minor, demand_kw, "
         "demand_minor, tax_minor, total_minor) FROM STDIN"
     ) as copy:
-        for meter_id, entry in charges.items():
+        for key, entry in charges.items():
             amounts = amounts_for(entry, region, tax_rate)
-            lines_by_meter[meter_id] = amounts.lines
+            lines_by_meter[key] = amounts.lines
             copy.write_row(
                 (
-                    meter_id,
+                    entry.meter_id,
                     entry.owner_id,
                     amounts.energy_kwh,
                     amounts.energy_minor,
@@ -317,14 +325,15 @@ def _write_invoices(
                 )
             )
     with cursor.copy(
-        "COPY invoice_line_stage (meter_id, position, kind, description, tariff_id, tou_period, "
-        "quantity, unit_price, amount_minor) FROM STDIN"
+        "COPY invoice_line_stage (meter_id, user_id, position, kind, description, tariff_id, "
+        "tou_period, quantity, unit_price, amount_minor) FROM STDIN"
     ) as copy:
-        for meter_id, lines in lines_by_meter.items():
+        for (meter_id, owner), lines in lines_by_meter.items():
             for position, line in enumerate(lines, start=1):
                 copy.write_row(
                     (
                         meter_id,
+                        owner,
                         position,
                         line.kind,
                         line.description,

@@ -7,6 +7,7 @@ from datetime import datetime
 from datetime import timedelta
 
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -29,13 +30,19 @@ def no_valid_code() -> AuthenticationError:
 
 def issue_code(
     session: Session, settings: Settings, account_id: uuid.UUID, purpose: str, now: datetime
-) -> str:
-    """Store a new code for *purpose*, replacing any earlier one, and return it in clear."""
-    session.execute(
-        delete(VerificationCode).where(
-            VerificationCode.user_id == account_id, VerificationCode.purpose == purpose
-        )
-    )
+) -> str | None:
+    """Store a new code for *purpose*, replacing any earlier one, and return it in clear; None
+    once SEGS_CODES_PER_DAY codes were issued in the last 24 hours (so at most that many times
+    SEGS_VERIFICATION_CODE_ATTEMPTS guesses a day per account and purpose).
+
+    Earlier codes stay (only the newest counts) until they are a day old, to be counted.
+    """
+    day_ago = now - timedelta(days=1)
+    mine = (VerificationCode.user_id == account_id, VerificationCode.purpose == purpose)
+    session.execute(delete(VerificationCode).where(*mine, VerificationCode.created_at < day_ago))
+    issued = session.scalar(select(func.count()).select_from(VerificationCode).where(*mine))
+    if (issued or 0) >= settings.codes_per_day:
+        return None
     code = new_code()
     session.add(
         VerificationCode(
@@ -44,6 +51,7 @@ def issue_code(
             code_hash=code_digest(settings.signing_key, purpose, str(account_id), code),
             attempts=0,
             expires_at=now + timedelta(seconds=settings.verification_code_ttl_s),
+            created_at=now,
         )
     )
     session.flush()

@@ -43,13 +43,14 @@ def audience_feeds(account_id: uuid.UUID, role: str, region: str | None) -> list
     return feeds
 
 
-# KEYS[1] the event's published mark, KEYS[2..] its streams; ARGV: mark TTL, stream length, data
+# KEYS[1] the event's published mark, KEYS[2..] its streams; ARGV: mark TTL, stream length, then
+# the data shown on each stream, in the order of KEYS[2..]
 _PUBLISH_ONCE = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 for i = 2, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[3])
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i + 1])
 end
 return 1
 """
@@ -58,13 +59,15 @@ PUBLISHED_PREFIX = "segs:feed:published:"
 PUBLISHED_TTL_S = 7 * 24 * 3600
 
 
-def publish(client: redis.Redis, subject: str, feeds: list[str], event: dict[str, Any]) -> bool:
-    """Put the event about *subject* on *feeds*, unless it was put there before: a dispatch
-    that runs again (redelivered after a crash) must not show it twice. The mark and the
-    events are written in one atomic step, so a crash leaves both or neither."""
+def publish(client: redis.Redis, subject: str, events: dict[str, dict[str, Any]]) -> bool:
+    """Put the event about *subject* on each stream of *events* (stream -> the event as that
+    audience sees it), unless it was put there before: a dispatch that runs again (redelivered
+    after a crash) must not show it twice. The mark and the events are written in one atomic
+    step, so a crash leaves both or neither."""
+    feeds = list(events)
     published = client.register_script(_PUBLISH_ONCE)(
         keys=[PUBLISHED_PREFIX + subject, *feeds],
-        args=[PUBLISHED_TTL_S, FEED_LENGTH, json.dumps(event)],
+        args=[PUBLISHED_TTL_S, FEED_LENGTH, *(json.dumps(events[feed]) for feed in feeds)],
     )
     return bool(published)
 

@@ -81,6 +81,8 @@ def render_invoice(
         pdf.cell(150, 6, label, align="R")
         pdf.cell(40, 6, money(minor, invoice.currency), new_x="LMARGIN", new_y="NEXT")
     for payment in paid:
+        if payment.paid_at is None:  # a pending or failed payment paid nothing
+            continue
         pdf.cell(
             0,
             6,

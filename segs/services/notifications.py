@@ -17,6 +17,7 @@ import json
 import math
 import secrets
 import smtplib
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 import httpx
 import redis
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
@@ -34,14 +36,18 @@ from sqlalchemy.orm import Session
 
 from segs.config import Settings
 from segs.domain import alerts as rules
+from segs.domain import signatures
+from segs.domain import webhooks
 from segs.domain.access import USER
 from segs.domain.codes import OutgoingMail
+from segs.domain.webhooks import WebhookTargetError
 from segs.errors import ConflictError
+from segs.errors import InvalidInputError
 from segs.errors import NotFoundError
 from segs.models import Alert
 from segs.models import AlertTransition
 from segs.models import DeadLetter
-from segs.models import Meter
+from segs.models import MeterAssignment
 from segs.models import NotificationDelivery
 from segs.models import NotificationPreference
 from segs.models import User
@@ -49,10 +55,12 @@ from segs.models import Webhook
 from segs.services import audit
 from segs.services import feed
 from segs.services import mail
+from segs.services import webhook_client
 from segs.services.audit import Actor
 from segs.services.feed import STAFF_FEED
 from segs.services.feed import region_feed
 from segs.services.feed import user_feed
+from segs.services.webhook_client import Resolver
 
 _DISPATCHED_PREFIX = "segs:notified:"
 _REDISPATCHED_PREFIX = "segs:redispatched:"
@@ -84,10 +92,10 @@ class Delivery:
 
 @dataclass
 class Plan:
-    """What to publish on the live feed and what to deliver to whom."""
+    """What to publish on the live feed (each stream and the event as its audience sees it)
+    and what to deliver to whom."""
 
-    event: dict[str, Any]
-    feeds: list[str]
+    streams: dict[str, dict[str, Any]]
     deliveries: list[Delivery] = field(default_factory=list)
 
 
@@ -207,41 +215,72 @@ def alert_body(alert: Alert) -> dict[str, Any]:
     }
 
 
+def _transition_body(transition: AlertTransition, *, for_staff: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": transition.id,
+        "kind": transition.kind,
+        "fromStatus": transition.from_status,
+        "toStatus": transition.to_status,
+        "severity": transition.severity,
+        "at": transition.at.isoformat(),
+    }
+    if for_staff:
+        # Who acted and their note are staff's working notes, never shown to customers.
+        body["actorId"] = str(transition.actor_id) if transition.actor_id else None
+        body["note"] = transition.note
+    return body
+
+
+def owners_when_raised(session: Session, alert: Alert) -> list[User]:
+    """Who hears about a meter alert: the account that owned the meter when it was raised (a
+    later owner does not learn of the earlier owner's alerts, nor they of the next one's)."""
+    return list(
+        session.scalars(
+            select(User)
+            .join(MeterAssignment, MeterAssignment.user_id == User.id)
+            .where(
+                MeterAssignment.meter_id == alert.meter_id,
+                MeterAssignment.assigned_from <= alert.created_at,
+                or_(
+                    MeterAssignment.assigned_to.is_(None),
+                    MeterAssignment.assigned_to > alert.created_at,
+                ),
+            )
+        )
+    )
+
+
 def plan_transition(session: Session, transition_id: int) -> Plan | None:
-    """The feed event and the deliveries of one alert transition (None if it is gone)."""
+    """The feed events and the deliveries of one alert transition (None if it is gone)."""
     transition = session.get(AlertTransition, transition_id)
     if transition is None:
         return None
     alert = session.get(Alert, transition.alert_id)
     assert alert is not None
-    event = {
-        "event": f"alert.{transition.kind}",
-        "transition": {
-            "id": transition.id,
-            "kind": transition.kind,
-            "fromStatus": transition.from_status,
-            "toStatus": transition.to_status,
-            "severity": transition.severity,
-            "note": transition.note,
-            "at": transition.at.isoformat(),
-        },
+    name = f"alert.{transition.kind}"
+    staff_event = {
+        "event": name,
+        "transition": _transition_body(transition, for_staff=True),
+        "alert": alert_body(alert),
+    }
+    customer_event = {
+        "event": name,
+        "transition": _transition_body(transition, for_staff=False),
         "alert": alert_body(alert),
     }
     if alert.meter_id is not None:
-        owners = session.scalars(
-            select(User)
-            .join(Meter, Meter.owner_id == User.id)
-            .where(Meter.meter_id == alert.meter_id)
-        ).all()
+        owners = owners_when_raised(session, alert)
     else:
         owners = _customers_of(session, alert.region)
     recipients = [user for user in owners if user.is_usable]
-    feeds = [STAFF_FEED, *(user_feed(user.id) for user in recipients if alert.meter_id)]
+    streams = {STAFF_FEED: staff_event}
+    if alert.meter_id is not None:
+        streams.update({user_feed(user.id): customer_event for user in recipients})
     title = (
         f"[SEGS] {transition.severity} {alert.type} {transition.kind}: "
         f"{alert.meter_id or alert.region}"
     )
-    plan = Plan(event, feeds)
+    plan = Plan(streams)
     plan.deliveries = _deliveries(
         session,
         recipients,
@@ -249,7 +288,7 @@ def plan_transition(session: Session, transition_id: int) -> Plan | None:
         kind=alert.type,
         severity=transition.severity,
         title=title,
-        payload=event,
+        payload=customer_event,
     )
     return plan
 
@@ -274,7 +313,7 @@ def plan_tariff_change(
             "reason": reason,
         },
     }
-    plan = Plan(event, [STAFF_FEED, region_feed(region)])
+    plan = Plan({STAFF_FEED: event, region_feed(region): event})
     plan.deliveries = _deliveries(
         session,
         _customers_of(session, region),
@@ -345,15 +384,24 @@ def _deliveries(
 
 def publish(client: redis.Redis, subject: str, plan: Plan) -> None:
     """Put the event on the live feed, once per *subject*."""
-    feed.publish(client, subject, plan.feeds, plan.event)
+    feed.publish(client, subject, plan.streams)
 
 
 class DeliveryFailedError(Exception):
     """The channel refused the notification (an HTTP error status, a deleted webhook)."""
 
 
-def deliver(session: Session, settings: Settings, delivery: Delivery, attempt: int) -> str | None:
-    """Make one attempt and write it to the delivery log; return why it failed, or None."""
+def deliver(
+    session: Session,
+    settings: Settings,
+    delivery: Delivery,
+    attempt: int,
+    resolve: Resolver | None = None,
+) -> str | None:
+    """Make one attempt and write it to the delivery log; return why it failed, or None.
+
+    *resolve* looks webhook hosts up (default: webhook_client.resolver_for the settings).
+    """
     # PostgreSQL down: fail here, before sending, not at the log's commit after it (the retry
     # would send the notification again).
     session.connection()
@@ -362,8 +410,16 @@ def deliver(session: Session, settings: Settings, delivery: Delivery, attempt: i
         if delivery.channel == "email":
             _send_email(settings, delivery)
         else:
-            target = _post_webhook(session, settings, delivery)
-    except (OSError, smtplib.SMTPException, httpx.HTTPError, DeliveryFailedError) as exc:
+            target = _post_webhook(
+                session, settings, delivery, resolve or webhook_client.resolver_for(settings)
+            )
+    except (
+        OSError,
+        smtplib.SMTPException,
+        httpx.HTTPError,
+        DeliveryFailedError,
+        WebhookTargetError,
+    ) as exc:
         error = f"{type(exc).__name__}: {exc}"
         _log(session, delivery, target, attempt, "failed", error)
         return error
@@ -415,23 +471,33 @@ def _summary(payload: dict[str, Any]) -> str:
     return f"New price {tariff['price']} per kWh from {tariff['effectiveFrom']}: {tariff['reason']}"
 
 
-def _post_webhook(session: Session, settings: Settings, delivery: Delivery) -> str:
+def _post_webhook(
+    session: Session, settings: Settings, delivery: Delivery, resolve: Resolver
+) -> str:
+    """POST the payload, signed with the webhook's secret over a timestamp and the body.
+
+    The URL is checked again here (it was when saved): a name may resolve elsewhere now.
+    """
     hook = session.get(Webhook, uuid.UUID(delivery.target))
     if hook is None:
         raise DeliveryFailedError("the webhook was deleted")
     body = json.dumps(delivery.payload, separators=(",", ":")).encode()
-    response = httpx.post(
+    timestamp = int(time.time())
+    status = webhook_client.post(
         hook.url,
-        content=body,
-        headers={
+        body,
+        {
             "Content-Type": "application/json",
-            rules.SIGNATURE_HEADER: rules.sign(hook.secret, body),
-            "X-SEGS-Delivery": delivery.subject,
+            webhooks.TIMESTAMP_HEADER: str(timestamp),
+            webhooks.SIGNATURE_HEADER: signatures.signature(hook.secret, timestamp, body),
+            webhooks.DELIVERY_HEADER: delivery.subject,
         },
-        timeout=settings.webhook_timeout_s,
+        settings,
+        resolve,
     )
-    if response.status_code >= 300:
-        raise DeliveryFailedError(f"{hook.url} answered {response.status_code}")
+    if status >= 300:
+        # 3xx included: redirects are not followed, so a redirect is not a delivery.
+        raise DeliveryFailedError(f"{hook.url} answered {status}")
     return hook.url
 
 
@@ -508,12 +574,22 @@ def list_webhooks(session: Session, user_id: uuid.UUID) -> list[Webhook]:
     )
 
 
-def create_webhook(session: Session, actor: Actor, url: str) -> Webhook:
+def create_webhook(
+    session: Session, actor: Actor, url: str, settings: Settings, resolve: Resolver
+) -> Webhook:
     """Register an endpoint; its signing secret is shown only in this answer.
 
+    :raises InvalidInputError: WEBHOOK_URL_REFUSED, the URL breaks a rule of
+        segs.domain.webhooks (not https, user info, port, a non-public address...).
     :raises ConflictError: the account has MAX_WEBHOOKS already.
     """
     assert actor.id is not None
+    try:
+        webhook_client.checked_destination(url, settings, resolve)
+    except WebhookTargetError as exc:
+        raise InvalidInputError(
+            f"this webhook URL is refused: {exc}", {"url": [str(exc)]}, code="WEBHOOK_URL_REFUSED"
+        ) from exc
     if len(list_webhooks(session, actor.id)) >= MAX_WEBHOOKS:
         raise ConflictError(
             f"an account has at most {MAX_WEBHOOKS} webhooks", code="TOO_MANY_WEBHOOKS"

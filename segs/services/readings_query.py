@@ -1,6 +1,7 @@
 """What a meter measured: its latest reading, its history, and its totals per period, day, month.
 
-Every read checks scope (services.access.visible_meter): a USER reads only their own meters.
+Every read checks scope (services.access.readable_meter): a USER reads only the meters they own
+or owned, and only for the time they owned them.
 Figures are exact: PostgreSQL adds the windows' sums and counts, and each mean is the summed
 power over the summed reading count, rounded half away from zero to 6 places (the rule of
 segs.domain.rollups.mean and of the flush), never a mean of means. Timestamps come back in the
@@ -36,7 +37,7 @@ from segs.domain.rollups import month_range
 from segs.domain.rollups import months_between
 from segs.domain.rollups import range_problem
 from segs.errors import InvalidInputError
-from segs.services.access import visible_meter
+from segs.services.access import readable_meter
 
 DEFAULT_HISTORY_SPAN = timedelta(hours=24)
 DEFAULT_STATS_SPAN = timedelta(days=7)
@@ -51,7 +52,11 @@ _SUMMED = (
     "max(max_power_kw), coalesce(sum(energy_kwh_sum), 0), coalesce(sum(voltage_sum), 0), "
     "coalesce(sum(voltage_count), 0)::int"
 )
-_IN_RANGE = "meter_id = :meter_id AND window_start >= :start AND window_start < :end"
+# :owned is the time the caller may read (segs.services.access.readable_meter).
+_IN_RANGE = (
+    "meter_id = :meter_id AND window_start >= :start AND window_start < :end "
+    "AND CAST(:owned AS tstzmultirange) @> window_start"
+)
 
 # A bucket row has the fields of Bucket: bucket_start, bucket_end, reading_count, energy_kwh,
 # avg_power_kw, min_power_kw, max_power_kw, voltage_avg. The stored windows (1m, 15m) are read
@@ -126,12 +131,15 @@ _READING_COLUMNS = (
 )
 _LATEST_SQL = text(
     f"SELECT {_READING_COLUMNS} FROM raw_readings "  # noqa: S608
-    "WHERE meter_id = :meter_id ORDER BY ts DESC LIMIT 1"
+    "WHERE meter_id = :meter_id AND CAST(:owned AS tstzmultirange) @> ts "
+    "ORDER BY ts DESC LIMIT 1"
 )
 _OWNED_LATEST_SQL = text(
     f"SELECT m.meter_id, m.region, r.* FROM meters m "  # noqa: S608
     f"LEFT JOIN LATERAL (SELECT {_READING_COLUMNS} FROM raw_readings "
-    "WHERE meter_id = m.meter_id ORDER BY ts DESC LIMIT 1) r ON true "
+    "WHERE meter_id = m.meter_id AND ts >= (SELECT max(o.assigned_from) FROM meter_assignments o "
+    "WHERE o.meter_id = m.meter_id AND o.user_id = :owner_id) "
+    "ORDER BY ts DESC LIMIT 1) r ON true "
     "WHERE m.owner_id = :owner_id ORDER BY m.meter_id LIMIT :limit OFFSET :offset"
 )
 _OWNED_COUNT_SQL = text("SELECT count(*) FROM meters WHERE owner_id = :owner_id")
@@ -182,6 +190,7 @@ class HistoryRange:
     zone: ZoneInfo
     start: datetime
     end: datetime
+    owned: str
 
     @property
     def timezone(self) -> str:
@@ -189,7 +198,12 @@ class HistoryRange:
 
     @property
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"meter_id": self.meter_id, "start": self.start, "end": self.end}
+        params: dict[str, Any] = {
+            "meter_id": self.meter_id,
+            "start": self.start,
+            "end": self.end,
+            "owned": self.owned,
+        }
         if self.resolution in _LOCAL_UNITS:
             unit, step = _LOCAL_UNITS[self.resolution]
             params.update(unit=unit, step=step, zone=self.zone.key)
@@ -302,8 +316,8 @@ def owned_meters_latest(
 
 def meter_latest(session: Session, account_id: uuid.UUID, role: str, meter_id: str) -> MeterLatest:
     """Return the meter's newest stored reading (None when none is kept)."""
-    meter = visible_meter(session, account_id, role, meter_id)
-    row = session.execute(_LATEST_SQL, {"meter_id": meter_id}).first()
+    meter, owned = readable_meter(session, account_id, role, meter_id)
+    row = session.execute(_LATEST_SQL, {"meter_id": meter_id, "owned": owned}).first()
     return MeterLatest(meter.meter_id, meter.region, _reading(row))
 
 
@@ -322,9 +336,11 @@ def _history_range(
     end = end or now
     start = start or end - DEFAULT_HISTORY_SPAN
     _check_range(start, end, MAX_HISTORY_SPAN[resolution])
-    visible_meter(session, account_id, role, meter_id)
+    _, owned = readable_meter(session, account_id, role, meter_id)
     first, last = covering_range(start, end, resolution, zone)
-    return HistoryRange(meter_id, resolution, zone, first.astimezone(zone), last.astimezone(zone))
+    return HistoryRange(
+        meter_id, resolution, zone, first.astimezone(zone), last.astimezone(zone), owned
+    )
 
 
 def _buckets(session: Session, kind: str, params: dict[str, Any], zone: ZoneInfo) -> list[Bucket]:
@@ -391,12 +407,12 @@ def meter_history_json(
 
 
 def _period_totals(
-    session: Session, meter_id: str, start: datetime, end: datetime, zone: ZoneInfo
+    session: Session, meter_id: str, owned: str, start: datetime, end: datetime, zone: ZoneInfo
 ) -> Bucket:
     # Whole 15-minute windows: the stored ones that start inside the widened range.
     first, last = covering_range(start, end, "15m", zone)
     row = session.execute(
-        _PERIOD_TOTALS_SQL, {"meter_id": meter_id, "start": first, "end": last}
+        _PERIOD_TOTALS_SQL, {"meter_id": meter_id, "start": first, "end": last, "owned": owned}
     ).one()
     totals = WindowTotals(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
     return Bucket(
@@ -427,16 +443,17 @@ def meter_stats(
     end = end or now
     start = start or end - DEFAULT_STATS_SPAN
     _check_range(start, end, MAX_STATS_SPAN)
-    visible_meter(session, account_id, role, meter_id)
-    return MeterStats(meter_id, _period_totals(session, meter_id, start, end, zone))
+    _, owned = readable_meter(session, account_id, role, meter_id)
+    return MeterStats(meter_id, _period_totals(session, meter_id, owned, start, end, zone))
 
 
 def _calendar_params(
-    meter_id: str, start: datetime, end: datetime, kind: str, zone: ZoneInfo
+    meter_id: str, owned: str, start: datetime, end: datetime, kind: str, zone: ZoneInfo
 ) -> dict[str, Any]:
     unit, step = _LOCAL_UNITS[kind]
     return {
         "meter_id": meter_id,
+        "owned": owned,
         "start": start,
         "end": end,
         "unit": unit,
@@ -464,9 +481,9 @@ def meter_daily(
         raise _invalid("endDate", "must not be before startDate")
     if (last - first).days + 1 > MAX_DAYS:
         raise _invalid("endDate", f"the range may cover at most {MAX_DAYS} days")
-    visible_meter(session, account_id, role, meter_id)
+    _, owned = readable_meter(session, account_id, role, meter_id)
     start, end = day_range(first, last, zone)
-    days = _buckets(session, "1d", _calendar_params(meter_id, start, end, "1d", zone), zone)
+    days = _buckets(session, "1d", _calendar_params(meter_id, owned, start, end, "1d", zone), zone)
     return Calendar(meter_id, zone.key, first.isoformat(), last.isoformat(), days)
 
 
@@ -489,9 +506,11 @@ def meter_monthly(
         raise _invalid("endMonth", "must not be before startMonth")
     if months_between(first, last) > MAX_MONTHS:
         raise _invalid("endMonth", f"the range may cover at most {MAX_MONTHS} months")
-    visible_meter(session, account_id, role, meter_id)
+    _, owned = readable_meter(session, account_id, role, meter_id)
     start, end = month_range(first, last, zone)
-    months = _buckets(session, "month", _calendar_params(meter_id, start, end, "month", zone), zone)
+    months = _buckets(
+        session, "month", _calendar_params(meter_id, owned, start, end, "month", zone), zone
+    )
     return Calendar(meter_id, zone.key, first.strftime("%Y-%m"), last.strftime("%Y-%m"), months)
 
 
@@ -509,7 +528,7 @@ def compare_periods(
     zone = load_zone(zone_name)
     _check_range(*period1, MAX_STATS_SPAN, "period1End")
     _check_range(*period2, MAX_STATS_SPAN, "period2End")
-    visible_meter(session, account_id, role, meter_id)
-    first = _period_totals(session, meter_id, *period1, zone)
-    second = _period_totals(session, meter_id, *period2, zone)
+    _, owned = readable_meter(session, account_id, role, meter_id)
+    first = _period_totals(session, meter_id, owned, *period1, zone)
+    second = _period_totals(session, meter_id, owned, *period2, zone)
     return Comparison(meter_id, first, second, compare_energy(first.energy_kwh, second.energy_kwh))

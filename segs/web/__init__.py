@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import replace
+
+import click
 from flask import Flask
 
 from segs.config import Settings
 from segs.config import SettingsError
 from segs.config import get_settings
+from segs.domain.keys import signing_key_problem
 from segs.web import cli
 from segs.web import errors
 from segs.web.admin import bp as admin_bp
 from segs.web.alerts import bp as alerts_bp
-from segs.web.alerts import feed_bp
 from segs.web.audit import bp as audit_bp
 from segs.web.auth import bp as auth_bp
 from segs.web.billing import bp as billing_bp
 from segs.web.dead_letters import bp as dead_letters_bp
 from segs.web.extensions import api
 from segs.web.extensions import limiter
+from segs.web.feed import bp as feed_bp
 from segs.web.health import bp as health_bp
 from segs.web.ingestion_keys import bp as ingestion_keys_bp
 from segs.web.json_provider import SegsJSONProvider
@@ -32,10 +37,10 @@ from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
 from segs.web.users import bp as users_bp
 
-# Plain blueprints: probes, metrics, the meters' ingestion endpoints (limited per ingestion key
-# by their own views), and the live feed (under /api/v1, but an event stream, so outside the
-# OpenAPI document). The API's general rate limit does not apply to them.
-BLUEPRINTS = (health_bp, telemetry_bp, feed_bp)
+# Plain blueprints: probes, metrics and the meters' ingestion endpoints (limited per ingestion
+# key by their own views). The API's general rate limit does not apply to them. The live
+# feed's streams are served by the feed process (segs.web.feed_app), not here.
+BLUEPRINTS = (health_bp, telemetry_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
 API_BLUEPRINTS: tuple = (
@@ -50,6 +55,7 @@ API_BLUEPRINTS: tuple = (
     meter_data_bp,
     regions_bp,
     alerts_bp,
+    feed_bp,
     notifications_bp,
     tariffs_bp,
     billing_bp,
@@ -59,8 +65,12 @@ API_BLUEPRINTS: tuple = (
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the API application from *settings* (default: the environment)."""
     settings = settings or get_settings()
-    if settings.is_production and not settings.jwt_secret_key:
-        raise SettingsError("JWT_SECRET_KEY must be set when SEGS_ENV=production")
+    if settings.jwt_secret_key is None and click.get_current_context(silent=True) is not None:
+        # Loaded by the flask command (a CLI command, or the one-process development server):
+        # no other process has to trust its tokens, so a random key of its own does, and the
+        # commands that sign nothing (migrate, create-ingestion-key...) need no key at all.
+        settings = replace(settings, jwt_secret_key=secrets.token_urlsafe(32))
+    require_signing_key(settings)
     app = Flask(__name__)
     app.json = SegsJSONProvider(app)
     app.config.from_mapping(
@@ -71,9 +81,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_extensions(app, settings)
     register_blueprints(app)
+    checked = {blueprint.name for blueprint in API_BLUEPRINTS}
+    app.before_request(lambda: errors.refuse_control_characters_in_path(checked))
     errors.register_error_handlers(app)
     cli.register_commands(app)
     return app
+
+
+def require_signing_key(settings: Settings) -> None:
+    """Refuse to start without a strong JWT_SECRET_KEY, except under SEGS_ENV=testing.
+
+    A key anyone can read (a default in the source or in docker-compose) lets anyone sign an
+    admin's token. ``make run`` makes a random key for each run.
+    """
+    if settings.is_testing and settings.jwt_secret_key is None:
+        return
+    problem = signing_key_problem(settings.jwt_secret_key)
+    if problem is not None:
+        raise SettingsError(
+            f"{problem}; set it to at least 32 random bytes, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
@@ -94,9 +122,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         RATELIMIT_STORAGE_URI=settings.redis_url,
         RATELIMIT_KEY_PREFIX="segs:limits",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
-        RATELIMIT_HEADERS_ENABLED=True,
-        # With Redis down the API still serves reads; limits resume when Redis is back.
-        RATELIMIT_SWALLOW_ERRORS=True,
+        # Off: Flask-Limiter would set Retry-After on every answer to its own window's reset,
+        # overriding the login delay's; segs.web.errors sets it on the 429s instead.
+        RATELIMIT_HEADERS_ENABLED=False,
+        # With Redis down the limits cannot be counted: refuse (503) rather than not limit.
+        RATELIMIT_SWALLOW_ERRORS=False,
     )
     api.init_app(app)
     configure_jwt(app, settings)

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
+from segs.web.parsing import loads_json
+
 
 def _number_or_default(value: Any) -> Any:
     if isinstance(value, Decimal):
@@ -33,3 +35,7 @@ class SegsJSONProvider(DefaultJSONProvider):
         if kwargs.get("indent"):
             option |= orjson.OPT_INDENT_2
         return orjson.dumps(obj, default=_number_or_default, option=option).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        """Parse JSON; nesting too deep to parse is invalid JSON (Flask answers 400)."""
+        return loads_json(s)

@@ -29,10 +29,12 @@ def client_ip() -> str:
     return f"ip:{get_remote_address()}"
 
 
-def account_in_body() -> str:
-    """Key by the email address a login, code or reset request names (lower-cased)."""
+def account_and_client() -> str:
+    """Key by the email address a login, code or reset request names (lower-cased) together
+    with the client address: a stranger spending an account's budget spends only their own,
+    so the owner is never refused for someone else's requests."""
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     if isinstance(email, str) and email.strip():
-        return f"account:{email.strip().lower()}"
+        return f"account:{email.strip().lower()}:ip:{get_remote_address()}"
     return f"ip:{get_remote_address()}"

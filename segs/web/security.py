@@ -45,9 +45,8 @@ def configure_jwt(app: Flask, settings: Settings) -> None:
         JWT_SECRET_KEY=settings.signing_key,
         JWT_ACCESS_TOKEN_EXPIRES=settings.jwt_access_ttl_s,
         JWT_REFRESH_TOKEN_EXPIRES=settings.jwt_refresh_ttl_s,
+        # Only the Authorization header: a token in a URL would be kept in access logs.
         JWT_TOKEN_LOCATION=["headers"],
-        # Read only where a view asks for it (the live feed: EventSource cannot set headers).
-        JWT_QUERY_STRING_NAME="access_token",
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)

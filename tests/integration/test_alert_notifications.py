@@ -21,8 +21,9 @@ from segs.celery_app import app as celery_app
 from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain import alerts as rules
-from segs.domain.alerts import SIGNATURE_HEADER
-from segs.domain.alerts import sign
+from segs.domain.signatures import signature_problem
+from segs.domain.webhooks import SIGNATURE_HEADER
+from segs.domain.webhooks import TIMESTAMP_HEADER
 from segs.redis_client import get_redis
 from segs.services.alerts import Condition
 from segs.services.alerts import raise_alert
@@ -103,9 +104,17 @@ def open_alert(meter: str) -> int:
     )
 
 
-def feed_events(client, account, cursor: str) -> list[tuple[str, dict]]:
+@pytest.fixture(scope="module")
+def feed_client(database):
+    """The feed process's app (the API serves no stream)."""
+    from segs.web.feed_app import create_feed_app
+
+    return create_feed_app().test_client()
+
+
+def feed_events(feed_client, account, cursor: str) -> list[tuple[str, dict]]:
     """What the live feed sends this account from *cursor* within one connection."""
-    response = client.get(
+    response = feed_client.get(
         "/api/v1/feed", headers={**account.headers, "Last-Event-ID": cursor}, buffered=True
     )
     assert response.status_code == 200
@@ -121,7 +130,7 @@ def feed_events(client, account, cursor: str) -> list[tuple[str, dict]]:
 
 
 def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
-    app, client, mail_worker, mailbox, receiver
+    app, client, feed_client, mail_worker, mailbox, receiver
 ):
     meter = "NOTE-SPIKE-1"
     owner = create_account(app, region=REGION, meters=(meter,))
@@ -140,7 +149,12 @@ def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
 
     wait_for(lambda: receiver.to("/owner"), timeout=10)
     [(_, headers, body)] = receiver.to("/owner")
-    assert headers[SIGNATURE_HEADER] == sign(secret, body)
+    assert (
+        signature_problem(
+            secret, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], time.time()
+        )
+        is None
+    )
     payload = json.loads(body)
     assert payload["event"] == "alert.created"
     assert payload["alert"]["id"] == alert_id and payload["alert"]["meterId"] == meter
@@ -153,6 +167,11 @@ def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
         f"[SEGS] medium POWER_SPIKE acknowledged: {meter}"
     )
     wait_for(lambda: len(receiver.to("/owner")) == 2, timeout=10)
+    # The customer's copy names no one on the staff and carries no note.
+    acknowledged = json.loads(receiver.to("/owner")[1][2])
+    assert acknowledged["event"] == "alert.acknowledged"
+    assert "note" not in acknowledged["transition"] and "actorId" not in acknowledged["transition"]
+    assert "on it" not in mailbox.to(owner.email)[1].text
     assert query(
         "SELECT channel, attempt, status FROM notification_deliveries WHERE user_id = %s "
         "ORDER BY channel, id",
@@ -165,17 +184,24 @@ def test_a_spike_reaches_its_owner_by_email_webhook_and_feed(
     ]
 
     # The feed replays both transitions from the start of the streams (as after a reconnect).
-    assert [name for name, _ in feed_events(client, owner, "0-0,0-0")] == [
+    assert [name for name, _ in feed_events(feed_client, owner, "0-0,0-0")] == [
         "alert.created",
         "alert.acknowledged",
     ]
-    staff_events = feed_events(client, operator, "0-0")
+    owner_events = feed_events(feed_client, owner, "0-0,0-0")
+    assert "on it" not in json.dumps(owner_events) and str(operator.id) not in json.dumps(
+        owner_events
+    )
+    staff_events = feed_events(feed_client, operator, "0-0")
     assert ("alert.acknowledged", alert_id) in [
         (name, data["alert"]["id"]) for name, data in staff_events
     ]
+    [staff_ack] = [data for name, data in staff_events if name == "alert.acknowledged"]
+    assert staff_ack["transition"]["note"] == "on it"
+    assert staff_ack["transition"]["actorId"] == str(operator.id)
     # Another customer sees none of it.
     stranger = create_account(app, region=REGION)
-    assert feed_events(client, stranger, "0-0,0-0") == []
+    assert feed_events(feed_client, stranger, "0-0,0-0") == []
 
 
 def test_preferences_choose_channels_kinds_and_severity(app, client, mail_worker, receiver):
@@ -253,7 +279,9 @@ def test_a_failing_webhook_is_tried_three_times_then_dead_lettered(
     assert attempts == 3 and subject.startswith("transition:")
 
 
-def test_a_tariff_change_reaches_the_regions_customers(app, client, mail_worker, mailbox):
+def test_a_tariff_change_reaches_the_regions_customers(
+    app, client, feed_client, mail_worker, mailbox
+):
     customer = create_account(app, region="Pune-East")
     elsewhere = create_account(app, region="Pune-West")
     effective = datetime(2026, 11, 22, 18, 0, tzinfo=UTC).isoformat()
@@ -271,7 +299,7 @@ def test_a_tariff_change_reaches_the_regions_customers(app, client, mail_worker,
     message = mailbox.wait(customer.email)
     assert message.subject == f"[SEGS] Tariff change in Pune-East: 6.25 per kWh from {effective}"
     assert "New price 6.25 per kWh" in message.text
-    [(name, data)] = feed_events(client, customer, "0-0,0-0")
+    [(name, data)] = feed_events(feed_client, customer, "0-0,0-0")
     assert name == "tariff.changed"
     assert data["tariff"] == {
         "region": "Pune-East",
@@ -280,7 +308,7 @@ def test_a_tariff_change_reaches_the_regions_customers(app, client, mail_worker,
         "effectiveFrom": effective,
         "reason": "AUTO: Critical load (93.1% > 90%)",
     }
-    assert feed_events(client, elsewhere, "0-0,0-0") == []
+    assert feed_events(feed_client, elsewhere, "0-0,0-0") == []
     assert mailbox.to(elsewhere.email) == []
 
 
@@ -434,7 +462,9 @@ def test_the_outbox_sweep_dispatches_a_transition_whose_dispatch_was_lost(
     assert len(mailbox.to(owner.email)) == 2
 
 
-def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_worker, mailbox):
+def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(
+    app, client, feed_client, mail_worker, mailbox
+):
     """Issue 4: a dispatch that died after publishing, before marking itself done, ran again
     and showed the event twice on the live feed. Its deliveries are sent once as well."""
     meter = "NOTE-FEED-ONCE-1"
@@ -447,9 +477,11 @@ def test_a_dispatch_run_again_puts_its_event_on_the_feed_once(app, client, mail_
     get_redis().delete(f"segs:notified:transition:{transition}")  # as if it died before that
     assert dispatch_transition.run(transition) == 1
 
-    assert [name for name, _ in feed_events(client, owner, "0-0,0-0")] == ["alert.created"]
+    assert [name for name, _ in feed_events(feed_client, owner, "0-0,0-0")] == ["alert.created"]
     staff = [
-        data for name, data in feed_events(client, operator, "0-0") if name.startswith("alert.")
+        data
+        for name, data in feed_events(feed_client, operator, "0-0")
+        if name.startswith("alert.")
     ]
     assert [data["transition"]["id"] for data in staff].count(transition) == 1
     wait_for(

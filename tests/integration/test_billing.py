@@ -224,14 +224,24 @@ def test_statuses_payments_disputes_and_overdue(billed):
     )
     assert wrong.status_code == 422
     assert wrong.get_json()["error"]["details"] == {"amountMinor": [f"must be {total}"]}
-    paid = client.post(
+    # A customer's pay is only a pending payment; the operator records the one received.
+    pending = client.post(
         f"/api/v1/billing/invoices/{paid_id}/pay",
-        json={"amountMinor": total, "method": "upi", "reference": "UPI-1"},
+        json={"amountMinor": total, "method": "upi"},
         headers=customer,
     )
-    assert paid.status_code == 200
+    assert pending.status_code == 202 and pending.get_json()["status"] == "pending"
+    paid = client.post(
+        f"/api/v1/billing/invoices/{paid_id}/payments",
+        json={"amountMinor": total, "method": "upi", "reference": "UPI-1"},
+        headers=operator,
+    )
+    assert paid.status_code == 201
     assert (paid.get_json()["status"], paid.get_json()["paidMinor"]) == ("paid", total)
-    assert [p["amountMinor"] for p in paid.get_json()["payments"]] == [total]
+    assert [(p["amountMinor"], p["status"]) for p in paid.get_json()["payments"]] == [
+        (total, "pending"),
+        (total, "succeeded"),
+    ]
     again = client.post(
         f"/api/v1/billing/invoices/{paid_id}/dispute", json={"reason": "x"}, headers=customer
     )

@@ -30,8 +30,25 @@ def test_ready_when_every_dependency_answers(client):
     }
 
 
+METRICS_AUTH = {"Authorization": "Bearer test-metrics-token"}  # SEGS_METRICS_TOKEN in conftest
+
+
+def test_metrics_need_the_token(client, app):
+    assert client.get("/metrics").status_code == 401
+    wrong = client.get("/metrics", headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    assert wrong.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    # Without a configured token there are no metrics to have.
+    from dataclasses import replace
+
+    from segs.web import create_app
+
+    untokened = create_app(replace(app.config["SEGS_SETTINGS"], metrics_token=None))
+    assert untokened.test_client().get("/metrics", headers=METRICS_AUTH).status_code == 404
+
+
 def _accepted_total(client) -> float:
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=METRICS_AUTH)
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     match = re.search(
@@ -54,5 +71,5 @@ def test_metrics_count_accepted_readings(client, clean_state):
     )
     assert (status, body["accepted"], body["duplicates"]) == (202, 2, 1)
     assert _accepted_total(client) == before + 2
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=METRICS_AUTH).get_data(as_text=True)
     assert re.search(r'^segs_readings_duplicate_total\{stage="api"\} \S+$', text, re.M)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from datetime import UTC
@@ -294,6 +295,9 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(app, client, ts):
 
 
 def test_the_cli_prints_the_key_alone_on_its_last_line(client, ts):
+    # As an operator runs it: a development environment with no JWT_SECRET_KEY set.
+    env = {name: value for name, value in os.environ.items() if name != "JWT_SECRET_KEY"}
+    env["SEGS_ENV"] = "development"
     created = subprocess.run(
         [
             str(REPO / ".venv" / "bin" / "flask"),
@@ -311,6 +315,7 @@ def test_the_cli_prints_the_key_alone_on_its_last_line(client, ts):
         text=True,
         check=True,
         cwd=REPO,
+        env=env,
     )
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("segs_") and len(key) == 48

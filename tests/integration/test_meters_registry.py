@@ -125,8 +125,12 @@ def test_a_meter_id_postgresql_cannot_store_names_no_meter(client, app, admin):
         ),
         client.delete("/api/v1/meters/MTR%001/assignment", headers=admin.headers),
     ]
-    assert [response.status_code for response in calls] == [404] * 5
-    assert client.get("/api/v1/meters/MTR%001").status_code == 401
+    # Refused before any query (issue 15), for anyone.
+    assert [response.status_code for response in calls] == [400] * 5
+    assert {response.get_json()["error"]["code"] for response in calls} == {
+        "INVALID_PATH_PARAMETER"
+    }
+    assert client.get("/api/v1/meters/MTR%001").status_code == 400
 
 
 # --------------------------------------------------------------------------- registering

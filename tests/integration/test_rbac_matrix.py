@@ -73,7 +73,8 @@ def _new_email(_world: World, persona: str) -> dict[str, Any]:
 # (method, rule) -> (expected status per persona in PERSONAS order, request body or None)
 MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     # Public account flows: the caller's token does not matter.
-    ("POST", "/api/v1/auth/register"): ((201, 201, 201, 201, 201), _new_email),
+    # The same answer for a new and a taken address.
+    ("POST", "/api/v1/auth/register"): ((202, 202, 202, 202, 202), _new_email),
     ("POST", "/api/v1/auth/login"): (
         ALL,
         lambda world, persona: {"email": _email(world, persona), "password": PASSWORD},
@@ -198,10 +199,20 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/billing/invoices"): (SIGNED_IN, None),
     ("GET", "/api/v1/billing/invoices/<int:invoice_id>"): (OWN_METER, None),
     ("GET", "/api/v1/billing/invoices/<int:invoice_id>/pdf"): (OWN_METER, None),
-    # The owner pays first; staff then find it paid.
+    # A customer's pay starts a pending payment with the provider; staff record payments.
     ("POST", "/api/v1/billing/invoices/<int:invoice_id>/pay"): (
-        (401, 200, 404, 409, 409),
+        (401, 202, 404, 403, 403),
         lambda _w, _p: {"amountMinor": INVOICE_TOTAL, "method": "card"},
+    ),
+    # The operator records it first; the admin then finds the invoice paid.
+    ("POST", "/api/v1/billing/invoices/<int:invoice_id>/payments"): (
+        (401, 403, 403, 201, 409),
+        lambda _w, _p: {"amountMinor": INVOICE_TOTAL, "method": "cash"},
+    ),
+    # The provider's callback needs its signature, whoever calls.
+    ("POST", "/api/v1/billing/payment-callbacks/<provider>"): (
+        (401, 401, 401, 401, 401),
+        lambda _w, _p: {"reference": "testpay_x", "status": "succeeded", "amountMinor": 1},
     ),
     ("POST", "/api/v1/billing/invoices/<int:invoice_id>/dispute"): (
         (401, 200, 404, 403, 403),
@@ -242,8 +253,8 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
         STAFF_ONLY,
         lambda world, _p: {"ids": [world.alert_id]},
     ),
-    # The live feed: everyone signed in, each their own audience (SEGS_FEED_MAX_S in tests).
-    ("GET", "/api/v1/feed"): (SIGNED_IN, None),
+    # Live-feed tickets: everyone signed in (the stream itself is the feed process's).
+    ("POST", "/api/v1/feed/tickets"): ((401, 201, 201, 201, 201), None),
     # The caller's own alerts, preferences and webhooks.
     ("GET", "/api/v1/users/me/alerts"): (SIGNED_IN, None),
     ("GET", "/api/v1/users/me/notification-preferences"): (SIGNED_IN, None),
@@ -254,7 +265,7 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/users/me/webhooks"): (SIGNED_IN, None),
     ("POST", "/api/v1/users/me/webhooks"): (
         (401, 201, 201, 201, 201),
-        lambda _w, _p: {"url": "https://hooks.example.test/segs"},
+        lambda _w, _p: {"url": "https://receiver.segs.test/segs"},
     ),
     # Only the owner's own webhook: everyone else cannot tell it from a missing one.
     ("DELETE", "/api/v1/users/me/webhooks/<uuid:webhook_id>"): ((401, 204, 404, 404, 404), None),
@@ -403,6 +414,7 @@ def url_for_rule(rule: str, method: str, world: World) -> str:
         .replace("<uuid:key_id>", str(KEY_ID))
         .replace("<uuid:batch_id>", str(BATCH_ID))
         .replace("<int:window_id>", str(WINDOW_ID))
+        .replace("<provider>", "testpay")
     )
 
 

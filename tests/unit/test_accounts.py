@@ -92,29 +92,29 @@ def test_digests_match_only_equal_digests(candidate):
 
 
 def test_code_mails():
-    verify = code_mail("verify_email", "a@example.test", "Asha", "004217", 600)
+    verify = code_mail("verify_email", "a@example.test", "004217", 600)
     assert verify.to == "a@example.test"
     assert verify.subject == "Your SEGS verification code"
     assert verify.body == (
-        "Hello Asha,\n\n"
+        "Hello,\n\n"
         "Your code is 004217. Enter it in SEGS to confirm your email address and choose your "
         "password.\n\n"
         "The code is valid for 10 minutes and can be used once. Never share it: SEGS staff will "
         "not ask you for it.\n\n"
         "If you did not create a SEGS account, you can ignore this message.\n"
     )
-    reset = code_mail("reset_password", "a@example.test", "Asha", "999999", 60)
+    reset = code_mail("reset_password", "a@example.test", "999999", 60)
     assert reset.subject == "Your SEGS password reset code"
     assert "valid for 1 minute and" in reset.body
     assert "choose a new password" in reset.body
     with pytest.raises(ValueError, match="unknown code purpose"):
-        code_mail("login", "a@example.test", "Asha", "000000", 600)
+        code_mail("login", "a@example.test", "000000", 600)
 
 
 def test_build_message_headers():
     message = build_message(
         Settings(mail_from="SEGS <no-reply@segs.example>"),
-        code_mail("verify_email", "a@example.test", "Asha", "004217", 600),
+        code_mail("verify_email", "a@example.test", "004217", 600),
     )
     assert message["From"] == "SEGS <no-reply@segs.example>"
     assert message["To"] == "a@example.test"

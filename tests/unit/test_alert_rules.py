@@ -199,13 +199,6 @@ def test_preferences_filter_by_channel_kind_and_severity():
     assert Preferences().wants("webhook", alerts.TARIFF_CHANGE, None)
 
 
-def test_webhook_signature_is_hmac_sha256_of_the_body():
-    # RFC 4231 test case 2
-    assert alerts.sign("Jefe", b"what do ya want for nothing?") == (
-        "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-    )
-
-
 def test_backoff_doubles():
     assert [alerts.backoff_s(attempt, 2.0) for attempt in (1, 2, 3)] == [2.0, 4.0, 8.0]
 

@@ -21,7 +21,12 @@ def at(text: str) -> datetime:
 def test_history_csv() -> None:
     history = History(
         HistoryRange(
-            "m-1", "1h", BERLIN, at("2026-10-25T02:00:00+02:00"), at("2026-10-25T03:00:00+01:00")
+            "m-1",
+            "1h",
+            BERLIN,
+            at("2026-10-25T02:00:00+02:00"),
+            at("2026-10-25T03:00:00+01:00"),
+            "{(,)}",
         ),
         [
             Bucket(

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC
 from datetime import datetime
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.services import stats
 from segs.web.admin.schemas import SystemStatsSchema
+from segs.web.parsing import Blueprint
 from segs.web.security import roles_required
 
 bp = Blueprint(

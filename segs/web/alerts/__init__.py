@@ -1,6 +1,5 @@
-"""Alerts for operators and admins, and the live feed."""
+"""Alerts for operators and admins."""
 
-from segs.web.alerts.feed import bp as feed_bp
 from segs.web.alerts.routes import bp
 
-__all__ = ["bp", "feed_bp"]
+__all__ = ["bp"]

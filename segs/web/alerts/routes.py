@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
@@ -22,6 +20,7 @@ from segs.web.alerts.schemas import BulkResolveResultSchema
 from segs.web.alerts.schemas import BulkResolveSchema
 from segs.web.alerts.schemas import NoteSchema
 from segs.web.alerts.schemas import StatsArgsSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import roles_required
 

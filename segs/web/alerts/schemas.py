@@ -17,7 +17,10 @@ MAX_NOTE = 2000
 MAX_BULK = 500
 
 
-class AlertSchema(CamelSchema):
+class CustomerAlertSchema(CamelSchema):
+    """An alert as its customer sees it: what happened and where it stands, not who on the
+    staff handled it or their notes."""
+
     id = fields.Integer()
     type = fields.String(metadata={"description": " | ".join(rules.ALERT_TYPES)})
     severity = fields.String(metadata={"description": " | ".join(rules.SEVERITIES)})
@@ -31,14 +34,19 @@ class AlertSchema(CamelSchema):
     created_at = fields.DateTime()
     last_seen_at = fields.DateTime()
     acknowledged_at = fields.DateTime(allow_none=True)
-    acknowledged_by = fields.UUID(allow_none=True)
-    acknowledgement_note = fields.String(allow_none=True)
     resolved_at = fields.DateTime(allow_none=True)
-    resolved_by = fields.UUID(allow_none=True)
-    resolution_note = fields.String(allow_none=True)
     auto_resolved = fields.Boolean(
         metadata={"description": "resolved because the condition cleared"}
     )
+
+
+class AlertSchema(CustomerAlertSchema):
+    """An alert as staff see it, with who acknowledged and resolved it and their notes."""
+
+    acknowledged_by = fields.UUID(allow_none=True)
+    acknowledgement_note = fields.String(allow_none=True)
+    resolved_by = fields.UUID(allow_none=True)
+    resolution_note = fields.String(allow_none=True)
 
 
 class TransitionSchema(CamelSchema):
@@ -57,6 +65,7 @@ class AlertDetailSchema(AlertSchema):
 
 
 AlertPageSchema = page_schema(AlertSchema, "AlertPage")
+CustomerAlertPageSchema = page_schema(CustomerAlertSchema, "CustomerAlertPage")
 
 
 class AlertQueryArgsSchema(PageArgsSchema):

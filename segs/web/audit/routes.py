@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.services import audit
 from segs.web.audit.schemas import AuditEntryPageSchema
 from segs.web.audit.schemas import AuditQueryArgsSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import roles_required
 

@@ -1,8 +1,10 @@
 """Account views: register, verify the email, log in, refresh, log out, change or reset the
 password.
 
-Every view that takes an email address or a password is limited per client address and per
-account (the address in the body); failed logins have a tighter limit of their own.
+Every view that takes an email address or a password is limited per client address (one
+budget for all of them) and per account and client address (a budget for each view, so
+password reset does not spend the login budget). Failed logins are counted apart, with growing
+delays (segs.services.login_guard).
 """
 
 from __future__ import annotations
@@ -14,15 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from flask_jwt_extended import get_jwt
-from flask_smorest import Blueprint
+from flask_limiter.util import get_remote_address
 
 from segs.db import session_scope
 from segs.domain.codes import OutgoingMail
-from segs.models import User
 from segs.services import accounts
 from segs.services import tokens
 from segs.tasks.mail import send_email
-from segs.web.auth.schemas import AccountSchema
 from segs.web.auth.schemas import ChangePasswordSchema
 from segs.web.auth.schemas import CodeRequestSchema
 from segs.web.auth.schemas import CodeSentSchema
@@ -37,9 +37,10 @@ from segs.web.auth.tokens import current_settings
 from segs.web.auth.tokens import refresh_claims
 from segs.web.auth.tokens import token_body
 from segs.web.extensions import limiter
-from segs.web.limits import account_in_body
+from segs.web.limits import account_and_client
 from segs.web.limits import client_ip
 from segs.web.limits import token_or_ip
+from segs.web.parsing import Blueprint
 from segs.web.schemas import ErrorSchema
 from segs.web.security import current_account
 from segs.web.security import roles_required
@@ -78,26 +79,22 @@ def _setting(name: str) -> Callable[[], str]:
     return lambda: str(getattr(current_settings(), name))
 
 
-# One budget per client address and one per account, shared by all of these views.
+# One budget per client address, shared by all of these views.
 per_ip = limiter.shared_limit(
     _setting("rate_limit_auth_per_ip"),
     scope="auth-ip",
     key_func=client_ip,
     error_message="too many account requests from this address; try again later",
 )
-per_account = limiter.shared_limit(
-    _setting("rate_limit_auth_per_account"),
-    scope="auth-account",
-    key_func=account_in_body,
-    error_message="too many requests for this account; try again later",
-)
-# Failed logins only (answered 401), so the owner's successful logins do not use the budget.
-failed_logins = limiter.limit(
-    _setting("login_failures_per_account"),
-    key_func=account_in_body,
-    deduct_when=lambda response: response.status_code == 401,
-    error_message="too many failed logins for this account; try again later",
-)
+
+
+def per_account() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A budget per view, account and client address (a new one for each view)."""
+    return limiter.limit(
+        _setting("rate_limit_auth_per_account"),
+        key_func=account_and_client,
+        error_message="too many requests for this account; try again later",
+    )
 
 
 def _now() -> datetime:
@@ -124,23 +121,25 @@ def _enqueue(mail: OutgoingMail | None) -> None:
 
 @bp.post("/register")
 @per_ip
-@per_account
+@per_account()
 @bp.arguments(RegisterSchema)
-@bp.response(201, AccountSchema)
-@_error(409, "EMAIL_TAKEN: an account already holds this address")
+@bp.response(202, CodeSentSchema)
 @LIMITED
 @bp.doc(security=[])
-def register(body: dict[str, Any]) -> User:
-    """Create an account and email it a verification code, valid for 10 minutes."""
+def register(body: dict[str, Any]) -> dict[str, str]:
+    """Create an account and email it a verification code, valid for 10 minutes.
+
+    Answers the same whether or not the address is taken; a taken address's owner is told by
+    mail instead."""
     with session_scope() as session:
-        registration = accounts.register(session, current_settings(), **body, now=_now())
-    _enqueue(registration.mail)
-    return registration.account
+        mail = accounts.register(session, current_settings(), **body, now=_now())
+    _enqueue(mail)
+    return CODE_SENT
 
 
 @bp.post("/verify-email")
 @per_ip
-@per_account
+@per_account()
 @bp.arguments(VerifyEmailSchema)
 @bp.response(200, TokensSchema)
 @CODE_REFUSED
@@ -159,7 +158,7 @@ def verify_email(body: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/resend-code")
 @per_ip
-@per_account
+@per_account()
 @bp.arguments(CodeRequestSchema)
 @bp.response(202, CodeSentSchema)
 @LIMITED
@@ -174,19 +173,29 @@ def resend_code(body: dict[str, Any]) -> dict[str, str]:
 
 @bp.post("/login")
 @per_ip
-@per_account
-@failed_logins
+@per_account()
 @bp.arguments(LoginSchema)
 @bp.response(200, TokensSchema)
 @_error(401, "INVALID_CREDENTIALS: unknown address or wrong password")
 @_error(403, "ACCOUNT_SUSPENDED or EMAIL_NOT_VERIFIED (told only for the right password)")
+@_error(503, "SERVICE_UNAVAILABLE: failed logins cannot be counted now (Retry-After)")
 @LIMITED
 @bp.doc(security=[])
 def login(body: dict[str, Any]) -> dict[str, Any]:
-    """Log in with email and password; the 11th failure in 15 minutes locks the account (429)."""
-    with session_scope() as session:
-        grant = accounts.login(session, auth_context(), **body, now=_now())
-        return token_body(grant)
+    """Log in with email and password.
+
+    After SEGS_LOGIN_FREE_FAILURES_PER_CLIENT failures from one address, that address waits
+    (429 with Retry-After) 1, 2, 4... s between tries; the owner's own address is counted
+    apart. The owner is mailed when their account collects many failures."""
+    try:
+        with session_scope() as session:
+            grant = accounts.login(
+                session, auth_context(), **body, client_address=get_remote_address(), now=_now()
+            )
+            return token_body(grant)
+    except accounts.LoginFailedError as failed:
+        _enqueue(failed.owner_mail)
+        raise
 
 
 @bp.post("/refresh")
@@ -256,7 +265,7 @@ def change_password(body: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/forgot-password")
 @per_ip
-@per_account
+@per_account()
 @bp.arguments(CodeRequestSchema)
 @bp.response(202, CodeSentSchema)
 @LIMITED
@@ -271,7 +280,7 @@ def forgot_password(body: dict[str, Any]) -> dict[str, str]:
 
 @bp.post("/reset-password")
 @per_ip
-@per_account
+@per_account()
 @bp.arguments(ResetPasswordSchema)
 @bp.response(204)
 @CODE_REFUSED

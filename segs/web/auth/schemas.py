@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from marshmallow import ValidationError
@@ -15,6 +14,7 @@ from segs.domain.accounts import MAX_PASSWORD_LENGTH
 from segs.domain.accounts import PHONE_PATTERN
 from segs.domain.accounts import is_timezone
 from segs.domain.codes import CODE_PATTERN
+from segs.domain.text import has_control_characters
 from segs.web.schemas import CamelSchema
 
 _RULE_TEXT = "10 to 128 characters with at least one letter and one digit, not the email address"
@@ -47,7 +47,7 @@ def _new_password(description: str) -> fields.String:
 
 def _refuse_control_characters(value: str) -> None:
     # PostgreSQL text cannot hold NUL, and no name needs a control character.
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if has_control_characters(value):
         raise ValidationError("must not contain control characters")
 
 

@@ -13,7 +13,9 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 
 from segs.config import Settings
 from segs.errors import AuthenticationError
+from segs.redis_client import get_redis
 from segs.services.accounts import AuthContext
+from segs.services.login_guard import LoginGuard
 from segs.services.passwords import Passwords
 from segs.services.tokens import RefreshClaims
 from segs.services.tokens import SessionGrant
@@ -27,7 +29,12 @@ def current_settings() -> Settings:
 
 def auth_context() -> AuthContext:
     settings = current_settings()
-    return AuthContext(settings, Passwords(settings), revocation_list(settings))
+    return AuthContext(
+        settings,
+        Passwords(settings),
+        revocation_list(settings),
+        LoginGuard(get_redis(), settings),
+    )
 
 
 def token_body(grant: SessionGrant) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response
 from flask import current_app
-from flask_smorest import Blueprint
+from flask import request
 
 from segs.config import Settings
 from segs.db import raw_connection
@@ -18,11 +18,15 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.domain.access import USER
 from segs.domain.billing import CURRENCY
+from segs.domain.webhooks import SIGNATURE_HEADER
+from segs.domain.webhooks import TIMESTAMP_HEADER
 from segs.errors import InvalidInputError
 from segs.models import Invoice
+from segs.models import InvoicePayment
 from segs.models import User
 from segs.services import audit
 from segs.services import billing
+from segs.services import payments
 from segs.services.invoice_pdf import render_invoice
 from segs.tasks.billing import generate_invoices
 from segs.web.actor import current_actor
@@ -35,11 +39,16 @@ from segs.web.billing.schemas import DisputeResolutionSchema
 from segs.web.billing.schemas import InvoiceDetailSchema
 from segs.web.billing.schemas import InvoiceExportArgsSchema
 from segs.web.billing.schemas import InvoicePageSchema
-from segs.web.billing.schemas import InvoicePaymentBodySchema
+from segs.web.billing.schemas import InvoicePaymentSchema
 from segs.web.billing.schemas import InvoiceQueryArgsSchema
 from segs.web.billing.schemas import InvoiceReasonSchema
 from segs.web.billing.schemas import InvoiceSchema
 from segs.web.billing.schemas import OverdueInvoiceArgsSchema
+from segs.web.billing.schemas import PaymentCallbackResultSchema
+from segs.web.billing.schemas import PaymentCallbackSchema
+from segs.web.billing.schemas import RecordPaymentSchema
+from segs.web.billing.schemas import StartPaymentSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required
@@ -124,15 +133,38 @@ def invoice_pdf(invoice_id: int) -> Response:
 
 
 @bp.post("/invoices/<int:invoice_id>/pay")
-@roles_required()
-@bp.arguments(InvoicePaymentBodySchema)
-@bp.response(200, InvoiceDetailSchema)
+@roles_required(USER)
+@bp.arguments(StartPaymentSchema)
+@bp.response(202, InvoicePaymentSchema)
 @bp.alt_response(404, response="NOT_FOUND")
 @bp.alt_response(409, response="CONFLICT")
-def pay_invoice(body: dict[str, Any], invoice_id: int) -> dict[str, Any]:
-    """Pay the outstanding balance (recorded as a payment); the invoice becomes paid."""
+def pay_invoice(body: dict[str, Any], invoice_id: int) -> InvoicePayment:
+    """Start paying one of your invoices with the payment provider.
+
+    Answers the pending payment (the one already pending, if any) with the reference the
+    provider's checkout takes; the invoice is paid when the provider confirms it."""
     with session_scope() as session:
-        invoice = billing.pay(
+        return payments.start_payment(
+            session,
+            _settings(),
+            current_actor(),
+            invoice_id,
+            body["amount_minor"],
+            body["method"],
+            datetime.now(UTC),
+        )
+
+
+@bp.post("/invoices/<int:invoice_id>/payments")
+@roles_required(OPERATOR, ADMIN)
+@bp.arguments(RecordPaymentSchema)
+@bp.response(201, InvoiceDetailSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(409, response="CONFLICT")
+def record_payment(body: dict[str, Any], invoice_id: int) -> dict[str, Any]:
+    """Record a payment received for the whole outstanding balance; the invoice is paid."""
+    with session_scope() as session:
+        invoice = payments.record_payment(
             session,
             current_actor(),
             invoice_id,
@@ -141,8 +173,33 @@ def pay_invoice(body: dict[str, Any], invoice_id: int) -> dict[str, Any]:
             body.get("reference"),
             datetime.now(UTC),
         )
-        session.flush()
         return _detail(session, invoice)
+
+
+@bp.post("/payment-callbacks/<provider>")
+@bp.arguments(PaymentCallbackSchema)
+@bp.response(200, PaymentCallbackResultSchema)
+@bp.alt_response(401, response="UNAUTHORIZED")
+@bp.alt_response(404, response="NOT_FOUND")
+@bp.doc(security=[])
+def payment_callback(body: dict[str, Any], provider: str) -> payments.CallbackResult:
+    """The payment provider reports a payment's outcome (no token: the request is signed).
+
+    Headers ``X-SEGS-Timestamp`` (unix seconds) and ``X-SEGS-Signature``
+    (``sha256=`` HMAC-SHA256 of ``<timestamp>.<body>`` with SEGS_PAYMENT_CALLBACK_SECRET);
+    a timestamp more than 5 minutes away is refused. Repeating a callback changes nothing."""
+    with session_scope() as session:
+        return payments.provider_callback(
+            session,
+            _settings(),
+            provider,
+            request.get_data(cache=True),
+            body,
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            request.remote_addr,
+            datetime.now(UTC),
+        )
 
 
 @bp.post("/invoices/<int:invoice_id>/dispute")

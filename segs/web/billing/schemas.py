@@ -47,10 +47,17 @@ class InvoiceLineItemSchema(CamelSchema):
 
 class InvoicePaymentSchema(CamelSchema):
     id = fields.Integer()
-    amount_minor = _amount("amount")
+    invoice_id = fields.Integer()
+    amount_minor = _amount("the payment")
     method = fields.String()
     reference = fields.String(allow_none=True)
-    paid_at = fields.DateTime()
+    status = fields.String(metadata={"description": "pending | succeeded | failed"})
+    provider = fields.String(
+        allow_none=True,
+        metadata={"description": "the payment provider; null when staff recorded it"},
+    )
+    created_at = fields.DateTime()
+    paid_at = fields.DateTime(allow_none=True)
 
 
 class InvoiceSchema(CamelSchema):
@@ -122,17 +129,46 @@ class BillingAnalyticsSchema(CamelSchema):
     overdue_minor = _amount("outstanding on overdue invoices")
 
 
-class InvoicePaymentBodySchema(CamelSchema):
-    amount_minor = fields.Integer(
+def _payment_amount() -> fields.Integer:
+    return fields.Integer(
         required=True,
         strict=True,
         validate=validate.Range(min=1, max=10**15),
         metadata={"description": "must equal the outstanding balance, paise"},
     )
+
+
+class StartPaymentSchema(CamelSchema):
+    """A customer's payment through the provider."""
+
+    amount_minor = _payment_amount()
+    method = fields.String(required=True, validate=validate.OneOf(("card", "upi")))
+
+
+class RecordPaymentSchema(CamelSchema):
+    """A payment staff received."""
+
+    amount_minor = _payment_amount()
     method = fields.String(
         required=True, validate=validate.OneOf(("card", "upi", "bank_transfer", "cash"))
     )
     reference = fields.String(validate=validate.Length(max=128))
+
+
+class PaymentCallbackSchema(CamelSchema):
+    """What the payment provider reports about a payment it was given (its reference)."""
+
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    status = fields.String(required=True, validate=validate.OneOf(("succeeded", "failed")))
+    amount_minor = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=1, max=10**15)
+    )
+
+
+class PaymentCallbackResultSchema(CamelSchema):
+    payment_id = fields.Integer()
+    invoice_id = fields.Integer()
+    status = fields.String()
 
 
 class InvoiceReasonSchema(CamelSchema):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import jsonify
+from flask import request
 from sqlalchemy import text
 
 from segs import metrics
 from segs.celery_app import app as celery_app
 from segs.db import get_engine
 from segs.redis_client import get_redis
+from segs.web.errors import error_response
 
 bp = Blueprint("health", __name__)
 
@@ -61,5 +65,15 @@ def ready() -> Response:
 
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
-    """Expose every API process's metrics in Prometheus text format."""
+    """Every API process's metrics in Prometheus text format, for the holder of
+    SEGS_METRICS_TOKEN (Prometheus: ``authorization: {credentials_file: ...}``); without a
+    configured token they are not served."""
+    token = current_app.config["SEGS_SETTINGS"].metrics_token
+    if token is None:
+        return error_response(404, "NOT_FOUND", "metrics are not served (SEGS_METRICS_TOKEN)")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+        response = error_response(401, "UNAUTHORIZED", "metrics need the metrics bearer token")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     return Response(metrics.render_latest(), mimetype="text/plain; version=0.0.4")

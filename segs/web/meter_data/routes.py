@@ -1,7 +1,8 @@
 """Meter readings: latest, history (JSON and CSV), stats, daily and monthly totals, comparison.
 
-Any role may call these; a USER reaches only their own meters (others answer 404). Local days,
-hours and months are in ``?timezone=``, by default the caller's account time zone.
+Any role may call these; a USER reaches only the meters they own or owned, and only the time
+they owned them (others answer 404). Local days, hours and months are in ``?timezone=``, by
+default the caller's account time zone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from flask import Response
 from flask import jsonify
-from flask_smorest import Blueprint
 
 from segs.db import session_scope
 from segs.services import readings_query
@@ -31,6 +31,7 @@ from segs.web.meter_data.schemas import MonthlyTotalsSchema
 from segs.web.meter_data.schemas import StatsQueryArgsSchema
 from segs.web.meter_data.schemas import history_body
 from segs.web.meter_data.schemas import history_csv
+from segs.web.parsing import Blueprint
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_body
 from segs.web.security import current_account
@@ -41,8 +42,8 @@ bp = Blueprint(
     __name__,
     url_prefix="/meters",
     description="What a meter measured: its latest reading, its history at 1m, 15m, 1h or 1d, "
-    "its totals per period, local day and local month. A USER reaches only the meters assigned "
-    "to them (others answer 404).",
+    "its totals per period, local day and local month. A USER reaches only the meters they own "
+    "or owned, for the time they owned them (others answer 404).",
 )
 
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")

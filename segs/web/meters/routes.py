@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from segs.config import get_settings
 from segs.db import session_scope
@@ -22,6 +21,7 @@ from segs.web.meters.schemas import MeterPageSchema
 from segs.web.meters.schemas import MeterQueryArgsSchema
 from segs.web.meters.schemas import MeterSchema
 from segs.web.meters.schemas import MoveSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required

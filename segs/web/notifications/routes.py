@@ -5,20 +5,22 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask_smorest import Blueprint
+from flask import current_app
 
 from segs.db import session_scope
 from segs.models import Webhook
 from segs.services import alerts
 from segs.services import notifications
+from segs.services import webhook_client
 from segs.web.actor import current_actor
-from segs.web.alerts.schemas import AlertPageSchema
+from segs.web.alerts.schemas import CustomerAlertPageSchema
 from segs.web.alerts.schemas import MyAlertQueryArgsSchema
 from segs.web.notifications.schemas import NewWebhookSchema
 from segs.web.notifications.schemas import PreferencesSchema
 from segs.web.notifications.schemas import PreferencesViewSchema
 from segs.web.notifications.schemas import WebhookCreateSchema
 from segs.web.notifications.schemas import WebhookSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required
@@ -35,9 +37,10 @@ bp = Blueprint(
 @bp.get("/alerts")
 @roles_required()
 @bp.arguments(MyAlertQueryArgsSchema, location="query")
-@bp.response(200, AlertPageSchema)
+@bp.response(200, CustomerAlertPageSchema)
 def my_alerts(args: dict[str, Any]) -> dict[str, Any]:
-    """Alerts on the meters assigned to the caller, newest first."""
+    """Alerts raised on the caller's meters while they owned them, newest first (without
+    staff's names and notes)."""
     filters = alerts.AlertFilters(
         status=args.get("status"), meter_id=args.get("meter_id"), owner_id=current_account().id
     )
@@ -81,10 +84,21 @@ def list_webhooks() -> list[Webhook]:
 @bp.arguments(WebhookCreateSchema)
 @bp.response(201, NewWebhookSchema)
 @bp.alt_response(409, response="CONFLICT")
+@bp.alt_response(422, response="UNPROCESSABLE_ENTITY")
 def create_webhook(body: dict[str, Any]) -> Webhook:
-    """Register an endpoint for JSON notifications signed with the returned secret."""
+    """Register an endpoint for JSON notifications signed with the returned secret.
+
+    Only https URLs on an allowed port whose host resolves to public addresses are taken
+    (422 WEBHOOK_URL_REFUSED says why); each delivery checks again."""
+    settings = current_app.config["SEGS_SETTINGS"]
     with session_scope() as session:
-        return notifications.create_webhook(session, current_actor(), body["url"])
+        return notifications.create_webhook(
+            session,
+            current_actor(),
+            body["url"],
+            settings,
+            webhook_client.resolver_for(settings),
+        )
 
 
 @bp.delete("/webhooks/<uuid:webhook_id>")

@@ -50,9 +50,10 @@ class NewWebhookSchema(WebhookSchema):
 
 
 class WebhookCreateSchema(CamelSchema):
-    url = fields.Url(
+    # Checked by segs.domain.webhooks (scheme, user info, port, public address): 422
+    # WEBHOOK_URL_REFUSED names the rule.
+    url = fields.String(
         required=True,
-        schemes={"http", "https"},
-        require_tld=False,
-        validate=validate.Length(max=MAX_URL),
+        validate=validate.Length(min=1, max=MAX_URL),
+        metadata={"description": "https URL of a public host, on port 443 or 8443 by default"},
     )

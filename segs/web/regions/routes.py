@@ -6,12 +6,11 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.services import regions_query
+from segs.web.parsing import Blueprint
 from segs.web.regions.schemas import RegionCurrentLoadSchema
 from segs.web.regions.schemas import RegionPageSchema
 from segs.web.regions.schemas import RegionPeriodStatsSchema

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from flask_smorest import Blueprint
 
 from segs.config import Settings
 from segs.db import session_scope
@@ -22,6 +21,7 @@ from segs.redis_client import get_redis
 from segs.services import tariffs
 from segs.tasks.tariffs import recalculate
 from segs.web.actor import current_actor
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import roles_required

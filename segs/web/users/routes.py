@@ -9,7 +9,6 @@ from typing import Any
 
 from flask import current_app
 from flask import url_for
-from flask_smorest import Blueprint
 
 from segs.db import session_scope
 from segs.domain.access import ADMIN
@@ -17,6 +16,7 @@ from segs.domain.access import OPERATOR
 from segs.services import users
 from segs.services.passwords import Passwords
 from segs.web.actor import current_actor
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
 from segs.web.security import revocation_list

@@ -1,0 +1,106 @@
+"""Who may open a live-feed stream, and how many are open.
+
+- **Tickets.** A browser's EventSource cannot send an Authorization header, and a bearer token
+  in a URL ends up in access logs. So a signed-in client asks the API for a ticket: random,
+  valid SEGS_FEED_TICKET_TTL_S, good for one connection (GETDEL), stored only as its hash.
+- **Slots.** Each open stream holds a slot in two Redis sorted sets, one per account and one
+  for all, scored by when its lease ends; a stream renews its lease while it runs and gives
+  the slot back when it ends. A feed process that dies leaves leases that simply expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+_TICKET = "segs:feed:ticket:"
+_SLOTS = "segs:feed:slots"
+
+# KEYS[1] all streams, KEYS[2] the account's; ARGV: now (ms), lease end (ms), total cap,
+# per-account cap, slot id. Returns 0 (taken), 1 (the account is at its cap) or 2 (all are).
+_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 2
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
+redis.call('PEXPIREAT', KEYS[2], ARGV[2])
+return 0
+"""
+ACCOUNT_FULL = 1
+ALL_FULL = 2
+
+
+def _ticket_key(ticket: str) -> str:
+    return _TICKET + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def issue_ticket(client: redis.Redis, account_id: uuid.UUID, ttl_s: int) -> str:
+    """A new single-use ticket for *account_id*'s next feed connection."""
+    ticket = secrets.token_urlsafe(32)
+    client.set(_ticket_key(ticket), str(account_id), ex=ttl_s)
+    return ticket
+
+
+def redeem_ticket(client: redis.Redis, ticket: str) -> uuid.UUID | None:
+    """The account a ticket was issued to, or None (unknown, used or expired); used up now."""
+    if not 16 <= len(ticket) <= 128:
+        return None
+    value = client.getdel(_ticket_key(ticket))
+    return uuid.UUID(value.decode()) if value else None
+
+
+@dataclass(frozen=True)
+class StreamSlot:
+    """One open stream's place in the caps."""
+
+    client: redis.Redis
+    account_id: uuid.UUID
+    slot_id: str
+    lease_ms: int
+
+    @property
+    def _keys(self) -> list[str]:
+        return [_SLOTS, f"{_SLOTS}:{self.account_id}"]
+
+    def renew(self, now_ms: int) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in self._keys:
+                pipe.zadd(key, {self.slot_id: now_ms + self.lease_ms}, xx=True)
+            pipe.pexpireat(self._keys[1], now_ms + self.lease_ms)
+            pipe.execute()
+
+    def release(self) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in self._keys:
+                pipe.zrem(key, self.slot_id)
+            pipe.execute()
+
+
+def take_slot(
+    client: redis.Redis,
+    account_id: uuid.UUID,
+    *,
+    now_ms: int,
+    lease_ms: int,
+    max_streams: int,
+    max_per_account: int,
+) -> StreamSlot | int:
+    """A slot for a new stream, or why not: ACCOUNT_FULL or ALL_FULL."""
+    slot = StreamSlot(client, account_id, secrets.token_hex(8), lease_ms)
+    outcome = int(
+        client.register_script(_TAKE)(
+            keys=slot._keys,
+            args=[now_ms, now_ms + lease_ms, max_streams, max_per_account, slot.slot_id],
+        )
+    )
+    return slot if outcome == 0 else outcome
