@@ -96,6 +96,24 @@ def test_every_ingestion_route_refuses_requests_without_a_usable_key(app, client
     assert post(client, route, ingestion_key(), readings).status_code == 202
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x01", "\x1f", "\x7f", "\u0085", "\n"])
+@pytest.mark.parametrize("route", [route for route in ROUTES if "{key}" in route])
+def test_a_key_in_the_path_with_control_characters_is_refused_before_any_lookup(
+    client, ts, route, character, monkeypatch
+):
+    from segs import ingestion_client
+
+    looked_up = []
+    monkeypatch.setattr(ingestion_client, "scope_by_digest", lambda *args: looked_up.append(args))
+    key = ingestion_key()
+    response = post(client, route, key[:20] + character + key[21:], [reading("K", REGION, ts, 1.0)])
+    assert (response.status_code, response.get_json()["error"]["code"]) == (
+        401,
+        "INGESTION_KEY_INVALID",
+    )
+    assert looked_up == []
+
+
 @pytest.mark.parametrize("route", ROUTES)
 def test_readings_outside_the_keys_scope_get_a_per_item_error(client, ts, route):
     east_only = ingestion_key(regions=("Pune-East",))
@@ -295,8 +313,13 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(app, client, ts):
 
 
 def test_the_cli_prints_the_key_alone_on_its_last_line(client, ts):
-    # As an operator runs it: a development environment with no JWT_SECRET_KEY set.
-    env = {name: value for name, value in os.environ.items() if name != "JWT_SECRET_KEY"}
+    # As an operator runs it: a development environment with no JWT_SECRET_KEY set (and
+    # without the test suite's testing-only webhook settings, which development refuses).
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name != "JWT_SECRET_KEY" and not name.startswith("SEGS_WEBHOOK_")
+    }
     env["SEGS_ENV"] = "development"
     created = subprocess.run(
         [

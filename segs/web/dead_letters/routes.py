@@ -7,8 +7,6 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
@@ -19,6 +17,7 @@ from segs.web.dead_letters.schemas import DeadLetterDetailSchema
 from segs.web.dead_letters.schemas import DeadLetterPageSchema
 from segs.web.dead_letters.schemas import DeadLetterQueryArgsSchema
 from segs.web.dead_letters.schemas import DeadLetterSchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import roles_required
 

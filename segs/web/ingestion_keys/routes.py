@@ -11,7 +11,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import url_for
-from flask_smorest import Blueprint
 
 from segs.config import get_settings
 from segs.db import session_scope
@@ -24,6 +23,7 @@ from segs.web.ingestion_keys.schemas import IngestionKeyPageSchema
 from segs.web.ingestion_keys.schemas import IngestionKeyRotateSchema
 from segs.web.ingestion_keys.schemas import IngestionKeySchema
 from segs.web.ingestion_keys.schemas import NewIngestionKeySchema
+from segs.web.parsing import Blueprint
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_body
 from segs.web.security import roles_required

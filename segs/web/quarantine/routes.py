@@ -6,14 +6,13 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.services import quarantine
 from segs.tasks.stores import get_window_store
 from segs.web.actor import current_actor
+from segs.web.parsing import Blueprint
 from segs.web.quarantine.schemas import QuarantinedWindowPageSchema
 from segs.web.quarantine.schemas import QuarantinedWindowSchema
 from segs.web.quarantine.schemas import QuarantineQueryArgsSchema
