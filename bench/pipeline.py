@@ -259,8 +259,8 @@ def _run_setup(config: BenchConfig) -> str:
     with psycopg.connect(libpq_conninfo(config.database_url), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE raw_readings, aggregates_1m, aggregates_15m, regional_aggregates_1m, "
-            "regional_aggregates_15m, window_flushes, meters, meter_moves, ingestion_keys, "
-            "dead_letter_batches, quarantined_windows"
+            "regional_aggregates_15m, window_flushes, meters, meter_moves, meter_assignments, "
+            "ingestion_keys, dead_letter_batches, quarantined_windows CASCADE"
         )
     redis.Redis.from_url(config.redis_url).flushdb()
     if config.broker == "redis":

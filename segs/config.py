@@ -145,8 +145,10 @@ class Settings:
     # Requests one ingestion key may make (Flask-Limiter notation); a key may carry its own.
     ingestion_rate_limit: str = "500 per second"
     # The API trusts what it cached of keys and meters this long at most (a change made through
-    # SEGS reaches every process at once; this bounds one made behind its back, in SQL).
-    ingestion_cache_s: float = 60.0
+    # SEGS reaches every process within ingestion_check_s; this bounds one made in SQL).
+    ingestion_cache_s: float = 300.0
+    # How often each API process asks Redis whether the keys or the meter registry changed.
+    ingestion_check_s: float = 1.0
     # Meters whose registry entry one API process keeps; above it the cache starts over.
     meter_cache_size: int = 1_000_000
     # How long a rotated key keeps working beside its successor, unless the rotation says.
@@ -329,6 +331,7 @@ def load_settings() -> Settings:
         max_frequency_hz=_float("SEGS_MAX_FREQUENCY_HZ", Settings.max_frequency_hz),
         ingestion_rate_limit=_str("SEGS_INGESTION_RATE_LIMIT", Settings.ingestion_rate_limit),
         ingestion_cache_s=_float("SEGS_INGESTION_CACHE_S", Settings.ingestion_cache_s, 0.1),
+        ingestion_check_s=_float("SEGS_INGESTION_CHECK_S", Settings.ingestion_check_s),
         meter_cache_size=_int("SEGS_METER_CACHE_SIZE", Settings.meter_cache_size, 1000),
         key_rotation_overlap_s=_int(
             "SEGS_KEY_ROTATION_OVERLAP_S", Settings.key_rotation_overlap_s, 0

@@ -100,7 +100,12 @@ class _KnownRegions:
 def get_registry_cache() -> RegistryCache:
     """This process's cache of ingestion keys and meter places."""
     settings = get_settings()
-    return RegistryCache(get_redis(), settings.ingestion_cache_s, settings.meter_cache_size)
+    return RegistryCache(
+        get_redis(),
+        settings.ingestion_cache_s,
+        settings.meter_cache_size,
+        check_every_s=settings.ingestion_check_s,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -17,8 +17,9 @@ from typing import Any
 
 import msgspec
 
-from segs.domain.identifiers import ID_PATTERN
 from segs.domain.identifiers import ID_RULE
+from segs.domain.identifiers import all_valid_ids
+from segs.domain.identifiers import is_valid_id
 
 MICRO = 1_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,7 +60,6 @@ def _bounded(upper: float) -> Any:
     return Annotated[float, msgspec.Meta(ge=0, le=upper)]
 
 
-Identifier = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
@@ -72,8 +72,9 @@ def reading_type(limits: ReadingLimits) -> type[msgspec.Struct]:
     return msgspec.defstruct(
         "ReadingIn",
         [
-            ("reading_id", Identifier),
-            ("meter_id", Identifier),
+            # Checked against the id rule after decoding, for the whole batch at once.
+            ("reading_id", str),
+            ("meter_id", str),
             ("region", RegionName),
             ("timestamp", Annotated[datetime, msgspec.Meta(tz=True)]),
             ("power_kw", _bounded(limits.max_power_kw)),
@@ -121,7 +122,6 @@ _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
 _AT_PATH = re.compile(r"^(?P<reason>.*) - at `\$\.(?P<field>[A-Za-z0-9_]+)")
-_NOT_AN_ID = "Expected `str` matching regex"
 _TOO_DEEP = "JSON nests too deeply"
 
 
@@ -152,9 +152,7 @@ def describe_validation_error(exc: msgspec.ValidationError) -> tuple[str, str]:
         return missing.group("field"), "is required"
     at_path = _AT_PATH.match(text)
     if at_path:
-        reason = at_path.group("reason")
-        # The pattern itself is no help to a reader; the rule in words is.
-        return at_path.group("field"), ID_RULE if reason.startswith(_NOT_AN_ID) else reason
+        return at_path.group("field"), at_path.group("reason")
     return "reading", text
 
 
@@ -236,7 +234,9 @@ class ReadingCodec:
             valid, errors = self.decode_items(items)
             return DecodedBatch(valid, errors, len(items))
         _check_count(len(readings), self.max_items)
-        return DecodedBatch(list(enumerate(readings)), [], len(readings))
+        id_errors: list[ReadingError] = []
+        valid_ids = _with_valid_ids(list(enumerate(readings)), id_errors)
+        return DecodedBatch(valid_ids, id_errors, len(readings))
 
     def decode_single(self, body: bytes) -> DecodedBatch:
         """Decode a one-reading body (a JSON object) as a batch of one.
@@ -260,7 +260,28 @@ class ReadingCodec:
                 errors.append(ReadingError(index, field, reason))
             except RecursionError:
                 errors.append(ReadingError(index, "reading", _TOO_DEEP))
+        valid = _with_valid_ids(valid, errors)
+        errors.sort(key=lambda error: error.index)
         return valid, errors
+
+
+def _with_valid_ids(
+    readings: list[tuple[int, Any]], errors: list[ReadingError]
+) -> list[tuple[int, Any]]:
+    """The readings whose reading id and meter id follow the id rule; an error for each other."""
+    ids = [reading.reading_id for _, reading in readings]
+    ids.extend(reading.meter_id for _, reading in readings)
+    if all_valid_ids(ids):
+        return readings
+    kept = []
+    for index, reading in readings:
+        if not is_valid_id(reading.reading_id):
+            errors.append(ReadingError(index, "readingId", ID_RULE))
+        elif not is_valid_id(reading.meter_id):
+            errors.append(ReadingError(index, "meterId", ID_RULE))
+        else:
+            kept.append((index, reading))
+    return kept
 
 
 @dataclass(frozen=True, slots=True)

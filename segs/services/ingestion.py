@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -62,7 +62,7 @@ class DedupeMarks(Protocol):
 
 
 class Directory(Protocol):
-    def places(self, meter_ids: Iterable[str]) -> dict[str, Place]:
+    def places(self, meter_ids: set[str]) -> Mapping[str, Place]:
         """The place of each registered meter among *meter_ids*."""
 
     def register(self, regions: dict[str, str]) -> dict[str, Place]:
@@ -173,9 +173,11 @@ class Ingestor:
         meter_ids = {row[ROW_METER] for _, row in rows}
         try:
             places = self.directory.places(meter_ids)
-            new = registrations(rows, places, scope) if len(places) < len(meter_ids) else None
-            if new:
-                places.update(self.directory.register(new))
+            if not meter_ids.issubset(places.keys()):
+                new = registrations(rows, places, scope)
+                if new:
+                    known = {meter: places[meter] for meter in meter_ids if meter in places}
+                    places = {**known, **self.directory.register(new)}
         except (psycopg.Error, SQLAlchemyError) as exc:
             raise self._database_unavailable(exc) from exc
         kept, refused = check_places(rows, places, scope)

@@ -9,8 +9,9 @@ at once, both go on with the region that won.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Callable
-from collections.abc import Iterable
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -47,27 +48,22 @@ class MeterDirectory:
     cache: RegistryCache
     connect: Connect
 
-    def places(self, meter_ids: Iterable[str]) -> dict[str, Place]:
-        """The place of each registered meter among *meter_ids* (unregistered ones are absent).
+    def places(self, meter_ids: set[str]) -> Mapping[str, Place]:
+        """The place of each registered meter among *meter_ids* (unregistered ones are absent;
+        the mapping may hold other meters too).
 
         :raises psycopg.Error: the database is unavailable.
         """
         cached = self.cache.meters
-        found: dict[str, Place] = {}
-        missing: list[str] = []
-        for meter_id in meter_ids:
-            place = cached.get(meter_id)
-            if place is None:
-                missing.append(meter_id)
-            else:
-                found[meter_id] = place
-        if missing:
-            with self.connect() as conn:
-                loaded = self._load(conn, missing)
-                conn.commit()
-            self.cache.remember_meters(loaded)
-            found.update(loaded)
-        return found
+        missing = meter_ids.difference(cached)
+        if not missing:
+            # The usual request: every meter is cached, and nothing is copied.
+            return cached
+        with self.connect() as conn:
+            loaded = self._load(conn, list(missing))
+            conn.commit()
+        self.cache.remember_meters(loaded)
+        return ChainMap(loaded, cached)
 
     def register(self, regions: dict[str, str]) -> dict[str, Place]:
         """Register each new meter in its region; return the stored place of every one of them.

@@ -16,6 +16,7 @@ from segs.domain.ingestion_keys import KeyScope
 from segs.domain.ingestion_keys import key_digest
 from segs.domain.ingestion_keys import new_plain_key
 from segs.redis_client import get_redis
+from segs.services import registry_cache
 from segs.services.audit import SYSTEM
 from segs.services.ingestion_keys import revoke_key
 from segs.services.registry_cache import RegistryCache
@@ -352,27 +353,43 @@ def test_the_cli_prints_the_key_alone_on_its_last_line(client, ts):
     assert query("SELECT action, actor_id FROM audit_log") == [("ingestion_key.create", None)]
 
 
-def test_a_revocation_reaches_every_process_cache_at_its_next_request(clean_state):
-    """Two API processes' caches (segs.services.registry_cache), as two gunicorn workers hold."""
-    key = ingestion_key()
-    digest = key_digest(key)
-    first, second = (RegistryCache(get_redis(), max_age_s=3600, meter_limit=1000) for _ in range(2))
-    for cache in (first, second):
-        cache.sync()
-        cache.remember_key(digest, KeyScope("cached", "cached"))
-        cache.remember_meters({"M": REGION})
-    first.sync()
-    assert digest in first.keys and "M" in first.meters
+def other_process_cache(check_every_s: float) -> RegistryCache:
+    """A cache as another API process holds it: a change made here does not touch it directly."""
+    cache = RegistryCache(
+        get_redis(), max_age_s=3600, meter_limit=1000, check_every_s=check_every_s
+    )
+    registry_cache._local_caches.discard(cache)
+    return cache
+
+
+def revoke_the_key() -> None:
     key_id = scalar("SELECT id FROM ingestion_keys")
     with session_scope() as session:
         revoke_key(session, get_redis(), SYSTEM, key_id, datetime.now(UTC))
-    for cache in (first, second):
+
+
+def test_a_revocation_reaches_every_process_within_the_check_interval(clean_state):
+    ingestion_key()
+    here = RegistryCache(get_redis(), max_age_s=3600, meter_limit=1000, check_every_s=3600)
+    elsewhere = other_process_cache(check_every_s=0.5)
+    for cache in (here, elsewhere):
         cache.sync()
-        assert cache.keys == {} and cache.meters == {}
+        cache.remember_key("digest", KeyScope("cached", "cached"))
+        cache.remember_meters({"M": REGION})
+    revoke_the_key()
+    # The process that made the change starts over at once, whatever its interval.
+    assert here.keys == {} and here.meters == {}
+    # Another process, within its interval: not yet; after it: at its next sync.
+    elsewhere.sync()
+    assert "digest" in elsewhere.keys
+    time.sleep(0.6)
+    elsewhere.sync()
+    assert elsewhere.keys == {} and elsewhere.meters == {}
 
 
 def test_the_caches_start_over_after_their_age_limit(clean_state):
-    cache = RegistryCache(get_redis(), max_age_s=0.2, meter_limit=1000)
+    cache = other_process_cache(check_every_s=0)
+    cache.max_age_s = 0.2
     cache.sync()
     cache.remember_meters({"M": REGION})
     cache.sync()

@@ -54,7 +54,8 @@ def test_trusted_ingestion_defaults(bare_env):
         max_frequency_hz=100.0,
     )
     assert settings.ingestion_rate_limit == "500 per second"
-    assert (settings.ingestion_cache_s, settings.meter_cache_size) == (60.0, 1_000_000)
+    assert (settings.ingestion_cache_s, settings.ingestion_check_s) == (300.0, 1.0)
+    assert settings.meter_cache_size == 1_000_000
     assert (settings.key_rotation_overlap_s, settings.data_error_attempts) == (86_400, 3)
     bare_env.setenv("SEGS_MAX_POWER_KW", "250")
     bare_env.setenv("SEGS_INGESTION_RATE_LIMIT", "100/second")
