@@ -78,10 +78,19 @@ def upgrade() -> None:
         $$
         """
     )
+    # WHEN clauses keep the trigger off the hot paths: ingestion registers meters without an
+    # owner by the thousand, and the flush updates last_seen on every meter every minute.
     op.execute(
         """
-        CREATE TRIGGER tr_meters_track_owner AFTER INSERT OR UPDATE OF owner_id ON meters
-        FOR EACH ROW EXECUTE FUNCTION segs_track_meter_owner()
+        CREATE TRIGGER tr_meters_owner_on_insert AFTER INSERT ON meters
+        FOR EACH ROW WHEN (NEW.owner_id IS NOT NULL) EXECUTE FUNCTION segs_track_meter_owner()
+        """
+    )
+    op.execute(
+        """
+        CREATE TRIGGER tr_meters_owner_on_update AFTER UPDATE OF owner_id ON meters
+        FOR EACH ROW WHEN (NEW.owner_id IS DISTINCT FROM OLD.owner_id)
+        EXECUTE FUNCTION segs_track_meter_owner()
         """
     )
 
@@ -130,6 +139,7 @@ def downgrade() -> None:
     op.execute(
         "ALTER TABLE invoices ADD CONSTRAINT uq_invoices_meter_period UNIQUE (meter_id, period_start)"
     )
-    op.execute("DROP TRIGGER tr_meters_track_owner ON meters")
+    op.execute("DROP TRIGGER tr_meters_owner_on_update ON meters")
+    op.execute("DROP TRIGGER tr_meters_owner_on_insert ON meters")
     op.execute("DROP FUNCTION segs_track_meter_owner()")
     op.execute("DROP TABLE meter_assignments")

@@ -63,16 +63,23 @@ def place_of(region: str, moves: Iterable[Move] = (), retired_at_us: int | None 
 
 def registrations(
     rows: list[tuple[int, ReadingRow]], places: Mapping[str, Place], scope: KeyScope
-) -> dict[str, str]:
-    """The unregistered meters *scope* may register on first sight, each in the region its
-    first reading names. Only a head-end key registers, and only in the regions it covers."""
+) -> dict[str, tuple[str, int]]:
+    """The unregistered meters *scope* may register on first sight: each in the region its
+    first reading in *rows* names, first seen at the earliest of its readings naming that
+    region (epoch µs). Only a head-end key registers, and only in the regions it covers."""
     if scope.meter_id is not None:
         return {}
-    new: dict[str, str] = {}
+    new: dict[str, tuple[str, int]] = {}
     for _, row in rows:
-        meter = row[ROW_METER]
-        if meter not in places and meter not in new and scope.covers(row[ROW_REGION]):
-            new[meter] = row[ROW_REGION]
+        meter, region, ts_us = row[ROW_METER], row[ROW_REGION], row[ROW_TS]
+        if meter in places:
+            continue
+        known = new.get(meter)
+        if known is None:
+            if scope.covers(region):
+                new[meter] = (region, ts_us)
+        elif known[0] == region and ts_us < known[1]:
+            new[meter] = (region, ts_us)
     return new
 
 

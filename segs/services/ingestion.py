@@ -65,8 +65,8 @@ class Directory(Protocol):
     def places(self, meter_ids: set[str]) -> Mapping[str, Place]:
         """The place of each registered meter among *meter_ids*."""
 
-    def register(self, regions: dict[str, str]) -> dict[str, Place]:
-        """Register new meters in their regions; the stored place of each."""
+    def register(self, first_readings: dict[str, tuple[str, int]]) -> dict[str, Place]:
+        """Register new meters in their regions, first seen then; the stored place of each."""
 
 
 class Publisher(Protocol):
@@ -173,7 +173,8 @@ class Ingestor:
         meter_ids = {row[ROW_METER] for _, row in rows}
         try:
             places = self.directory.places(meter_ids)
-            if not meter_ids.issubset(places.keys()):
+            # (not issubset: on a mapping's keys it would first copy the whole cache into a set)
+            if any(meter not in places for meter in meter_ids):
                 new = registrations(rows, places, scope)
                 if new:
                     known = {meter: places[meter] for meter in meter_ids if meter in places}

@@ -24,22 +24,27 @@ from segs.services.registry_cache import RegistryCache
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
+# One index probe per meter (a join on the array, where "= ANY" of 500 ids had the planner scan
+# the whole table), and a meter's moves only if it has any.
 _PLACES = """
 SELECT m.meter_id, m.region, (extract(epoch FROM m.retired_at) * 1000000)::bigint,
-       coalesce(
-           json_agg(json_build_array((extract(epoch FROM v.effective_from) * 1000000)::bigint,
-                                     v.from_region, v.to_region))
-               FILTER (WHERE v.id IS NOT NULL),
-           '[]')
-FROM meters m LEFT JOIN meter_moves v ON v.meter_id = m.meter_id
-WHERE m.meter_id = ANY(%(meters)s)
-GROUP BY m.meter_id
+       (SELECT json_agg(json_build_array(
+                   (extract(epoch FROM v.effective_from) * 1000000)::bigint,
+                   v.from_region, v.to_region))
+        FROM meter_moves v WHERE v.meter_id = m.meter_id)
+FROM unnest(%(meters)s::text[]) AS k(meter_id)
+JOIN meters m ON m.meter_id = k.meter_id
 """
 
+# first_seen is the request's first reading of the meter; the worker sets it for a meter an
+# admin registered ahead of its readings.
 _REGISTER = """
-INSERT INTO meters (meter_id, region)
-SELECT * FROM unnest(%(meters)s::text[], %(regions)s::text[])
+INSERT INTO meters (meter_id, region, first_seen)
+SELECT meter_id, region, timestamptz 'epoch' + first_us * interval '1 microsecond'
+FROM unnest(%(meters)s::text[], %(regions)s::text[], %(first_us)s::bigint[])
+     AS k(meter_id, region, first_us)
 ON CONFLICT (meter_id) DO NOTHING
+RETURNING meter_id, region
 """
 
 
@@ -65,18 +70,29 @@ class MeterDirectory:
         self.cache.remember_meters(loaded)
         return ChainMap(loaded, cached)
 
-    def register(self, regions: dict[str, str]) -> dict[str, Place]:
-        """Register each new meter in its region; return the stored place of every one of them.
+    def register(self, first_readings: dict[str, tuple[str, int]]) -> dict[str, Place]:
+        """Register each new meter in its region, first seen at the given instant (epoch µs);
+        return the stored place of every one of them (another request may have won the race).
 
         :raises psycopg.Error: the database is unavailable.
         """
-        meters = list(regions)
+        meters = list(first_readings)
         with self.connect() as conn:
-            conn.execute(_REGISTER, {"meters": meters, "regions": [regions[m] for m in meters]})
-            loaded = self._load(conn, meters)
+            inserted = conn.execute(
+                _REGISTER,
+                {
+                    "meters": meters,
+                    "regions": [first_readings[meter][0] for meter in meters],
+                    "first_us": [first_readings[meter][1] for meter in meters],
+                },
+            ).fetchall()
+            placed: dict[str, Place] = dict(inserted)
+            raced = [meter for meter in meters if meter not in placed]
+            if raced:
+                placed.update(self._load(conn, raced))
             conn.commit()
-        self.cache.remember_meters(loaded)
-        return loaded
+        self.cache.remember_meters(placed)
+        return placed
 
     @staticmethod
     def _load(conn: psycopg.Connection, meter_ids: list[str]) -> dict[str, Place]:
@@ -84,7 +100,7 @@ class MeterDirectory:
         return {
             meter_id: place_of(
                 region,
-                (Move(effective, source, target) for effective, source, target in moves),
+                (Move(effective, source, target) for effective, source, target in moves or ()),
                 retired_at_us,
             )
             for meter_id, region, retired_at_us, moves in rows

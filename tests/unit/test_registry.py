@@ -105,10 +105,18 @@ def test_region_at_follows_the_moves():
 
 def test_a_head_end_key_registers_new_meters_of_the_regions_it_covers():
     rows = indexed(
-        row("NEW1", "West"), row("NEW1", "East"), row("NEW2", "East"), row("OLD", "West")
+        row("NEW1", "West", T0 + 5),
+        row("NEW1", "East", T0 + 1),
+        row("NEW1", "West", T0 + 2),
+        row("NEW2", "East", T0 + 3),
+        row("OLD", "West"),
     )
-    assert registrations(rows, {"OLD": "West"}, EVERY) == {"NEW1": "West", "NEW2": "East"}
-    assert registrations(rows, {"OLD": "West"}, WEST) == {"NEW1": "West"}
+    # The region of a meter's first reading in the request, first seen at its earliest there.
+    assert registrations(rows, {"OLD": "West"}, EVERY) == {
+        "NEW1": ("West", T0 + 2),
+        "NEW2": ("East", T0 + 3),
+    }
+    assert registrations(rows, {"OLD": "West"}, WEST) == {"NEW1": ("West", T0 + 2)}
     assert registrations(rows, {}, DEVICE) == {}
 
 
