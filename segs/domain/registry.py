@@ -84,12 +84,21 @@ def registrations(
 
 
 def check_places(
-    rows: list[tuple[int, ReadingRow]], places: Mapping[str, Place], scope: KeyScope
-) -> tuple[list[ReadingRow], list[ReadingError]]:
+    rows: list[tuple[int, ReadingRow]],
+    places: Mapping[str, Place],
+    scope: KeyScope,
+    *,
+    final: bool = True,
+) -> tuple[list[ReadingRow], list[ReadingError], list[tuple[int, ReadingRow]]]:
     """Keep the readings *scope* may send for registered meters, in the region each meter
-    belongs to at the reading's time; one error for every other reading."""
+    belongs to at the reading's time; one error for every other reading.
+
+    Unless *final*, the readings of meters *places* does not hold are neither kept nor refused
+    but returned last, to be looked up (and maybe registered) and checked again.
+    """
     kept: list[ReadingRow] = []
     errors: list[ReadingError] = []
+    unknown: list[tuple[int, ReadingRow]] = []
     device = scope.meter_id
     every_region = scope.regions is None
     for index, row in rows:
@@ -104,12 +113,15 @@ def check_places(
         ):
             kept.append(row)
             continue
+        if place is None and not final:
+            unknown.append((index, row))
+            continue
         error = _place_error(index, row, place, scope)
         if error is None:
             kept.append(row)
         else:
             errors.append(error)
-    return kept, errors
+    return kept, errors, unknown
 
 
 def _place_error(

@@ -62,8 +62,12 @@ class DedupeMarks(Protocol):
 
 
 class Directory(Protocol):
-    def places(self, meter_ids: set[str]) -> Mapping[str, Place]:
-        """The place of each registered meter among *meter_ids*."""
+    @property
+    def cached(self) -> Mapping[str, Place]:
+        """The places this process holds."""
+
+    def places(self, meter_ids: set[str]) -> dict[str, Place]:
+        """Look up the place of each registered meter among *meter_ids*."""
 
     def register(self, first_readings: dict[str, tuple[str, int]]) -> dict[str, Place]:
         """Register new meters in their regions, first seen then; the stored place of each."""
@@ -167,23 +171,22 @@ class Ingestor:
         self, rows: list[tuple[int, ReadingRow]], scope: KeyScope, errors: list[ReadingError]
     ) -> list[ReadingRow]:
         """The rows *scope* may send, each in its meter's registered region (segs.domain.registry);
-        the head-end key's new meters are registered first."""
-        if not rows:
-            return []
-        meter_ids = {row[ROW_METER] for _, row in rows}
+        meters this process does not hold are looked up, and a head-end key's new meters are
+        registered, before their rows are checked."""
+        kept, refused, unknown = check_places(rows, self.directory.cached, scope, final=False)
+        errors.extend(refused)
+        if not unknown:
+            return kept
         try:
-            places = self.directory.places(meter_ids)
-            # (not issubset: on a mapping's keys it would first copy the whole cache into a set)
-            if any(meter not in places for meter in meter_ids):
-                new = registrations(rows, places, scope)
-                if new:
-                    known = {meter: places[meter] for meter in meter_ids if meter in places}
-                    places = {**known, **self.directory.register(new)}
+            places = self.directory.places({row[ROW_METER] for _, row in unknown})
+            new = registrations(unknown, places, scope)
+            if new:
+                places.update(self.directory.register(new))
         except (psycopg.Error, SQLAlchemyError) as exc:
             raise self._database_unavailable(exc) from exc
-        kept, refused = check_places(rows, places, scope)
+        more, refused, _ = check_places(unknown, places, scope)
         errors.extend(refused)
-        return kept
+        return kept + more
 
     def _database_unavailable(self, exc: Exception) -> IngestionUnavailableError:
         return IngestionUnavailableError(

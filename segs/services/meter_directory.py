@@ -9,7 +9,6 @@ at once, both go on with the region that won.
 
 from __future__ import annotations
 
-from collections import ChainMap
 from collections.abc import Callable
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -53,22 +52,21 @@ class MeterDirectory:
     cache: RegistryCache
     connect: Connect
 
-    def places(self, meter_ids: set[str]) -> Mapping[str, Place]:
-        """The place of each registered meter among *meter_ids* (unregistered ones are absent;
-        the mapping may hold other meters too).
+    @property
+    def cached(self) -> Mapping[str, Place]:
+        """The places this process holds (read-only: the cache keeps them)."""
+        return self.cache.meters
+
+    def places(self, meter_ids: set[str]) -> dict[str, Place]:
+        """Look up meters this process does not hold; the place of each registered one.
 
         :raises psycopg.Error: the database is unavailable.
         """
-        cached = self.cache.meters
-        missing = meter_ids.difference(cached)
-        if not missing:
-            # The usual request: every meter is cached, and nothing is copied.
-            return cached
         with self.connect() as conn:
-            loaded = self._load(conn, list(missing))
+            loaded = self._load(conn, list(meter_ids))
             conn.commit()
         self.cache.remember_meters(loaded)
-        return ChainMap(loaded, cached)
+        return loaded
 
     def register(self, first_readings: dict[str, tuple[str, int]]) -> dict[str, Place]:
         """Register each new meter in its region, first seen at the given instant (epoch µs);

@@ -130,7 +130,7 @@ def test_check_places_keeps_what_the_key_may_send_in_the_registered_region():
         row("M3", "West", T0),
         row("GONE", "West"),
     )
-    kept, errors = check_places(rows, places, EVERY)
+    kept, errors, _ = check_places(rows, places, EVERY)
     assert kept == [row("M1", "West"), row("M2", "East"), row("M3", "West", T0 - 1)]
     assert errors == [
         ReadingError(1, "region", "meter M1 is registered in region West"),
@@ -139,8 +139,16 @@ def test_check_places_keeps_what_the_key_may_send_in_the_registered_region():
     ]
 
 
+def test_a_first_pass_sets_aside_the_meters_it_does_not_hold():
+    rows = indexed(row("M1", "West"), row("NEW", "West"), row("M1", "East"))
+    kept, errors, unknown = check_places(rows, {"M1": "West"}, EVERY, final=False)
+    assert kept == [row("M1", "West")]
+    assert errors == [ReadingError(2, "region", "meter M1 is registered in region West")]
+    assert unknown == [(1, row("NEW", "West"))]
+
+
 def test_a_head_end_key_sends_only_for_its_regions():
-    kept, errors = check_places(
+    kept, errors, _ = check_places(
         indexed(row("M1", "West"), row("M2", "East"), row("M9", "East")),
         {"M1": "West", "M2": "East"},
         WEST,
@@ -153,7 +161,7 @@ def test_a_head_end_key_sends_only_for_its_regions():
 
 
 def test_a_device_key_sends_only_its_own_meter():
-    kept, errors = check_places(
+    kept, errors, _ = check_places(
         indexed(row("M1", "West"), row("M2", "West")), {"M1": "West", "M2": "West"}, DEVICE
     )
     assert kept == [row("M1", "West")]
@@ -168,7 +176,7 @@ def test_readings_around_a_move_name_the_region_of_their_time():
         row("M1", "East", T0),
         row("M1", "West", T0),
     )
-    kept, errors = check_places(rows, places, EVERY)
+    kept, errors, _ = check_places(rows, places, EVERY)
     assert kept == [row("M1", "West", T0 - 1), row("M1", "East", T0)]
     assert errors == [
         ReadingError(1, "region", "meter M1 is registered in region West"),
