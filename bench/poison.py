@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             phase = {"seconds": args.phase, "probe_every": args.probe_every, "shards": args.shards}
             clean = _phase(api, key, conn, poison_rate=0.0, **phase)
             poisoned = _phase(api, key, conn, poison_rate=args.poison_rate, **phase)
+            under_load = simulator.process.poll() is None
             time.sleep(10)  # the last poison batches' attempts
             dead = conn.execute("SELECT count(*) FROM dead_letter_batches").fetchone()
-        under_load = simulator.process.poll() is None
         simulator.process.wait()
         _stop(simulator)
 
