@@ -65,10 +65,9 @@ API_BLUEPRINTS: tuple = (
 def create_app(settings: Settings | None = None) -> Flask:
     """Create the API application from *settings* (default: the environment)."""
     settings = settings or get_settings()
-    if settings.jwt_secret_key is None and click.get_current_context(silent=True) is not None:
-        # Loaded by the flask command (a CLI command, or the one-process development server):
-        # no other process has to trust its tokens, so a random key of its own does, and the
-        # commands that sign nothing (migrate, create-ingestion-key...) need no key at all.
+    if settings.jwt_secret_key is None and _loaded_for_a_cli_command():
+        # No other process has to trust what a CLI command signs (and most sign nothing:
+        # migrate, create-ingestion-key...), so a random key of its own does.
         settings = replace(settings, jwt_secret_key=secrets.token_urlsafe(32))
     require_signing_key(settings)
     app = Flask(__name__)
@@ -86,6 +85,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register_error_handlers(app)
     cli.register_commands(app)
     return app
+
+
+def _loaded_for_a_cli_command() -> bool:
+    """Whether the flask command loads the app for one of its commands, other than ``run``
+    (the development server, which serves requests and so needs a real key)."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.info_name != "run"
 
 
 def require_signing_key(settings: Settings) -> None:

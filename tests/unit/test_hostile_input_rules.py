@@ -213,3 +213,29 @@ def test_a_strong_key_starts_the_api_and_testing_needs_none():
     strong = Settings(environment="production", jwt_secret_key=secrets.token_urlsafe(32))
     assert create_app(strong).config["JWT_SECRET_KEY"] == strong.jwt_secret_key
     assert create_app(Settings(environment="testing")).config["JWT_SECRET_KEY"]
+
+
+def test_cli_commands_need_no_key_but_the_development_server_does():
+    """The flask command loads the app for every command: those that serve nothing get a
+    random key of their own process; ``flask run`` serves requests and needs a real one."""
+    import click
+
+    from segs.config import Settings
+    from segs.web import create_app
+
+    development = Settings(environment="development")
+    flask_command = click.Group("flask")
+
+    @flask_command.command("migrate")
+    def a_command() -> None:
+        assert len(create_app(development).config["JWT_SECRET_KEY"]) >= 43
+
+    @flask_command.command("run")
+    def the_server() -> None:
+        create_app(development)
+
+    flask_command.main(["migrate"], standalone_mode=False)
+    with pytest.raises(SettingsError, match="JWT_SECRET_KEY"):
+        flask_command.main(["run"], standalone_mode=False)
+    with pytest.raises(SettingsError, match="JWT_SECRET_KEY"):
+        create_app(development)  # gunicorn: no command at all
