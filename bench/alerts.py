@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -43,7 +42,10 @@ from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
-from bench.pipeline import add_store_options
+from bench.pipeline import add_probe_load_options
+from bench.pipeline import create_ingestion_key
+from bench.pipeline import probe_load_config
+from bench.pipeline import quantiles
 from bench.pipeline import simulator_command
 
 PROBE_REGION = "Pune-West"
@@ -204,11 +206,10 @@ def _overload_latencies(config: BenchConfig, since: datetime) -> list[tuple[str,
 def _quantiles(values: list[float]) -> str:
     if not values:
         return "no samples"
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p50, p99, worst = quantiles(values)
     return (
-        f"p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-        f"max {ordered[-1] * 1000:.0f} ms (n={len(ordered)})"
+        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+        f"max {worst * 1000:.0f} ms (n={len(values)})"
     )
 
 
@@ -218,43 +219,31 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--meters", type=int, default=20_000, help="simulated meters (load)")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
     parser.add_argument("--duration", type=float, default=150.0, help="seconds of load")
     parser.add_argument("--probes", type=int, default=60, help="spiking readings to time")
     parser.add_argument("--probe-every", type=float, default=1.5, help="seconds between probes")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of load before probing")
     parser.add_argument("--timeout", type=float, default=30.0, help="give up on a probe after")
-    parser.add_argument("--api-port", type=int, default=8078, help="port for the benchmark's API")
-    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
-    parser.add_argument("--concurrency", type=int, default=2, help="simulator batches in flight")
-    add_store_options(parser)
+    add_probe_load_options(parser, api_port=8078)
     args = parser.parse_args(argv)
-    config = BenchConfig(
-        meters=args.meters,
-        interval_s=args.interval,
-        duration_s=args.duration,
-        api_workers=2,
-        worker_concurrency=2,
-        worker_pool="prefork",
-        worker_nice=0,
-        shards=args.shards,
-        broker="redis",
-        api_port=args.api_port,
-        seed=1,
-        client_concurrency=args.concurrency,
-        database_url=args.database_url,
-        redis_url=args.redis_url,
-        redis_broker_url=args.redis_broker_url,
+    # The webhook receiver is this process, on a loopback port over plain http: allowed only
+    # under SEGS_ENV=testing, which the benchmark's stack runs with.
+    os.environ.update(
+        {
+            "SEGS_WEBHOOK_ALLOW_LOOPBACK": "1",
+            "SEGS_WEBHOOK_ALLOW_HTTP": "1",
+            "SEGS_WEBHOOK_PORTS": "1024-65535",
+        }
     )
+    config = probe_load_config(args, args.duration)
     os.environ.update(config.env())
     from segs.dbadmin import libpq_conninfo
 
     probes = [f"PROBE-{index:04d}" for index in range(args.probes)]
     receiver = _Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    key = _run_setup(config)
+    _run_setup(config)
     _prepare(config, receiver, probes)
+    key = create_ingestion_key(config.env(), "bench alerts")
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-alerts-"))
     api = f"http://127.0.0.1:{config.api_port}"
     started = datetime.now(UTC)

@@ -105,6 +105,48 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_probe_load_options(parser: argparse.ArgumentParser, *, api_port: int) -> None:
+    """The load a probing benchmark (bench.alerts, bench.poison) runs under, and where."""
+    parser.add_argument("--meters", type=int, default=20_000, help="simulated meters (load)")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of load before probing")
+    parser.add_argument(
+        "--api-port", type=int, default=api_port, help="port for the benchmark's API"
+    )
+    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
+    parser.add_argument("--concurrency", type=int, default=2, help="simulator batches in flight")
+    add_store_options(parser)
+
+
+def probe_load_config(args: argparse.Namespace, duration_s: float) -> BenchConfig:
+    """make bench's stack (2 API workers, 2 prefork processes on the reading queues and a
+    service worker, the Redis broker) under the load of add_probe_load_options."""
+    return BenchConfig(
+        meters=args.meters,
+        interval_s=args.interval,
+        duration_s=duration_s,
+        api_workers=2,
+        worker_concurrency=2,
+        worker_pool="prefork",
+        worker_nice=0,
+        shards=args.shards,
+        broker="redis",
+        api_port=args.api_port,
+        seed=1,
+        client_concurrency=args.concurrency,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        redis_broker_url=args.redis_broker_url,
+    )
+
+
+def quantiles(values: list[float]) -> tuple[float, float, float]:
+    """(p50, p99, max) of a non-empty list."""
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered), p99, ordered[-1]
+
+
 @dataclass
 class ProcessGroup:
     name: str
@@ -243,9 +285,8 @@ def _hold_store(config: BenchConfig) -> None:
     _held_locks.append(handle)
 
 
-def _run_setup(config: BenchConfig) -> str:
-    """Create and migrate the bench database, empty it and the bench Redis databases, and
-    return a new ingestion key for every region."""
+def _run_setup(config: BenchConfig) -> None:
+    """Create and migrate the bench database, then empty it and the bench Redis databases."""
     _hold_store(config)
     env = config.env()
     subprocess.run(
@@ -265,7 +306,6 @@ def _run_setup(config: BenchConfig) -> str:
     redis.Redis.from_url(config.redis_url).flushdb()
     if config.broker == "redis":
         redis.Redis.from_url(config.broker_url).flushdb()
-    return create_ingestion_key(env, "bench")
 
 
 def create_ingestion_key(env: dict[str, str], name: str) -> str:
@@ -516,7 +556,8 @@ def run(config: BenchConfig) -> BenchResult:
 
     os.environ.update(config.env())
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
-    key = _run_setup(config)
+    _run_setup(config)
+    key = create_ingestion_key(config.env(), "bench")
     summary_path = logs / "simulator.json"
     notes: list[str] = []
     with _stack(config, logs) as groups:

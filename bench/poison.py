@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -28,12 +27,14 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from bench.pipeline import BenchConfig
 from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
-from bench.pipeline import add_store_options
+from bench.pipeline import add_probe_load_options
+from bench.pipeline import create_ingestion_key
+from bench.pipeline import probe_load_config
+from bench.pipeline import quantiles
 from bench.pipeline import simulator_command
 
 PROBE_REGION = "Pune-West"
@@ -106,50 +107,23 @@ def _phase(
     return delays
 
 
-def _quantiles(values: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered), p99, ordered[-1]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.poison",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--meters", type=int, default=20_000, help="simulated meters (load)")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
     parser.add_argument("--phase", type=float, default=60.0, help="seconds of each phase")
     parser.add_argument("--probe-every", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--poison-rate", type=float, default=2.0, help="poison batches a second")
-    parser.add_argument("--warmup", type=float, default=15.0, help="seconds of load first")
-    parser.add_argument("--api-port", type=int, default=8079, help="port for the benchmark's API")
-    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
-    parser.add_argument("--concurrency", type=int, default=2, help="simulator batches in flight")
-    add_store_options(parser)
+    add_probe_load_options(parser, api_port=8079)
     args = parser.parse_args(argv)
-    config = BenchConfig(
-        meters=args.meters,
-        interval_s=args.interval,
-        duration_s=args.warmup + 2 * args.phase + 10,
-        api_workers=2,
-        worker_concurrency=2,
-        worker_pool="prefork",
-        worker_nice=0,
-        shards=args.shards,
-        broker="redis",
-        api_port=args.api_port,
-        seed=1,
-        client_concurrency=args.concurrency,
-        database_url=args.database_url,
-        redis_url=args.redis_url,
-        redis_broker_url=args.redis_broker_url,
-    )
+    config = probe_load_config(args, args.warmup + 2 * args.phase + 10)
     os.environ.update(config.env())
     from segs.dbadmin import libpq_conninfo
 
-    key = _run_setup(config)
+    _run_setup(config)
+    key = create_ingestion_key(config.env(), "bench poison")
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-poison-"))
     api = f"http://127.0.0.1:{config.api_port}"
     with _stack(config, logs):
@@ -166,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         _stop(simulator)
 
     flush_period = float(os.environ.get("SEGS_FLUSH_INTERVAL_S") or 5.0)
-    clean_q, poisoned_q = _quantiles(clean), _quantiles(poisoned)
+    clean_q, poisoned_q = quantiles(clean), quantiles(poisoned)
     print(
         f"SEGS poison benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
