@@ -32,6 +32,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.pipeline import _wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-feed-password-1"  # noqa: S105 - the throwaway bench account's
 METER = "BENCH-FEED-0001"
@@ -132,18 +134,6 @@ def _start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Pop
     )
 
 
-def _wait_up(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not come up; see var/bench-feed-*.log")
-
-
 def _hold_stream(url: str, token: str, opened: threading.Event, stop: threading.Event) -> None:
     with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))) as conn:
         conn.sendall(
@@ -220,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     stop = threading.Event()
     try:
-        _wait_up(f"{api_url}/health")
-        _wait_up(f"{feed_url}/health")
+        _wait_ready(f"{api_url}/health")
+        _wait_ready(f"{feed_url}/health")
         login = httpx.post(
             f"{api_url}/api/v1/auth/login",
             json={"email": "feed@bench.test", "password": PASSWORD},

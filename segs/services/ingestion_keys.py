@@ -101,21 +101,16 @@ def create_key(session: Session, actor: Actor, request: KeyRequest, now: datetim
         key's meter that is not registered (and no region to register it in).
     """
     _check_request(session, actor, request)
-    plain = new_plain_key()
-    key = IngestionKey(
-        id=uuid.uuid4(),
+    key, plain = _new_key(
+        session,
+        actor,
         name=request.name.strip(),
-        key_prefix=shown_prefix(plain),
-        key_digest=key_digest(plain),
         meter_id=request.meter_id,
         regions=sorted(set(request.regions))
         if request.meter_id is None and request.regions
         else None,
         rate_limit=request.rate_limit,
-        created_by=actor.id,
     )
-    session.add(key)
-    session.flush()
     audit.record(session, actor, "ingestion_key.create", "ingestion_key", key.id, _details(key))
     # Not announced: no process can hold a key that did not exist in its caches.
     session.refresh(key)
@@ -169,19 +164,15 @@ def rotate_key(
             + (" (rotate its successor instead)" if status == "expiring" else ""),
             code="KEY_NOT_ACTIVE",
         )
-    plain = new_plain_key()
-    new = IngestionKey(
-        id=uuid.uuid4(),
+    new, plain = _new_key(
+        session,
+        actor,
         name=old.name,
-        key_prefix=shown_prefix(plain),
-        key_digest=key_digest(plain),
         meter_id=old.meter_id,
         regions=old.regions,
         rate_limit=old.rate_limit,
-        created_by=actor.id,
         replaces_id=old.id,
     )
-    session.add(new)
     old.expires_at = now + overlap
     session.flush()
     audit.record(
@@ -275,6 +266,35 @@ def _check_device_meter(
             f"meter {meter_id} is registered in region {meter.region}",
             {"registerIn": [f"the meter is in {meter.region}"]},
         )
+
+
+def _new_key(
+    session: Session,
+    actor: Actor,
+    *,
+    name: str,
+    meter_id: str | None,
+    regions: list[str] | None,
+    rate_limit: str | None,
+    replaces_id: uuid.UUID | None = None,
+) -> tuple[IngestionKey, str]:
+    """A new key row with a fresh plain key, added and flushed; the plain key is returned
+    beside it and stored nowhere."""
+    plain = new_plain_key()
+    key = IngestionKey(
+        id=uuid.uuid4(),
+        name=name,
+        key_prefix=shown_prefix(plain),
+        key_digest=key_digest(plain),
+        meter_id=meter_id,
+        regions=regions,
+        rate_limit=rate_limit,
+        created_by=actor.id,
+        replaces_id=replaces_id,
+    )
+    session.add(key)
+    session.flush()
+    return key, plain
 
 
 def _key(session: Session, key_id: uuid.UUID, *, lock: bool = False) -> IngestionKey:

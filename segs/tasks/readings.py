@@ -8,6 +8,7 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+import redis
 from celery import Task
 from celery.utils.log import get_task_logger
 
@@ -63,16 +64,7 @@ def fold_batch(
             data_failures += 1
             if data_failures >= get_settings().data_error_attempts:
                 return _set_aside(self, rows, received_at_us, exc, data_failures)
-        countdown = min(2**self.request.retries, _BACKOFF_MAX_S)
-        # Until the retry runs, the stalled-batch re-publisher must not add a copy of its own.
-        get_pending_ledger().hold(batch_id, time.time() + countdown)
-        logger.warning("batch %s failed (%r); trying again in %d s", batch_id, exc, countdown)
-        raise self.retry(
-            exc=exc,
-            countdown=countdown,
-            max_retries=None,
-            kwargs={"data_failures": data_failures},
-        ) from exc
+        raise _retry_later(self, exc, data_failures) from exc
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
     if not outcome["folded"] and outcome["owned"]:
         logger.info("batch %s was folded before; nothing changed", batch_id)
@@ -95,6 +87,22 @@ def _fold(batch_id: str, rows: list[ReadingRow], received_at_us: int) -> dict[st
         # After the fold: a reading is in its window even if storing an alert fails and retries.
         store_findings(batch_id, outcome.findings)
     return {"received": outcome.received, "owned": outcome.owned, "folded": outcome.folded}
+
+
+def _retry_later(task: Task, exc: Exception, data_failures: int) -> Exception:
+    """The retry to raise: with backoff, counting the data failures so far."""
+    countdown = min(2**task.request.retries, _BACKOFF_MAX_S)
+    try:
+        # Until the retry runs, the stalled-batch re-publisher must not add a copy of its own.
+        get_pending_ledger().hold(task.request.id, time.time() + countdown)
+    except redis.RedisError:
+        # Redis itself is out: the retry must happen all the same (with RabbitMQ nothing else
+        # keeps the batch); at worst the re-publisher sends a copy, which folds nothing twice.
+        logger.warning("could not hold batch %s in the ledger during its retry", task.request.id)
+    logger.warning("batch %s failed (%r); trying again in %d s", task.request.id, exc, countdown)
+    return task.retry(
+        exc=exc, countdown=countdown, max_retries=None, kwargs={"data_failures": data_failures}
+    )
 
 
 def _set_aside(
@@ -120,12 +128,7 @@ def _set_aside(
     except Exception as outage:
         if not is_outage(outage):
             raise
-        raise task.retry(
-            exc=outage,
-            countdown=min(2**task.request.retries, _BACKOFF_MAX_S),
-            max_retries=None,
-            kwargs={"data_failures": attempts},
-        ) from outage
+        raise _retry_later(task, outage, attempts) from outage
     metrics.DEAD_LETTERS.inc()
     logger.error(
         "batch %s (%d readings) failed %d times and is now a dead letter: %r",
