@@ -56,7 +56,9 @@ task_routes = {
 # Every task is idempotent (see each task's docstring), so a killed worker's task runs again.
 task_acks_late = True
 task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 8
+# Reading batch messages wait unacknowledged in the worker's main process until their group is
+# folded (segs.tasks.batched): room for a few groups per pool process.
+worker_prefetch_multiplier = 2 * _settings.fold_group_messages
 
 # Give up publishing quickly: the API answers 503 and the client retries.
 task_publish_retry_policy = {

@@ -6,65 +6,106 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 
+from bench.closed_loop import LoadShape
 from bench.pipeline import BenchConfig
 from bench.pipeline import BenchResult
 from bench.pipeline import add_store_options
 from bench.pipeline import queue_growth
 from bench.pipeline import run
 from bench.pipeline import sustained_verdict
+from bench.spine import run_peer
+from bench.spine import run_segs
+from segs.config import Settings
+
+DEFAULT_SETTINGS = Settings()
 
 
-def _parse(argv: list[str]) -> BenchConfig:
+def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Run the SEGS pipeline (gunicorn API, Celery worker and beat) under the "
-        "simulator's HTTP load and report throughput, latency, flush lag and exact totals.",
+        description="Run the SEGS pipeline as the README starts it (gunicorn API, one Celery "
+        "worker with no options, beat; default settings) under load, and report throughput, "
+        "latency and exact totals. By default the load is closed-loop (clients post unique "
+        "500-reading batches as fast as they are answered) and the bare-PostgreSQL peer "
+        "(bench.peer) runs under the same load after SEGS, for the ratio of the two rates.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--meters", type=int, default=40_000, help="simulated meters")
-    parser.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between readings of a meter"
+    closed = parser.add_argument_group("closed-loop load (the default)")
+    closed.add_argument("--meters", type=int, default=100_000, help="distinct meters")
+    closed.add_argument("--clients", type=int, default=8, help="clients posting in a loop")
+    closed.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    closed.add_argument("--no-peer", action="store_true", help="skip the bare-PostgreSQL peer")
+    closed.add_argument(
+        "--compare-shards",
+        type=int,
+        metavar="N",
+        help="also run SEGS with SEGS_SHARDS=N, for the ratio of the default to N shards",
     )
-    parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
-    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument(
-        "--worker-concurrency", type=int, default=2, help="Celery prefork processes"
+    closed.add_argument(
+        "--backfill",
+        type=float,
+        metavar="SECONDS",
+        help="also run SEGS with readings this many seconds old, for the ratio to current ones",
     )
-    parser.add_argument(
-        "--worker-pool", choices=("prefork", "threads"), default="prefork", help="Celery pool"
+    fixed = parser.add_argument_group("fixed-rate load (--fixed-rate; the simulator)")
+    fixed.add_argument(
+        "--fixed-rate",
+        type=float,
+        metavar="READINGS_PER_S",
+        help="instead: the simulator's meters at this offered rate (readings every 2 s each)",
     )
-    parser.add_argument(
-        "--worker-nice", type=int, default=0, help="run the Celery worker at this niceness"
-    )
-    parser.add_argument("--shards", type=int, default=1, help="SEGS_SHARDS (reading queues)")
-    parser.add_argument(
-        "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
-    )
-    parser.add_argument("--api-port", type=int, default=8077, help="port for the benchmark's API")
-    parser.add_argument("--seed", type=int, default=1, help="simulator seed")
-    parser.add_argument(
+    fixed.add_argument(
         "--concurrency", type=int, default=10, help="simulator batches in flight (seed default 10)"
     )
-    parser.add_argument(
+    fixed.add_argument(
         "--spread",
         action="store_true",
         help="the simulator paces each cycle's batches over the interval (default: all at once, "
         "as the seed's meters did)",
     )
-    parser.add_argument(
-        "--one-worker",
-        action="store_true",
-        help="one Celery worker for every queue (default: the reading queues get their own "
-        "worker, and a second two-process worker serves the default and notifications queues)",
+    fixed.add_argument("--seed", type=int, default=1, help="simulator seed")
+    options = parser.add_argument_group("options that change the stack (named in the output)")
+    options.add_argument(
+        "--shards", type=int, default=DEFAULT_SETTINGS.shards, help="SEGS_SHARDS (reading queues)"
     )
+    options.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
+    options.add_argument(
+        "--worker-concurrency",
+        type=int,
+        help="Celery prefork processes (default: Celery's own, one per core)",
+    )
+    options.add_argument(
+        "--worker-pool", choices=("prefork", "threads"), default="prefork", help="Celery pool"
+    )
+    options.add_argument(
+        "--worker-nice", type=int, default=0, help="run the Celery worker at this niceness"
+    )
+    options.add_argument(
+        "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
+    )
+    options.add_argument(
+        "--service-worker",
+        action="store_true",
+        help="a second worker for the default and notifications queues (the first then serves "
+        "only the reading queues)",
+    )
+    parser.add_argument("--api-port", type=int, default=8077, help="port for the benchmark's API")
     add_store_options(parser)
-    args = parser.parse_args(argv)
-    return BenchConfig(
-        meters=args.meters,
-        interval_s=args.interval,
+    return parser.parse_args(argv)
+
+
+def _config(args: argparse.Namespace, **changes: object) -> BenchConfig:
+    meters = args.meters
+    interval = 2.0
+    if args.fixed_rate:
+        meters = int(args.fixed_rate * interval)
+    config = BenchConfig(
+        meters=meters,
+        interval_s=interval,
         duration_s=args.duration,
         api_workers=args.api_workers,
         worker_concurrency=args.worker_concurrency,
@@ -76,11 +117,75 @@ def _parse(argv: list[str]) -> BenchConfig:
         seed=args.seed,
         client_concurrency=args.concurrency,
         spread=args.spread,
-        service_worker=not args.one_worker,
+        service_worker=args.service_worker,
         database_url=args.database_url,
         redis_url=args.redis_url,
         redis_broker_url=args.redis_broker_url,
     )
+    return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def _stack_line(config: BenchConfig) -> str:
+    """The stack, with every option that differs from what the README starts."""
+    changed = []
+    if config.shards != DEFAULT_SETTINGS.shards:
+        changed.append(f"SEGS_SHARDS={config.shards}")
+    if config.worker_concurrency:
+        changed.append(f"--concurrency {config.worker_concurrency}")
+    if config.worker_pool != "prefork":
+        changed.append(f"--pool {config.worker_pool}")
+    if config.worker_nice:
+        changed.append(f"nice {config.worker_nice}")
+    if config.service_worker:
+        changed.append("a second worker for default,notifications")
+    if config.api_workers != 2:
+        changed.append(f"{config.api_workers} API workers")
+    return (
+        f"stack: gunicorn -w {config.api_workers}, `celery -A segs worker`, `celery -A segs "
+        f"beat`, broker {config.broker}; "
+        + ("default settings" if not changed else "OPTIONS: " + ", ".join(changed))
+    )
+
+
+def _closed_loop(args: argparse.Namespace) -> int:
+    shape = LoadShape(meters=args.meters, clients=args.clients, duration_s=args.duration)
+    config = _config(args)
+    print(
+        f"SEGS closed-loop benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        f"load: {shape.clients} clients posting unique 500-reading batches as fast as answered "
+        f"for {shape.duration_s:g} s; {shape.meters:,} meters in 4 regions",
+        _stack_line(config),
+        sep="\n",
+        flush=True,
+    )
+    reports = [run_segs(config, shape, "SEGS")]
+    print("\n".join(reports[0].lines()), flush=True)
+    segs_rate = reports[0].rate
+    ok = bool(reports[0].totals.get("ok"))
+    if args.compare_shards:
+        other = run_segs(
+            replace(config, shards=args.compare_shards),
+            shape,
+            f"SEGS with SEGS_SHARDS={args.compare_shards}",
+        )
+        print("\n".join(other.lines()), flush=True)
+        ok = ok and bool(other.totals.get("ok"))
+        print(f"{config.shards} shards / {args.compare_shards}: {segs_rate / other.rate:.2f}x")
+    if args.backfill:
+        late = run_segs(
+            config,
+            replace(shape, age_s=args.backfill),
+            f"SEGS with readings {args.backfill:g} s old (a backfill)",
+        )
+        print("\n".join(late.lines()), flush=True)
+        ok = ok and bool(late.totals.get("ok"))
+        print(f"backfill / current readings: {late.rate / segs_rate:.2f}x")
+    if not args.no_peer:
+        peer = run_peer(config, shape)
+        print("\n".join(peer.lines()), flush=True)
+        print(f"SEGS / peer: {segs_rate / peer.rate:.2f}x (goal >= 0.5x)")
+    return 0 if ok else 1
 
 
 def _report(result: BenchResult) -> str:
@@ -99,9 +204,10 @@ def _report(result: BenchResult) -> str:
         f"({config.client_concurrency} batches in flight"
         f"{', spread over the interval' if config.spread else ''}); "
         f"broker {config.broker}; {config.api_workers} API workers; "
-        f"Celery {config.worker_pool} x{config.worker_concurrency}"
+        f"Celery {config.worker_pool} x{config.worker_concurrency or os.cpu_count()}"
         f"{' on the reading queues + x2 on default,notifications' if config.service_worker else ''}"
         f"{f' (nice {config.worker_nice})' if config.worker_nice else ''}; {config.shards} shards",
+        _stack_line(config),
         f"accepted readings/s             : {rate:,.0f}  ({accepted:,} in {result.wall_s:.1f} s)",
         f"sustained (kept up)             : {'yes' if kept_up else 'no: ' + '; '.join(reasons)}",
         f"reading queues                  : max depth {max_depth} messages, "
@@ -139,8 +245,10 @@ def _report(result: BenchResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = _parse(sys.argv[1:] if argv is None else argv)
-    result = run(config)
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if not args.fixed_rate:
+        return _closed_loop(args)
+    result = run(_config(args))
     print(_report(result))
     return 0 if result.totals["ok"] else 1
 

@@ -44,7 +44,8 @@ class BenchConfig:
     interval_s: float
     duration_s: float
     api_workers: int
-    worker_concurrency: int
+    # None: Celery's own default (one process per core), as `celery -A segs worker` starts.
+    worker_concurrency: int | None
     worker_pool: str
     worker_nice: int
     shards: int
@@ -54,10 +55,10 @@ class BenchConfig:
     client_concurrency: int
     # The simulator's --spread: each cycle's batches paced over the interval, not sent at once.
     spread: bool = False
-    # A second worker, two processes, for the default and notifications queues (flushes, overload
-    # checks, repricing, notifications), so they never hold a reading worker's process, and a
-    # notification does not wait for a whole flush.
-    service_worker: bool = True
+    # An option: a second worker, two processes, for the default and notifications queues
+    # (flushes, overload checks, repricing, notifications). The default is one worker for all
+    # queues, as the README starts it.
+    service_worker: bool = False
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
     redis_broker_url: str = "redis://localhost:6379/11"
@@ -119,8 +120,8 @@ def add_probe_load_options(parser: argparse.ArgumentParser, *, api_port: int) ->
 
 
 def probe_load_config(args: argparse.Namespace, duration_s: float) -> BenchConfig:
-    """make bench's stack (2 API workers, 2 prefork processes on the reading queues and a
-    service worker, the Redis broker) under the load of add_probe_load_options."""
+    """make bench's stack (2 API workers, one worker with 2 prefork processes, the Redis
+    broker) under the load of add_probe_load_options."""
     return BenchConfig(
         meters=args.meters,
         interval_s=args.interval,
@@ -273,7 +274,10 @@ def _hold_store(config: BenchConfig) -> None:
     the first one's tables under it, and both would report wrong totals.
     """
     name = config.database_url.rsplit("/", 1)[-1]
-    handle = (Path(tempfile.gettempdir()) / f"segs-bench-{name}.lock").open("w")
+    path = Path(tempfile.gettempdir()) / f"segs-bench-{name}.lock"
+    if any(held.name == str(path) for held in _held_locks):
+        return  # this process holds it already (a run after another)
+    handle = path.open("w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -355,10 +359,11 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
 
 
-def _celery_worker(concurrency: int, *options: str) -> list[str]:
+def _celery_worker(concurrency: int | None, *options: str) -> list[str]:
     return [
         str(BIN / "celery"),
-        *("-A", "segs", "worker", "--loglevel", "WARNING", "--concurrency", str(concurrency)),
+        *("-A", "segs", "worker", "--loglevel", "WARNING"),
+        *(["--concurrency", str(concurrency)] if concurrency else []),
         *options,
     ]
 
@@ -392,7 +397,10 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             # A positive niceness lets the latency-sensitive API win the CPU over the folding.
             [
                 *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
-                *_celery_worker(config.worker_concurrency, "--pool", config.worker_pool),
+                *_celery_worker(
+                    config.worker_concurrency,
+                    *(["--pool", config.worker_pool] if config.worker_pool != "prefork" else []),
+                ),
                 *(["--queues", _reading_queues(config)] if config.service_worker else []),
             ],
             config.env(worker_metrics),

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = _batch(meters, index, 250, rng)
             readings = pack_readings(rows) if judge else b""
             judged = Judged(readings, START_US, 3, 30)
-            store.fold(str(uuid.uuid4()), fold_rows(rows), judged, 60)
+            store.fold([str(uuid.uuid4())], fold_rows(rows), judged, 60)
 
         return call
 

@@ -157,6 +157,10 @@ class Settings:
     # A reading batch failing this many times for a reason that is not an outage (bad data, a
     # constraint) is set aside as a dead letter instead of being retried for ever.
     data_error_attempts: int = 3
+    # A worker folds up to this many reading batch messages in one go, waiting at most this long
+    # for a group to fill (BENCHMARKS.md, "Issue 16").
+    fold_group_messages: int = 64
+    fold_group_wait_s: float = 0.05
 
     # Windows and flushing
     window_grace_s: int = 10
@@ -337,6 +341,8 @@ def load_settings() -> Settings:
             "SEGS_KEY_ROTATION_OVERLAP_S", Settings.key_rotation_overlap_s, 0
         ),
         data_error_attempts=_int("SEGS_DATA_ERROR_ATTEMPTS", Settings.data_error_attempts, 1),
+        fold_group_messages=_int("SEGS_FOLD_GROUP_MESSAGES", Settings.fold_group_messages, 1),
+        fold_group_wait_s=_float("SEGS_FOLD_GROUP_WAIT_S", Settings.fold_group_wait_s, 0.001),
         window_grace_s=_int("SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
         flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
         applied_mark_ttl_s=_int("SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),

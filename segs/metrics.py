@@ -61,6 +61,15 @@ READINGS_EXPIRED = Counter(
     "segs_readings_expired",
     "Accepted readings that waited in a queue past raw_readings retention and were not stored.",
 )
+READING_BATCHES_SETTLED = Counter(
+    "segs_reading_batches_settled",
+    "Reading batch messages a worker settled (folded, folded before, retrying or set aside).",
+)
+FOLD_GROUP_BATCHES = Histogram(
+    "segs_fold_group_batches",
+    "Reading batch messages folded together in one go (one COPY, transaction and fold).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 BATCHES_REQUEUED = Counter(
     "segs_batches_requeued",
     "Reading batches re-published from the pending ledger (Redis broker safety net).",

@@ -486,8 +486,8 @@ class WorkerProcess:
         return total
 
     def fold_runs(self) -> int:
-        """How many fold_batch runs finished (successfully) in this worker."""
-        return int(self.metric("segs_task_duration_seconds_count", task="fold_batch"))
+        """How many fold_batch messages this worker settled (folded, retried or set aside)."""
+        return int(self.metric("segs_reading_batches_settled_total"))
 
     def _signal_group(self, signum: int) -> None:
         assert self.proc is not None
@@ -674,6 +674,19 @@ def region_rows(size: str) -> dict[tuple[str, datetime], tuple[Any, ...]]:
 
 def D(text: str) -> Decimal:  # noqa: N802 - reads like a literal
     return Decimal(text)
+
+
+def fold_one(
+    rows: list[list[Any]] | None, received_at_us: int, *, task_id: str | None = None
+) -> dict[str, Any]:
+    """Run the fold_batch task here on one message, as a worker would; what it did to it."""
+    from segs.tasks.readings import fold_batch
+
+    task_id = task_id or str(uuid.uuid4())
+    settled: dict[str, dict[str, Any]] = fold_batch.apply(
+        args=(rows, received_at_us), task_id=task_id
+    ).get()
+    return settled[task_id]
 
 
 def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> Any:

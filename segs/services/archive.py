@@ -1,18 +1,25 @@
-"""Archive a batch of readings in raw_readings and fold the new ones into the Redis windows.
+"""Archive reading batches in raw_readings and fold the new readings into the Redis windows.
 
-Exactly-once, even when a task runs twice (redelivery after a killed worker, a retry):
+A worker folds many batches (the task messages of its shard queues) in one go: one COPY, one
+transaction and one fold-script call, so the cost of a reading does not depend on how many
+shards or requests it arrived in.
+
+Exactly-once, even when a batch runs twice (redelivery after a killed worker, a retry), alone or
+in a different group:
 1. The raw_readings key (meter_id, ts) decides which readings are new. Each row records the
-   task (batch_id) that inserted it, so a second run of the same task finds the rows it owns,
+   batch (batch_id) that inserted it, so a second run of the same batch finds the rows it owns,
    whether it inserted them now or on its first run, and folds exactly those.
-2. The fold, the anomaly detection and the "batch applied" mark are one Redis script, so a
-   batch is folded and judged once. Its findings wait in Redis until they are stored
-   (segs.services.detection), so a re-run picks up those a crash or PostgreSQL left unstored.
+2. The fold, the anomaly detection and each batch's "applied" mark are one Redis script, so a
+   batch is folded and judged once. A group holding a batch folded before is folded without it.
+   Findings wait in Redis until they are stored (segs.services.detection), so a re-run picks up
+   those a crash or PostgreSQL left unstored.
 A crash between 1 and 2 is safe: the re-run finds its rows by batch_id and folds them then.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
@@ -25,7 +32,6 @@ from segs.config import Settings
 from segs.domain.readings import ROW_METER
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
-from segs.domain.readings import first_of_each_key
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import fold_rows
 from segs.services.detection import DetectionStore
@@ -41,34 +47,38 @@ logger = logging.getLogger(__name__)
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS reading_stage (
     meter_id text, region text, reading_id text, ts_us bigint, power bigint, energy bigint,
-    voltage bigint, current bigint, frequency bigint, power_factor bigint, temperature bigint
+    voltage bigint, current bigint, frequency bigint, power_factor bigint, temperature bigint,
+    batch_no int
 ) ON COMMIT DELETE ROWS
 """
 
-_STAGE_TYPES = ["text"] * 3 + ["int8"] * 8  # the columns of reading_stage, in order
+# The columns of reading_stage, in order: a row, then its batch's position in the group (1-based).
+_STAGE_TYPES = ["text"] * 3 + ["int8"] * 8 + ["int4"]
 
 # Timestamps travel as integer epoch microseconds; these conversions are exact both ways:
 #   timestamptz 'epoch' + ts_us * interval '1 microsecond'
 #   (extract(epoch FROM ts) * 1000000)::bigint
+# Each staged row names its batch by position: the group's ids and receive times are arrays.
 _INSERT_NEW = """
 INSERT INTO raw_readings (meter_id, ts, reading_id, region, power_kw, energy_kwh, voltage,
                           current, frequency, power_factor, temperature, batch_id, received_at)
 SELECT meter_id, timestamptz 'epoch' + ts_us * interval '1 microsecond', reading_id, region,
        power * 0.000001, energy * 0.000001, voltage * 0.000001, current * 0.000001,
-       frequency * 0.000001, power_factor * 0.000001, temperature * 0.000001, %(batch_id)s,
-       timestamptz 'epoch' + %(received_at_us)s::bigint * interval '1 microsecond'
+       frequency * 0.000001, power_factor * 0.000001, temperature * 0.000001,
+       (%(batch_ids)s::uuid[])[batch_no],
+       timestamptz 'epoch' + (%(received_at_us)s::bigint[])[batch_no] * interval '1 microsecond'
 FROM reading_stage
 ON CONFLICT (meter_id, ts) DO NOTHING
 """
 
 # Only needed when some rows conflicted (rare: duplicates older than the API's marks, or a
-# re-run of this batch): which rows does this batch own, inserted now or by an earlier run?
+# re-run of a batch): which rows does each batch own, inserted now or by an earlier run?
 _OWNED_BEFORE = """
-SELECT r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint
+SELECT s.batch_no, r.meter_id, (extract(epoch FROM r.ts) * 1000000)::bigint
 FROM reading_stage s
 JOIN raw_readings r
   ON r.meter_id = s.meter_id AND r.ts = timestamptz 'epoch' + s.ts_us * interval '1 microsecond'
-WHERE r.batch_id = %(batch_id)s
+WHERE r.batch_id = (%(batch_ids)s::uuid[])[s.batch_no]
 """
 
 _REGISTER_METERS = """
@@ -87,6 +97,15 @@ class MissingPartitionError(Exception):
     """A reading's day has no raw_readings partition yet."""
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One reading batch (one task message): its id, rows and when the API accepted them."""
+
+    batch_id: str
+    rows: list[ReadingRow]
+    received_at_us: int
+
+
 @dataclass
 class ArchiveOutcome:
     received: int
@@ -99,6 +118,15 @@ class ArchiveOutcome:
     @property
     def duplicates(self) -> int:
         return self.received - self.owned - self.expired
+
+
+@dataclass
+class GroupOutcome:
+    """What archiving a group of batches did to each, and the findings still to store, each
+    list under the batch id its findings wait in Redis under (segs.services.detection)."""
+
+    batches: dict[str, ArchiveOutcome]
+    findings: dict[str, list[MeterFinding]] = field(default_factory=dict)
 
 
 # Meters this process has registered: later batches skip the INSERT for them.
@@ -117,44 +145,99 @@ def archive_and_fold(
     received_at_us: int,
     now: datetime,
 ) -> ArchiveOutcome:
-    """Insert *rows* into raw_readings and fold those this batch owns into the windows."""
-    received = len(rows)
-    rows = first_of_each_key(rows)
+    """One batch through archive_and_fold_group; its outcome carries its findings."""
+    group = archive_and_fold_group(
+        conn, store, detection, settings, [Batch(batch_id, rows, received_at_us)], now
+    )
+    outcome = group.batches[batch_id]
+    outcome.findings = [found for listed in group.findings.values() for found in listed]
+    return outcome
+
+
+def archive_and_fold_group(
+    conn: psycopg.Connection,
+    store: WindowStore,
+    detection: DetectionStore,
+    settings: Settings,
+    batches: Sequence[Batch],
+    now: datetime,
+) -> GroupOutcome:
+    """Insert the batches' rows into raw_readings and fold those each batch owns into the
+    windows, all in one transaction and one fold."""
+    unique = _first_of_each_key(batches)
     try:
-        owned = _insert(conn, batch_id, rows, received_at_us)
+        owned = _insert(conn, batches, unique)
     except MissingPartitionError:
         ensure_partitions(conn, settings, now)
-        kept = _drop_expired(rows, settings, now)
-        expired = len(rows) - len(kept)
-        owned = _insert(conn, batch_id, kept, received_at_us)
-    else:
-        expired = 0
+        unique = [_drop_expired(rows, settings, now) for rows in unique]
+        owned = _insert(conn, batches, unique)
+    expired = {
+        batch.batch_id: len(batch.rows) - len(rows)
+        for batch, rows in zip(batches, unique, strict=True)
+        if len(rows) < len(batch.rows)
+    }
 
-    # Folded even when it owns no rows: the same step settles it in the pending ledger.
-    judged = Judged(
-        pack_readings(owned),
-        received_at_us,
-        settings.silent_after_intervals,
-        settings.anomaly_relearn_after,
-    )
-    found = store.fold(batch_id, fold_rows(owned), judged, settings.applied_mark_ttl_s)
-    applied = found is not None
-    findings = unpack_findings(found) if found else []
-    if not applied:
-        findings = detection.unstored_findings(batch_id)
+    outcome = GroupOutcome(batches={})
+    pending = [(batch, rows) for batch, rows in zip(batches, owned, strict=True)]
+    while True:
+        # Folded even when they own no rows: the same step settles them in the pending ledger.
+        folded_rows = [row for _, rows in pending for row in rows]
+        judged = Judged(
+            pack_readings(folded_rows),
+            max((batch.received_at_us for batch, _ in pending), default=0),
+            settings.silent_after_intervals,
+            settings.anomaly_relearn_after,
+        )
+        ids = [batch.batch_id for batch, _ in pending]
+        result = store.fold(ids, fold_rows(folded_rows), judged, settings.applied_mark_ttl_s)
+        if result.applied_before:
+            # Folded by an earlier run: fold the group again without them (nothing changed yet).
+            for batch, rows in pending:
+                if batch.batch_id in result.applied_before:
+                    outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, False)
+                    found = detection.unstored_findings(batch.batch_id)
+                    if found:
+                        outcome.findings[batch.batch_id] = found
+            pending = [item for item in pending if item[0].batch_id not in result.applied_before]
+            continue
+        for batch, rows in pending:
+            outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, True)
+        if result.findings:
+            outcome.findings[ids[0]] = unpack_findings(result.findings)
+        metrics.READINGS_ARCHIVED.inc(len(folded_rows))
+        break
 
-    outcome = ArchiveOutcome(
-        received=received,
+    duplicates = sum(item.duplicates for item in outcome.batches.values())
+    if duplicates:
+        metrics.READINGS_DUPLICATE.labels("archive").inc(duplicates)
+    return outcome
+
+
+def _outcome(
+    batch: Batch, owned: list[ReadingRow], expired: dict[str, int], applied: bool
+) -> ArchiveOutcome:
+    return ArchiveOutcome(
+        received=len(batch.rows),
         owned=len(owned),
         folded=applied and bool(owned),
-        expired=expired,
-        findings=findings,
+        expired=expired.get(batch.batch_id, 0),
     )
-    if applied:
-        metrics.READINGS_ARCHIVED.inc(outcome.owned)
-    if outcome.duplicates:
-        metrics.READINGS_DUPLICATE.labels("archive").inc(outcome.duplicates)
-    return outcome
+
+
+def _first_of_each_key(batches: Sequence[Batch]) -> list[list[ReadingRow]]:
+    """Each batch's rows without the (meter, instant) keys an earlier row of the group had:
+    later ones repeat it."""
+    seen: set[tuple[str, int]] = set()
+    unique: list[list[ReadingRow]] = []
+    for batch in batches:
+        kept: list[ReadingRow] = []
+        for row in batch.rows:
+            key = (row[ROW_METER], row[ROW_TS])
+            if key not in seen:
+                seen.add(key)
+                kept.append(row)
+        unique.append(kept)
+    return unique
 
 
 def _drop_expired(rows: list[ReadingRow], settings: Settings, now: datetime) -> list[ReadingRow]:
@@ -175,31 +258,42 @@ def _drop_expired(rows: list[ReadingRow], settings: Settings, now: datetime) -> 
 
 
 def _insert(
-    conn: psycopg.Connection, batch_id: str, rows: list[ReadingRow], received_at_us: int
-) -> list[ReadingRow]:
-    """Insert the batch in one transaction; return the rows this batch owns."""
-    params = {"batch_id": batch_id, "received_at_us": received_at_us}
+    conn: psycopg.Connection, batches: Sequence[Batch], unique: list[list[ReadingRow]]
+) -> list[list[ReadingRow]]:
+    """Insert the rows in one transaction; return the rows each batch owns."""
+    params = {
+        "batch_ids": [batch.batch_id for batch in batches],
+        "received_at_us": [batch.received_at_us for batch in batches],
+    }
+    staged = sum(len(rows) for rows in unique)
     try:
         with conn.transaction():
             with conn.cursor() as cursor:
                 cursor.execute(_STAGE_DDL)
                 with cursor.copy(
                     "COPY reading_stage (meter_id, region, reading_id, ts_us, power, energy, "
-                    "voltage, current, frequency, power_factor, temperature) "
+                    "voltage, current, frequency, power_factor, temperature, batch_no) "
                     "FROM STDIN (FORMAT BINARY)"
                 ) as copy:
                     # Binary rows cost the worker and PostgreSQL about half the CPU of text.
                     copy.set_types(_STAGE_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
+                    for number, rows in enumerate(unique, start=1):
+                        tail = [number]
+                        for row in rows:
+                            copy.write_row(row + tail)
                 cursor.execute(_INSERT_NEW, params)
-                if cursor.rowcount == len(rows):
-                    owned = rows
+                if cursor.rowcount == staged:
+                    owned = unique
                 else:
                     cursor.execute(_OWNED_BEFORE, params)
-                    mine = {(meter_id, ts_us) for meter_id, ts_us in cursor.fetchall()}
-                    owned = [row for row in rows if (row[ROW_METER], row[ROW_TS]) in mine]
-                unknown = sorted({row[ROW_METER] for row in owned} - _registered_meters)
+                    mine = {(number, meter, ts) for number, meter, ts in cursor.fetchall()}
+                    owned = [
+                        [row for row in rows if (number, row[ROW_METER], row[ROW_TS]) in mine]
+                        for number, rows in enumerate(unique, start=1)
+                    ]
+                unknown = sorted(
+                    {row[ROW_METER] for rows in owned for row in rows} - _registered_meters
+                )
                 if unknown:
                     cursor.execute(_REGISTER_METERS, {"meter_ids": unknown})
     except psycopg.errors.CheckViolation as exc:

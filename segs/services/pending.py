@@ -86,6 +86,15 @@ class PendingLedger:
         rows: list[ReadingRow] = orjson.loads(payload)[2]
         return rows
 
+    def rows_of_many(self, task_ids: list[str]) -> dict[str, list[ReadingRow]]:
+        """The rows of each of these batches still pending (one round trip)."""
+        payloads: list[Any] = self.client.hmget(PENDING, task_ids)
+        return {
+            task_id: orjson.loads(payload)[2]
+            for task_id, payload in zip(task_ids, payloads, strict=True)
+            if payload is not None
+        }
+
     def settle(self, task_id: str) -> None:
         """Forget a batch (its publish failed, or a worker has fully applied it)."""
         pipe = self.client.pipeline(transaction=True)

@@ -35,22 +35,15 @@ from segs.services.lua import BULK_LUA
 from segs.services.pending import PENDING
 from segs.services.pending import PENDING_AT
 
-_ENTRY_HEAD = struct.Struct("<HH")
+_ENTRY_HEAD = struct.Struct("<IH")
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
 _FLUSHING_PREFIX = "segs:flushing:"
-_FIRST_WINDOW_KEY = 9
+# The fold script's first batch marker (KEYS) and first batch id (ARGV), 1-based.
+_FIRST_MARKER_KEY = 8
+_FIRST_BATCH_ARG = 7
 
-# KEYS: applied marker, open zset, pending hash, pending zset, detection states, silent
-#       deadlines, downtime, findings outbox, window hashes...
-# ARGV: marker ttl, batch id, accepted at (µs), missed intervals, relearn after, packed readings
-#       (segs.services.detection), then each window hash's end (µs), then one binary blob of
-#       entries: [u16 window index][u16 meter length][meter][stats].
-# Passing the entries as one blob instead of thousands of arguments cut the client's encoding
-# time per batch by an order of magnitude. The marker, the fold and the detection happen in one
-# script, so a batch is folded and judged exactly once. Returns false if the batch was folded
-# before, else its packed findings (also kept in the outbox until stored).
 # Defines merge_all(key, meters, packs): fold each meter's packed statistics into a window hash,
 # reading and writing the hash in bulk.
 _MERGE_LUA = f"""
@@ -76,21 +69,49 @@ local function merge_all(key, meters, packs)
 end
 """
 
+# KEYS: open zset, pending hash, pending zset, detection states, silent deadlines, downtime,
+#       findings outbox, then each batch's applied marker, then the window hashes.
+# ARGV: marker ttl, number of batches, accepted at (µs), missed intervals, relearn after, packed
+#       readings (segs.services.detection), then each batch's id, then each window hash's end
+#       (µs), then one binary blob of entries: [u32 window index][u16 meter length][meter][stats].
+# Passing the entries as one blob instead of thousands of arguments cut the client's encoding
+# time per batch by an order of magnitude. The markers, the fold and the detection happen in one
+# script, so each batch is folded and judged exactly once. If a batch of the group was folded
+# before, nothing is folded: the script returns {0, its ids...} and the caller folds the group
+# again without them. Otherwise it returns {1, packed findings}, the findings also kept in the
+# outbox under the first batch's id until stored.
 # The entries arrive grouped by window (WindowStore.fold writes them window by window).
 _FOLD = (
     DETECT_LUA
     + _MERGE_LUA
     + f"""
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('ZREM', KEYS[4], ARGV[2])
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
+local batches = tonumber(ARGV[2])
+local first_marker, first_id = {_FIRST_MARKER_KEY}, {_FIRST_BATCH_ARG}
+local folded_before = {{}}
+for i = 0, batches - 1 do
+  if redis.call('EXISTS', KEYS[first_marker + i]) == 1 then
+    folded_before[#folded_before + 1] = ARGV[first_id + i]
+  end
+end
+-- A batch leaves the ledger only in the step that folds it (or found it folded).
+if #folded_before > 0 then
+  redis.call('HDEL', KEYS[2], unpack(folded_before))
+  redis.call('ZREM', KEYS[3], unpack(folded_before))
+  return {{0, unpack(folded_before)}}
+end
+for i = 0, batches - 1 do
+  local id = ARGV[first_id + i]
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('SET', KEYS[first_marker + i], '1', 'EX', ARGV[1])
+end
 local stats_len = {PACKED_LAYOUT.size}
-local first_window = {_FIRST_WINDOW_KEY}
+local first_window = first_marker + batches
 local windows = #KEYS - first_window + 1
 for i = 1, windows do
-  redis.call('ZADD', KEYS[2], 'NX', ARGV[6 + i], KEYS[first_window - 1 + i])
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[first_id + batches - 1 + i], KEYS[first_window - 1 + i])
 end
-local blob = ARGV[7 + windows]
+local blob = ARGV[first_id + batches + windows]
 local pos, size = 1, #blob
 local window, meters, packs = nil, {{}}, {{}}
 local function fold_window()
@@ -98,7 +119,7 @@ local function fold_window()
   meters, packs = {{}}, {{}}
 end
 while pos <= size do
-  local index, meter, next_pos = struct.unpack('<HHc0', blob, pos)
+  local index, meter, next_pos = struct.unpack('<IHc0', blob, pos)
   pos = next_pos + stats_len
   if index ~= window then
     fold_window()
@@ -108,10 +129,10 @@ while pos <= size do
   packs[#packs + 1] = string.sub(blob, next_pos, pos - 1)
 end
 fold_window()
-local found = detect({{KEYS[5], KEYS[6], KEYS[7]}}, ARGV[6], tonumber(ARGV[3]),
+local found = detect({{KEYS[4], KEYS[5], KEYS[6]}}, ARGV[6], tonumber(ARGV[3]),
                      tonumber(ARGV[4]), tonumber(ARGV[5]))
-if #found > 0 then redis.call('HSET', KEYS[8], ARGV[2], found) end
-return found
+if #found > 0 then redis.call('HSET', KEYS[7], ARGV[first_id], found) end
+return {{1, found}}
 """
 )
 
@@ -187,6 +208,15 @@ class Judged:
     relearn_after: int
 
 
+@dataclass(frozen=True, slots=True)
+class FoldResult:
+    """What the fold script did: nothing if *applied_before* names batches folded before,
+    else the group is folded and *findings* holds what detection found (packed)."""
+
+    applied_before: set[str]
+    findings: bytes
+
+
 @dataclass
 class WindowStore:
     """Redis operations on open windows."""
@@ -200,37 +230,29 @@ class WindowStore:
 
     def fold(
         self,
-        batch_id: str,
+        batch_ids: list[str],
         folded: dict[WindowKey, dict[str, WindowStats]],
         judged: Judged,
         marker_ttl_s: int,
-    ) -> bytes | None:
-        """Fold a batch's window statistics in and judge its readings, once.
+    ) -> FoldResult:
+        """Fold a group of batches' window statistics in and judge their readings, once.
 
-        Returns the packed findings (segs.services.detection), or None if this batch was folded
-        before. The batch leaves the pending ledger (segs.services.pending) in the same step.
+        Nothing changes if a batch of the group was folded before (see FoldResult). The batches
+        leave the pending ledger (segs.services.pending) in the same step either way.
         """
-        # A batch holds at most 1,000 readings, so at most 1,000 windows: a u16 index suffices.
         windows = sorted(folded)
-        keys = [
-            applied_key(batch_id),
-            OPEN_WINDOWS,
-            PENDING,
-            PENDING_AT,
-            STATES,
-            DEADLINES,
-            DOWNTIME,
-            OUTBOX,
-        ]
+        keys = [OPEN_WINDOWS, PENDING, PENDING_AT, STATES, DEADLINES, DOWNTIME, OUTBOX]
+        keys.extend(applied_key(batch_id) for batch_id in batch_ids)
         keys.extend(window_key_name(window) for window in windows)
         args: list[str | int | bytes] = [
             marker_ttl_s,
-            batch_id,
+            len(batch_ids),
             judged.received_at_us,
             judged.missed_intervals,
             judged.relearn_after,
             judged.readings,
         ]
+        args.extend(batch_ids)
         entries: list[bytes] = []
         for index, window in enumerate(windows, start=1):
             args.append(window.end_us)
@@ -238,8 +260,10 @@ class WindowStore:
                 meter = meter_id.encode()
                 entries.append(_ENTRY_HEAD.pack(index, len(meter)) + meter + stats.pack())
         args.append(b"".join(entries))
-        found = self._fold(keys=keys, args=args)
-        return None if found is None else bytes(found)
+        reply = self._fold(keys=keys, args=args)
+        if reply[0] == 0:
+            return FoldResult({bytes(batch_id).decode() for batch_id in reply[1:]}, b"")
+        return FoldResult(set(), bytes(reply[1]))
 
     def was_folded(self, batch_id: str) -> bool:
         """Whether the fold script has applied this batch (its mark lives

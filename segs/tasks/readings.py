@@ -1,16 +1,19 @@
-"""Reading batches: one task per shard per ingestion request, on queue ``readings.<shard>``."""
+"""Reading batches: one task message per shard per ingestion request, on queue
+``readings.<shard>``; a worker folds many of them in one go (segs.tasks.batched)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from typing import Any
 
 import redis
-from celery import Task
 from celery.utils.log import get_task_logger
+from celery_batches import SimpleRequest
 
 from segs import metrics
 from segs.celery_app import app
@@ -19,10 +22,13 @@ from segs.db import own_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
 from segs.services import dead_letters
-from segs.services.archive import archive_and_fold
+from segs.services.archive import Batch
+from segs.services.archive import GroupOutcome
+from segs.services.archive import archive_and_fold_group
 from segs.services.outages import is_outage
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
+from segs.tasks.batched import AckedBatches
 from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
@@ -32,117 +38,186 @@ logger = get_task_logger(__name__)
 # Longest wait between two tries of a batch.
 _BACKOFF_MAX_S = 60
 
+_settings = get_settings()
+
+
+@dataclass(frozen=True)
+class Message:
+    """One fold_batch message: its batch, the queue it came from and how often it failed."""
+
+    batch: Batch
+    queue: str
+    data_failures: int
+    retries: int
+
 
 @app.task(
+    base=AckedBatches,
     name="segs.tasks.readings.fold_batch",
     bind=True,
     # Idempotent (see segs.services.archive): safe to run again after a killed worker.
     acks_late=True,
-    reject_on_worker_lost=True,
+    # A group is cut at this many messages, or after this long (the worker's main process
+    # buffers them meanwhile; worker_prefetch_multiplier leaves room for a few groups).
+    flush_every=_settings.fold_group_messages,
+    flush_interval=_settings.fold_group_wait_s,
 )
-def fold_batch(
-    self: Task, rows: list[ReadingRow] | None, received_at_us: int, data_failures: int = 0
-) -> dict[str, Any]:
-    """Archive a shard's readings and fold the new ones into their windows.
+def fold_batch(self: AckedBatches, requests: list[SimpleRequest]) -> dict[str, dict[str, Any]]:
+    """Archive and fold a group of reading batches; returns what happened to each batch
+    settled, by id (those are acknowledged; the others return to their queue).
 
-    *rows* is None when the batch waits in the pending ledger under this task's id (the Redis
-    broker, segs.services.pending). A batch already folded has left the ledger: its run then
-    folds nothing and only stores findings a crash may have left behind.
+    A message's args are (rows, received_at_us): *rows* is None when the batch waits
+    in the pending ledger under the message's task id (the Redis broker, segs.services.pending).
+    A batch already folded has left the ledger: its run then folds nothing and only stores
+    findings a crash may have left behind.
 
     Accepted readings are never dropped: an outage (segs.services.outages) is retried with
     backoff for as long as it lasts. Any other failure is retried SEGS_DATA_ERROR_ATTEMPTS times
-    in all (*data_failures* counts them), then the batch becomes a dead letter.
+    in all, then the batch becomes a dead letter. A group that fails for another reason than an
+    outage is split, so one bad batch never holds back the others.
     """
     started = time.perf_counter()
-    batch_id = self.request.id
-    if rows is None:
-        rows = get_pending_ledger().rows_of(batch_id) or []
-    try:
-        outcome = _fold(batch_id, rows, received_at_us)
-    except Exception as exc:
-        if not is_outage(exc):
-            data_failures += 1
-            if data_failures >= get_settings().data_error_attempts:
-                return _set_aside(self, rows, received_at_us, exc, data_failures)
-        raise _retry_later(self, exc, data_failures) from exc
+    messages = _read_messages(requests)
+    settled = _fold_or_retry(messages) if messages else {}
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
-    if not outcome["folded"] and outcome["owned"]:
-        logger.info("batch %s was folded before; nothing changed", batch_id)
-    return outcome
+    metrics.FOLD_GROUP_BATCHES.observe(len(messages))
+    metrics.READING_BATCHES_SETTLED.inc(sum(1 for request in requests if request.id in settled))
+    return settled
 
 
-def _fold(batch_id: str, rows: list[ReadingRow], received_at_us: int) -> dict[str, Any]:
+def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
+    """Each distinct batch of the requests, its rows read from the ledger where it keeps them."""
+    unique: dict[str, SimpleRequest] = {}
+    for request in requests:
+        # A re-published copy can meet its original in one group: one run folds both.
+        unique.setdefault(request.id, request)
+    from_ledger = [task_id for task_id, request in unique.items() if request.args[0] is None]
+    stored = get_pending_ledger().rows_of_many(from_ledger) if from_ledger else {}
+    messages = []
+    for task_id, request in unique.items():
+        rows, received_at_us = request.args[0], request.args[1]
+        if rows is None:
+            # None: folded and settled before this copy ran.
+            rows = stored.get(task_id) or []
+        queue = str((request.delivery_info or {}).get("routing_key") or queue_for_shard(0))
+        messages.append(
+            Message(
+                Batch(task_id, rows, received_at_us),
+                queue,
+                int(request.kwargs.get("data_failures", 0)),
+                int(request.kwargs.get("retries", 0)),
+            )
+        )
+    return messages
+
+
+def _fold_or_retry(messages: list[Message]) -> dict[str, dict[str, Any]]:
+    """Fold the group; on failure retry it (an outage) or split it. What each batch settled
+    did, by id."""
+    try:
+        outcome = _fold([message.batch for message in messages])
+    except Exception as exc:
+        if not is_outage(exc) and len(messages) == 1:
+            return _after_data_failure(messages[0], exc)
+        settled: dict[str, dict[str, Any]] = {}
+        for message in messages:
+            # An outage retries each batch later; another failure is looked for batch by batch.
+            settled.update(
+                _retry_later(message, exc) if is_outage(exc) else _fold_or_retry([message])
+            )
+        return settled
+    return {
+        batch_id: {"received": done.received, "owned": done.owned, "folded": done.folded}
+        for batch_id, done in outcome.batches.items()
+    }
+
+
+def _fold(batches: list[Batch]) -> GroupOutcome:
     with own_connection() as conn:
-        outcome = archive_and_fold(
+        outcome = archive_and_fold_group(
             conn,
             get_window_store(),
             get_detection_store(),
             get_settings(),
-            batch_id=batch_id,
-            rows=rows,
-            received_at_us=received_at_us,
-            now=datetime.now(UTC),
+            batches,
+            datetime.now(UTC),
         )
-    if outcome.findings:
-        # After the fold: a reading is in its window even if storing an alert fails and retries.
-        store_findings(batch_id, outcome.findings)
-    return {"received": outcome.received, "owned": outcome.owned, "folded": outcome.folded}
+    # After the fold: a reading is in its window even if storing an alert fails and retries.
+    for batch_id, findings in outcome.findings.items():
+        store_findings(batch_id, findings)
+    return outcome
 
 
-def _retry_later(task: Task, exc: Exception, data_failures: int) -> Exception:
-    """The retry to raise: with backoff, counting the data failures so far."""
-    countdown = min(2**task.request.retries, _BACKOFF_MAX_S)
+def _after_data_failure(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
+    """Retry a batch that failed for a reason other than an outage, or set it aside."""
+    failed = replace(message, data_failures=message.data_failures + 1)
+    if failed.data_failures < get_settings().data_error_attempts:
+        return _retry_later(failed, exc)
     try:
-        # Until the retry runs, the stalled-batch re-publisher must not add a copy of its own.
-        get_pending_ledger().hold(task.request.id, time.time() + countdown)
-    except redis.RedisError:
-        # Redis itself is out: the retry must happen all the same (with RabbitMQ nothing else
-        # keeps the batch); at worst the re-publisher sends a copy, which folds nothing twice.
-        logger.warning("could not hold batch %s in the ledger during its retry", task.request.id)
-    logger.warning("batch %s failed (%r); trying again in %d s", task.request.id, exc, countdown)
-    return task.retry(
-        exc=exc, countdown=countdown, max_retries=None, kwargs={"data_failures": data_failures}
-    )
-
-
-def _set_aside(
-    task: Task, rows: list[ReadingRow], received_at_us: int, exc: Exception, attempts: int
-) -> dict[str, Any]:
-    """Make the batch a dead letter and let it go (an outage meanwhile retries, as ever)."""
-    batch_id = task.request.id
-    shard = _shard_of(task)
-    try:
-        with own_connection() as conn:
-            dead_letters.set_aside(
-                conn,
-                batch_id=batch_id,
-                shard=shard,
-                received_at_us=received_at_us,
-                rows=rows,
-                error=exc,
-                attempts=attempts,
-                folded=get_window_store().was_folded(batch_id),
-            )
-        # Out of the ledger: the re-publisher must never send it again by itself.
-        get_pending_ledger().settle(batch_id)
+        _set_aside(failed, exc)
     except Exception as outage:
         if not is_outage(outage):
             raise
-        raise _retry_later(task, outage, attempts) from outage
+        return _retry_later(failed, outage)
+    return {failed.batch.batch_id: {"received": len(failed.batch.rows), "dead_letter": True}}
+
+
+def _retry_later(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
+    """Send the batch again with backoff, counting its data failures. Settled if sent; if not,
+    nothing is settled and the message goes back to its queue as it is."""
+    batch = message.batch
+    countdown = min(2**message.retries, _BACKOFF_MAX_S)
+    try:
+        # Until the retry runs, the stalled-batch re-publisher must not add a copy of its own.
+        get_pending_ledger().hold(batch.batch_id, time.time() + countdown)
+    except redis.RedisError:
+        # Redis itself is out: the retry must happen all the same (with RabbitMQ nothing else
+        # keeps the batch); at worst the re-publisher sends a copy, which folds nothing twice.
+        logger.warning("could not hold batch %s in the ledger during its retry", batch.batch_id)
+    logger.warning("batch %s failed (%r); trying again in %d s", batch.batch_id, exc, countdown)
+    try:
+        _send(
+            batch.batch_id,
+            message.queue,
+            None if get_settings().pending_ledger else batch.rows,
+            batch.received_at_us,
+            countdown=countdown,
+            kwargs={"data_failures": message.data_failures, "retries": message.retries + 1},
+        )
+    except Exception:
+        logger.exception("could not send batch %s again; it returns to its queue", batch.batch_id)
+        return {}
+    return {batch.batch_id: {"received": len(batch.rows), "retry_in_s": countdown}}
+
+
+def _set_aside(message: Message, exc: Exception) -> None:
+    """Make the batch a dead letter and let it go."""
+    batch = message.batch
+    with own_connection() as conn:
+        dead_letters.set_aside(
+            conn,
+            batch_id=batch.batch_id,
+            shard=_shard_of(message.queue),
+            received_at_us=batch.received_at_us,
+            rows=batch.rows,
+            error=exc,
+            attempts=message.data_failures,
+            folded=get_window_store().was_folded(batch.batch_id),
+        )
+    # Out of the ledger: the re-publisher must never send it again by itself.
+    get_pending_ledger().settle(batch.batch_id)
     metrics.DEAD_LETTERS.inc()
     logger.error(
         "batch %s (%d readings) failed %d times and is now a dead letter: %r",
-        batch_id,
-        len(rows),
-        attempts,
+        batch.batch_id,
+        len(batch.rows),
+        message.data_failures,
         exc,
     )
-    return {"received": len(rows), "owned": 0, "folded": False, "dead_letter": True}
 
 
-def _shard_of(task: Task) -> int:
-    """The shard whose queue delivered the task (0 if that cannot be told)."""
-    queue = str((task.request.delivery_info or {}).get("routing_key") or "")
+def _shard_of(queue: str) -> int:
+    """The shard whose queue delivered the batch (0 if that cannot be told)."""
     prefix = queue_for_shard(0)[:-1]
     suffix = queue.removeprefix(prefix)
     return int(suffix) if queue.startswith(prefix) and suffix.isdigit() else 0
@@ -166,24 +241,34 @@ def publish_batch(
         ledger.record(task_id, shard, None, received_at_us, time.time())
         sent = rows
     try:
-        _send(task_id, shard, sent, received_at_us)
+        _send(task_id, queue_for_shard(shard), sent, received_at_us)
     except BaseException:
         ledger.settle(task_id)
         raise
 
 
-def _send(task_id: str, shard: int, rows: list[ReadingRow] | None, received_at_us: int) -> None:
+def _send(
+    task_id: str,
+    queue: str,
+    rows: list[ReadingRow] | None,
+    received_at_us: int,
+    *,
+    countdown: float | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> None:
     fold_batch.apply_async(
         args=(rows, received_at_us),
+        kwargs=kwargs or {},
         task_id=task_id,
-        queue=queue_for_shard(shard),
+        queue=queue,
+        countdown=countdown,
         # Celery would otherwise build a repr of every row for its logs and events.
         argsrepr=(
             f"(<{len(rows)} readings>, {received_at_us})"
             if rows is not None
             else f"(<rows in the pending ledger>, {received_at_us})"
         ),
-        kwargsrepr="{}",
+        kwargsrepr=repr(kwargs or {}),
     )
 
 
@@ -202,7 +287,7 @@ def requeue_stalled_batches() -> int:
     idle_shards = {shard for shard in range(settings.shards) if depths[queue_for_shard(shard)] == 0}
     stalled = ledger.claim_stalled(now - settings.requeue_after_s, now, idle_shards)
     for batch in stalled:
-        _send(batch.task_id, batch.shard, None, batch.received_at_us)
+        _send(batch.task_id, queue_for_shard(batch.shard), None, batch.received_at_us)
     metrics.PENDING_BATCHES.set(ledger.size())
     if stalled:
         metrics.BATCHES_REQUEUED.inc(len(stalled))

@@ -60,7 +60,8 @@ S = MICRO
 def judge_batch(rows: list[list], received_at_us: int, batch_id: str) -> bytes | None:
     """Run the fold script on *rows* alone (no windows): the detection part of a worker's fold."""
     judged = Judged(pack_readings(rows), received_at_us, 3, rules.RELEARN_AFTER)
-    return get_window_store().fold(batch_id, {}, judged, 60)
+    result = get_window_store().fold([batch_id], {}, judged, 60)
+    return None if result.applied_before else result.findings
 
 
 def alerts_of(meter: str | None, kind: str, region: str = "%") -> list[tuple]:

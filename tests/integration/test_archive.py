@@ -9,12 +9,12 @@ from decimal import Decimal as D
 import pytest
 
 from segs.config import get_settings
-from segs.tasks.readings import fold_batch
 from tests.support import MICRO
 from tests.support import archive_in_process
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
+from tests.support import fold_one
 from tests.support import key_header
 from tests.support import now_us
 from tests.support import post_batch
@@ -41,7 +41,7 @@ def test_every_field_is_stored_exactly(clean_state):
         temperature=-4.25,
     )
     task_id = str(uuid.uuid4())
-    assert fold_batch.apply(args=(to_rows([item]), received_at), task_id=task_id).get() == {
+    assert fold_one(to_rows([item]), received_at, task_id=task_id) == {
         "received": 1,
         "owned": 1,
         "folded": True,

@@ -94,10 +94,10 @@ def test_the_script_judges_exactly_as_the_rule(database, seed, relearn_after):
         before = dict(model)
         expected = expected_findings(model, rows, relearn_after)
         judged = Judged(pack_readings(rows), received, MISSED, relearn_after)
-        found = get_window_store().fold(f"script-{seed}-{batch_index}", {}, judged, 60)
+        found = get_window_store().fold([f"script-{seed}-{batch_index}"], {}, judged, 60)
 
-        assert found is not None
-        assert unpack_findings(found) == expected
+        assert not found.applied_before
+        assert unpack_findings(found.findings) == expected
         seen.extend(expected)
         for meter, region in {(row[0], row[1]) for row in rows}:
             state = model[meter]

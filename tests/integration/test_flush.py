@@ -17,15 +17,16 @@ from segs.domain.windows import WindowStats
 from segs.redis_client import get_redis
 from segs.services import flush
 from segs.services.windows_store import OPEN_WINDOWS
+from segs.services.windows_store import FoldResult
 from segs.services.windows_store import Judged
 from segs.services.windows_store import WindowStore
 from segs.services.windows_store import parse_flushing_name
 from segs.services.windows_store import window_key_name
-from segs.tasks.readings import fold_batch
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
+from tests.support import fold_one
 from tests.support import meter_rows
 from tests.support import now_us
 from tests.support import past_15m_window
@@ -46,7 +47,7 @@ def window(clean_state) -> int:
 
 
 def fold(readings) -> dict:
-    return fold_batch.apply(args=(to_rows(readings), now_us()), task_id=str(uuid.uuid4())).get()
+    return fold_one(to_rows(readings), now_us(), task_id=str(uuid.uuid4()))
 
 
 def two_meters(window: int) -> list[dict]:
@@ -177,10 +178,13 @@ def test_lua_fold_merges_like_window_stats(clean_state):
     quarter = WindowKey("15m", REGION, key.start_us)
     nothing_to_judge = Judged(b"", 0, 3, 30)
     folds = {key: {"m1": big, "m2": other}, quarter: {"m3": other}}
-    assert store.fold("b1", folds, nothing_to_judge, 60) == b""
-    assert store.fold("b2", {key: {"m1": small}}, nothing_to_judge, 60) == b""
-    # The same batch again is refused by its applied mark.
-    assert store.fold("b2", {key: {"m1": small}}, nothing_to_judge, 60) is None
+    assert store.fold(["b1"], folds, nothing_to_judge, 60) == FoldResult(set(), b"")
+    assert store.fold(["b2"], {key: {"m1": small}}, nothing_to_judge, 60) == FoldResult(set(), b"")
+    # A group holding a batch folded before changes nothing and names it.
+    assert store.fold(["b3", "b2"], {key: {"m1": small}}, nothing_to_judge, 60) == FoldResult(
+        {"b2"}, b""
+    )
+    assert not get_redis().exists("segs:applied:b3")
     assert store.read(window_key_name(key)) == {"m1": big.merge(small), "m2": other}
     assert store.read(window_key_name(quarter)) == {"m3": other}
     assert get_redis().zscore(OPEN_WINDOWS, window_key_name(key)) == key.end_us
@@ -197,7 +201,7 @@ def test_forgetting_a_minute_folds_it_into_its_quarter_hour_once(clean_state):
     b = WindowStats(1, 9_000_000, 9_000_000, 9_000_000, 1, 0, 0, second.start_us + 1)
     c = WindowStats(1, 4, 4, 4, 4, 4, 1, first.start_us + 9)
     nothing_to_judge = Judged(b"", 0, 3, 30)
-    store.fold("r1", {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60)
+    store.fold(["r1"], {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60)
     assert store.move_due("15m", second.end_us, "t") == 0  # only 1-minute windows are open
     assert store.move_due("1m", second.end_us, "t") == 2
     for name in store.flushing("1m"):

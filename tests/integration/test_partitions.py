@@ -16,11 +16,11 @@ from segs.services.partitions import delete_expired_rows
 from segs.services.partitions import drop_expired_partitions
 from segs.services.partitions import ensure_partitions
 from segs.tasks.maintenance import maintain_partitions
-from segs.tasks.readings import fold_batch
 from tests.support import MICRO
 from tests.support import archive_in_process
 from tests.support import db
 from tests.support import flush_now
+from tests.support import fold_one
 from tests.support import now_us
 from tests.support import query
 from tests.support import reading
@@ -197,7 +197,7 @@ def test_missing_day_partition_is_created_on_demand(clean_state):
     assert raw_part not in partitions("raw_readings")
 
     rows = to_rows([reading("P-1", "Pune-East", moment, 2.5, energy=0.1)])
-    result = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
+    result = fold_one(rows, now_us(), task_id=str(uuid.uuid4()))
     assert result == {"received": 1, "owned": 1, "folded": True}
     assert raw_part in partitions("raw_readings")
     assert query("SELECT tableoid::regclass::text, power_kw FROM raw_readings") == [

@@ -14,6 +14,7 @@ import pytest
 
 from segs.db import raw_connection
 from segs.redis_client import get_redis
+from segs.services.archive import Batch
 from segs.services.archive import _insert
 from segs.tasks.readings import fold_batch
 from segs.tasks.stores import get_pending_ledger
@@ -21,6 +22,7 @@ from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
+from tests.support import fold_one
 from tests.support import meter_rows
 from tests.support import now_us
 from tests.support import past_15m_window
@@ -85,14 +87,14 @@ def test_same_task_id_twice_in_process(window):
     rows = batch(window)
     task_id = str(uuid.uuid4())
     received_at = now_us()
-    first = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
-    second = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    first = fold_one(rows, received_at, task_id=task_id)
+    second = fold_one(rows, received_at, task_id=task_id)
     assert first == {"received": 3, "owned": 3, "folded": True}
     assert second == {"received": 3, "owned": 3, "folded": False}
     assert get_redis().exists(f"segs:applied:{task_id}") == 1
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     # A third run after the flush must not re-open the windows either.
-    third = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    third = fold_one(rows, received_at, task_id=task_id)
     assert third == {"received": 3, "owned": 3, "folded": False}
     assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
@@ -105,16 +107,16 @@ def test_crash_between_commit_and_fold_is_folded_by_the_rerun(window):
     received_at = now_us()
     # The first run committed its rows, then died before the Redis fold.
     with raw_connection() as conn:
-        owned = _insert(conn, task_id, rows, received_at)
+        [owned] = _insert(conn, [Batch(task_id, rows, received_at)], [rows])
     assert owned == rows
     assert raw_count() == 3
     assert get_redis().zcard("segs:win:open") == 0
     assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
 
     # The redelivered task finds the rows it owns by batch id and folds them, once.
-    rerun = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    rerun = fold_one(rows, received_at, task_id=task_id)
     assert rerun == {"received": 3, "owned": 3, "folded": True}
-    again = fold_batch.apply(args=(rows, received_at), task_id=task_id).get()
+    again = fold_one(rows, received_at, task_id=task_id)
     assert again == {"received": 3, "owned": 3, "folded": False}
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
@@ -122,10 +124,10 @@ def test_crash_between_commit_and_fold_is_folded_by_the_rerun(window):
 
 def test_another_batch_with_the_same_readings_owns_nothing(window):
     rows = batch(window)
-    first = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
+    first = fold_one(rows, now_us(), task_id=str(uuid.uuid4()))
     assert first == {"received": 3, "owned": 3, "folded": True}
     # The same readings in a new request (their API marks expired): new task id.
-    other = fold_batch.apply(args=(rows, now_us()), task_id=str(uuid.uuid4())).get()
+    other = fold_one(rows, now_us(), task_id=str(uuid.uuid4()))
     assert other == {"received": 3, "owned": 0, "folded": False}
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
@@ -138,10 +140,10 @@ def test_rerun_after_another_batch_took_some_of_the_readings(window):
     second_rows[0] = first_rows[2]  # exactly the same R-3 reading
     first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
     with raw_connection() as conn:
-        _insert(conn, first_id, first_rows, now_us())
-    second = fold_batch.apply(args=(second_rows, now_us()), task_id=second_id).get()
+        _insert(conn, [Batch(first_id, first_rows, now_us())], [first_rows])
+    second = fold_one(second_rows, now_us(), task_id=second_id)
     assert second == {"received": 2, "owned": 1, "folded": True}
-    rerun = fold_batch.apply(args=(first_rows, now_us()), task_id=first_id).get()
+    rerun = fold_one(first_rows, now_us(), task_id=first_id)
     assert rerun == {"received": 3, "owned": 3, "folded": True}
     assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window, meters=("R-1", "R-2", "R-3", "R-4"))

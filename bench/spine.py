@@ -1,0 +1,142 @@
+"""``make bench``'s closed-loop runs: SEGS as the README starts it, then the bare-PostgreSQL
+peer, under the same load (bench.closed_loop), one after the other."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.closed_loop import ClosedLoopReport
+from bench.closed_loop import LoadShape
+from bench.closed_loop import archived_counter
+from bench.closed_loop import run_load
+from bench.closed_loop import wait_archived
+from bench.pipeline import BIN
+from bench.pipeline import BenchConfig
+from bench.pipeline import CpuMeter
+from bench.pipeline import _reading_queue_depth
+from bench.pipeline import _run_setup
+from bench.pipeline import _spawn
+from bench.pipeline import _stack
+from bench.pipeline import _stop
+from bench.pipeline import _totals
+from bench.pipeline import create_ingestion_key
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def first_regions(config: BenchConfig, count: int) -> tuple[str, ...]:
+    import psycopg
+
+    from segs.dbadmin import libpq_conninfo
+
+    with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
+        rows = conn.execute("SELECT name FROM regions ORDER BY name LIMIT %s", (count,)).fetchall()
+    return tuple(name for (name,) in rows)
+
+
+class _QueueWatch:
+    """The deepest the reading queues got, sampled every second in a thread."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.max_depth = 0
+        self._config = config
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.max_depth = max(self.max_depth, _reading_queue_depth(self._config))
+
+    def __enter__(self) -> _QueueWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopReport:
+    """The closed-loop load against the stack *config* describes; totals checked after."""
+    os.environ.update(config.env())
+    logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
+    _run_setup(config)
+    key = create_ingestion_key(config.env(), "bench")
+    shape = LoadShape(**{**shape.__dict__, "regions": first_regions(config, 4)})
+    with _stack(config, logs) as groups:
+        counter = archived_counter(config.database_url)
+        meter = CpuMeter(groups)
+        meter.start()
+        own = _own_cpu()
+        with _QueueWatch(config) as watch:
+            load = run_load(config.api_port, "/telemetry/batch", key, shape)
+            done_at, archived = wait_archived(counter, load.accepted)
+        cpu = meter.stop()
+        cpu["load generator"] = _own_cpu() - own
+        # Let the worker settle what it holds before the totals are read.
+        time.sleep(2.0)
+    totals = _totals(config, load.accepted)
+    return ClosedLoopReport(
+        label,
+        load,
+        int(totals["raw_readings"]),
+        done_at - load.started,
+        cpu,
+        watch.max_depth,
+        totals,
+    )
+
+
+def run_peer(config: BenchConfig, shape: LoadShape) -> ClosedLoopReport:
+    """The same load against bench.peer (gunicorn with as many workers as the SEGS API)."""
+    import httpx
+
+    os.environ.update(config.env())
+    logs = Path(tempfile.mkdtemp(prefix="segs-peer-"))
+    _run_setup(config)
+    shape = LoadShape(**{**shape.__dict__, "regions": first_regions(config, 4)})
+    peer = _spawn(
+        "peer",
+        [
+            str(BIN / "gunicorn"),
+            "bench.peer:app",
+            *("--bind", f"127.0.0.1:{config.api_port}"),
+            *("--workers", str(config.api_workers)),
+        ],
+        config.env(),
+        logs,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.post(f"http://127.0.0.1:{config.api_port}/", content=b"[]", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        counter = archived_counter(config.database_url)
+        meter = CpuMeter({"peer (gunicorn)": peer})
+        meter.start()
+        own = _own_cpu()
+        load = run_load(config.api_port, "/", None, shape)
+        done_at, archived = wait_archived(counter, load.accepted)
+        cpu = meter.stop()
+        cpu["load generator"] = _own_cpu() - own
+    finally:
+        _stop(peer)
+    return ClosedLoopReport(
+        "bare-PostgreSQL peer (bench.peer: gunicorn + msgspec + COPY, no windows, no queue)",
+        load,
+        archived,
+        done_at - load.started,
+        cpu,
+    )
