@@ -73,14 +73,14 @@ def _poison(shards: int, count: int) -> None:
     from segs.domain.readings import MICRO
     from segs.domain.readings import to_epoch_us
     from segs.domain.sharding import shard_for
-    from segs.tasks.readings import publish_batch
+    from segs.tasks.readings import publish_batches
 
     now_us = to_epoch_us(datetime.now(UTC))
     for _ in range(count):
         meter = f"POISON\x00{uuid.uuid4().hex[:8]}"
         row = [meter, PROBE_REGION, "poison", now_us - 60 * MICRO, MICRO]
         row.extend([None] * 6)
-        publish_batch(shard_for(meter, shards), [row], now_us)
+        publish_batches({shard_for(meter, shards): [row]}, now_us)
 
 
 def _phase(

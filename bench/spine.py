@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+
 from bench.closed_loop import ClosedLoopReport
 from bench.closed_loop import LoadShape
 from bench.closed_loop import archived_counter
@@ -18,6 +20,7 @@ from bench.pipeline import BIN
 from bench.pipeline import BenchConfig
 from bench.pipeline import CpuMeter
 from bench.pipeline import _reading_queue_depth
+from bench.pipeline import _redis_command_stats
 from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stack
@@ -72,6 +75,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
     shape = LoadShape(**{**shape.__dict__, "regions": first_regions(config, 4)})
     with _stack(config, logs) as groups:
         counter = archived_counter(config.database_url)
+        redis.Redis.from_url(config.redis_url).config_resetstat()
         meter = CpuMeter(groups)
         meter.start()
         own = _own_cpu()
@@ -80,6 +84,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
             done_at, archived = wait_archived(counter, load.accepted)
         cpu = meter.stop()
         cpu["load generator"] = _own_cpu() - own
+        redis_commands = _redis_command_stats(config.redis_url)
         # Let the worker settle what it holds before the totals are read.
         time.sleep(2.0)
     totals = _totals(config, load.accepted)
@@ -91,6 +96,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         cpu,
         watch.max_depth,
         totals,
+        redis_commands,
     )
 
 

@@ -41,7 +41,7 @@ from segs.services.ingestion_keys import scope_by_digest
 from segs.services.meter_directory import MeterDirectory
 from segs.services.registry_cache import RegistryCache
 from segs.tasks.queues import BacklogGuard
-from segs.tasks.readings import publish_batch
+from segs.tasks.readings import publish_batches
 
 _REGIONS_TTL_S = 60.0
 
@@ -123,7 +123,7 @@ def get_ingestor() -> Ingestor:
         known_regions=_KnownRegions(),
         directory=MeterDirectory(get_registry_cache(), raw_connection),
         marks=RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
-        publish=publish_batch,
+        publish=publish_batches,
         backlog_exceeded=BacklogGuard(
             settings.reading_queues, settings.max_queue_backlog, settings.backlog_check_interval_s
         ),

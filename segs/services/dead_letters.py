@@ -41,7 +41,8 @@ DISCARDED = "discarded"
 STATUSES = (DEAD, REPLAYED, DISCARDED)
 
 # Re-publishes a batch under its own id: (shard, rows, received_at_us, batch_id).
-Publish = Callable[[int, list[ReadingRow], int, str], None]
+# segs.tasks.readings.publish_batches: rows by shard, received at (µs), task ids by shard.
+Publish = Callable[[dict[int, list[ReadingRow]], int, dict[int, str]], None]
 
 _FORGET_UNFOLDED = """
 DELETE FROM raw_readings r
@@ -174,7 +175,11 @@ def replay(
     :raises ConflictError: the batch is not dead (replayed or discarded already).
     """
     letter = _resolve(session, actor, batch_id, REPLAYED, now)
-    publish(letter.shard, orjson.loads(letter.rows_json), letter.received_at_us, str(batch_id))
+    publish(
+        {letter.shard: orjson.loads(letter.rows_json)},
+        letter.received_at_us,
+        {letter.shard: str(batch_id)},
+    )
     return _view(letter)
 
 

@@ -74,8 +74,9 @@ class Directory(Protocol):
 
 
 class Publisher(Protocol):
-    def __call__(self, shard: int, rows: list[ReadingRow], received_at_us: int) -> None:
-        """Durably enqueue one shard's rows; raise if the broker did not take them."""
+    def __call__(self, by_shard: dict[int, list[ReadingRow]], received_at_us: int) -> None:
+        """Durably enqueue each shard's rows as one batch; raise if the broker did not take
+        them all (it may have taken some: a batch sent again folds nothing twice)."""
 
 
 @dataclass
@@ -214,30 +215,23 @@ class Ingestor:
         new_rows = [row for row, is_new in zip(rows, marked, strict=True) if is_new]
         result.duplicates += len(rows) - len(new_rows)
 
-        by_shard = self._by_shard(new_rows)
-        shards = sorted(by_shard)
-        for position, shard in enumerate(shards):
-            try:
-                self.publish(shard, by_shard[shard], received_at_us)
-            except Exception as exc:
-                # Shards already published stay accepted (a retry sees them as duplicates);
-                # the rest must be retryable, so their marks go.
-                unqueued = [
-                    (row[ROW_METER], row[ROW_TS])
-                    for later in shards[position:]
-                    for row in by_shard[later]
-                ]
-                self._release_quietly(unqueued)
-                metrics.READINGS_ACCEPTED.inc(result.accepted)
-                raise IngestionUnavailableError(
-                    f"the broker did not take the readings: {exc}", retry_after
-                ) from exc
-            result.accepted += len(by_shard[shard])
+        if not new_rows:
+            return
+        try:
+            self.publish(self._by_shard(new_rows), received_at_us)
+        except Exception as exc:
+            # The whole request must be retryable, so every mark it set goes. A shard's batch
+            # the broker took all the same finds its readings taken when the retry's copy runs.
+            self._release_quietly([(row[ROW_METER], row[ROW_TS]) for row in new_rows])
+            raise IngestionUnavailableError(
+                f"the broker did not take the readings: {exc}", retry_after
+            ) from exc
+        result.accepted = len(new_rows)
 
     def _by_shard(self, rows: list[ReadingRow]) -> dict[int, list[ReadingRow]]:
         shards = self.settings.shards
-        if shards == 1 or not rows:
-            return {0: rows} if rows else {}
+        if shards == 1:
+            return {0: rows}
         by_shard: dict[int, list[ReadingRow]] = {}
         for row in rows:
             by_shard.setdefault(shard_for(row[ROW_METER], shards), []).append(row)

@@ -42,12 +42,15 @@ class PendingBatch:
     received_at_us: int
 
 
-# KEYS: pending hash, pending zset. ARGV: task id, published at (s), payload.
-# A script rather than MULTI/EXEC: one round trip, and redis-py builds no pipeline per batch
-# (a pipeline copies the client's response callbacks, which showed in the API's profile).
+# KEYS: pending hash, pending zset. ARGV: published at (s), then task id and payload (empty for
+# none) of each batch. A script rather than MULTI/EXEC: one round trip for a request's batches,
+# and redis-py builds no pipeline (a pipeline copies the client's response callbacks, which
+# showed in the API's profile).
 _RECORD = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+for i = 2, #ARGV, 2 do
+  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+end
 """
 
 
@@ -60,18 +63,17 @@ class PendingLedger:
 
     def record(
         self,
-        task_id: str,
-        shard: int,
-        rows: list[ReadingRow] | None,
+        batches: list[tuple[str, int, list[ReadingRow] | None]],
         received_at_us: int,
         now_s: float,
     ) -> None:
-        """Remember a batch about to be published; without *rows*, only when it was."""
-        if rows is None:
-            self.client.zadd(PENDING_AT, {task_id: now_s})
-            return
-        payload = orjson.dumps([shard, received_at_us, rows])
-        self._record(keys=[PENDING, PENDING_AT], args=[task_id, now_s, payload])
+        """Remember batches (task id, shard, rows) about to be published, in one round trip;
+        without rows, only when each was."""
+        args: list[str | float | bytes] = [now_s]
+        for task_id, shard, rows in batches:
+            args.append(task_id)
+            args.append(b"" if rows is None else orjson.dumps([shard, received_at_us, rows]))
+        self._record(keys=[PENDING, PENDING_AT], args=args)
 
     def hold(self, task_id: str, until_s: float) -> None:
         """Count a batch as published at *until_s*: it is retrying then, so until its retry
@@ -95,11 +97,11 @@ class PendingLedger:
             if payload is not None
         }
 
-    def settle(self, task_id: str) -> None:
-        """Forget a batch (its publish failed, or a worker has fully applied it)."""
+    def settle(self, *task_ids: str) -> None:
+        """Forget batches (their publish failed, or a worker set them aside)."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(PENDING, task_id)
-        pipe.zrem(PENDING_AT, task_id)
+        pipe.hdel(PENDING, *task_ids)
+        pipe.zrem(PENDING_AT, *task_ids)
         pipe.execute()
 
     def claim_stalled(

@@ -223,27 +223,39 @@ def _shard_of(queue: str) -> int:
     return int(suffix) if queue.startswith(prefix) and suffix.isdigit() else 0
 
 
-def publish_batch(
-    shard: int, rows: list[ReadingRow], received_at_us: int, task_id: str | None = None
+def publish_batches(
+    by_shard: dict[int, list[ReadingRow]],
+    received_at_us: int,
+    task_ids: dict[int, str] | None = None,
 ) -> None:
-    """Enqueue one shard's rows; returns once the broker holds the message (confirms on AMQP).
+    """Enqueue each shard's rows as one batch; returns once the broker holds every message
+    (confirms on AMQP). One round trip to the ledger, and with the Redis broker one to the
+    broker for all of them (kombu's publish batch; other transports send one by one).
 
-    *task_id* names the batch; a replayed dead letter keeps its own.
+    *task_ids* name the batches; a replayed dead letter keeps its own.
     """
-    task_id = task_id or str(uuid.uuid4())
+    ids = {shard: (task_ids or {}).get(shard) or str(uuid.uuid4()) for shard in by_shard}
     ledger = get_pending_ledger()
-    if get_settings().pending_ledger:
-        # The ledger keeps the rows; the message only names the batch.
-        ledger.record(task_id, shard, rows, received_at_us, time.time())
-        sent: list[ReadingRow] | None = None
-    else:
-        # RabbitMQ keeps the message itself; the ledger only times it (ingestion watermark).
-        ledger.record(task_id, shard, None, received_at_us, time.time())
-        sent = rows
+    # With the ledger the rows wait there and the message only names its batch; with RabbitMQ
+    # the message carries them and the ledger only times the batch (ingestion watermark).
+    keeps_rows = get_settings().pending_ledger
+    ledger.record(
+        [(ids[shard], shard, rows if keeps_rows else None) for shard, rows in by_shard.items()],
+        received_at_us,
+        time.time(),
+    )
     try:
-        _send(task_id, queue_for_shard(shard), sent, received_at_us)
+        with app.producer_or_acquire() as producer, producer.batch():
+            for shard, rows in by_shard.items():
+                _send(
+                    ids[shard],
+                    queue_for_shard(shard),
+                    None if keeps_rows else rows,
+                    received_at_us,
+                    producer=producer,
+                )
     except BaseException:
-        ledger.settle(task_id)
+        ledger.settle(*ids.values())
         raise
 
 
@@ -255,6 +267,7 @@ def _send(
     *,
     countdown: float | None = None,
     kwargs: dict[str, Any] | None = None,
+    producer: Any = None,
 ) -> None:
     fold_batch.apply_async(
         args=(rows, received_at_us),
@@ -269,6 +282,7 @@ def _send(
             else f"(<rows in the pending ledger>, {received_at_us})"
         ),
         kwargsrepr=repr(kwargs or {}),
+        producer=producer,
     )
 
 

@@ -34,7 +34,7 @@ from segs.services import users
 from segs.services.audit import SYSTEM
 from segs.services.partitions import ensure_partitions
 from segs.services.passwords import Passwords
-from segs.tasks.readings import publish_batch
+from segs.tasks.readings import publish_batches
 from segs.tasks.stores import get_window_store
 from segs.tasks.windows import flush_closed_windows
 
@@ -169,7 +169,7 @@ def replay_dead_letter(batch_id: uuid.UUID) -> None:
     """Publish a dead batch again under its own id (after fixing its cause)."""
     try:
         with session_scope() as session:
-            dead_letters.replay(session, SYSTEM, batch_id, publish_batch, datetime.now(UTC))
+            dead_letters.replay(session, SYSTEM, batch_id, publish_batches, datetime.now(UTC))
     except SegsError as exc:
         raise _failure(exc) from exc
     click.echo(f"replayed {batch_id}; if it fails again it comes back as a dead letter")

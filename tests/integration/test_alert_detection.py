@@ -203,7 +203,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, mail
 
     # A batch accepted a minute ago still waits in a queue: it may hold this meter's reading.
     ledger = get_pending_ledger()
-    ledger.record("stalled-batch", 0, [], 0, time.time() - 60)
+    ledger.record([("stalled-batch", 0, [])], 0, time.time() - 60)
     sweep(later)
     assert alerts_of(meter, rules.METER_OUTAGE) == []
     ledger.settle("stalled-batch")

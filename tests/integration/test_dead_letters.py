@@ -11,7 +11,7 @@ import pytest
 
 from segs.config import get_settings
 from segs.domain.sharding import shard_for
-from segs.tasks.readings import publish_batch
+from segs.tasks.readings import publish_batches
 from segs.tasks.readings import requeue_stalled_batches
 from segs.tasks.stores import get_pending_ledger
 from tests.accounts import create_account
@@ -67,7 +67,7 @@ def test_a_poison_batch_becomes_a_dead_letter_without_delaying_others(client, wo
     shard = shard_for(poison_meter, shards)
     poison_rows = to_rows([reading("GOOD-P", REGION, start, 1.0)])
     poison_rows[0][0] = poison_meter
-    publish_batch(shard, poison_rows, now_us())
+    publish_batches({shard: poison_rows}, now_us())
     [poison_id] = published.snapshot()
 
     # Honest batches, including ones for the poisoned shard, posted right behind it.
@@ -114,7 +114,7 @@ def test_a_dead_letter_replayed_after_the_fix_folds_exactly_once(app, client, wo
     honest = [item for item in batch if item not in same_shard]
 
     with refused_meter("raw_readings", poisoned):
-        publish_batch(shard, to_rows(same_shard), now_us())
+        publish_batches({shard: to_rows(same_shard)}, now_us())
         assert post_batch(client, honest)[1]["accepted"] == len(honest)
         wait_for(
             lambda: scalar("SELECT count(*) FROM dead_letter_batches") == 1,
@@ -149,7 +149,7 @@ def test_a_dead_letter_replayed_after_the_fix_folds_exactly_once(app, client, wo
 def test_the_cli_lists_and_discards_dead_letters(worker, published):
     rows = to_rows([reading("CLI-P", REGION, past_15m_window(45), 1.0)])
     rows[0][0] = "CLI\x00P"
-    publish_batch(0, rows, now_us())
+    publish_batches({0: rows}, now_us())
     [batch_id] = published.snapshot()
     wait_for(lambda: dead_letter(batch_id) is not None, timeout=30, message=worker.log)
 

@@ -27,6 +27,7 @@ from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
 from tests.support import MICRO
 from tests.support import dedupe_marks
+from tests.support import fold_one
 from tests.support import ingestion_key
 from tests.support import iso
 from tests.support import key_header
@@ -34,6 +35,7 @@ from tests.support import now_us
 from tests.support import post_batch
 from tests.support import query
 from tests.support import queue_depths
+from tests.support import raw_count
 from tests.support import reading
 from tests.support import wait_processed
 
@@ -306,7 +308,7 @@ def test_backlog_over_bound_answers_503_with_retry_after(client, ts, monkeypatch
 def test_broker_failure_answers_503_and_a_retry_is_accepted(client, ts, monkeypatch):
     batch = [reading(f"API-{i}", REGION, ts, 1.0) for i in range(8)]
 
-    def broken(shard, rows, received_at_us):
+    def broken(by_shard, received_at_us):
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(get_ingestor(), "publish", broken)
@@ -352,47 +354,40 @@ def _items(readings):
     return get_codec().decode_batch(json.dumps(readings).encode())
 
 
-def test_publish_failure_releases_the_marks_of_unqueued_readings(ts):
+def test_publish_failure_releases_every_mark_and_a_taken_shard_folds_once(ts):
+    """The broker took one shard's batch, then failed: the whole request is refused and
+    retryable, and the shard's readings, queued twice, are counted once."""
     readings = [reading(f"ING-{i:02d}", REGION, ts, float(i)) for i in range(20)]
-    shards = get_settings().shards
-    by_shard = {}
-    for item in readings:
-        by_shard.setdefault(shard_for(item["meterId"], shards), []).append(item["meterId"])
-    assert len(by_shard) > 1
-    first_shard = min(by_shard)
+    published: list[dict[int, list]] = []
 
-    published: list[tuple[int, int]] = []
-
-    def fails_after_first(shard, rows, received_at_us):
-        if shard != first_shard:
-            raise ConnectionError("confirm timeout")
-        published.append((shard, len(rows)))
+    def takes_one_shard_then_fails(by_shard, received_at_us):
+        first = min(by_shard)
+        published.append({first: by_shard[first]})
+        raise ConnectionError("confirm timeout")
 
     now = datetime.now(UTC)
     with pytest.raises(IngestionUnavailableError) as excinfo:
-        _ingestor(fails_after_first).ingest(_items(readings), EVERY_REGION, now)
+        _ingestor(takes_one_shard_then_fails).ingest(_items(readings), EVERY_REGION, now)
     assert excinfo.value.reason == "the broker did not take the readings: confirm timeout"
     assert excinfo.value.retry_after == 2
-    assert published == [(first_shard, len(by_shard[first_shard]))]
-    # The first shard's readings are queued and stay marked; the rest were released.
-    assert dedupe_marks() == {(meter, ts) for meter in by_shard[first_shard]}
+    assert dedupe_marks() == set()
 
-    taken: list[int] = []
-    result = _ingestor(lambda shard, rows, _: taken.extend([shard] * len(rows))).ingest(
+    retried: list[dict[int, list]] = []
+    result = _ingestor(lambda by_shard, _: retried.append(by_shard)).ingest(
         _items(readings), EVERY_REGION, now
     )
-    assert (result.accepted, result.duplicates, result.errors) == (
-        20 - len(by_shard[first_shard]),
-        len(by_shard[first_shard]),
-        [],
-    )
-    assert first_shard not in taken
+    assert (result.accepted, result.duplicates, result.errors) == (20, 0, [])
+    [(shard, taken_rows)] = published[0].items()
+    first = fold_one(taken_rows, now_us())
+    again = fold_one(retried[0][shard], now_us())
+    assert (first["owned"], again["owned"]) == (len(taken_rows), 0)
+    assert raw_count() == len(taken_rows)
 
 
 def test_total_publish_failure_then_retry_is_accepted_not_duplicate(ts):
     readings = [reading(f"ING-{i:02d}", REGION, ts, 1.0) for i in range(5)]
 
-    def broken(shard, rows, received_at_us):
+    def broken(by_shard, received_at_us):
         raise OSError("connection refused")
 
     now = datetime.now(UTC)

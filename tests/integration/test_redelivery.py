@@ -160,7 +160,7 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
     rows = batch(window)
     task_id = str(uuid.uuid4())
     received_at = now_us()
-    get_pending_ledger().record(task_id, 0, rows, received_at, time.time())
+    get_pending_ledger().record([(task_id, 0, rows)], received_at, time.time())
     for _ in range(2):
         fold_batch.apply_async(args=(None, received_at), task_id=task_id, queue="readings.0")
     wait_for(lambda: worker.fold_runs() == 2, timeout=30, message=worker.log)

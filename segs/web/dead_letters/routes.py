@@ -11,7 +11,7 @@ from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.services import dead_letters
-from segs.tasks.readings import publish_batch
+from segs.tasks.readings import publish_batches
 from segs.web.actor import current_actor
 from segs.web.dead_letters.schemas import DeadLetterDetailSchema
 from segs.web.dead_letters.schemas import DeadLetterPageSchema
@@ -63,7 +63,7 @@ def replay_dead_letter(batch_id: uuid.UUID) -> dead_letters.DeadLetterView:
     """Publish the batch again under its own id; if it fails again, it comes back here."""
     with session_scope() as session:
         return dead_letters.replay(
-            session, current_actor(), batch_id, publish_batch, datetime.now(UTC)
+            session, current_actor(), batch_id, publish_batches, datetime.now(UTC)
         )
 
 
