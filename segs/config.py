@@ -164,6 +164,9 @@ class Settings:
 
     # Windows and flushing
     window_grace_s: int = 10
+    # A window that reopens after its flush (late readings) gathers them this long before it
+    # is flushed again, so a backfill does not rewrite the same stored rows every flush.
+    late_window_hold_s: int = 30
     flush_interval_s: float = 5.0
     applied_mark_ttl_s: int = 2 * 24 * 3600
     visibility_timeout_s: int = 600
@@ -344,6 +347,7 @@ def load_settings() -> Settings:
         fold_group_messages=_int("SEGS_FOLD_GROUP_MESSAGES", Settings.fold_group_messages, 1),
         fold_group_wait_s=_float("SEGS_FOLD_GROUP_WAIT_S", Settings.fold_group_wait_s, 0.001),
         window_grace_s=_int("SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
+        late_window_hold_s=_int("SEGS_LATE_WINDOW_HOLD_S", Settings.late_window_hold_s),
         flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
         applied_mark_ttl_s=_int("SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),
         visibility_timeout_s=_int("SEGS_VISIBILITY_TIMEOUT_S", Settings.visibility_timeout_s, 1),

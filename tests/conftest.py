@@ -24,6 +24,9 @@ os.environ.setdefault("CELERY_BROKER_URL", BROKERS[TEST_BROKER])
 os.environ.setdefault("SEGS_SHARDS", "4")
 os.environ.setdefault("SEGS_WORKER_METRICS_PORT", "0")
 os.environ.setdefault("SEGS_WINDOW_GRACE_S", "1")
+# Tests fold readings into windows that ended long ago and flush at once; test_late_windows
+# holds them as the default does.
+os.environ.setdefault("SEGS_LATE_WINDOW_HOLD_S", "0")
 os.environ.setdefault("SEGS_VISIBILITY_TIMEOUT_S", "5")
 # The Redis broker's safety net re-publishes a batch still unfolded after this long.
 os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")

@@ -40,6 +40,7 @@ from segs.services.detection import pack_readings
 from segs.services.detection import unpack_findings
 from segs.services.partitions import ensure_partitions
 from segs.services.windows_store import Judged
+from segs.services.windows_store import LateWindows
 from segs.services.windows_store import WindowStore
 
 logger = logging.getLogger(__name__)
@@ -164,20 +165,21 @@ def archive_and_fold_group(
 ) -> GroupOutcome:
     """Insert the batches' rows into raw_readings and fold those each batch owns into the
     windows, all in one transaction and one fold."""
-    unique = _first_of_each_key(batches)
+    kept = [batch.rows for batch in batches]
     try:
-        owned = _insert(conn, batches, unique)
+        owned = _insert(conn, batches, kept)
     except MissingPartitionError:
         ensure_partitions(conn, settings, now)
-        unique = [_drop_expired(rows, settings, now) for rows in unique]
-        owned = _insert(conn, batches, unique)
+        kept = [_drop_expired(rows, settings, now) for rows in kept]
+        owned = _insert(conn, batches, kept)
     expired = {
         batch.batch_id: len(batch.rows) - len(rows)
-        for batch, rows in zip(batches, unique, strict=True)
+        for batch, rows in zip(batches, kept, strict=True)
         if len(rows) < len(batch.rows)
     }
 
     outcome = GroupOutcome(batches={})
+    late = LateWindows.at(to_epoch_us(now), settings.window_grace_s, settings.late_window_hold_s)
     pending = [(batch, rows) for batch, rows in zip(batches, owned, strict=True)]
     while True:
         # Folded even when they own no rows: the same step settles them in the pending ledger.
@@ -189,7 +191,7 @@ def archive_and_fold_group(
             settings.anomaly_relearn_after,
         )
         ids = [batch.batch_id for batch, _ in pending]
-        result = store.fold(ids, fold_rows(folded_rows), judged, settings.applied_mark_ttl_s)
+        result = store.fold(ids, fold_rows(folded_rows), judged, settings.applied_mark_ttl_s, late)
         if result.applied_before:
             # Folded by an earlier run: fold the group again without them (nothing changed yet).
             for batch, rows in pending:
@@ -224,20 +226,17 @@ def _outcome(
     )
 
 
-def _first_of_each_key(batches: Sequence[Batch]) -> list[list[ReadingRow]]:
-    """Each batch's rows without the (meter, instant) keys an earlier row of the group had:
-    later ones repeat it."""
-    seen: set[tuple[str, int]] = set()
-    unique: list[list[ReadingRow]] = []
-    for batch in batches:
-        kept: list[ReadingRow] = []
-        for row in batch.rows:
-            key = (row[ROW_METER], row[ROW_TS])
-            if key not in seen:
-                seen.add(key)
-                kept.append(row)
-        unique.append(kept)
-    return unique
+def _claim(
+    rows: list[ReadingRow], number: int, mine: set[tuple[int, str, int]]
+) -> list[ReadingRow]:
+    """The rows of batch *number* whose stored key it owns, each key claimed once."""
+    owned = []
+    for row in rows:
+        key = (number, row[ROW_METER], row[ROW_TS])
+        if key in mine:
+            mine.discard(key)
+            owned.append(row)
+    return owned
 
 
 def _drop_expired(rows: list[ReadingRow], settings: Settings, now: datetime) -> list[ReadingRow]:
@@ -258,14 +257,18 @@ def _drop_expired(rows: list[ReadingRow], settings: Settings, now: datetime) -> 
 
 
 def _insert(
-    conn: psycopg.Connection, batches: Sequence[Batch], unique: list[list[ReadingRow]]
+    conn: psycopg.Connection, batches: Sequence[Batch], staged_rows: list[list[ReadingRow]]
 ) -> list[list[ReadingRow]]:
-    """Insert the rows in one transaction; return the rows each batch owns."""
+    """Insert the rows in one transaction; return the rows each batch owns.
+
+    A (meter, instant) key staged twice (a repeat within the group) is inserted once: the
+    INSERT then reports fewer rows than staged, and each stored key is owned by one row only.
+    """
     params = {
         "batch_ids": [batch.batch_id for batch in batches],
         "received_at_us": [batch.received_at_us for batch in batches],
     }
-    staged = sum(len(rows) for rows in unique)
+    staged = sum(len(rows) for rows in staged_rows)
     try:
         with conn.transaction():
             with conn.cursor() as cursor:
@@ -277,19 +280,19 @@ def _insert(
                 ) as copy:
                     # Binary rows cost the worker and PostgreSQL about half the CPU of text.
                     copy.set_types(_STAGE_TYPES)
-                    for number, rows in enumerate(unique, start=1):
+                    for number, rows in enumerate(staged_rows, start=1):
                         tail = [number]
                         for row in rows:
                             copy.write_row(row + tail)
                 cursor.execute(_INSERT_NEW, params)
                 if cursor.rowcount == staged:
-                    owned = unique
+                    owned = staged_rows  # every key new, hence each staged once
                 else:
                     cursor.execute(_OWNED_BEFORE, params)
                     mine = {(number, meter, ts) for number, meter, ts in cursor.fetchall()}
                     owned = [
-                        [row for row in rows if (number, row[ROW_METER], row[ROW_TS]) in mine]
-                        for number, rows in enumerate(unique, start=1)
+                        _claim(rows, number, mine)
+                        for number, rows in enumerate(staged_rows, start=1)
                     ]
                 unknown = sorted(
                     {row[ROW_METER] for rows in owned for row in rows} - _registered_meters

@@ -84,11 +84,13 @@ def mark_of(meter_id: str, ts_us: int) -> tuple[str, bytes]:
 
 
 def _pack_keys(keys: list[tuple[str, int]]) -> bytes:
-    parts = []
-    for meter_id, ts_us in keys:
-        meter = meter_id.encode()
-        parts.append(_KEY_HEAD.pack(len(meter)) + meter + _TS.pack(ts_us))
-    return b"".join(parts)
+    head, ts = _KEY_HEAD.pack, _TS.pack
+    return b"".join(
+        [
+            head(len(meter)) + meter + ts(ts_us)
+            for meter, ts_us in ((meter_id.encode(), ts_us) for meter_id, ts_us in keys)
+        ]
+    )
 
 
 @dataclass

@@ -35,6 +35,7 @@ from segs.domain.windows import WindowStats
 from segs.services import quarantine
 from segs.services.outages import is_outage
 from segs.services.partitions import ensure_partitions
+from segs.services.windows_store import LateWindows
 from segs.services.windows_store import WindowStore
 from segs.services.windows_store import parse_flushing_name
 
@@ -135,6 +136,7 @@ def flush_closed_windows(
     cutoff_us = to_epoch_us(now) - settings.window_grace_s * MICRO
     token = uuid.uuid4().hex
     report = FlushReport()
+    late = LateWindows.at(to_epoch_us(now), settings.window_grace_s, settings.late_window_hold_s)
     # 1-minute windows first: forgetting one folds it into its 15-minute window, which must
     # be complete before it closes in the same run.
     for size in ("1m", "15m"):
@@ -150,7 +152,7 @@ def flush_closed_windows(
                         raise
                     _quarantine(conn, store, name, window, meters, exc, report)
                     continue
-            store.forget(name)
+            store.forget(name, late)
     return report
 
 

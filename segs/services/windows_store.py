@@ -35,14 +35,19 @@ from segs.services.lua import BULK_LUA
 from segs.services.pending import PENDING
 from segs.services.pending import PENDING_AT
 
-_ENTRY_HEAD = struct.Struct("<IH")
+_METER_HEAD = struct.Struct("<H")
+# An entry's window index (u32), then the meter's packed statistics.
+_ENTRY_TAIL = struct.Struct("<I" + PACKED_LAYOUT.format.removeprefix("<"))
+# Each meter's encoded head (length and id): meters repeat, and encoding showed in the profile.
+_meter_heads: dict[str, bytes] = {}
+_HEADS_LIMIT = 1_000_000
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
 _FLUSHING_PREFIX = "segs:flushing:"
 # The fold script's first batch marker (KEYS) and first batch id (ARGV), 1-based.
 _FIRST_MARKER_KEY = 8
-_FIRST_BATCH_ARG = 7
+_FIRST_BATCH_ARG = 9
 
 # Defines merge_all(key, meters, packs): fold each meter's packed statistics into a window hash,
 # reading and writing the hash in bulk.
@@ -72,8 +77,9 @@ end
 # KEYS: open zset, pending hash, pending zset, detection states, silent deadlines, downtime,
 #       findings outbox, then each batch's applied marker, then the window hashes.
 # ARGV: marker ttl, number of batches, accepted at (µs), missed intervals, relearn after, packed
-#       readings (segs.services.detection), then each batch's id, then each window hash's end
-#       (µs), then one binary blob of entries: [u32 window index][u16 meter length][meter][stats].
+#       readings (segs.services.detection), the late windows' cutoff and due time (LateWindows),
+#       then each batch's id, then each window hash's end
+#       (µs), then one binary blob of entries: [u16 meter length][meter][u32 window index][stats].
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The markers, the fold and the detection happen in one
 # script, so each batch is folded and judged exactly once. If a batch of the group was folded
@@ -108,8 +114,11 @@ end
 local stats_len = {PACKED_LAYOUT.size}
 local first_window = first_marker + batches
 local windows = #KEYS - first_window + 1
+local late_cutoff, late_due = tonumber(ARGV[7]), ARGV[8]
 for i = 1, windows do
-  redis.call('ZADD', KEYS[1], 'NX', ARGV[first_id + batches - 1 + i], KEYS[first_window - 1 + i])
+  local due = ARGV[first_id + batches - 1 + i]
+  if tonumber(due) <= late_cutoff then due = late_due end
+  redis.call('ZADD', KEYS[1], 'NX', due, KEYS[first_window - 1 + i])
 end
 local blob = ARGV[first_id + batches + windows]
 local pos, size = 1, #blob
@@ -119,7 +128,7 @@ local function fold_window()
   meters, packs = {{}}, {{}}
 end
 while pos <= size do
-  local index, meter, next_pos = struct.unpack('<IHc0', blob, pos)
+  local meter, index, next_pos = struct.unpack('<Hc0I', blob, pos)
   pos = next_pos + stats_len
   if index ~= window then
     fold_window()
@@ -158,9 +167,10 @@ return moved
 """
 
 # KEYS: flushed window hash, flushing set, the larger window's hash, open zset.
-# ARGV: the larger window's end (µs). Folds every meter of a flushed window into the larger
-# window and deletes it, in one step: a flush that dies before this step repeats it whole, one
-# that dies after finds nothing left to do, so each window is rolled up exactly once.
+# ARGV: when the larger window is due (its end, or LateWindows' due time if it closed already).
+# Folds every meter of a flushed window into the larger window and deletes it, in one step: a
+# flush that dies before this step repeats it whole, one that dies after finds nothing left to
+# do, so each window is rolled up exactly once.
 _ROLL_UP = (
     BULK_LUA
     + _MERGE_LUA
@@ -209,6 +219,25 @@ class Judged:
 
 
 @dataclass(frozen=True, slots=True)
+class LateWindows:
+    """When a window opened after it closed (late readings) is due. A window ending at or before
+    *cutoff_us* (now minus the grace: it is due already) gets *due_us* instead of its end: the
+    flush after the hold takes it, and late readings gather in it meanwhile."""
+
+    cutoff_us: int
+    due_us: int
+
+    @classmethod
+    def at(cls, now_us: int, grace_s: int, hold_s: int) -> LateWindows:
+        # A window is flushed once its due time plus the grace has passed.
+        cutoff_us = now_us - grace_s * 1_000_000
+        return cls(cutoff_us, cutoff_us + hold_s * 1_000_000)
+
+    def due(self, end_us: int) -> int:
+        return self.due_us if end_us <= self.cutoff_us else end_us
+
+
+@dataclass(frozen=True, slots=True)
 class FoldResult:
     """What the fold script did: nothing if *applied_before* names batches folded before,
     else the group is folded and *findings* holds what detection found (packed)."""
@@ -234,6 +263,7 @@ class WindowStore:
         folded: dict[WindowKey, dict[str, WindowStats]],
         judged: Judged,
         marker_ttl_s: int,
+        late: LateWindows,
     ) -> FoldResult:
         """Fold a group of batches' window statistics in and judge their readings, once.
 
@@ -251,14 +281,35 @@ class WindowStore:
             judged.missed_intervals,
             judged.relearn_after,
             judged.readings,
+            late.cutoff_us,
+            late.due_us,
         ]
         args.extend(batch_ids)
+        if len(_meter_heads) > _HEADS_LIMIT:
+            _meter_heads.clear()
         entries: list[bytes] = []
+        tail = _ENTRY_TAIL.pack
         for index, window in enumerate(windows, start=1):
             args.append(window.end_us)
-            for meter_id, stats in folded[window].items():
-                meter = meter_id.encode()
-                entries.append(_ENTRY_HEAD.pack(index, len(meter)) + meter + stats.pack())
+            for meter_id, s in folded[window].items():
+                head = _meter_heads.get(meter_id)
+                if head is None:
+                    meter = meter_id.encode()
+                    head = _meter_heads[meter_id] = _METER_HEAD.pack(len(meter)) + meter
+                entries.append(head)
+                entries.append(
+                    tail(
+                        index,
+                        s.count,
+                        s.power_sum,
+                        s.power_min,
+                        s.power_max,
+                        s.energy_sum,
+                        s.voltage_sum,
+                        s.voltage_count,
+                        s.last_ts_us,
+                    )
+                )
         args.append(b"".join(entries))
         reply = self._fold(keys=keys, args=args)
         if reply[0] == 0:
@@ -290,7 +341,7 @@ class WindowStore:
             for meter, packed in self.client.hgetall(name).items()
         }
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, late: LateWindows) -> None:
         """Drop a flushed window hash once PostgreSQL has committed it, first folding it into
         the larger window it rolls up into (segs.domain.windows.ROLLS_UP_INTO)."""
         target = rollup_target(parse_flushing_name(name))
@@ -301,7 +352,8 @@ class WindowStore:
             pipe.execute()
             return
         self._roll_up(
-            keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS], args=[target.end_us]
+            keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS],
+            args=[late.due(target.end_us)],
         )
 
     def drop(self, name: str) -> None:

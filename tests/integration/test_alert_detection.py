@@ -31,6 +31,7 @@ from segs.services.detection import pack_readings
 from segs.services.detection import record_refusal
 from segs.services.detection import unpack_state
 from segs.services.windows_store import Judged
+from segs.services.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
 from segs.tasks.stores import get_pending_ledger
@@ -51,6 +52,9 @@ from tests.support import scalar
 from tests.support import to_rows
 from tests.support import wait_for
 
+# No window counts as late here (they are old test windows, flushed on their end).
+NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
+
 pytestmark = pytest.mark.integration
 
 REGION = "Pune-West"  # capacity 3400 kW in the test database
@@ -60,7 +64,7 @@ S = MICRO
 def judge_batch(rows: list[list], received_at_us: int, batch_id: str) -> bytes | None:
     """Run the fold script on *rows* alone (no windows): the detection part of a worker's fold."""
     judged = Judged(pack_readings(rows), received_at_us, 3, rules.RELEARN_AFTER)
-    result = get_window_store().fold([batch_id], {}, judged, 60)
+    result = get_window_store().fold([batch_id], {}, judged, 60, NEVER_LATE)
     return None if result.applied_before else result.findings
 
 

@@ -19,10 +19,14 @@ from segs.services.detection import MeterFinding
 from segs.services.detection import pack_readings
 from segs.services.detection import unpack_findings
 from segs.services.windows_store import Judged
+from segs.services.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_window_store
 from tests.support import MICRO
 from tests.support import reset_state
+
+# No window counts as late here (they are old test windows, flushed on their end).
+NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +98,9 @@ def test_the_script_judges_exactly_as_the_rule(database, seed, relearn_after):
         before = dict(model)
         expected = expected_findings(model, rows, relearn_after)
         judged = Judged(pack_readings(rows), received, MISSED, relearn_after)
-        found = get_window_store().fold([f"script-{seed}-{batch_index}"], {}, judged, 60)
+        found = get_window_store().fold(
+            [f"script-{seed}-{batch_index}"], {}, judged, 60, NEVER_LATE
+        )
 
         assert not found.applied_before
         assert unpack_findings(found.findings) == expected

@@ -19,6 +19,7 @@ from segs.services import flush
 from segs.services.windows_store import OPEN_WINDOWS
 from segs.services.windows_store import FoldResult
 from segs.services.windows_store import Judged
+from segs.services.windows_store import LateWindows
 from segs.services.windows_store import WindowStore
 from segs.services.windows_store import parse_flushing_name
 from segs.services.windows_store import window_key_name
@@ -34,6 +35,9 @@ from tests.support import query
 from tests.support import reading
 from tests.support import region_rows
 from tests.support import to_rows
+
+# No window counts as late here (they are old test windows, flushed on their end).
+NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +119,9 @@ def test_flush_twice_is_a_no_op(window):
     assert_flushed_once(window)
 
 
-def test_window_closes_exactly_at_end_plus_grace(window):
+def test_window_closes_exactly_at_end_plus_grace(clean_state):
+    # The next 15-minute window: folded before it ends, as current readings are.
+    window = past_15m_window(0) + 900 * MICRO
     fold([reading("F-1", REGION, window + 30 * MICRO, 1.0)])
     store = WindowStore(get_redis())
     settings = get_settings()
@@ -178,12 +184,14 @@ def test_lua_fold_merges_like_window_stats(clean_state):
     quarter = WindowKey("15m", REGION, key.start_us)
     nothing_to_judge = Judged(b"", 0, 3, 30)
     folds = {key: {"m1": big, "m2": other}, quarter: {"m3": other}}
-    assert store.fold(["b1"], folds, nothing_to_judge, 60) == FoldResult(set(), b"")
-    assert store.fold(["b2"], {key: {"m1": small}}, nothing_to_judge, 60) == FoldResult(set(), b"")
-    # A group holding a batch folded before changes nothing and names it.
-    assert store.fold(["b3", "b2"], {key: {"m1": small}}, nothing_to_judge, 60) == FoldResult(
-        {"b2"}, b""
+    assert store.fold(["b1"], folds, nothing_to_judge, 60, NEVER_LATE) == FoldResult(set(), b"")
+    assert store.fold(["b2"], {key: {"m1": small}}, nothing_to_judge, 60, NEVER_LATE) == FoldResult(
+        set(), b""
     )
+    # A group holding a batch folded before changes nothing and names it.
+    assert store.fold(
+        ["b3", "b2"], {key: {"m1": small}}, nothing_to_judge, 60, NEVER_LATE
+    ) == FoldResult({"b2"}, b"")
     assert not get_redis().exists("segs:applied:b3")
     assert store.read(window_key_name(key)) == {"m1": big.merge(small), "m2": other}
     assert store.read(window_key_name(quarter)) == {"m3": other}
@@ -201,12 +209,14 @@ def test_forgetting_a_minute_folds_it_into_its_quarter_hour_once(clean_state):
     b = WindowStats(1, 9_000_000, 9_000_000, 9_000_000, 1, 0, 0, second.start_us + 1)
     c = WindowStats(1, 4, 4, 4, 4, 4, 1, first.start_us + 9)
     nothing_to_judge = Judged(b"", 0, 3, 30)
-    store.fold(["r1"], {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60)
+    store.fold(
+        ["r1"], {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60, NEVER_LATE
+    )
     assert store.move_due("15m", second.end_us, "t") == 0  # only 1-minute windows are open
     assert store.move_due("1m", second.end_us, "t") == 2
     for name in store.flushing("1m"):
-        store.forget(name)
-        store.forget(name)  # a second forget finds nothing left to fold
+        store.forget(name, NEVER_LATE)
+        store.forget(name, NEVER_LATE)  # a second forget finds nothing left to fold
     assert store.read(window_key_name(quarter)) == {"m1": a.merge(b), "m2": c}
     assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
     assert store.flushing("1m") == []

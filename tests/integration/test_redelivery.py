@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC
+from datetime import datetime
 from decimal import Decimal as D
 
 import pytest
 
+from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services.archive import Batch
 from segs.services.archive import _insert
+from segs.services.archive import archive_and_fold_group
+from segs.tasks.alerts import get_detection_store
 from segs.tasks.readings import fold_batch
 from segs.tasks.stores import get_pending_ledger
+from segs.tasks.stores import get_window_store
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
@@ -170,3 +176,47 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
     assert get_pending_ledger().size() == 0
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
+
+
+def fold_group(batches: list[Batch]) -> dict[str, tuple[int, bool]]:
+    """Archive and fold *batches* in one go, as a worker folds a group of messages."""
+    with raw_connection() as conn:
+        outcome = archive_and_fold_group(
+            conn,
+            get_window_store(),
+            get_detection_store(),
+            get_settings(),
+            batches,
+            datetime.now(UTC),
+        )
+    return {batch_id: (done.owned, done.folded) for batch_id, done in outcome.batches.items()}
+
+
+def test_a_group_with_a_batch_folded_before_folds_the_others_once(window):
+    """A redelivered message meets new ones in a group: it folds nothing, they fold."""
+    first_rows = batch(window)
+    first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
+    assert fold_one(first_rows, now_us(), task_id=first_id)["folded"]
+    second = Batch(second_id, batch(window, meters=("R-4",)), now_us())
+    assert fold_group([Batch(first_id, first_rows, now_us()), second]) == {
+        first_id: (3, False),
+        second_id: (1, True),
+    }
+    assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0, "quarantined": 0}
+    assert_counted_once(window, meters=("R-1", "R-2", "R-3", "R-4"))
+
+
+def test_a_reading_twice_in_one_group_is_owned_and_counted_once(window):
+    rows = batch(window)
+    first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
+    # The second batch repeats R-3 (and repeats it within itself: a hand-made batch).
+    second_rows = batch(window, meters=("R-3", "R-4")) + batch(window, meters=("R-3",))
+    second_rows[0] = second_rows[2] = rows[2]
+    assert fold_group(
+        [Batch(first_id, rows, now_us()), Batch(second_id, second_rows, now_us())]
+    ) == {
+        first_id: (3, True),
+        second_id: (1, True),
+    }
+    assert flush_now() == {"windows": 2, "rows": 8, "late_readings": 0, "quarantined": 0}
+    assert_counted_once(window, meters=("R-1", "R-2", "R-3", "R-4"))
