@@ -161,6 +161,7 @@ class Settings:
     # for a group to fill (BENCHMARKS.md, "Issue 16").
     fold_group_messages: int = 64
     fold_group_wait_s: float = 0.05
+    fold_group_readings: int = 5000
 
     # Windows and flushing
     window_grace_s: int = 10
@@ -346,6 +347,7 @@ def load_settings() -> Settings:
         data_error_attempts=_int("SEGS_DATA_ERROR_ATTEMPTS", Settings.data_error_attempts, 1),
         fold_group_messages=_int("SEGS_FOLD_GROUP_MESSAGES", Settings.fold_group_messages, 1),
         fold_group_wait_s=_float("SEGS_FOLD_GROUP_WAIT_S", Settings.fold_group_wait_s, 0.001),
+        fold_group_readings=_int("SEGS_FOLD_GROUP_READINGS", Settings.fold_group_readings, 1),
         window_grace_s=_int("SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
         late_window_hold_s=_int("SEGS_LATE_WINDOW_HOLD_S", Settings.late_window_hold_s),
         flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),

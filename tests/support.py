@@ -406,9 +406,10 @@ class WorkerProcess:
     per start), raw_readings and the Redis ``segs:applied:`` marks.
     """
 
-    def __init__(self, directory: Path, concurrency: int = 2) -> None:
+    def __init__(self, directory: Path, concurrency: int = 2, *, events: bool = False) -> None:
         self.directory = directory
         self.concurrency = concurrency
+        self.events = events
         self.directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / "worker.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -449,6 +450,7 @@ class WorkerProcess:
                     # Syncing with other workers at start costs a second and tests need none.
                     "--without-mingle",
                     "--without-gossip",
+                    *(["--task-events"] if self.events else []),
                 ],
                 cwd=REPO,
                 env=env,

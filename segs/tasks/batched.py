@@ -9,7 +9,9 @@ the buffering and replaces that step:
   acknowledged, the others go back to their queue;
 - a lost pool process (killed, out of memory) sends them all back, as reject_on_worker_lost
   does for ordinary tasks;
-- each message gets its task-started and task-succeeded events, so Flower shows it.
+- each message gets the task-received, task-started and task-succeeded events an ordinary
+  task gets (celery-batches sends none), so Flower shows it: received and started when its
+  group is handed to a pool process, succeeded when it is acknowledged.
 """
 
 from __future__ import annotations
@@ -28,17 +30,26 @@ class AckedBatches(Batches):
 
     def flush(self, requests: Collection[Request]) -> Any:
         simple = [SimpleRequest.from_request(request) for request in requests]
-
-        def on_accepted(pid: int, time_accepted: float) -> None:
-            for request in requests:
-                request.send_event("task-started", pid=pid)
+        for request in requests:
+            request.send_event(
+                "task-received",
+                name=request.name,
+                args=request.argsrepr,
+                kwargs=request.kwargsrepr,
+                root_id=request.root_id,
+                parent_id=request.parent_id,
+                retries=request.request_dict.get("retries", 0),
+            )
+            # When its group is handed to the pool (the pool's accept callback did not fire for
+            # these jobs when tried).
+            request.send_event("task-started")
 
         def on_return(settled: dict[str, Any] | None) -> None:
-            done = set(settled or ())
+            done = settled or {}
             for request in requests:
                 if request.id in done:
                     request.acknowledge()
-                    request.send_event("task-succeeded", result=None, runtime=0)
+                    request.send_event("task-succeeded", result=repr(done[request.id]))
                 else:
                     request.reject(requeue=True)
 
@@ -49,7 +60,6 @@ class AckedBatches(Batches):
         return self._pool.apply_async(
             apply_batches_task,
             (self, (simple,), 0, None),
-            accept_callback=on_accepted,
             callback=on_return,
             error_callback=on_lost,
         )

@@ -79,9 +79,11 @@ def fold_batch(self: AckedBatches, requests: list[SimpleRequest]) -> dict[str, d
     """
     started = time.perf_counter()
     messages = _read_messages(requests)
-    settled = _fold_or_retry(messages) if messages else {}
+    settled: dict[str, dict[str, Any]] = {}
+    for group in _groups(messages, get_settings().fold_group_readings):
+        settled.update(_fold_or_retry(group))
+        metrics.FOLD_GROUP_BATCHES.observe(len(group))
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
-    metrics.FOLD_GROUP_BATCHES.observe(len(messages))
     metrics.READING_BATCHES_SETTLED.inc(sum(1 for request in requests if request.id in settled))
     return settled
 
@@ -110,6 +112,24 @@ def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
             )
         )
     return messages
+
+
+def _groups(messages: list[Message], most_readings: int) -> list[list[Message]]:
+    """The messages in groups of at most *most_readings* readings (a message larger than that
+    alone): large requests or a single shard must not make one huge transaction and script."""
+    groups: list[list[Message]] = []
+    current: list[Message] = []
+    size = 0
+    for message in messages:
+        rows = len(message.batch.rows)
+        if current and size + rows > most_readings:
+            groups.append(current)
+            current, size = [], 0
+        current.append(message)
+        size += rows
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _fold_or_retry(messages: list[Message]) -> dict[str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -183,3 +184,37 @@ def test_batch_in_flight_to_a_killed_worker_is_not_lost(client, worker):
         log=lambda: f"{queue_depths()}; {broker_unacked()}\n{worker.log()[-2000:]}",
     )
     assert query("SELECT count(*) FROM raw_readings WHERE meter_id = %s", (meter,)) == [(accepted,)]
+
+
+@pytest.mark.slow
+def test_killed_pool_processes_send_their_groups_back(app, worker):
+    """SIGKILL the worker's pool processes (not the worker) mid-load: the groups they held go
+    back to their queues and are folded by the pool processes that replace them, once."""
+    start = past_15m_window(45)
+    batches = make_batches(start)[:16]
+    answers: list[tuple[int, dict]] = []
+
+    def send() -> None:
+        with app.test_client() as client:
+            for batch in batches:
+                answers.append(post_batch(client, batch))
+
+    sender = threading.Thread(target=send, name="load")
+    sender.start()
+    try:
+        wait_for(lambda: raw_count() >= 500, timeout=60, message=worker.log)
+        listed = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text()
+        children = [int(pid) for pid in listed.split()]
+        assert children
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        sender.join(timeout=120)
+    accepted = sum(body["accepted"] for _, body in answers)
+    assert accepted == 16 * BATCH
+    # The same worker, never restarted, gets every batch folded.
+    wait_recovered(accepted, timeout=90, log=worker.log)
+    wait_for(lambda: sum(queue_depths().values()) == 0, timeout=60, message=queue_depths)
+    flush_now()
+    assert query("SELECT sum(reading_count) FROM aggregates_1m") == [(accepted,)]
+    assert_stored_equals_recomputed()
