@@ -29,7 +29,7 @@ from segs.services.windows_store import LateWindows
 from segs.services.windows_store import WindowStore
 
 # No window counts as late here (they are old test windows, flushed on their end).
-NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
+NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 
 START_US = 1_800_000_000 * MICRO
 

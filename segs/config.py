@@ -165,8 +165,9 @@ class Settings:
 
     # Windows and flushing
     window_grace_s: int = 10
-    # A window that reopens after its flush (late readings) gathers them this long before it
-    # is flushed again, so a backfill does not rewrite the same stored rows every flush.
+    # A window that reopens after its flush (late readings) gathers them this long per minute of
+    # its length before it is flushed again, so a backfill does not rewrite the same stored rows
+    # every flush.
     late_window_hold_s: int = 30
     flush_interval_s: float = 5.0
     applied_mark_ttl_s: int = 2 * 24 * 3600

@@ -21,8 +21,11 @@ from dataclasses import dataclass
 
 import redis
 
+from segs.domain.readings import MICRO
 from segs.domain.windows import LUA_LAYOUT
 from segs.domain.windows import PACKED_LAYOUT
+from segs.domain.windows import READING_WINDOW
+from segs.domain.windows import WINDOW_SIZES
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.domain.windows import rollup_target
@@ -221,20 +224,25 @@ class Judged:
 @dataclass(frozen=True, slots=True)
 class LateWindows:
     """When a window opened after it closed (late readings) is due. A window ending at or before
-    *cutoff_us* (now minus the grace: it is due already) gets *due_us* instead of its end: the
-    flush after the hold takes it, and late readings gather in it meanwhile."""
+    *cutoff_us* (now minus the grace: it would be due already) is held instead, *hold_us* per
+    minute of its length, and late readings gather in it meanwhile: with the default 30 s, a
+    backfill's 1-minute windows are flushed every 30 s and its 15-minute ones every 7.5 minutes,
+    rather than at every flush."""
 
     cutoff_us: int
-    due_us: int
+    hold_us: int
 
     @classmethod
     def at(cls, now_us: int, grace_s: int, hold_s: int) -> LateWindows:
         # A window is flushed once its due time plus the grace has passed.
-        cutoff_us = now_us - grace_s * 1_000_000
-        return cls(cutoff_us, cutoff_us + hold_s * 1_000_000)
+        return cls(now_us - grace_s * MICRO, hold_s * MICRO)
 
-    def due(self, end_us: int) -> int:
-        return self.due_us if end_us <= self.cutoff_us else end_us
+    def due_if_late(self, size: str) -> int:
+        """When a window of *size* opened now after its end is due."""
+        return self.cutoff_us + self.hold_us * WINDOW_SIZES[size] // 60
+
+    def due(self, window: WindowKey) -> int:
+        return window.end_us if window.end_us > self.cutoff_us else self.due_if_late(window.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +290,7 @@ class WindowStore:
             judged.relearn_after,
             judged.readings,
             late.cutoff_us,
-            late.due_us,
+            late.due_if_late(READING_WINDOW),
         ]
         args.extend(batch_ids)
         if len(_meter_heads) > _HEADS_LIMIT:
@@ -353,7 +361,7 @@ class WindowStore:
             return
         self._roll_up(
             keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS],
-            args=[late.due(target.end_us)],
+            args=[late.due(target)],
         )
 
     def drop(self, name: str) -> None:

@@ -53,7 +53,7 @@ from tests.support import to_rows
 from tests.support import wait_for
 
 # No window counts as late here (they are old test windows, flushed on their end).
-NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
+NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from tests.support import MICRO
 from tests.support import reset_state
 
 # No window counts as late here (they are old test windows, flushed on their end).
-NEVER_LATE = LateWindows(cutoff_us=0, due_us=0)
+NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 
 pytestmark = pytest.mark.integration
 

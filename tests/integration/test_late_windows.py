@@ -75,10 +75,11 @@ def test_a_backfill_window_gathers_its_late_readings_and_is_flushed_once(clean_s
     [(meter_count, reading_count, *_)] = region_rows("1m").values()
     assert (meter_count, reading_count) == (3, 6)
 
-    # The 15-minute window it rolled into is late too: held from that flush on.
+    # The 15-minute window it rolled into is late too: held from that flush on, the hold per
+    # minute of its length, so a backfill rewrites its rows every 7.5 minutes at most.
     after_minute = start + timedelta(seconds=HOLD_S)
-    assert flush_at(after_minute + timedelta(seconds=HOLD_S - 1)) == []
-    assert flush_at(after_minute + timedelta(seconds=HOLD_S)) == [WindowKey("15m", REGION, window)]
+    assert flush_at(after_minute + timedelta(seconds=449)) == []
+    assert flush_at(after_minute + timedelta(seconds=450)) == [WindowKey("15m", REGION, window)]
     assert_stored_equals_recomputed()
 
 
