@@ -197,6 +197,8 @@ class ClosedLoopReport:
     totals: dict[str, Any] = field(default_factory=dict)
     # (command, calls, total µs) on the Redis that holds windows, ledger and marks.
     redis_commands: list[tuple[str, int, float]] = field(default_factory=list)
+    # Alerts raised by the end of the run, by type: each costs a transition and notifications.
+    alerts: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -238,6 +240,11 @@ class ClosedLoopReport:
                     for name, _, usec in self.redis_commands[:6]
                 )
                 + " µs per reading"
+            )
+        if self.alerts:
+            lines.append(
+                "  alerts raised         : "
+                + ", ".join(f"{kind} {count:,}" for kind, count in sorted(self.alerts.items()))
             )
         if self.totals:
             bad = [name for name, ok in self.totals["checks"].items() if not ok]

@@ -458,8 +458,10 @@ def _totals(config: BenchConfig, accepted: int) -> dict[str, Any]:
 
     store = WindowStore(redis.Redis.from_url(config.redis_url))
     with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
-        # Windows still open at the end: flush them as if their grace had passed.
-        flush_closed_windows(conn, store, settings, datetime.now(UTC) + timedelta(hours=1))
+        # Windows still open at the end: flush them as if their grace had passed, then again
+        # for the 15-minute windows that flush held as late (LateWindows).
+        for hours in (1, 2):
+            flush_closed_windows(conn, store, settings, datetime.now(UTC) + timedelta(hours=hours))
         row = conn.execute(
             """
             SELECT (SELECT count(*) FROM raw_readings),

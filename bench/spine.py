@@ -88,6 +88,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         # Let the worker settle what it holds before the totals are read.
         time.sleep(2.0)
     totals = _totals(config, load.accepted)
+    alerts = _alerts_by_type(config)
     return ClosedLoopReport(
         label,
         load,
@@ -97,7 +98,18 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         watch.max_depth,
         totals,
         redis_commands,
+        alerts,
     )
+
+
+def _alerts_by_type(config: BenchConfig) -> dict[str, int]:
+    import psycopg
+
+    from segs.dbadmin import libpq_conninfo
+
+    with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
+        rows = conn.execute("SELECT type, count(*) FROM alerts GROUP BY type").fetchall()
+    return {kind: int(count) for kind, count in rows}
 
 
 def run_peer(config: BenchConfig, shape: LoadShape) -> ClosedLoopReport:

@@ -244,6 +244,13 @@ class LateWindows:
     def due(self, window: WindowKey) -> int:
         return window.end_us if window.end_us > self.cutoff_us else self.due_if_late(window.size)
 
+    def rollup_due(self, source: WindowKey, target: WindowKey) -> int:
+        """When *target* is due once *source* (flushed now) rolls into it. Only a late source
+        (flushed later than its hold after it closed: late readings, a backfill) makes a late
+        target: the last minute of a quarter, flushed on time, leaves its quarter on time."""
+        source_held_until = source.end_us + self.hold_us * WINDOW_SIZES[source.size] // 60
+        return target.end_us if source_held_until >= self.cutoff_us else self.due(target)
+
 
 @dataclass(frozen=True, slots=True)
 class FoldResult:
@@ -352,7 +359,8 @@ class WindowStore:
     def forget(self, name: str, late: LateWindows) -> None:
         """Drop a flushed window hash once PostgreSQL has committed it, first folding it into
         the larger window it rolls up into (segs.domain.windows.ROLLS_UP_INTO)."""
-        target = rollup_target(parse_flushing_name(name))
+        source = parse_flushing_name(name)
+        target = rollup_target(source)
         if target is None:
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(name)
@@ -361,7 +369,7 @@ class WindowStore:
             return
         self._roll_up(
             keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS],
-            args=[late.due(target)],
+            args=[late.rollup_due(source, target)],
         )
 
     def drop(self, name: str) -> None:

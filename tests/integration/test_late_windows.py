@@ -91,3 +91,17 @@ def test_a_current_window_is_flushed_at_its_end_whatever_the_hold(clean_state):
     grace = timedelta(seconds=get_settings().window_grace_s)
     assert flush_at(end + grace - timedelta(microseconds=1)) == []
     assert flush_at(end + grace) == [WindowKey("1m", REGION, window)]
+
+
+def test_the_last_minute_of_a_quarter_flushed_on_time_leaves_the_quarter_on_time(clean_state):
+    quarter = past_15m_window(0) + 900 * MICRO  # ends in the future
+    last_minute = quarter + 14 * 60 * MICRO
+    start = datetime.now(UTC)
+    archive_at(start, [reading("LAST-MINUTE", REGION, last_minute + 5 * MICRO, 1.0)])
+    end = datetime.fromtimestamp((quarter + 900 * MICRO) / MICRO, UTC)
+    grace = timedelta(seconds=get_settings().window_grace_s)
+    # Its end is the quarter's: both are flushed by the same run, the quarter not held.
+    assert flush_at(end + grace) == [
+        WindowKey("1m", REGION, last_minute),
+        WindowKey("15m", REGION, quarter),
+    ]
