@@ -305,7 +305,8 @@ def _run_setup(config: BenchConfig) -> None:
         conn.execute(
             "TRUNCATE raw_readings, aggregates_1m, aggregates_15m, regional_aggregates_1m, "
             "regional_aggregates_15m, window_flushes, meters, meter_moves, meter_assignments, "
-            "ingestion_keys, dead_letter_batches, quarantined_windows CASCADE"
+            "ingestion_keys, dead_letter_batches, quarantined_windows, alerts, alert_transitions "
+            "CASCADE"
         )
     redis.Redis.from_url(config.redis_url).flushdb()
     if config.broker == "redis":
