@@ -39,15 +39,19 @@ def test_each_batch_message_sends_the_events_flower_shows(client, events_worker)
             if event.get("name"):
                 names[event["uuid"]] = event["name"]
 
+    receivers: list[Any] = []
+
     def listen() -> None:
         with app.connection_for_read() as connection:
             receiver = app.events.Receiver(connection, handlers={"*": on_event})
+            receivers.append(receiver)
             ready.set()
-            receiver.capture(limit=None, timeout=20, wakeup=True)
+            # Until told to stop (ConsumerMixin checks should_stop every second).
+            receiver.capture(limit=None, timeout=None, wakeup=False)
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    ready.wait(10)
+    assert ready.wait(10)
     start = past_15m_window(45)
     with PublishedTasks() as published:
         readings = [reading(f"EVT-{n}", REGION, start + n, 1.0) for n in range(40)]
@@ -57,8 +61,11 @@ def test_each_batch_message_sends_the_events_flower_shows(client, events_worker)
     wait_for(
         lambda: all("task-succeeded" in seen.get(task_id, []) for task_id in task_ids),
         timeout=30,
-        message=lambda: f"{seen}\n{events_worker.log()[-3000:]}",
+        message=lambda: f"published {task_ids}; seen {sorted(seen)}\n{events_worker.log()[-3000:]}",
     )
+    receivers[0].should_stop = True
+    listener.join(timeout=10)
+    assert not listener.is_alive()
     for task_id in task_ids:
         assert seen[task_id][:1] == ["task-received"]
         assert {"task-started", "task-succeeded"} <= set(seen[task_id])
