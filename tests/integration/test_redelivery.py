@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC
-from datetime import datetime
 from decimal import Decimal as D
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services.archive import Batch
 from segs.services.archive import _insert
-from segs.services.archive import archive_and_fold_group
-from segs.tasks.alerts import get_detection_store
+from segs.tasks.readings import _fold
 from segs.tasks.readings import fold_batch
 from segs.tasks.stores import get_pending_ledger
-from segs.tasks.stores import get_window_store
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
@@ -180,15 +175,7 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
 
 def fold_group(batches: list[Batch]) -> dict[str, tuple[int, bool]]:
     """Archive and fold *batches* in one go, as a worker folds a group of messages."""
-    with raw_connection() as conn:
-        outcome = archive_and_fold_group(
-            conn,
-            get_window_store(),
-            get_detection_store(),
-            get_settings(),
-            batches,
-            datetime.now(UTC),
-        )
+    outcome = _fold(batches)
     return {batch_id: (done.owned, done.folded) for batch_id, done in outcome.batches.items()}
 
 
