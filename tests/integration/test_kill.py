@@ -1,7 +1,8 @@
 """SIGKILL the worker mid-load: every accepted reading is counted exactly once after recovery.
 
-With the Redis broker a killed worker's unacknowledged messages come back after
-SEGS_VISIBILITY_TIMEOUT_S (5 s in the tests); with RabbitMQ as soon as its connection drops.
+With the Redis broker (kombu's ack emulation off) a killed worker's batches come back through the
+pending ledger, which beat's re-publisher sends again after SEGS_REQUEUE_AFTER_S (3 s in the
+tests); with RabbitMQ its unacknowledged messages come back as soon as its connection drops.
 """
 
 from __future__ import annotations
