@@ -7,6 +7,7 @@ leave ``--bind``/``--workers`` out.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -77,3 +78,13 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
     if _metrics_dir() is None:
         return
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Worker) -> None:
+    """Leave the loaded application out of the garbage collector's full collections.
+
+    Its modules, classes and caches are some 200,000 objects that live as long as the process;
+    a full collection walked them all, about 100 ms in the middle of a request (BENCHMARKS.md,
+    "Issue 16").
+    """
+    gc.freeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -50,6 +51,9 @@ def quiet_task_success_lines(**_: Any) -> None:
 @worker_process_init.connect
 def fresh_pools(**_: Any) -> None:
     reset_engine()
+    # The loaded modules live as long as the process: keep them out of full collections, which
+    # walked them all (about 100 ms each, BENCHMARKS.md "Issue 16").
+    gc.freeze()
 
 
 @worker_process_shutdown.connect
