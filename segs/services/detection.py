@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import itemgetter
 
 import redis
@@ -274,31 +275,25 @@ def unpack_state(packed: bytes) -> tuple[MeterState, bool]:
     return state, bool(silent)
 
 
-# Each meter's encoded (meter, region) head, as pack_readings last built it: the same meters
-# report again and again, and encoding them was a quarter of a worker's CPU per reading.
-_reading_heads: dict[str, tuple[str, bytes]] = {}
-_HEADS_LIMIT = 1_000_000
+# The same meters report again and again, and encoding their heads was a quarter of a
+# worker's CPU per reading.
+@lru_cache(maxsize=1 << 20)
+def _reading_head(meter: str, region: str) -> bytes:
+    meter_bytes, region_bytes = meter.encode(), region.encode()
+    return (
+        _READING_HEAD.pack(len(meter_bytes))
+        + meter_bytes
+        + _READING_HEAD.pack(len(region_bytes))
+        + region_bytes
+    )
 
 
 def pack_readings(rows: list[ReadingRow]) -> bytes:
     """The readings for DETECT_LUA: sorted by meter, then time, each meter's readings together."""
-    if len(_reading_heads) > _HEADS_LIMIT:
-        _reading_heads.clear()
     tail = _READING_TAIL.pack
     parts: list[bytes] = []
     for row in sorted(rows, key=itemgetter(ROW_METER, ROW_TS)):
-        meter, region = row[ROW_METER], row[ROW_REGION]
-        cached = _reading_heads.get(meter)
-        if cached is None or cached[0] != region:
-            meter_bytes, region_bytes = meter.encode(), region.encode()
-            head = (
-                _READING_HEAD.pack(len(meter_bytes))
-                + meter_bytes
-                + _READING_HEAD.pack(len(region_bytes))
-                + region_bytes
-            )
-            cached = _reading_heads[meter] = (region, head)
-        parts.append(cached[1])
+        parts.append(_reading_head(row[ROW_METER], row[ROW_REGION]))
         parts.append(tail(row[ROW_TS], row[ROW_POWER]))
     return b"".join(parts)
 

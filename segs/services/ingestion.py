@@ -43,8 +43,6 @@ from segs.domain.sharding import shard_for
 
 logger = logging.getLogger(__name__)
 
-_SHARDS_KEPT = 1_000_000
-
 
 class IngestionUnavailableError(Exception):
     """The readings cannot be taken now; the client should retry after ``retry_after`` seconds."""
@@ -120,9 +118,6 @@ class Ingestor:
     marks: DedupeMarks
     publish: Publisher
     backlog_exceeded: Callable[[], bool]
-    # Each meter's shard, as computed before: hashing every reading's meter id showed in the
-    # API's profile.
-    _shards: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def ingest(self, batch: DecodedBatch, scope: KeyScope, now: datetime) -> IngestResult:
         """Validate and queue the decoded readings of a request received at *now*, sent with
@@ -237,16 +232,9 @@ class Ingestor:
         shards = self.settings.shards
         if shards == 1:
             return {0: rows}
-        known = self._shards
-        if len(known) > _SHARDS_KEPT:
-            known.clear()
         by_shard: dict[int, list[ReadingRow]] = {}
         for row in rows:
-            meter = row[ROW_METER]
-            shard = known.get(meter)
-            if shard is None:
-                shard = known[meter] = shard_for(meter, shards)
-            by_shard.setdefault(shard, []).append(row)
+            by_shard.setdefault(shard_for(row[ROW_METER], shards), []).append(row)
         return by_shard
 
     def _release_quietly(self, keys: list[tuple[str, int]]) -> None:

@@ -80,14 +80,6 @@ class PendingLedger:
         has had SEGS_REQUEUE_AFTER_S to run, it is not stalled and gets no second copy."""
         self.client.zadd(PENDING_AT, {task_id: until_s}, xx=True)
 
-    def rows_of(self, task_id: str) -> list[ReadingRow] | None:
-        """The rows of a pending batch; None once it is folded (or was never published)."""
-        payload = self.client.hget(PENDING, task_id)
-        if payload is None:
-            return None
-        rows: list[ReadingRow] = orjson.loads(payload)[2]
-        return rows
-
     def rows_of_many(self, task_ids: list[str]) -> dict[str, list[ReadingRow]]:
         """The rows of each of these batches still pending (one round trip)."""
         payloads: list[Any] = self.client.hmget(PENDING, task_ids)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 import redis
 
@@ -41,9 +42,14 @@ from segs.services.pending import PENDING_AT
 _METER_HEAD = struct.Struct("<H")
 # An entry's window index (u32), then the meter's packed statistics.
 _ENTRY_TAIL = struct.Struct("<I" + PACKED_LAYOUT.format.removeprefix("<"))
+
+
 # Each meter's encoded head (length and id): meters repeat, and encoding showed in the profile.
-_meter_heads: dict[str, bytes] = {}
-_HEADS_LIMIT = 1_000_000
+@lru_cache(maxsize=1 << 20)
+def _meter_head(meter_id: str) -> bytes:
+    meter = meter_id.encode()
+    return _METER_HEAD.pack(len(meter)) + meter
+
 
 OPEN_WINDOWS = "segs:win:open"
 FLUSHING = "segs:win:flushing"
@@ -300,18 +306,12 @@ class WindowStore:
             late.due_if_late(READING_WINDOW),
         ]
         args.extend(batch_ids)
-        if len(_meter_heads) > _HEADS_LIMIT:
-            _meter_heads.clear()
         entries: list[bytes] = []
         tail = _ENTRY_TAIL.pack
         for index, window in enumerate(windows, start=1):
             args.append(window.end_us)
             for meter_id, s in folded[window].items():
-                head = _meter_heads.get(meter_id)
-                if head is None:
-                    meter = meter_id.encode()
-                    head = _meter_heads[meter_id] = _METER_HEAD.pack(len(meter)) + meter
-                entries.append(head)
+                entries.append(_meter_head(meter_id))
                 entries.append(
                     tail(
                         index,

@@ -167,7 +167,7 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
     wait_for(lambda: worker.fold_runs() == 2, timeout=30, message=worker.log)
     # The first run folded the ledger's rows and settled the batch; the second found none.
     assert worker.metric("segs_readings_archived_total") == 3
-    assert get_pending_ledger().rows_of(task_id) is None
+    assert get_pending_ledger().rows_of_many([task_id]) == {}
     assert get_pending_ledger().size() == 0
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
