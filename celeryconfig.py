@@ -9,6 +9,9 @@ _settings = get_settings()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True
+# Redis: SEGS sends no task priorities, so each queue is one list; kombu's default of four
+# lists per queue made every BRPOP name 40 keys instead of 10.
+_redis_transport_options: dict[str, object] = {"priority_steps": [0]}
 broker_transport_options = (
     # RabbitMQ: basic_publish returns only once the broker confirms it holds the message.
     {"confirm_publish": True}
@@ -17,10 +20,10 @@ broker_transport_options = (
     # that settles it, and beat sends a stalled one again (segs.services.pending), so kombu's
     # own bookkeeping of unacknowledged messages, two round trips per message in the worker's
     # single consuming thread, is not needed and is off (BENCHMARKS.md, "Issue 16").
-    else {"ack_emulation": False}
+    else {**_redis_transport_options, "ack_emulation": False}
     if _settings.pending_ledger
     # Redis without the ledger: an unacknowledged message returns to its queue after this long.
-    else {"visibility_timeout": _settings.visibility_timeout_s}
+    else {**_redis_transport_options, "visibility_timeout": _settings.visibility_timeout_s}
 )
 
 task_serializer = "orjson"  # registered in segs.celery_app
