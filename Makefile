@@ -25,12 +25,18 @@ migrate: install services
 run: migrate
 	$(BIN)/python tools/run_stack.py
 
+# What runs again on a three-node Redis Cluster the suite starts itself (with RabbitMQ).
+CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_redelivery.py \
+	tests/integration/test_kill.py tests/integration/test_detection_script.py \
+	tests/integration/test_flush.py tests/integration/test_alert_detection.py
+
 ## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
-## (the broker-free API tests only on the first)
+## (the broker-free API tests only on the first), then the cluster run
 test: install services lint typecheck
 	$(BIN)/python -m pytest tests/unit -q
 	SEGS_TEST_BROKER=redis $(BIN)/python -m pytest tests/integration -q
 	SEGS_TEST_BROKER=amqp $(BIN)/python -m pytest tests/integration -q -m "not api"
+	SEGS_TEST_BROKER=amqp SEGS_TEST_REDIS=cluster $(BIN)/python -m pytest $(CLUSTER_TESTS) -q
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -q

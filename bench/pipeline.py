@@ -457,7 +457,7 @@ def _totals(config: BenchConfig, accepted: int) -> dict[str, Any]:
     settings = load_settings()
     import redis
 
-    store = WindowStore(redis.Redis.from_url(config.redis_url))
+    store = WindowStore(redis.Redis.from_url(config.redis_url), config.shards)
     with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
         # Windows still open at the end: flush them as if their grace had passed, then again
         # for the 15-minute windows that flush held as late (LateWindows).

@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             with raw_connection() as conn:
                 archive_and_fold(
                     conn,
-                    WindowStore(get_redis()),
+                    WindowStore(get_redis(), settings.shards),
                     get_detection_store(),
                     settings,
                     batch_id=str(uuid.uuid4()),

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     client = redis.Redis.from_url(args.redis_url)
-    store = WindowStore(client)
+    store = WindowStore(client, 1)
     marks = RedisDedupeMarks(client, ttl_s=300)
     meters = [f"MTR-{index:08d}" for index in range(args.meters)]
     rng = random.Random(1)
@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             rows = _batch(meters, index, 250, rng)
             readings = pack_readings(rows) if judge else b""
             judged = Judged(readings, START_US, 3, 30)
-            store.fold([str(uuid.uuid4())], fold_rows(rows), judged, 60, NEVER_LATE)
+            store.fold(0, [str(uuid.uuid4())], fold_rows(rows), judged, 60, NEVER_LATE)
 
         return call
 
     def dedupe(index: int) -> None:
         rows = _batch(meters, index, 500, rng)
-        marks.mark_new([(row[0], row[3]) for row in rows])
+        marks.mark_new({0: [(row[0], row[3]) for row in rows]})
 
     print(f"SEGS Redis scripts, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
     for name, size, call in (

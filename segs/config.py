@@ -120,6 +120,8 @@ class Settings:
 
     database_url: str = "postgresql+psycopg:///segs"
     redis_url: str = "redis://localhost:6379/0"
+    # None: ask the server named by redis_url whether it is a Redis Cluster node.
+    redis_cluster: bool | None = None
     broker_url: str = "redis://localhost:6379/1"
     shards: int = 8
     environment: str = "development"
@@ -183,6 +185,8 @@ class Settings:
 
     # Observability
     worker_metrics_port: int = 9808
+    # Workers on one host take the first free port of worker_metrics_port and the next ones.
+    worker_metrics_ports: int = 8
 
     # Accounts and tokens
     jwt_access_ttl_s: int = 15 * 60
@@ -300,6 +304,15 @@ class Settings:
         return [f"readings.{shard}" for shard in range(self.shards)]
 
 
+def _redis_cluster() -> bool | None:
+    """SEGS_REDIS_CLUSTER: auto (the default) asks the server, 1 forces cluster mode, 0 a single
+    Redis."""
+    raw = os.environ.get("SEGS_REDIS_CLUSTER", "auto").lower()
+    if raw in ("auto", ""):
+        return None
+    return _bool("SEGS_REDIS_CLUSTER", False)
+
+
 def _pending_ledger(broker_url: str) -> bool:
     """On by default with the Redis broker, which can lose a killed worker's message."""
     raw = os.environ.get("SEGS_PENDING_LEDGER", "auto").lower()
@@ -319,6 +332,7 @@ def load_settings() -> Settings:
     settings = Settings(
         database_url=_str("DATABASE_URL", Settings.database_url),
         redis_url=_str("REDIS_URL", Settings.redis_url),
+        redis_cluster=_redis_cluster(),
         broker_url=broker_url,
         shards=_int("SEGS_SHARDS", Settings.shards, minimum=1),
         environment=environment,
@@ -365,6 +379,9 @@ def load_settings() -> Settings:
             "SEGS_PARTITION_PREMAKE_DAYS", Settings.partition_premake_days, 1
         ),
         worker_metrics_port=_int("SEGS_WORKER_METRICS_PORT", Settings.worker_metrics_port),
+        worker_metrics_ports=_int(
+            "SEGS_WORKER_METRICS_PORTS", Settings.worker_metrics_ports, minimum=1
+        ),
         jwt_access_ttl_s=_int("SEGS_JWT_ACCESS_TTL_S", Settings.jwt_access_ttl_s, 10),
         jwt_refresh_ttl_s=_int("SEGS_JWT_REFRESH_TTL_S", Settings.jwt_refresh_ttl_s, 60),
         argon2_time_cost=_int("SEGS_ARGON2_TIME_COST", Settings.argon2_time_cost, 1),

@@ -17,6 +17,15 @@ TEST_BROKER = os.environ.get("SEGS_TEST_BROKER", "redis")
 if TEST_BROKER not in BROKERS:
     raise RuntimeError(f"SEGS_TEST_BROKER must be one of {', '.join(BROKERS)}, got {TEST_BROKER!r}")
 
+# SEGS_TEST_REDIS=cluster runs the tests against a real three-node Redis Cluster started here.
+TEST_REDIS = os.environ.get("SEGS_TEST_REDIS", "single")
+if TEST_REDIS == "cluster":
+    from tests.redis_cluster import start_cluster
+
+    os.environ["REDIS_URL"] = start_cluster().url
+elif TEST_REDIS != "single":
+    raise RuntimeError(f"SEGS_TEST_REDIS must be single or cluster, got {TEST_REDIS!r}")
+
 os.environ.setdefault("SEGS_ENV", "testing")
 os.environ.setdefault("DATABASE_URL", "postgresql+psycopg:///segs_test")
 os.environ.setdefault("REDIS_URL", "redis://localhost:6379/14")

@@ -403,7 +403,7 @@ class WorkerProcess:
 
     Completion is read from what the worker writes, not from its log lines (their wording and
     level are the application's to change): its Prometheus multiprocess files (one directory
-    per start), raw_readings and the Redis ``segs:applied:`` marks.
+    per start), raw_readings and the Redis applied marks.
     """
 
     def __init__(self, directory: Path, concurrency: int = 2, *, events: bool = False) -> None:
@@ -527,17 +527,16 @@ class WorkerProcess:
 
 
 def unfolded_batches() -> list[str]:
-    """Batches that inserted rows into raw_readings but have no ``segs:applied:`` mark yet."""
-    batch_ids = [
-        batch_id for (batch_id,) in query("SELECT DISTINCT batch_id::text FROM raw_readings")
-    ]
-    if not batch_ids:
+    """Batches that inserted rows into raw_readings but have no applied mark yet (in the shard
+    of their meters)."""
+    batches = query("SELECT batch_id::text, min(meter_id) FROM raw_readings GROUP BY batch_id")
+    if not batches:
         return []
     pipe = redis_client().pipeline(transaction=False)
-    for batch_id in batch_ids:
-        pipe.exists(f"segs:applied:{batch_id}")
+    for batch_id, meter_id in batches:
+        pipe.exists(keys_of(meter_id).applied(batch_id))
     return [
-        batch_id for batch_id, found in zip(batch_ids, pipe.execute(), strict=True) if not found
+        batch_id for (batch_id, _), found in zip(batches, pipe.execute(), strict=True) if not found
     ]
 
 
@@ -679,31 +678,76 @@ def D(text: str) -> Decimal:  # noqa: N802 - reads like a literal
 
 
 def fold_one(
-    rows: list[list[Any]] | None, received_at_us: int, *, task_id: str | None = None
+    rows: list[list[Any]] | None,
+    received_at_us: int,
+    *,
+    task_id: str | None = None,
+    shard: int | None = None,
 ) -> dict[str, Any]:
-    """Run the fold_batch task here on one message, as a worker would; what it did to it."""
+    """Run the fold_batch task here on one message, as a worker would; what it did to it. The
+    message comes from the queue of *shard*, by default that of the first row's meter (a batch
+    in the ledger: shard 0)."""
+    from segs.domain.sharding import queue_for_shard
     from segs.tasks.readings import fold_batch
 
+    if shard is None:
+        shard = shard_of(rows[0][0]) if rows else 0
     task_id = task_id or str(uuid.uuid4())
     settled: dict[str, dict[str, Any]] = fold_batch.apply(
-        args=(rows, received_at_us), task_id=task_id
+        args=(rows, received_at_us), task_id=task_id, routing_key=queue_for_shard(shard)
     ).get()
     return settled[task_id]
+
+
+def shard_of(meter_id: str) -> int:
+    from segs.config import get_settings
+    from segs.domain.sharding import shard_for
+
+    return shard_for(meter_id, get_settings().shards)
+
+
+def keys_of(meter_id: str) -> Any:
+    """The Redis keys of the meter's shard (segs.services.keyspace.ShardKeys)."""
+    from segs.services.keyspace import shard_keys
+
+    return shard_keys(shard_of(meter_id))
+
+
+def window_store() -> Any:
+    from segs.config import get_settings
+    from segs.redis_client import get_redis
+    from segs.services.windows_store import WindowStore
+
+    return WindowStore(get_redis(), get_settings().shards)
+
+
+def applied_marks(batch_id: str) -> int:
+    """In how many shards the batch is marked folded (segs.services.keyspace)."""
+    from segs.config import get_settings
+    from segs.services.keyspace import all_shard_keys
+
+    pipe = redis_client().pipeline(transaction=False)
+    for names in all_shard_keys(get_settings().shards):
+        pipe.exists(names.applied(batch_id))
+    return sum(pipe.execute())
+
+
+def open_window_count() -> int:
+    """Open window hashes of all shards."""
+    return sum(window_store().open_windows_by_size().values())
 
 
 def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> Any:
     """Run the worker's archive-and-fold service here, as a fresh batch, against the test DB."""
     from segs.config import get_settings
     from segs.db import raw_connection
-    from segs.redis_client import get_redis
     from segs.services.archive import archive_and_fold
-    from segs.services.windows_store import WindowStore
     from segs.tasks.alerts import get_detection_store
 
     with raw_connection() as conn:
         return archive_and_fold(
             conn,
-            WindowStore(get_redis()),
+            window_store(),
             get_detection_store(),
             get_settings(),
             batch_id=str(uuid.uuid4()),
@@ -716,11 +760,10 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
 def dedupe_marks() -> set[tuple[str, int]]:
     """Every (meter, ts_us) holding an API dedupe mark (segs.services.dedupe)."""
     from segs.redis_client import get_redis
-    from segs.services.dedupe import BUCKET_PREFIX
 
     client = get_redis()
     marks = set()
-    for bucket in client.scan_iter(f"{BUCKET_PREFIX}*"):
+    for bucket in client.scan_iter("segs:{s*}:dd:*"):
         for field in client.hkeys(bucket):
             marks.add((field[:-8].decode(), int.from_bytes(field[-8:], "little", signed=True)))
     return marks

@@ -106,19 +106,23 @@ def expire_detection_states(
     its state: its next reading must still resolve that alert. A meter that reports again later
     starts afresh (it learns its baseline from 5 readings). Returns how many were forgotten."""
     last_before_us = to_epoch_us(now) - ttl_days * 86_400 * MICRO
-    forgotten, cursor = 0, 0
-    while True:
-        cursor, stale = store.stale_states(last_before_us, cursor)
-        if stale:
-            alerted = set(
-                session.scalars(
-                    select(Alert.meter_id).where(
-                        Alert.meter_id.in_(list(stale)), Alert.status.in_(rules.OPEN_STATUSES)
+    forgotten = 0
+    for shard in range(store.shards):
+        cursor = 0
+        while True:
+            cursor, stale = store.stale_states(shard, last_before_us, cursor)
+            if stale:
+                alerted = set(
+                    session.scalars(
+                        select(Alert.meter_id).where(
+                            Alert.meter_id.in_(list(stale)), Alert.status.in_(rules.OPEN_STATUSES)
+                        )
                     )
                 )
-            )
-            forgotten += store.forget_states(
-                {meter: packed for meter, packed in stale.items() if meter not in alerted}
-            )
-        if cursor == 0:
-            return forgotten
+                forgotten += store.forget_states(
+                    shard,
+                    {meter: packed for meter, packed in stale.items() if meter not in alerted},
+                )
+            if cursor == 0:
+                break
+    return forgotten

@@ -1,8 +1,9 @@
 """Archive reading batches in raw_readings and fold the new readings into the Redis windows.
 
 A worker folds many batches (the task messages of its shard queues) in one go: one COPY, one
-transaction and one fold-script call, so the cost of a reading does not depend on how many
-shards or requests it arrived in.
+transaction and one fold-script call per shard (a shard's keys share one Redis Cluster slot,
+segs.services.keyspace), so the cost of a reading depends little on how many shards or requests
+it arrived in.
 
 Exactly-once, even when a batch runs twice (redelivery after a killed worker, a retry), alone or
 in a different group:
@@ -33,6 +34,7 @@ from segs.domain.readings import ROW_METER
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
 from segs.domain.readings import to_epoch_us
+from segs.domain.sharding import shard_for
 from segs.domain.windows import fold_rows
 from segs.services.detection import DetectionStore
 from segs.services.detection import MeterFinding
@@ -100,11 +102,13 @@ class MissingPartitionError(Exception):
 
 @dataclass(frozen=True)
 class Batch:
-    """One reading batch (one task message): its id, rows and when the API accepted them."""
+    """One reading batch (one task message): its id, rows, when the API accepted them, and the
+    shard of its meters (whose queue carried it)."""
 
     batch_id: str
     rows: list[ReadingRow]
     received_at_us: int
+    shard: int
 
 
 @dataclass
@@ -121,13 +125,17 @@ class ArchiveOutcome:
         return self.received - self.owned - self.expired
 
 
+# Where findings wait in Redis until stored (segs.services.detection): shard, batch id.
+FindingsRef = tuple[int, str]
+
+
 @dataclass
 class GroupOutcome:
     """What archiving a group of batches did to each, and the findings still to store, each
-    list under the batch id its findings wait in Redis under (segs.services.detection)."""
+    list under the place its findings wait in Redis."""
 
     batches: dict[str, ArchiveOutcome]
-    findings: dict[str, list[MeterFinding]] = field(default_factory=dict)
+    findings: dict[FindingsRef, list[MeterFinding]] = field(default_factory=dict)
 
 
 # Meters this process has registered: later batches skip the INSERT for them.
@@ -146,9 +154,11 @@ def archive_and_fold(
     received_at_us: int,
     now: datetime,
 ) -> ArchiveOutcome:
-    """One batch through archive_and_fold_group; its outcome carries its findings."""
+    """One batch through archive_and_fold_group, as the queue of its meters' shard would carry
+    it; its outcome carries its findings."""
+    shard = shard_for(rows[0][ROW_METER], settings.shards) if rows else 0
     group = archive_and_fold_group(
-        conn, store, detection, settings, [Batch(batch_id, rows, received_at_us)], now
+        conn, store, detection, settings, [Batch(batch_id, rows, received_at_us, shard)], now
     )
     outcome = group.batches[batch_id]
     outcome.findings = [found for listed in group.findings.values() for found in listed]
@@ -180,7 +190,29 @@ def archive_and_fold_group(
 
     outcome = GroupOutcome(batches={})
     late = LateWindows.at(to_epoch_us(now), settings.window_grace_s, settings.late_window_hold_s)
-    pending = [(batch, rows) for batch, rows in zip(batches, owned, strict=True)]
+    by_shard: dict[int, list[tuple[Batch, list[ReadingRow]]]] = {}
+    for batch, rows in zip(batches, owned, strict=True):
+        by_shard.setdefault(batch.shard, []).append((batch, rows))
+    for shard, pending in sorted(by_shard.items()):
+        _fold_shard(store, detection, settings, shard, pending, expired, late, outcome)
+
+    duplicates = sum(item.duplicates for item in outcome.batches.values())
+    if duplicates:
+        metrics.READINGS_DUPLICATE.labels("archive").inc(duplicates)
+    return outcome
+
+
+def _fold_shard(
+    store: WindowStore,
+    detection: DetectionStore,
+    settings: Settings,
+    shard: int,
+    pending: list[tuple[Batch, list[ReadingRow]]],
+    expired: dict[str, int],
+    late: LateWindows,
+    outcome: GroupOutcome,
+) -> None:
+    """Fold one shard's batches of the group (with the rows each owns) in one script call."""
     while True:
         # Folded even when they own no rows: the same step settles them in the pending ledger.
         folded_rows = [row for _, rows in pending for row in rows]
@@ -191,28 +223,24 @@ def archive_and_fold_group(
             settings.anomaly_relearn_after,
         )
         ids = [batch.batch_id for batch, _ in pending]
-        result = store.fold(ids, fold_rows(folded_rows), judged, settings.applied_mark_ttl_s, late)
-        if result.applied_before:
-            # Folded by an earlier run: fold the group again without them (nothing changed yet).
-            for batch, rows in pending:
-                if batch.batch_id in result.applied_before:
-                    outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, False)
-                    found = detection.unstored_findings(batch.batch_id)
-                    if found:
-                        outcome.findings[batch.batch_id] = found
-            pending = [item for item in pending if item[0].batch_id not in result.applied_before]
-            continue
+        result = store.fold(
+            shard, ids, fold_rows(folded_rows), judged, settings.applied_mark_ttl_s, late
+        )
+        if not result.applied_before:
+            break
+        # Folded by an earlier run: fold the group again without them (nothing changed yet).
         for batch, rows in pending:
-            outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, True)
-        if result.findings:
-            outcome.findings[ids[0]] = unpack_findings(result.findings)
-        metrics.READINGS_ARCHIVED.inc(len(folded_rows))
-        break
-
-    duplicates = sum(item.duplicates for item in outcome.batches.values())
-    if duplicates:
-        metrics.READINGS_DUPLICATE.labels("archive").inc(duplicates)
-    return outcome
+            if batch.batch_id in result.applied_before:
+                outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, False)
+                found = detection.unstored_findings(shard, batch.batch_id)
+                if found:
+                    outcome.findings[shard, batch.batch_id] = found
+        pending = [item for item in pending if item[0].batch_id not in result.applied_before]
+    for batch, rows in pending:
+        outcome.batches[batch.batch_id] = _outcome(batch, rows, expired, True)
+    if result.findings:
+        outcome.findings[shard, ids[0]] = unpack_findings(result.findings)
+    metrics.READINGS_ARCHIVED.inc(len(folded_rows))
 
 
 def _outcome(

@@ -12,14 +12,17 @@ from dataclasses import dataclass
 
 import redis
 
+from segs.services.keyspace import shard_keys
 from segs.services.lua import BULK_LUA
+from segs.services.lua import run_scripts
 
 # Marks live in hashes, one per 10 s of reading time ("buckets"), with the meter id and the
 # timestamp as the field: per bucket, one HMGET finds the marks already there and one HSET sets
 # the new ones, where a key per mark took one SET per reading and an expiry per key, about twice
 # the Redis CPU when measured. A bucket expires as a whole, SEGS_DEDUPE_MARK_TTL_S after its
 # first mark (plus its own span), so a mark lives at least the TTL.
-BUCKET_PREFIX = "segs:dd:"
+# Each shard has its own buckets (segs.services.keyspace.ShardKeys.dedupe_prefix), so a call
+# marks keys of one hash tag.
 BUCKET_SPAN_US = 10_000_000
 
 # One round trip for the whole batch. The keys arrive as one blob of length-prefixed meter ids
@@ -29,14 +32,14 @@ BUCKET_SPAN_US = 10_000_000
 _MARK = (
     BULK_LUA
     + f"""
-local blob, ttl = ARGV[1], tonumber(ARGV[2]) + {BUCKET_SPAN_US // 1_000_000}
+local blob, ttl, prefix = ARGV[1], tonumber(ARGV[2]) + {BUCKET_SPAN_US // 1_000_000}, ARGV[3]
 local buckets, order, where = {{}}, {{}}, {{}}
 local pos, size = 1, #blob
 local last_ts, bucket
 while pos <= size do
   local meter, ts, next_pos = struct.unpack('<Hc0i8', blob, pos)
   if ts ~= last_ts then
-    bucket = '{BUCKET_PREFIX}' .. string.format('%d', math.floor(ts / {BUCKET_SPAN_US}))
+    bucket = prefix .. string.format('%d', math.floor(ts / {BUCKET_SPAN_US}))
     last_ts = ts
   end
   local fields = buckets[bucket]
@@ -78,9 +81,10 @@ _KEY_HEAD = struct.Struct("<H")
 _TS = struct.Struct("<q")
 
 
-def mark_of(meter_id: str, ts_us: int) -> tuple[str, bytes]:
-    """The bucket and the field that hold the mark of (meter_id, ts_us)."""
-    return f"{BUCKET_PREFIX}{ts_us // BUCKET_SPAN_US}", meter_id.encode() + _TS.pack(ts_us)
+def mark_of(shard: int, meter_id: str, ts_us: int) -> tuple[str, bytes]:
+    """The bucket and the field that hold the mark of (meter_id, ts_us), a meter of *shard*."""
+    bucket = f"{shard_keys(shard).dedupe_prefix}{ts_us // BUCKET_SPAN_US}"
+    return bucket, meter_id.encode() + _TS.pack(ts_us)
 
 
 def _pack_keys(keys: list[tuple[str, int]]) -> bytes:
@@ -101,19 +105,31 @@ class RedisDedupeMarks:
     def __post_init__(self) -> None:
         self._mark = self.client.register_script(_MARK)
 
-    def mark_new(self, keys: list[tuple[str, int]]) -> list[bool]:
-        """Mark each key (unique within the call)."""
-        if not keys:
-            return []
-        flags = self._mark(keys=[], args=[_pack_keys(keys), self.ttl_s])
-        if b"0" not in flags:  # the usual answer: nothing seen before
-            return [True] * len(keys)
-        return [flag == ord("1") for flag in flags]
+    def mark_new(self, keys: dict[int, list[tuple[str, int]]]) -> dict[int, list[bool]]:
+        """Mark each key (unique within the call), given by shard; whether each was new, by
+        shard. One round trip (one per node of a cluster)."""
+        shards = [shard for shard, listed in keys.items() if listed]
+        # The script derives the bucket names; KEYS[1], one of them, routes the call to the node
+        # holding the shard's slot.
+        calls = [
+            (
+                self._mark,
+                [mark_of(shard, *keys[shard][0])[0]],
+                [_pack_keys(keys[shard]), self.ttl_s, shard_keys(shard).dedupe_prefix],
+            )
+            for shard in shards
+        ]
+        marked: dict[int, list[bool]] = {shard: [] for shard in keys if shard not in shards}
+        for shard, flags in zip(shards, run_scripts(self.client, calls), strict=True):
+            if b"0" not in flags:  # the usual answer: nothing seen before
+                marked[shard] = [True] * len(keys[shard])
+            else:
+                marked[shard] = [flag == ord("1") for flag in flags]
+        return marked
 
-    def release(self, keys: list[tuple[str, int]]) -> None:
-        if not keys:
-            return
+    def release(self, keys: dict[int, list[tuple[str, int]]]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for meter_id, ts_us in keys:
-            pipe.hdel(*mark_of(meter_id, ts_us))
+        for shard, listed in keys.items():
+            for meter_id, ts_us in listed:
+                pipe.hdel(*mark_of(shard, meter_id, ts_us))
         pipe.execute()

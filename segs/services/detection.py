@@ -1,9 +1,11 @@
 """Per-meter detection state in Redis: anomaly baselines and the silent-meter deadlines.
 
-Keys (any worker of any shard reads and writes the same state, and it survives restarts):
-- ``segs:detect:state``      hash meter -> packed state (STATE_LAYOUT below)
-- ``segs:detect:deadlines``  zset "{region}\\n{meter_id}" -> when it counts as silent (s)
-- ``segs:detect:outbox``     hash batch id -> findings not yet stored in PostgreSQL
+Keys, per shard (segs.services.keyspace.ShardKeys; any worker serving the shard reads and
+writes the same state, and it survives restarts):
+- ``segs:{s<k>}:detect:state``      hash meter -> packed state (STATE_LAYOUT below)
+- ``segs:{s<k>}:detect:deadlines``  zset "<region>\\n<meter_id>" -> when it counts as silent (s)
+- ``segs:{s<k>}:detect:outbox``     hash batch id -> findings not yet stored in PostgreSQL
+- ``segs:{s<k>}:detect:downtime``   the shard's copy of the downtime (below)
 
 Readings are judged inside the window fold script (segs.services.windows_store, DETECT_LUA
 below): the fold, the "batch applied" mark, the new states and the batch's findings are one
@@ -29,8 +31,11 @@ reading clears the mark and resolves its alert.
 
 Time the pipeline was down does not count towards a silence: when a sweep finds the previous
 one longer ago than ``sweep_gap_s`` (beat or the workers were stopped), or the API refused
-readings (503) since then, the time since the previous sweep is added to
-``segs:detect:downtime`` (a meter whose reading was turned away is not silent). Every deadline
+readings (503) since then, the time since the previous sweep is added to the downtime
+(``segs:{sweep}:detect:downtime``, a meter whose reading was turned away is not silent), and the
+sweep copies it to every shard before it pops deadlines. A fold that reads a shard's copy just
+before it is raised stores a deadline a little later than due: a silence is reported late,
+never early. Every deadline
 is stored minus the downtime at its writing and judged against the watermark minus the downtime
 now. So after a restart, or a spell of load shedding, each meter gets back the time it had left
 instead of the whole fleet being called silent at once, and the shift costs one key whatever the
@@ -55,15 +60,16 @@ from segs.domain.readings import ROW_POWER
 from segs.domain.readings import ROW_REGION
 from segs.domain.readings import ROW_TS
 from segs.domain.readings import ReadingRow
+from segs.domain.sharding import shard_for
+from segs.services.keyspace import DOWNTIME
+from segs.services.keyspace import LAST_SWEEP
+from segs.services.keyspace import REFUSED_AT
+from segs.services.keyspace import ShardKeys
+from segs.services.keyspace import all_shard_keys
+from segs.services.keyspace import shard_keys
 from segs.services.lua import BULK_LUA
-from segs.services.pending import PENDING_AT
+from segs.services.lua import run_scripts
 
-STATES = "segs:detect:state"
-DEADLINES = "segs:detect:deadlines"
-OUTBOX = "segs:detect:outbox"
-LAST_SWEEP = "segs:detect:last-sweep"
-DOWNTIME = "segs:detect:downtime"
-REFUSED_AT = "segs:ingest:refused-at"
 WATERMARK_MARGIN_S = 2.0
 _REFUSED_AT_TTL_S = 86_400
 
@@ -90,9 +96,9 @@ _FINDING_HEAD = struct.Struct("<H")
 _FINDING_TAIL = struct.Struct("<qqqBB")
 
 # A Lua chunk for the fold script. It defines detect(keys, readings, received_at_us, missed,
-# relearn), keys being {STATES, DEADLINES, DOWNTIME}, which judges the packed readings (sorted by
-# meter, then time), stores the new states and deadlines, and returns the findings packed as one
-# string. It reads and writes all states in bulk.
+# relearn), keys being a shard's {states, deadlines, downtime}, which judges the packed readings
+# (sorted by meter, then time), stores the new states and deadlines, and returns the findings
+# packed as one string. It reads and writes all states in bulk.
 DETECT_LUA = (
     BULK_LUA
     + f"""
@@ -262,6 +268,12 @@ class SilentMeter:
     last_ts_us: int | None
 
 
+def _split_member(member: str) -> tuple[str, str]:
+    """Region and meter of a deadline's member (see _member)."""
+    region, meter_id = member.split("\n", 1)
+    return region, meter_id
+
+
 def _member(region: str, meter_id: str) -> str:
     return f"{region}\n{meter_id}"
 
@@ -325,34 +337,37 @@ def unpack_findings(packed: bytes) -> list[MeterFinding]:
 
 
 class DetectionStore:
-    """The detection state outside the fold: stored findings, states, meters gone silent."""
+    """The detection state outside the fold, for *shards* shards: stored findings, states,
+    meters gone silent."""
 
-    def __init__(self, client: redis.Redis, sweep_gap_s: float) -> None:
+    def __init__(self, client: redis.Redis, shards: int, sweep_gap_s: float) -> None:
         self._redis = client
+        self._shards = shards
         self._sweep_gap_s = sweep_gap_s
         self._pop_due = client.register_script(_POP_DUE)
         self._sweep_clock = client.register_script(_SWEEP_CLOCK)
         self._forget_unchanged = client.register_script(_FORGET_UNCHANGED)
 
-    def unstored_findings(self, batch_id: str) -> list[MeterFinding]:
+    def unstored_findings(self, shard: int, batch_id: str) -> list[MeterFinding]:
         """Findings of a batch folded earlier and not yet stored (its task ran again)."""
-        packed = self._redis.hget(OUTBOX, batch_id)
+        packed = self._redis.hget(shard_keys(shard).outbox, batch_id)
         return unpack_findings(packed) if packed else []
 
-    def forget_findings(self, batch_id: str) -> None:
+    def forget_findings(self, shard: int, batch_id: str) -> None:
         """The batch's findings are stored in PostgreSQL."""
-        self._redis.hdel(OUTBOX, batch_id)
+        self._redis.hdel(shard_keys(shard).outbox, batch_id)
 
     def state(self, meter_id: str) -> MeterState | None:
-        packed = self._redis.hget(STATES, meter_id)
+        packed = self._redis.hget(self._keys_of(meter_id).states, meter_id)
         return unpack_state(packed)[0] if packed else None
 
     def stale_states(
-        self, last_before_us: int, cursor: int = 0, count: int = 1000
+        self, shard: int, last_before_us: int, cursor: int = 0, count: int = 1000
     ) -> tuple[int, dict[str, bytes]]:
-        """One step through the states (HSCAN, never a whole-hash read): the next cursor (0 at
-        the end) and the states in this step whose last reading is before *last_before_us*."""
-        cursor, chunk = self._redis.hscan(STATES, cursor, count=count)
+        """One step through a shard's states (HSCAN, never a whole-hash read): the next cursor
+        (0 at the end) and the states in this step whose last reading is before
+        *last_before_us*."""
+        cursor, chunk = self._redis.hscan(shard_keys(shard).states, cursor, count=count)
         stale = {}
         for meter, packed in chunk.items():
             state, _ = unpack_state(packed)
@@ -360,57 +375,84 @@ class DetectionStore:
                 stale[meter.decode()] = packed
         return int(cursor), stale
 
-    def forget_states(self, states: dict[str, bytes]) -> int:
-        """Delete these states (as read by stale_states) unless a reading changed them since."""
+    def forget_states(self, shard: int, states: dict[str, bytes]) -> int:
+        """Delete these states of *shard* (as read by stale_states) unless a reading changed
+        them since."""
         if not states:
             return 0
         pairs = [item for meter, packed in states.items() for item in (meter, packed)]
-        return int(self._forget_unchanged(keys=[STATES], args=pairs))
+        return int(self._forget_unchanged(keys=[shard_keys(shard).states], args=pairs))
 
     def sweep_threshold(self, now_s: float) -> float:
         """The score up to which stored deadlines are due now: the watermark less the downtime.
         Call it once per sweep: it also records the sweep (see the module's docstring)."""
-        downtime = float(
-            self._sweep_clock(
-                keys=[LAST_SWEEP, DOWNTIME, REFUSED_AT], args=[now_s, self._sweep_gap_s]
-            )
+        downtime = self._sweep_clock(
+            keys=[LAST_SWEEP, DOWNTIME, REFUSED_AT], args=[now_s, self._sweep_gap_s]
         )
-        return self.watermark(now_s) - downtime
+        pipe = self._redis.pipeline(transaction=False)
+        for names in self._all():
+            pipe.set(names.downtime, downtime)
+        pipe.execute()
+        return self.watermark(now_s) - float(downtime)
 
     def watermark(self, now_s: float) -> float:
         """Before this instant, every accepted reading has been processed (see above)."""
-        oldest = self._redis.zrange(PENDING_AT, 0, 0, withscores=True)
+        pipe = self._redis.pipeline(transaction=False)
+        for names in self._all():
+            pipe.zrange(names.pending_at, 0, 0, withscores=True)
+        oldest = [float(first[0][1]) for first in pipe.execute() if first]
         if not oldest:
             return now_s
         # A small margin covers a batch between its publish and its acceptance time.
-        return min(now_s, float(oldest[0][1]) - WATERMARK_MARGIN_S)
+        return min(now_s, min(oldest) - WATERMARK_MARGIN_S)
 
     def pop_silent(self, now_s: float, limit: int = 1000) -> list[SilentMeter]:
-        """Meters whose deadline passed by *now_s*, each reported once until it reports again."""
-        members = [
-            member.decode()
-            for member in self._pop_due(keys=[DEADLINES, STATES], args=[now_s, limit])
-        ]
-        if not members:
-            return []
-        pairs = [member.split("\n", 1) for member in members]
-        stored = self._redis.hmget(STATES, [meter for _, meter in pairs])
-        return [
-            SilentMeter(
-                meter, region, unpack_state(packed)[0].last_ts_us if packed is not None else None
-            )
-            for (region, meter), packed in zip(pairs, stored, strict=True)
-        ]
+        """Meters whose deadline passed by *now_s*, each reported once until it reports again
+        (up to *limit* per shard)."""
+        shards = self._all()
+        popped = run_scripts(
+            self._redis,
+            [(self._pop_due, [names.deadlines, names.states], [now_s, limit]) for names in shards],
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        due: list[list[tuple[str, str]]] = []
+        for names, members in zip(shards, popped, strict=True):
+            pairs = [_split_member(member.decode()) for member in members]
+            due.append(pairs)
+            if pairs:
+                pipe.hmget(names.states, [meter for _, meter in pairs])
+        stored = iter(pipe.execute())
+        silent = []
+        for pairs in due:
+            if not pairs:
+                continue
+            for (region, meter), packed in zip(pairs, next(stored), strict=True):
+                last_ts_us = unpack_state(packed)[0].last_ts_us if packed is not None else None
+                silent.append(SilentMeter(meter, region, last_ts_us))
+        return silent
 
     def unpop(self, silent: list[SilentMeter], due_s: float) -> None:
         """Put meters back for the next sweep (their alert could not be stored), due at *due_s*
         (a threshold from sweep_threshold). Their silent mark can stay: a reading then resolves
         an alert that does not exist, which changes nothing."""
-        if not silent:
-            return
-        self._redis.zadd(
-            DEADLINES, {_member(meter.region, meter.meter_id): due_s for meter in silent}, nx=True
-        )
+        by_shard: dict[str, dict[str | bytes, float]] = {}
+        for meter in silent:
+            deadlines = by_shard.setdefault(self._keys_of(meter.meter_id).deadlines, {})
+            deadlines[_member(meter.region, meter.meter_id)] = due_s
+        pipe = self._redis.pipeline(transaction=False)
+        for key, deadlines in by_shard.items():
+            pipe.zadd(key, deadlines, nx=True)
+        pipe.execute()
+
+    @property
+    def shards(self) -> int:
+        return self._shards
+
+    def _all(self) -> list[ShardKeys]:
+        return all_shard_keys(self._shards)
+
+    def _keys_of(self, meter_id: str) -> ShardKeys:
+        return shard_keys(shard_for(meter_id, self._shards))
 
 
 def record_refusal(client: redis.Redis, now_s: float) -> None:

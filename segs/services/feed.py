@@ -2,11 +2,14 @@
 
 Streams rather than pub/sub, so a browser that reconnects (EventSource does so by itself, with
 the Last-Event-ID header) gets what it missed in between. Each stream keeps its newest
-FEED_LENGTH events, and each event is published once (``segs:feed:published:{subject}``).
+FEED_LENGTH events, and each event is published once (``segs:{feed}:published:<subject>``).
 
-- ``segs:feed:staff``            every alert transition and every tariff change
-- ``segs:feed:user:{user_id}``   transitions of alerts on that account's meters
-- ``segs:feed:region:{region}``  tariff changes of the region
+- ``segs:{feed}:staff``            every alert transition and every tariff change
+- ``segs:{feed}:user:<user_id>``   transitions of alerts on that account's meters
+- ``segs:{feed}:region:<region>``  tariff changes of the region
+
+An event goes to its streams in one step, and a reader reads its streams in one XREAD, so the
+feed's keys share one hash tag (segs.services.keyspace).
 """
 
 from __future__ import annotations
@@ -19,18 +22,19 @@ from typing import Any
 import redis
 
 from segs.domain.access import STAFF
+from segs.services.keyspace import FEED_TAG
 
-STAFF_FEED = "segs:feed:staff"
+STAFF_FEED = f"segs:{FEED_TAG}:staff"
 FEED_LENGTH = 1000
 _START = "0-0"
 
 
 def user_feed(user_id: uuid.UUID | str) -> str:
-    return f"segs:feed:user:{user_id}"
+    return f"segs:{FEED_TAG}:user:{user_id}"
 
 
 def region_feed(region: str) -> str:
-    return f"segs:feed:region:{region}"
+    return f"segs:{FEED_TAG}:region:{region}"
 
 
 def audience_feeds(account_id: uuid.UUID, role: str, region: str | None) -> list[str]:
@@ -54,7 +58,7 @@ for i = 2, #KEYS do
 end
 return 1
 """
-PUBLISHED_PREFIX = "segs:feed:published:"
+PUBLISHED_PREFIX = f"segs:{FEED_TAG}:published:"
 # Longer than any redelivery of a dispatch could take.
 PUBLISHED_TTL_S = 7 * 24 * 3600
 

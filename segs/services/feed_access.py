@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import redis
 
+from segs.services.keyspace import FEED_TAG
+
 _TICKET = "segs:feed:ticket:"
-_SLOTS = "segs:feed:slots"
+# The two slot sets are updated together: one hash tag (segs.services.keyspace).
+_SLOTS = f"segs:{FEED_TAG}:slots"
 
 # KEYS[1] all streams, KEYS[2] the account's; ARGV: now (ms), lease end (ms), total cap,
 # per-account cap, slot id. Returns 0 (taken), 1 (the account is at its cap) or 2 (all are).

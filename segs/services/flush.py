@@ -1,9 +1,12 @@
 """Flush closed windows from Redis into the aggregate tables, with merge semantics.
 
-A window closes when its end plus the grace period has passed. Its hash is moved out of the open
-set atomically (RENAME), merged into PostgreSQL, and only then deleted from Redis. The flush log
-(window_flushes) is written in the same transaction as the merge, so a flush that dies after
-committing but before deleting the hash is not merged twice when it is picked up again.
+A window closes when its end plus the grace period has passed. Each shard holds its own hash of
+the window (its meters' statistics, segs.services.windows_store); each is moved out of its open
+set atomically (RENAME), and all of them are merged into PostgreSQL in one transaction, so the
+region's row is computed once per window and flush. Only then are the hashes deleted from Redis.
+The flush log (window_flushes, one row per moved hash) is written in the same transaction as
+the merge, so a flush that dies after committing but before deleting the hashes does not merge
+them twice when they are picked up again.
 
 Merging adds counts and sums and widens min/max, so a reading that arrives after its window was
 flushed opens a fresh hash that merges into the stored row; the region's row for that window is
@@ -37,7 +40,6 @@ from segs.services.outages import is_outage
 from segs.services.partitions import ensure_partitions
 from segs.services.windows_store import LateWindows
 from segs.services.windows_store import WindowStore
-from segs.services.windows_store import parse_flushing_name
 
 logger = logging.getLogger(__name__)
 
@@ -141,49 +143,48 @@ def flush_closed_windows(
     # be complete before it closes in the same run.
     for size in ("1m", "15m"):
         store.move_due(size, cutoff_us, token)
-        for name in store.flushing(size):
-            window = parse_flushing_name(name)
-            meters = store.read(name)
-            if meters:
+        for window, names in store.flushing(size).items():
+            parts = {name: store.read(name) for name in names}
+            if any(parts.values()):
                 try:
-                    _merge_with_partitions(conn, settings, name, window, meters, report, now)
+                    _merge_with_partitions(conn, settings, window, parts, report, now)
                 except psycopg.Error as exc:
                     if is_outage(exc):
                         raise
-                    _quarantine(conn, store, name, window, meters, exc, report)
+                    _quarantine(conn, store, window, parts, exc, report)
                     continue
-            store.forget(name, late)
+            for name in names:
+                store.forget(name, late)
     return report
 
 
 def _merge_with_partitions(
     conn: psycopg.Connection,
     settings: Settings,
-    name: str,
     window: WindowKey,
-    meters: dict[str, WindowStats],
+    parts: dict[str, dict[str, WindowStats]],
     report: FlushReport,
     now: datetime,
 ) -> None:
     try:
-        _merge_window(conn, name, window, meters, report, now)
+        _merge_window(conn, window, parts, report, now)
     except psycopg.errors.CheckViolation:
         # The window's day has no partition yet (a reading near the age limit).
         ensure_partitions(conn, settings, now)
-        _merge_window(conn, name, window, meters, report, now)
+        _merge_window(conn, window, parts, report, now)
 
 
 def _quarantine(
     conn: psycopg.Connection,
     store: WindowStore,
-    name: str,
     window: WindowKey,
-    meters: dict[str, WindowStats],
+    parts: dict[str, dict[str, WindowStats]],
     exc: psycopg.Error,
     report: FlushReport,
 ) -> None:
-    quarantine.record(conn, name, window, meters, exc)
-    store.drop(name)
+    for name, meters in parts.items():
+        quarantine.record(conn, name, window, meters, exc)
+        store.drop(name)
     report.quarantined.append(window)
     metrics.WINDOWS_QUARANTINED.labels(window.size).inc()
     logger.error(
@@ -191,29 +192,37 @@ def _quarantine(
         window.size,
         window.region,
         from_epoch_us(window.start_us).isoformat(),
-        len(meters),
+        sum(len(meters) for meters in parts.values()),
         exc,
     )
 
 
 def _merge_window(
     conn: psycopg.Connection,
-    name: str,
     window: WindowKey,
-    meters: dict[str, WindowStats],
+    parts: dict[str, dict[str, WindowStats]],
     report: FlushReport,
     now: datetime,
 ) -> None:
+    """Merge the hashes (by name) of one window in one transaction; those a flush merged before
+    are left out."""
     window_start = from_epoch_us(window.start_us)
     params = {"window_start": window_start, "region": window.region}
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO window_flushes (flush_key) VALUES (%s) "
+            "INSERT INTO window_flushes (flush_key) SELECT unnest(%s::text[]) "
             "ON CONFLICT DO NOTHING RETURNING flush_key",
-            (name,),
+            (sorted(parts),),
         )
-        if cursor.fetchone() is None:
-            report.skipped_already_flushed += 1
+        fresh = [name for (name,) in cursor.fetchall()]
+        report.skipped_already_flushed += len(parts) - len(fresh)
+        meters: dict[str, WindowStats] = {}
+        for name in fresh:
+            for meter_id, stats in parts[name].items():
+                # A meter shows in two hashes only if one is a leftover of an earlier flush.
+                known = meters.get(meter_id)
+                meters[meter_id] = stats if known is None else known.merge(stats)
+        if not meters:
             return
         cursor.execute(_STAGE_DDL)
         with cursor.copy(

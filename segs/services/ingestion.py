@@ -54,10 +54,10 @@ class IngestionUnavailableError(Exception):
 
 
 class DedupeMarks(Protocol):
-    def mark_new(self, keys: list[tuple[str, int]]) -> list[bool]:
+    def mark_new(self, keys: dict[int, list[tuple[str, int]]]) -> dict[int, list[bool]]:
         """Mark each (meter, ts_us) key; True where this call set it (not seen recently)."""
 
-    def release(self, keys: list[tuple[str, int]]) -> None:
+    def release(self, keys: dict[int, list[tuple[str, int]]]) -> None:
         """Remove marks this request set but could not honour."""
 
 
@@ -207,26 +207,42 @@ class Ingestor:
                 "the reading queues are over their backlog bound", retry_after
             )
 
-        keys = [(row[ROW_METER], row[ROW_TS]) for row in rows]
+        by_shard = self._by_shard(rows)
+        keys = {
+            shard: [(row[ROW_METER], row[ROW_TS]) for row in listed]
+            for shard, listed in by_shard.items()
+        }
         try:
             marked = self.marks.mark_new(keys)
         except Exception as exc:
+            # Some shards' marks may be set: the retry must find none of them.
+            self._release_quietly(keys)
             raise IngestionUnavailableError(f"Redis is unavailable: {exc}", retry_after) from exc
-        new_rows = [row for row, is_new in zip(rows, marked, strict=True) if is_new]
-        result.duplicates += len(rows) - len(new_rows)
+        new_by_shard: dict[int, list[ReadingRow]] = {}
+        for shard, listed in by_shard.items():
+            new = [row for row, is_new in zip(listed, marked[shard], strict=True) if is_new]
+            if new:
+                new_by_shard[shard] = new
+        accepted = sum(len(listed) for listed in new_by_shard.values())
+        result.duplicates += len(rows) - accepted
 
-        if not new_rows:
+        if not new_by_shard:
             return
         try:
-            self.publish(self._by_shard(new_rows), received_at_us)
+            self.publish(new_by_shard, received_at_us)
         except Exception as exc:
             # The whole request must be retryable, so every mark it set goes. A shard's batch
             # the broker took all the same finds its readings taken when the retry's copy runs.
-            self._release_quietly([(row[ROW_METER], row[ROW_TS]) for row in new_rows])
+            self._release_quietly(
+                {
+                    shard: [(row[ROW_METER], row[ROW_TS]) for row in listed]
+                    for shard, listed in new_by_shard.items()
+                }
+            )
             raise IngestionUnavailableError(
                 f"the broker did not take the readings: {exc}", retry_after
             ) from exc
-        result.accepted = len(new_rows)
+        result.accepted = accepted
 
     def _by_shard(self, rows: list[ReadingRow]) -> dict[int, list[ReadingRow]]:
         shards = self.settings.shards
@@ -237,12 +253,13 @@ class Ingestor:
             by_shard.setdefault(shard_for(row[ROW_METER], shards), []).append(row)
         return by_shard
 
-    def _release_quietly(self, keys: list[tuple[str, int]]) -> None:
+    def _release_quietly(self, keys: dict[int, list[tuple[str, int]]]) -> None:
         try:
             self.marks.release(keys)
         except Exception:
             # Redis failing too: the marks expire after SEGS_DEDUPE_MARK_TTL_S on their own.
-            logger.exception("could not release %d dedupe marks", len(keys))
+            count = sum(len(listed) for listed in keys.values())
+            logger.exception("could not release %d dedupe marks", count)
 
     @staticmethod
     def _record(size: int, result: IngestResult, elapsed: float) -> None:

@@ -1,9 +1,18 @@
-"""Lua helpers shared by the Redis scripts: commands over many fields in a few calls.
+"""Lua helpers shared by the Redis scripts, and running many script calls in one round trip.
 
 Each ``redis.call`` from a script has a fixed cost; one call per meter cost more Redis CPU than
-the work itself when measured. These helpers send a whole batch's fields in chunks instead
+the work itself when measured. BULK_LUA's helpers send a whole batch's fields in chunks instead
 (chunks keep ``unpack`` within Lua's stack limit).
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 BULK_LUA = """
 local BULK = 1000
@@ -29,3 +38,44 @@ local function call_pairs(command, key, pairs, option)
   end
 end
 """
+
+
+ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
+
+
+def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run script calls (each on keys of one slot) and return their replies in order, or raise
+    the first error. On a single Redis they go in one pipeline, one round trip; a cluster's
+    pipeline refuses scripts, so there they run one after the other.
+
+    A script the server does not hold yet (new, or the server restarted) fails alone: it is
+    loaded, and only the calls that failed run again, since the others have done their work.
+    """
+    if isinstance(client, redis.RedisCluster):
+        return [script(keys=keys, args=args, client=client) for script, keys, args in calls]
+    replies: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        for index in todo:
+            script, keys, args = calls[index]
+            pipe.evalsha(_sha_and_text(script)[0], len(keys), *keys, *args)
+        missing = []
+        for index, reply in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, NoScriptError) and attempt == 1:
+                missing.append(index)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                replies[index] = reply
+        if not missing:
+            break
+        for script in {calls[index][0] for index in missing}:
+            client.script_load(_sha_and_text(script)[1])
+        todo = missing
+    return replies
+
+
+def _sha_and_text(script: Script) -> tuple[str, Any]:
+    # redis-py's Script holds both; the types-redis stubs do not declare them.
+    return script.sha, script.script  # type: ignore[attr-defined]

@@ -17,8 +17,9 @@ With RabbitMQ (publisher confirms, acks_late) the broker itself keeps the guaran
 ledger keeps no rows: only each batch's publish time, which the silent-meter sweep needs to know
 how far the pipeline has got (segs.services.detection, the ingestion watermark).
 
-Keys: ``segs:pending`` hash task id -> [shard, received_at_us, rows];
-``segs:pending:at`` zset task id -> when it was (re)published, epoch seconds.
+Keys, per shard (segs.services.keyspace.ShardKeys), so that the fold script settles a batch in
+the same slot as its windows: ``segs:{s<k>}:pending`` hash task id -> [shard, received_at_us,
+rows]; ``segs:{s<k>}:pending:at`` zset task id -> when it was (re)published, epoch seconds.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ import orjson
 import redis
 
 from segs.domain.readings import ReadingRow
+from segs.services.keyspace import all_shard_keys
+from segs.services.keyspace import shard_keys
+from segs.services.lua import run_scripts
 
-PENDING = "segs:pending"
-PENDING_AT = "segs:pending:at"
+# A batch in the ledger: its shard and task id.
+BatchRef = tuple[int, str]
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,8 @@ class PendingBatch:
     received_at_us: int
 
 
-# KEYS: pending hash, pending zset. ARGV: published at (s), then task id and payload (empty for
-# none) of each batch. A script rather than MULTI/EXEC: one round trip for a request's batches,
-# and redis-py builds no pipeline (a pipeline copies the client's response callbacks, which
-# showed in the API's profile).
+# KEYS: a shard's pending hash and zset. ARGV: published at (s), then task id and payload (empty
+# for none) of each batch.
 _RECORD = """
 for i = 2, #ARGV, 2 do
   if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -57,6 +59,7 @@ end
 @dataclass
 class PendingLedger:
     client: redis.Redis
+    shards: int
 
     def __post_init__(self) -> None:
         self._record = self.client.register_script(_RECORD)
@@ -67,60 +70,79 @@ class PendingLedger:
         received_at_us: int,
         now_s: float,
     ) -> None:
-        """Remember batches (task id, shard, rows) about to be published, in one round trip;
-        without rows, only when each was."""
-        args: list[str | float | bytes] = [now_s]
+        """Remember batches (task id, shard, rows) about to be published, in one round trip
+        (one per node of a cluster); without rows, only when each was."""
+        args_of: dict[int, list[str | float | bytes]] = {}
         for task_id, shard, rows in batches:
+            args = args_of.setdefault(shard, [now_s])
             args.append(task_id)
             args.append(b"" if rows is None else orjson.dumps([shard, received_at_us, rows]))
-        self._record(keys=[PENDING, PENDING_AT], args=args)
+        calls = [
+            (self._record, [shard_keys(shard).pending, shard_keys(shard).pending_at], args)
+            for shard, args in args_of.items()
+        ]
+        run_scripts(self.client, calls)
 
-    def hold(self, task_id: str, until_s: float) -> None:
+    def hold(self, batch: BatchRef, until_s: float) -> None:
         """Count a batch as published at *until_s*: it is retrying then, so until its retry
         has had SEGS_REQUEUE_AFTER_S to run, it is not stalled and gets no second copy."""
-        self.client.zadd(PENDING_AT, {task_id: until_s}, xx=True)
+        shard, task_id = batch
+        self.client.zadd(shard_keys(shard).pending_at, {task_id: until_s}, xx=True)
 
-    def rows_of_many(self, task_ids: list[str]) -> dict[str, list[ReadingRow]]:
+    def rows_of_many(self, batches: list[BatchRef]) -> dict[str, list[ReadingRow]]:
         """The rows of each of these batches still pending (one round trip)."""
-        payloads: list[Any] = self.client.hmget(PENDING, task_ids)
-        return {
-            task_id: orjson.loads(payload)[2]
-            for task_id, payload in zip(task_ids, payloads, strict=True)
-            if payload is not None
-        }
+        by_shard: dict[int, list[str]] = {}
+        for shard, task_id in batches:
+            by_shard.setdefault(shard, []).append(task_id)
+        pipe = self.client.pipeline(transaction=False)
+        for shard, task_ids in by_shard.items():
+            pipe.hmget(shard_keys(shard).pending, task_ids)
+        rows: dict[str, list[ReadingRow]] = {}
+        for task_ids, payloads in zip(by_shard.values(), pipe.execute(), strict=True):
+            for task_id, payload in zip(task_ids, payloads, strict=True):
+                if payload is not None:
+                    rows[task_id] = orjson.loads(payload)[2]
+        return rows
 
-    def settle(self, *task_ids: str) -> None:
+    def settle(self, batches: list[BatchRef]) -> None:
         """Forget batches (their publish failed, or a worker set them aside)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(PENDING, *task_ids)
-        pipe.zrem(PENDING_AT, *task_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for shard, task_id in batches:
+            names = shard_keys(shard)
+            pipe.hdel(names.pending, task_id)
+            pipe.zrem(names.pending_at, task_id)
         pipe.execute()
 
     def claim_stalled(
         self, older_than_s: float, now_s: float, shards: set[int], limit: int = 500
     ) -> list[PendingBatch]:
         """Return the batches of *shards* pending since before *older_than_s*, marking them
-        re-published now; other shards' batches are left as they are."""
-        task_ids = [
-            task_id.decode()
-            for task_id in self.client.zrangebyscore(PENDING_AT, "-inf", older_than_s, 0, limit)
-        ]
-        if not task_ids:
-            return []
-        payloads: list[Any] = self.client.hmget(PENDING, task_ids)
+        re-published now (up to *limit* per shard)."""
         stalled = []
-        pipe = self.client.pipeline(transaction=True)
-        for task_id, payload in zip(task_ids, payloads, strict=True):
-            if payload is None:  # settled meanwhile
-                pipe.zrem(PENDING_AT, task_id)
+        for shard in sorted(shards):
+            names = shard_keys(shard)
+            task_ids = [
+                task_id.decode()
+                for task_id in self.client.zrangebyscore(
+                    names.pending_at, "-inf", older_than_s, 0, limit
+                )
+            ]
+            if not task_ids:
                 continue
-            shard, received_at_us, _ = orjson.loads(payload)
-            if shard not in shards:
-                continue
-            stalled.append(PendingBatch(task_id, shard, received_at_us))
-            pipe.zadd(PENDING_AT, {task_id: now_s})
-        pipe.execute()
+            payloads: list[Any] = self.client.hmget(names.pending, task_ids)
+            pipe = self.client.pipeline(transaction=True)
+            for task_id, payload in zip(task_ids, payloads, strict=True):
+                if payload is None:  # settled meanwhile
+                    pipe.zrem(names.pending_at, task_id)
+                    continue
+                _, received_at_us, _ = orjson.loads(payload)
+                stalled.append(PendingBatch(task_id, shard, received_at_us))
+                pipe.zadd(names.pending_at, {task_id: now_s})
+            pipe.execute()
         return stalled
 
     def size(self) -> int:
-        return int(self.client.zcard(PENDING_AT))
+        pipe = self.client.pipeline(transaction=False)
+        for names in all_shard_keys(self.shards):
+            pipe.zcard(names.pending_at)
+        return sum(int(count) for count in pipe.execute())

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segs.domain.readings import from_epoch_us
+from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.errors import ConflictError
@@ -30,6 +31,8 @@ from segs.models.base import BIGINT_MAX
 from segs.services import audit
 from segs.services.audit import Actor
 from segs.services.dead_letters import storable_text
+from segs.services.keyspace import parse_flushing_name
+from segs.services.keyspace import shard_keys
 from segs.services.paging import Page
 from segs.services.paging import fetch_page
 from segs.services.windows_store import WindowStore
@@ -148,10 +151,21 @@ def release(
     # Before the commit: if Redis refuses, nothing changes. Restoring twice (a commit failing
     # after) writes the same statistics under the same name: merged once all the same.
     store.restore_flushing(
-        window.flush_key,
+        _flushing_name(window),
         {meter: WindowStats(*fields) for meter, fields in window.meters.items()},
     )
     return _view(window)
+
+
+def _flushing_name(window: QuarantinedWindow) -> str:
+    """The name the window's hash had; one quarantined before windows were kept per shard
+    (``segs:flushing:<token>:segs:win:...``) goes back under a name of shard 0 made from it."""
+    try:
+        parse_flushing_name(window.flush_key)
+    except ValueError:
+        key = WindowKey(window.size, window.region, to_epoch_us(window.window_start))
+        return shard_keys(0).flushing_window(f"quarantined{window.id}", key)
+    return window.flush_key
 
 
 def release_all(session: Session, store: WindowStore, actor: Actor, now: datetime) -> int:

@@ -7,11 +7,13 @@ Packing a meter's statistics into one field (see segs.domain.windows.PACKED_LAYO
 and one HSET per meter and window; a field per statistic cost five times more Redis CPU when
 measured (BENCHMARKS.md, "Window layout").
 
-Keys (single Redis instance; the scripts derive key names, so this is not Redis Cluster safe):
-- ``segs:win:{size}:{region}:{start_us}``   hash meter -> packed WindowStats
-- ``segs:win:open``                         zset of open window keys, scored by window end (µs)
-- ``segs:win:flushing``                     set of window hashes moved out for flushing
-- ``segs:applied:{batch_id}``               a batch already folded (expires)
+Each shard has its own windows (segs.services.keyspace.ShardKeys): a window hash holds the
+statistics of the shard's meters only, so the fold of a shard's batches touches one hash tag
+(one Redis Cluster slot), and the flush merges a window's hashes of all shards. Per shard:
+- ``segs:{s<k>}:win:<size>:<region>:<start_us>``   hash meter -> packed WindowStats
+- ``segs:{s<k>}:win:open``                         zset of open window hashes, scored by when due
+- ``segs:{s<k>}:win:flushing``                     set of window hashes moved out for flushing
+- ``segs:{s<k>}:applied:<batch_id>``               a batch already folded (expires)
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ from segs.domain.windows import WINDOW_SIZES
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.domain.windows import rollup_target
-from segs.services.detection import DEADLINES
 from segs.services.detection import DETECT_LUA
-from segs.services.detection import DOWNTIME
-from segs.services.detection import OUTBOX
-from segs.services.detection import STATES
+from segs.services.keyspace import ShardKeys
+from segs.services.keyspace import all_shard_keys
+from segs.services.keyspace import parse_flushing_name
+from segs.services.keyspace import shard_keys
 from segs.services.lua import BULK_LUA
-from segs.services.pending import PENDING
-from segs.services.pending import PENDING_AT
+from segs.services.lua import run_scripts
 
 _METER_HEAD = struct.Struct("<H")
 # An entry's window index (u32), then the meter's packed statistics.
@@ -51,9 +52,6 @@ def _meter_head(meter_id: str) -> bytes:
     return _METER_HEAD.pack(len(meter)) + meter
 
 
-OPEN_WINDOWS = "segs:win:open"
-FLUSHING = "segs:win:flushing"
-_FLUSHING_PREFIX = "segs:flushing:"
 # The fold script's first batch marker (KEYS) and first batch id (ARGV), 1-based.
 _FIRST_MARKER_KEY = 8
 _FIRST_BATCH_ARG = 9
@@ -154,19 +152,21 @@ return {{1, found}}
 """
 )
 
-# KEYS: open zset, flushing set. ARGV: cutoff (µs), flush token, max windows, key prefix.
+# KEYS: the shard's open zset and flushing set. ARGV: cutoff (µs), max windows, the shard's
+# window key prefix of one size (ShardKeys.window up to the size), its flushing prefix with the
+# flush token (ShardKeys.flushing_window up to the size).
 # Moving a window out is a RENAME, so readings folded a moment later open a fresh hash
 # (flushed and merged next time) instead of landing in one being written to PostgreSQL.
-# Only windows whose key starts with the prefix (one size) move.
-_MOVE_DUE = f"""
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+# Only windows of the one size move. The names it derives share the shard's hash tag.
+_MOVE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local moved = 0
 for _, key in ipairs(due) do
-  if string.sub(key, 1, #ARGV[4]) == ARGV[4] then
+  if string.sub(key, 1, #ARGV[3]) == ARGV[3] then
     redis.call('ZREM', KEYS[1], key)
     moved = moved + 1
     if redis.call('EXISTS', key) == 1 then
-      local dest = '{_FLUSHING_PREFIX}' .. ARGV[2] .. ':' .. key
+      local dest = ARGV[4] .. string.sub(key, #ARGV[3] + 1)
       redis.call('RENAME', key, dest)
       redis.call('SADD', KEYS[2], dest)
     end
@@ -199,22 +199,6 @@ redis.call('SREM', KEYS[2], KEYS[1])
 return #entries / 2
 """
 )
-
-
-def applied_key(batch_id: str) -> str:
-    return f"segs:applied:{batch_id}"
-
-
-def window_key_name(key: WindowKey) -> str:
-    return f"segs:win:{key.size}:{key.region}:{key.start_us}"
-
-
-def parse_flushing_name(name: str) -> WindowKey:
-    """Recover the window from a ``segs:flushing:{token}:segs:win:...`` key name."""
-    original = name[len(_FLUSHING_PREFIX) :].split(":", 1)[1]
-    head, start = original.rsplit(":", 1)
-    _, _, size, region = head.split(":", 3)
-    return WindowKey(size, region, int(start))
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +253,10 @@ class FoldResult:
 
 @dataclass
 class WindowStore:
-    """Redis operations on open windows."""
+    """Redis operations on open windows, for *shards* shards."""
 
     client: redis.Redis
+    shards: int
 
     def __post_init__(self) -> None:
         self._fold = self.client.register_script(_FOLD)
@@ -280,21 +265,32 @@ class WindowStore:
 
     def fold(
         self,
+        shard: int,
         batch_ids: list[str],
         folded: dict[WindowKey, dict[str, WindowStats]],
         judged: Judged,
         marker_ttl_s: int,
         late: LateWindows,
     ) -> FoldResult:
-        """Fold a group of batches' window statistics in and judge their readings, once.
+        """Fold a group of one shard's batches' window statistics in and judge their readings,
+        once.
 
         Nothing changes if a batch of the group was folded before (see FoldResult). The batches
         leave the pending ledger (segs.services.pending) in the same step either way.
         """
+        names = shard_keys(shard)
         windows = sorted(folded)
-        keys = [OPEN_WINDOWS, PENDING, PENDING_AT, STATES, DEADLINES, DOWNTIME, OUTBOX]
-        keys.extend(applied_key(batch_id) for batch_id in batch_ids)
-        keys.extend(window_key_name(window) for window in windows)
+        keys = [
+            names.open_windows,
+            names.pending,
+            names.pending_at,
+            names.states,
+            names.deadlines,
+            names.downtime,
+            names.outbox,
+        ]
+        keys.extend(names.applied(batch_id) for batch_id in batch_ids)
+        keys.extend(names.window(window) for window in windows)
         args: list[str | int | bytes] = [
             marker_ttl_s,
             len(batch_ids),
@@ -331,24 +327,38 @@ class WindowStore:
             return FoldResult({bytes(batch_id).decode() for batch_id in reply[1:]}, b"")
         return FoldResult(set(), bytes(reply[1]))
 
-    def was_folded(self, batch_id: str) -> bool:
-        """Whether the fold script has applied this batch (its mark lives
+    def was_folded(self, shard: int, batch_id: str) -> bool:
+        """Whether the fold script has applied this batch of *shard* (its mark lives
         SEGS_APPLIED_MARK_TTL_S)."""
-        return bool(self.client.exists(applied_key(batch_id)))
+        return bool(self.client.exists(shard_keys(shard).applied(batch_id)))
 
     def move_due(self, size: str, cutoff_us: int, token: str, limit: int = 1000) -> int:
-        """Move *size* windows that ended before *cutoff_us* out of the open set; returns how
-        many."""
-        return int(
-            self._move_due(
-                keys=[OPEN_WINDOWS, FLUSHING], args=[cutoff_us, token, limit, f"segs:win:{size}:"]
+        """Move *size* windows due by *cutoff_us* out of every shard's open set (up to *limit*
+        per shard); returns how many."""
+        calls = [
+            (
+                self._move_due,
+                [names.open_windows, names.flushing],
+                [cutoff_us, limit, names.window_prefix(size), names.flushing_prefix(token, size)],
             )
-        )
+            for names in self._all()
+        ]
+        return sum(int(moved) for moved in run_scripts(self.client, calls))
 
-    def flushing(self, size: str) -> list[str]:
-        """*size* window hashes moved out but not yet forgotten (including leftovers)."""
-        names = sorted(name.decode() for name in self.client.smembers(FLUSHING))
-        return [name for name in names if parse_flushing_name(name).size == size]
+    def flushing(self, size: str) -> dict[WindowKey, list[str]]:
+        """*size* window hashes moved out but not yet forgotten (including leftovers of earlier
+        flushes), by window: each shard's hash of the window, from each flush that moved one."""
+        pipe = self.client.pipeline(transaction=False)
+        for names in self._all():
+            pipe.smembers(names.flushing)
+        by_window: dict[WindowKey, list[str]] = {}
+        for members in pipe.execute():
+            for member in members:
+                name = member.decode()
+                window = parse_flushing_name(name).window
+                if window.size == size:
+                    by_window.setdefault(window, []).append(name)
+        return {window: sorted(by_window[window]) for window in sorted(by_window)}
 
     def read(self, name: str) -> dict[str, WindowStats]:
         return {
@@ -359,16 +369,15 @@ class WindowStore:
     def forget(self, name: str, late: LateWindows) -> None:
         """Drop a flushed window hash once PostgreSQL has committed it, first folding it into
         the larger window it rolls up into (segs.domain.windows.ROLLS_UP_INTO)."""
-        source = parse_flushing_name(name)
+        flushing = parse_flushing_name(name)
+        names = shard_keys(flushing.shard)
+        source = flushing.window
         target = rollup_target(source)
         if target is None:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(name)
-            pipe.srem(FLUSHING, name)
-            pipe.execute()
+            self.drop(name)
             return
         self._roll_up(
-            keys=[name, FLUSHING, window_key_name(target), OPEN_WINDOWS],
+            keys=[name, names.flushing, names.window(target), names.open_windows],
             args=[late.rollup_due(source, target)],
         )
 
@@ -376,7 +385,7 @@ class WindowStore:
         """Let go of a window hash being flushed without rolling it up (it is quarantined)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(name)
-        pipe.srem(FLUSHING, name)
+        pipe.srem(self._flushing_set_of(name), name)
         pipe.execute()
 
     def restore_flushing(self, name: str, meters: dict[str, WindowStats]) -> None:
@@ -385,12 +394,23 @@ class WindowStore:
         pipe.delete(name)
         if meters:
             pipe.hset(name, mapping={meter: stats.pack() for meter, stats in meters.items()})
-        pipe.sadd(FLUSHING, name)
+        pipe.sadd(self._flushing_set_of(name), name)
         pipe.execute()
 
     def open_windows_by_size(self) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=False)
+        for names in self._all():
+            pipe.zrange(names.open_windows, 0, -1)
         counts: dict[str, int] = {}
-        for name in self.client.zrange(OPEN_WINDOWS, 0, -1):
-            size = name.decode().split(":")[2]
-            counts[size] = counts.get(size, 0) + 1
+        for members in pipe.execute():
+            for member in members:
+                size = member.decode().split(":")[3]
+                counts[size] = counts.get(size, 0) + 1
         return counts
+
+    def _all(self) -> list[ShardKeys]:
+        return all_shard_keys(self.shards)
+
+    @staticmethod
+    def _flushing_set_of(name: str) -> str:
+        return shard_keys(parse_flushing_name(name).shard).flushing

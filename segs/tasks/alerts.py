@@ -22,10 +22,12 @@ from segs.tasks.notifications import enqueue_transitions
 def get_detection_store() -> DetectionStore:
     settings = get_settings()
     # Sweeps further apart than this mean beat or the workers were down (see DetectionStore).
-    return DetectionStore(get_redis(), sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s))
+    return DetectionStore(
+        get_redis(), settings.shards, sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s)
+    )
 
 
-def store_findings(batch_id: str, findings: list[MeterFinding]) -> None:
+def store_findings(shard: int, batch_id: str, findings: list[MeterFinding]) -> None:
     """Store and announce what detection found in a batch, then let Redis forget it.
 
     A crash between the commit and the announcement delays the notifications of these
@@ -35,7 +37,7 @@ def store_findings(batch_id: str, findings: list[MeterFinding]) -> None:
     with session_scope() as session:
         transitions = alerting.record_findings(session, findings, datetime.now(UTC))
     enqueue_transitions(transitions)
-    get_detection_store().forget_findings(batch_id)
+    get_detection_store().forget_findings(shard, batch_id)
 
 
 @app.task(name="segs.tasks.alerts.evaluate_overloads", acks_late=True)

@@ -94,7 +94,15 @@ def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
     for request in requests:
         # A re-published copy can meet its original in one group: one run folds both.
         unique.setdefault(request.id, request)
-    from_ledger = [task_id for task_id, request in unique.items() if request.args[0] is None]
+    queues = {
+        task_id: str((request.delivery_info or {}).get("routing_key") or queue_for_shard(0))
+        for task_id, request in unique.items()
+    }
+    from_ledger = [
+        (_shard_of(queues[task_id]), task_id)
+        for task_id, request in unique.items()
+        if request.args[0] is None
+    ]
     stored = get_pending_ledger().rows_of_many(from_ledger) if from_ledger else {}
     messages = []
     for task_id, request in unique.items():
@@ -102,10 +110,10 @@ def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
         if rows is None:
             # None: folded and settled before this copy ran.
             rows = stored.get(task_id) or []
-        queue = str((request.delivery_info or {}).get("routing_key") or queue_for_shard(0))
+        queue = queues[task_id]
         messages.append(
             Message(
-                Batch(task_id, rows, received_at_us),
+                Batch(task_id, rows, received_at_us, _shard_of(queue)),
                 queue,
                 int(request.kwargs.get("data_failures", 0)),
                 int(request.kwargs.get("retries", 0)),
@@ -164,8 +172,8 @@ def _fold(batches: list[Batch]) -> GroupOutcome:
             datetime.now(UTC),
         )
     # After the fold: a reading is in its window even if storing an alert fails and retries.
-    for batch_id, findings in outcome.findings.items():
-        store_findings(batch_id, findings)
+    for (shard, batch_id), findings in outcome.findings.items():
+        store_findings(shard, batch_id, findings)
     return outcome
 
 
@@ -190,7 +198,7 @@ def _retry_later(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
     countdown = min(2**message.retries, _BACKOFF_MAX_S)
     try:
         # Until the retry runs, the stalled-batch re-publisher must not add a copy of its own.
-        get_pending_ledger().hold(batch.batch_id, time.time() + countdown)
+        get_pending_ledger().hold((batch.shard, batch.batch_id), time.time() + countdown)
     except redis.RedisError:
         # Redis itself is out: the retry must happen all the same (with RabbitMQ nothing else
         # keeps the batch); at worst the re-publisher sends a copy, which folds nothing twice.
@@ -218,15 +226,15 @@ def _set_aside(message: Message, exc: Exception) -> None:
         dead_letters.set_aside(
             conn,
             batch_id=batch.batch_id,
-            shard=_shard_of(message.queue),
+            shard=batch.shard,
             received_at_us=batch.received_at_us,
             rows=batch.rows,
             error=exc,
             attempts=message.data_failures,
-            folded=get_window_store().was_folded(batch.batch_id),
+            folded=get_window_store().was_folded(batch.shard, batch.batch_id),
         )
     # Out of the ledger: the re-publisher must never send it again by itself.
-    get_pending_ledger().settle(batch.batch_id)
+    get_pending_ledger().settle([(batch.shard, batch.batch_id)])
     metrics.DEAD_LETTERS.inc()
     logger.error(
         "batch %s (%d readings) failed %d times and is now a dead letter: %r",
@@ -276,7 +284,7 @@ def publish_batches(
                     producer=producer,
                 )
     except BaseException:
-        ledger.settle(*ids.values())
+        ledger.settle(list(ids.items()))
         raise
 
 

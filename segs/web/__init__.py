@@ -12,6 +12,7 @@ from segs.config import Settings
 from segs.config import SettingsError
 from segs.config import get_settings
 from segs.domain.keys import signing_key_problem
+from segs.redis_client import limits_storage_uri
 from segs.web import cli
 from segs.web import errors
 from segs.web.admin import bp as admin_bp
@@ -125,7 +126,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
             "security": [{"bearerAuth": []}],
             "components": {"securitySchemes": {"bearerAuth": BEARER_SCHEME}},
         },
-        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_STORAGE_URI=limits_storage_uri(settings.redis_url, settings.redis_cluster),
         RATELIMIT_KEY_PREFIX="segs:limits",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
         # Off: Flask-Limiter would set Retry-After on every answer to its own window's reset,

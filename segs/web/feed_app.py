@@ -12,6 +12,7 @@ from flask_limiter import Limiter
 
 from segs.config import Settings
 from segs.config import get_settings
+from segs.redis_client import limits_storage_uri
 from segs.web import errors
 from segs.web import require_signing_key
 from segs.web.feed import stream_bp
@@ -29,7 +30,7 @@ def create_feed_app(settings: Settings | None = None) -> Flask:
     app.json = SegsJSONProvider(app)
     app.config.from_mapping(
         SEGS_SETTINGS=settings,
-        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_STORAGE_URI=limits_storage_uri(settings.redis_url, settings.redis_cluster),
         RATELIMIT_KEY_PREFIX="segs:limits:feed",
         RATELIMIT_HEADERS_ENABLED=False,
         RATELIMIT_SWALLOW_ERRORS=False,

@@ -134,7 +134,7 @@ def load_through_pipeline(rows: list[list]) -> None:
         for start in range(0, len(rows), 5000):
             archive_and_fold(
                 conn,
-                WindowStore(get_redis()),
+                WindowStore(get_redis(), settings.shards),
                 get_detection_store(),
                 settings,
                 batch_id=str(uuid.uuid4()),

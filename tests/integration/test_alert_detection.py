@@ -25,8 +25,6 @@ from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
 from segs.services import alerting
 from segs.services.archive import archive_and_fold
-from segs.services.detection import DEADLINES
-from segs.services.detection import STATES
 from segs.services.detection import pack_readings
 from segs.services.detection import record_refusal
 from segs.services.detection import unpack_state
@@ -44,11 +42,13 @@ from simulator.meters import iso_timestamp
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import flush_now
+from tests.support import keys_of
 from tests.support import now_us
 from tests.support import post_and_fold
 from tests.support import query
 from tests.support import reading
 from tests.support import scalar
+from tests.support import shard_of
 from tests.support import to_rows
 from tests.support import wait_for
 
@@ -64,7 +64,8 @@ S = MICRO
 def judge_batch(rows: list[list], received_at_us: int, batch_id: str) -> bytes | None:
     """Run the fold script on *rows* alone (no windows): the detection part of a worker's fold."""
     judged = Judged(pack_readings(rows), received_at_us, 3, rules.RELEARN_AFTER)
-    result = get_window_store().fold([batch_id], {}, judged, 60, NEVER_LATE)
+    shard = shard_of(rows[0][0])
+    result = get_window_store().fold(shard, [batch_id], {}, judged, 60, NEVER_LATE)
     return None if result.applied_before else result.findings
 
 
@@ -146,13 +147,13 @@ def test_a_redelivered_batch_is_judged_once(mail_worker):
     start = now_us() - 60 * S
     rows = to_rows([reading("ALERT-REDO", REGION, start + i * S, 4.0 + i) for i in range(6)])
     assert judge_batch(rows, now_us(), "redo-1") == b""
-    state = get_redis().hget(STATES, "ALERT-REDO")
+    state = get_redis().hget(keys_of("ALERT-REDO").states, "ALERT-REDO")
     assert judge_batch(rows, now_us(), "redo-1") is None
-    assert get_redis().hget(STATES, "ALERT-REDO") == state
+    assert get_redis().hget(keys_of("ALERT-REDO").states, "ALERT-REDO") == state
     assert unpack_state(state)[0].samples == 6
     # Another batch with the same readings (a duplicate past the API's marks) changes nothing.
     assert judge_batch(rows, now_us(), "redo-2") == b""
-    assert get_redis().hget(STATES, "ALERT-REDO") == state
+    assert get_redis().hget(keys_of("ALERT-REDO").states, "ALERT-REDO") == state
 
 
 def test_findings_wait_in_redis_until_stored(mail_worker):
@@ -182,7 +183,7 @@ def test_findings_wait_in_redis_until_stored(mail_worker):
     first = run_batch()
     assert [(found.meter_id, found.finding.type) for found in first] == [(meter, rules.POWER_SPIKE)]
     assert run_batch() == first  # the first attempt never stored them
-    store_findings(batch_id, first)
+    store_findings(shard_of(meter), batch_id, first)
     assert alerts_of(meter, rules.POWER_SPIKE)[0][:3] == ("high", "active", 1)
     assert run_batch() == []
 
@@ -202,7 +203,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, mail
     accepted = to_epoch_us(
         scalar("SELECT max(received_at) FROM raw_readings WHERE meter_id = %s", (meter,))
     )
-    assert get_redis().zscore(DEADLINES, member) == (accepted + 3 * 2 * S) / MICRO
+    assert get_redis().zscore(keys_of(meter).deadlines, member) == (accepted + 3 * 2 * S) / MICRO
     later = datetime.now(UTC) + timedelta(seconds=10)
 
     # A batch accepted a minute ago still waits in a queue: it may hold this meter's reading.
@@ -210,10 +211,10 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, mail
     ledger.record([("stalled-batch", 0, [])], 0, time.time() - 60)
     sweep(later)
     assert alerts_of(meter, rules.METER_OUTAGE) == []
-    ledger.settle("stalled-batch")
+    ledger.settle([(0, "stalled-batch")])
     sweep(later)
-    assert get_redis().zscore(DEADLINES, member) is None
-    assert unpack_state(get_redis().hget(STATES, meter))[1] is True  # marked silent
+    assert get_redis().zscore(keys_of(meter).deadlines, member) is None
+    assert unpack_state(get_redis().hget(keys_of(meter).states, meter))[1] is True  # marked silent
     sweep(later)  # reported once, not at every sweep
     [(severity, status, count, message, _)] = alerts_of(meter, rules.METER_OUTAGE)
     assert (severity, status, count) == ("medium", "active", 1)
@@ -221,7 +222,7 @@ def test_silent_meter_is_reported_once_and_resolves_when_it_reports(client, mail
 
     post_and_fold(client, mail_worker, [reading(meter, REGION, now_us() - S, 4.0)])
     wait_for(lambda: alerts_of(meter, rules.METER_OUTAGE)[0][1] == "resolved", timeout=10)
-    assert unpack_state(get_redis().hget(STATES, meter)) == (
+    assert unpack_state(get_redis().hget(keys_of(meter).states, meter)) == (
         get_detection_store().state(meter),
         False,
     )
@@ -235,7 +236,7 @@ def test_time_the_pipeline_was_down_does_not_count_as_silence(mail_worker):
     judge_batch(to_rows(readings), accepted, f"{meter}-batch")
     stopped = datetime.now(UTC)
     sweep(stopped)  # the last sweep before beat and the workers stop; 6 s of grace were left
-    assert get_redis().zscore(DEADLINES, member) is not None
+    assert get_redis().zscore(keys_of(meter).deadlines, member) is not None
 
     restarted = stopped + timedelta(hours=1)
     sweep(restarted)  # the hour the pipeline was down is not silence

@@ -8,17 +8,20 @@ from datetime import datetime
 
 import pytest
 
+from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.redis_client import get_redis
 from segs.services.alerts import Condition
 from segs.services.alerts import raise_alert
 from segs.services.detection import STATE_LAYOUT
-from segs.services.detection import STATES
+from segs.services.keyspace import all_shard_keys
 from segs.tasks.alerts import expire_detection_states
 from segs.tasks.alerts import get_detection_store
 from tests.support import MICRO
+from tests.support import keys_of
 from tests.support import now_us
+from tests.support import shard_of
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +32,17 @@ DAY = 86_400 * MICRO
 def put_state(meter: str, last_ts_us: int, silent: bool = False) -> bytes:
     """A learned state (6 samples, 3 kW baseline, 2 s apart), last reading at *last_ts_us*."""
     packed = STATE_LAYOUT.pack(6, 3_000_000, last_ts_us, 2 * MICRO, 0, 0, int(silent))
-    get_redis().hset(STATES, meter, packed)
+    get_redis().hset(keys_of(meter).states, meter, packed)
     return packed
 
 
 def stored_meters() -> set[str]:
-    return {meter.decode() for meter in get_redis().hkeys(STATES)}
+    """The meters holding a state, in every shard."""
+    return {
+        meter.decode()
+        for names in all_shard_keys(get_settings().shards)
+        for meter in get_redis().hkeys(names.states)
+    }
 
 
 def test_states_silent_past_the_ttl_are_forgotten_unless_an_alert_is_open(clean_state):
@@ -66,9 +74,11 @@ def test_a_reading_between_the_scan_and_the_delete_keeps_the_state(clean_state):
     now = now_us()
     put_state("BACK", now - 31 * DAY)
     put_state("STILL-GONE", now - 31 * DAY)
-    _, stale = store.stale_states(now - 30 * DAY)
+    shard = shard_of("BACK")
+    assert shard_of("STILL-GONE") == shard
+    _, stale = store.stale_states(shard, now - 30 * DAY)
     assert set(stale) == {"BACK", "STILL-GONE"}
     put_state("BACK", now)  # its reading is folded meanwhile
 
-    assert store.forget_states(stale) == 1
+    assert store.forget_states(shard, stale) == 1
     assert stored_meters() == {"BACK"}

@@ -11,19 +11,21 @@ import random
 
 import pytest
 
+from segs.config import get_settings
 from segs.domain import alerts as rules
 from segs.domain.alerts import MeterState
 from segs.redis_client import get_redis
-from segs.services.detection import DEADLINES
 from segs.services.detection import MeterFinding
 from segs.services.detection import pack_readings
 from segs.services.detection import unpack_findings
+from segs.services.keyspace import all_shard_keys
 from segs.services.windows_store import Judged
 from segs.services.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_window_store
 from tests.support import MICRO
 from tests.support import reset_state
+from tests.support import shard_of
 
 # No window counts as late here (they are old test windows, flushed on their end).
 NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
@@ -97,13 +99,21 @@ def test_the_script_judges_exactly_as_the_rule(database, seed, relearn_after):
         received = 1_800_000_000 * MICRO + batch_index * MICRO
         before = dict(model)
         expected = expected_findings(model, rows, relearn_after)
-        judged = Judged(pack_readings(rows), received, MISSED, relearn_after)
-        found = get_window_store().fold(
-            [f"script-{seed}-{batch_index}"], {}, judged, 60, NEVER_LATE
-        )
+        # As the API sends them: one batch per shard, each judged by its shard's script call.
+        by_shard: dict[int, list[list]] = {}
+        for row in rows:
+            by_shard.setdefault(shard_of(row[0]), []).append(row)
+        findings: list[MeterFinding] = []
+        for shard, listed in sorted(by_shard.items()):
+            judged = Judged(pack_readings(listed), received, MISSED, relearn_after)
+            found = get_window_store().fold(
+                shard, [f"script-{seed}-{batch_index}"], {}, judged, 60, NEVER_LATE
+            )
+            assert not found.applied_before
+            findings.extend(unpack_findings(found.findings))
 
-        assert not found.applied_before
-        assert unpack_findings(found.findings) == expected
+        # Each shard's findings come by meter, then time: in that order, the rule's.
+        assert sorted(findings, key=lambda found: found.meter_id) == expected
         seen.extend(expected)
         for meter, region in {(row[0], row[1]) for row in rows}:
             state = model[meter]
@@ -111,9 +121,12 @@ def test_the_script_judges_exactly_as_the_rule(database, seed, relearn_after):
             assert get_detection_store().state(meter) == state
             if state != before.get(meter) and state.interval_us > 0:
                 deadlines[f"{region}\n{meter}"] = (received + MISSED * state.interval_us) / MICRO
-        assert dict(get_redis().zrange(DEADLINES, 0, -1, withscores=True)) == {
-            member.encode(): score for member, score in deadlines.items()
+        stored = {
+            member: score
+            for names in all_shard_keys(get_settings().shards)
+            for member, score in get_redis().zrange(names.deadlines, 0, -1, withscores=True)
         }
+        assert stored == {member.encode(): score for member, score in deadlines.items()}
 
     # The data reached every rule: each anomaly raised, and cleared again.
     raised = {found.finding.type for found in seen if isinstance(found.finding, rules.Raise)}

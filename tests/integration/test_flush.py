@@ -16,25 +16,26 @@ from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.redis_client import get_redis
 from segs.services import flush
-from segs.services.windows_store import OPEN_WINDOWS
+from segs.services.keyspace import shard_keys
 from segs.services.windows_store import FoldResult
 from segs.services.windows_store import Judged
 from segs.services.windows_store import LateWindows
-from segs.services.windows_store import WindowStore
-from segs.services.windows_store import parse_flushing_name
-from segs.services.windows_store import window_key_name
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
 from tests.support import fold_one
+from tests.support import keys_of
 from tests.support import meter_rows
 from tests.support import now_us
+from tests.support import open_window_count
 from tests.support import past_15m_window
 from tests.support import query
 from tests.support import reading
 from tests.support import region_rows
+from tests.support import shard_of
 from tests.support import to_rows
+from tests.support import window_store
 
 # No window counts as late here (they are old test windows, flushed on their end).
 NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
@@ -52,6 +53,15 @@ def window(clean_state) -> int:
 
 def fold(readings) -> dict:
     return fold_one(to_rows(readings), now_us(), task_id=str(uuid.uuid4()))
+
+
+def fold_each_meter(readings) -> None:
+    """One batch per meter, each from its shard's queue, as the API sends them."""
+    by_meter: dict[str, list] = {}
+    for item in readings:
+        by_meter.setdefault(item["meterId"], []).append(item)
+    for listed in by_meter.values():
+        assert fold(listed)["folded"]
 
 
 def two_meters(window: int) -> list[dict]:
@@ -77,38 +87,42 @@ def assert_flushed_once(window: int) -> None:
 
 
 def test_flush_rerun_after_commit_but_before_redis_delete_merges_nothing_twice(window):
-    assert fold(two_meters(window)) == {"received": 3, "owned": 3, "folded": True}
-    store = WindowStore(get_redis())
+    # F-1 and F-2 are meters of two shards: the window has a hash in each.
+    assert shard_of("F-1") != shard_of("F-2")
+    fold_each_meter(two_meters(window))
+    store = window_store()
     now = datetime.now(UTC)
     # Readings fold into the 1-minute window only; the 15-minute one is rolled up at forget().
-    assert store.move_due("1m", now_us() - GRACE, token="crashed") == 1
-    [name] = store.flushing("1m")
-    assert name == f"segs:flushing:crashed:{window_key_name(WindowKey('1m', REGION, window))}"
+    assert store.move_due("1m", now_us() - GRACE, token="crashed") == 2
+    minute = WindowKey("1m", REGION, window)
+    names = sorted(keys_of(meter).flushing_window("crashed", minute) for meter in ("F-1", "F-2"))
+    assert store.flushing("1m") == {minute: names}
     # The crashed flush committed the window to PostgreSQL, then died before forget().
     with raw_connection() as conn:
         report = flush.FlushReport()
-        flush._merge_window(conn, name, parse_flushing_name(name), store.read(name), report, now)
+        parts = {name: store.read(name) for name in names}
+        flush._merge_window(conn, minute, parts, report, now)
         assert report.windows == 1
-    assert query("SELECT flush_key FROM window_flushes") == [(name,)]
+    assert query("SELECT flush_key FROM window_flushes ORDER BY 1") == [(name,) for name in names]
 
-    # The next flush finds the leftover, sees it was merged, and only rolls it up and deletes
-    # it; the 15-minute window it completes is flushed in the same run.
+    # The next flush finds the leftovers, sees they were merged, and only rolls them up and
+    # deletes them; the 15-minute window they complete is flushed in the same run.
     with raw_connection() as conn:
         report = flush.flush_closed_windows(conn, store, get_settings(), datetime.now(UTC))
-    assert (report.windows, report.rows, report.skipped_already_flushed) == (1, 2, 1)
+    assert (report.windows, report.rows, report.skipped_already_flushed) == (1, 2, 2)
     assert report.flushed == [WindowKey("15m", REGION, window)]
-    assert store.flushing("1m") == store.flushing("15m") == []
-    assert not get_redis().exists(name)
+    assert store.flushing("1m") == store.flushing("15m") == {}
+    assert not any(get_redis().exists(name) for name in names)
     assert_flushed_once(window)
 
 
 def test_flush_that_died_before_merging_is_completed_by_the_next(window):
-    fold(two_meters(window))
-    store = WindowStore(get_redis())
-    assert store.move_due("1m", now_us() - GRACE, token="died") == 1
-    assert get_redis().zcard(OPEN_WINDOWS) == 0
+    fold_each_meter(two_meters(window))
+    store = window_store()
+    assert store.move_due("1m", now_us() - GRACE, token="died") == 2
+    assert open_window_count() == 0
     assert flush_now() == {"windows": 2, "rows": 4, "late_readings": 0, "quarantined": 0}
-    assert store.flushing("1m") == store.flushing("15m") == []
+    assert store.flushing("1m") == store.flushing("15m") == {}
     assert_flushed_once(window)
 
 
@@ -123,7 +137,7 @@ def test_window_closes_exactly_at_end_plus_grace(clean_state):
     # The next 15-minute window: folded before it ends, as current readings are.
     window = past_15m_window(0) + 900 * MICRO
     fold([reading("F-1", REGION, window + 30 * MICRO, 1.0)])
-    store = WindowStore(get_redis())
+    store = window_store()
     settings = get_settings()
     assert settings.window_grace_s == 1
 
@@ -141,7 +155,7 @@ def test_window_closes_exactly_at_end_plus_grace(clean_state):
     assert flush_at(quarter_end + GRACE - 1) == []
     assert flush_at(quarter_end + GRACE) == [WindowKey("15m", REGION, window)]
     assert query("SELECT count(*) FROM aggregates_15m") == [(1,)]
-    assert get_redis().zcard(OPEN_WINDOWS) == 0
+    assert open_window_count() == 0
 
 
 def test_open_window_is_not_flushed(clean_state):
@@ -151,8 +165,7 @@ def test_open_window_is_not_flushed(clean_state):
     assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
     assert query("SELECT count(*) FROM aggregates_1m") == [(0,)]
     assert query("SELECT count(*) FROM aggregates_15m") == [(0,)]
-    assert get_redis().zcard(OPEN_WINDOWS) == 1
-    assert WindowStore(get_redis()).open_windows_by_size() == {"1m": 1}
+    assert window_store().open_windows_by_size() == {"1m": 1}
 
 
 def test_a_running_flush_makes_the_next_one_skip(window):
@@ -167,7 +180,8 @@ def test_a_running_flush_makes_the_next_one_skip(window):
 
 
 def test_lua_fold_merges_like_window_stats(clean_state):
-    store = WindowStore(get_redis())
+    store = window_store()
+    names = shard_keys(2)
     key = WindowKey("1m", REGION, 1_767_225_600 * MICRO)
     big = WindowStats(
         count=1_000_000,
@@ -182,26 +196,29 @@ def test_lua_fold_merges_like_window_stats(clean_state):
     small = WindowStats(3, 7_000_001, 1, 5_000_000, 0, 0, 0, key.start_us + 1)
     other = WindowStats(1, 5, 5, 5, 5, 5, 1, key.start_us)
     quarter = WindowKey("15m", REGION, key.start_us)
-    nothing_to_judge = Judged(b"", 0, 3, 30)
+    nothing = Judged(b"", 0, 3, 30)
     folds = {key: {"m1": big, "m2": other}, quarter: {"m3": other}}
-    assert store.fold(["b1"], folds, nothing_to_judge, 60, NEVER_LATE) == FoldResult(set(), b"")
-    assert store.fold(["b2"], {key: {"m1": small}}, nothing_to_judge, 60, NEVER_LATE) == FoldResult(
+    assert store.fold(2, ["b1"], folds, nothing, 60, NEVER_LATE) == FoldResult(set(), b"")
+    assert store.fold(2, ["b2"], {key: {"m1": small}}, nothing, 60, NEVER_LATE) == FoldResult(
         set(), b""
     )
     # A group holding a batch folded before changes nothing and names it.
-    assert store.fold(
-        ["b3", "b2"], {key: {"m1": small}}, nothing_to_judge, 60, NEVER_LATE
-    ) == FoldResult({"b2"}, b"")
-    assert not get_redis().exists("segs:applied:b3")
-    assert store.read(window_key_name(key)) == {"m1": big.merge(small), "m2": other}
-    assert store.read(window_key_name(quarter)) == {"m3": other}
-    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(key)) == key.end_us
-    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
-    assert 0 < get_redis().ttl("segs:applied:b1") <= 60
+    assert store.fold(2, ["b3", "b2"], {key: {"m1": small}}, nothing, 60, NEVER_LATE) == FoldResult(
+        {"b2"}, b""
+    )
+    assert not get_redis().exists(names.applied("b3"))
+    assert store.read(names.window(key)) == {"m1": big.merge(small), "m2": other}
+    assert store.read(names.window(quarter)) == {"m3": other}
+    assert get_redis().zscore(names.open_windows, names.window(key)) == key.end_us
+    assert get_redis().zscore(names.open_windows, names.window(quarter)) == quarter.end_us
+    assert 0 < get_redis().ttl(names.applied("b1")) <= 60
+    # Nothing of it is in another shard.
+    assert store.open_windows_by_size() == {"1m": 1, "15m": 1}
 
 
 def test_forgetting_a_minute_folds_it_into_its_quarter_hour_once(clean_state):
-    store = WindowStore(get_redis())
+    store = window_store()
+    names = shard_keys(1)
     first = WindowKey("1m", REGION, 1_767_225_600 * MICRO)
     second = first._replace(start_us=first.start_us + 60 * MICRO)
     quarter = WindowKey("15m", REGION, first.start_us)
@@ -210,13 +227,14 @@ def test_forgetting_a_minute_folds_it_into_its_quarter_hour_once(clean_state):
     c = WindowStats(1, 4, 4, 4, 4, 4, 1, first.start_us + 9)
     nothing_to_judge = Judged(b"", 0, 3, 30)
     store.fold(
-        ["r1"], {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60, NEVER_LATE
+        1, ["r1"], {first: {"m1": a, "m2": c}, second: {"m1": b}}, nothing_to_judge, 60, NEVER_LATE
     )
     assert store.move_due("15m", second.end_us, "t") == 0  # only 1-minute windows are open
     assert store.move_due("1m", second.end_us, "t") == 2
-    for name in store.flushing("1m"):
-        store.forget(name, NEVER_LATE)
-        store.forget(name, NEVER_LATE)  # a second forget finds nothing left to fold
-    assert store.read(window_key_name(quarter)) == {"m1": a.merge(b), "m2": c}
-    assert get_redis().zscore(OPEN_WINDOWS, window_key_name(quarter)) == quarter.end_us
-    assert store.flushing("1m") == []
+    for listed in store.flushing("1m").values():
+        for name in listed:
+            store.forget(name, NEVER_LATE)
+            store.forget(name, NEVER_LATE)  # a second forget finds nothing left to fold
+    assert store.read(names.window(quarter)) == {"m1": a.merge(b), "m2": c}
+    assert get_redis().zscore(names.open_windows, names.window(quarter)) == quarter.end_us
+    assert store.flushing("1m") == {}

@@ -13,10 +13,8 @@ from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
-from segs.redis_client import get_redis
 from segs.services.archive import archive_and_fold
 from segs.services.flush import flush_closed_windows
-from segs.services.windows_store import WindowStore
 from segs.tasks.alerts import get_detection_store
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
@@ -25,6 +23,7 @@ from tests.support import past_15m_window
 from tests.support import reading
 from tests.support import region_rows
 from tests.support import to_rows
+from tests.support import window_store
 
 HOLD_S = 30
 REGION = "Bangalore-East"
@@ -38,7 +37,7 @@ def archive_at(now: datetime, readings: list[dict]) -> None:
     with raw_connection() as conn:
         archive_and_fold(
             conn,
-            WindowStore(get_redis()),
+            window_store(),
             get_detection_store(),
             held_settings(),
             batch_id=str(uuid.uuid4()),
@@ -50,7 +49,7 @@ def archive_at(now: datetime, readings: list[dict]) -> None:
 
 def flush_at(now: datetime) -> list[WindowKey]:
     with raw_connection() as conn:
-        return flush_closed_windows(conn, WindowStore(get_redis()), held_settings(), now).flushed
+        return flush_closed_windows(conn, window_store(), held_settings(), now).flushed
 
 
 def test_a_backfill_window_gathers_its_late_readings_and_is_flushed_once(clean_state):

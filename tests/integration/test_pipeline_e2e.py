@@ -21,12 +21,15 @@ from tests.support import dt
 from tests.support import flush_now
 from tests.support import iso
 from tests.support import meter_rows
+from tests.support import open_window_count
 from tests.support import past_15m_window
 from tests.support import post_batch
 from tests.support import query
 from tests.support import reading
 from tests.support import region_rows
+from tests.support import shard_of
 from tests.support import wait_processed
+from tests.support import window_store
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +105,7 @@ def test_pipeline_end_to_end(client, worker, published):
         raw_rows=13,
     )
     # Batch 4: a duplicate whose Redis mark expired: the API takes it, the worker drops it.
-    assert get_redis().hdel(*mark_of(B1, M0 + 20 * S)) == 1
+    assert get_redis().hdel(*mark_of(shard_of(B1), B1, M0 + 20 * S)) == 1
     post(
         [reading(B1, B, M0 + 20 * S, 99.0, energy=1.0, voltage=250.0)],
         (202, {"accepted": 1, "duplicates": 0, "rejected": 0, "errors": []}),
@@ -191,5 +194,5 @@ def test_pipeline_end_to_end(client, worker, published):
         (B1, B, dt(M0 + 20 * S), dt(M2)),
     ]
     # Nothing is left open or half-flushed in Redis.
-    assert get_redis().zcard("segs:win:open") == 0
-    assert get_redis().scard("segs:win:flushing") == 0
+    assert open_window_count() == 0
+    assert window_store().flushing("1m") == window_store().flushing("15m") == {}

@@ -1,7 +1,7 @@
 """A reading batch task run twice (redelivery, retry) changes nothing the second time.
 
 The batch id is the Celery task id: raw_readings rows carry it, and the Redis fold sets a
-``segs:applied:<id>`` mark in the same script, so the batch is folded exactly once.
+applied mark (``segs:{s<k>}:applied:<id>``) in the same script, so the batch is folded exactly once.
 """
 
 from __future__ import annotations
@@ -13,24 +13,26 @@ from decimal import Decimal as D
 import pytest
 
 from segs.db import raw_connection
-from segs.redis_client import get_redis
 from segs.services.archive import Batch
 from segs.services.archive import _insert
 from segs.tasks.readings import _fold
 from segs.tasks.readings import fold_batch
 from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO
+from tests.support import applied_marks
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
 from tests.support import flush_now
 from tests.support import fold_one
 from tests.support import meter_rows
 from tests.support import now_us
+from tests.support import open_window_count
 from tests.support import past_15m_window
 from tests.support import query
 from tests.support import raw_count
 from tests.support import reading
 from tests.support import region_rows
+from tests.support import shard_of
 from tests.support import to_rows
 from tests.support import wait_for
 
@@ -79,7 +81,7 @@ def test_same_task_id_twice_through_the_worker(worker, window):
     # Both runs owned the 3 rows; only one folded them.
     assert worker.metric("segs_readings_archived_total") == 3
     assert worker.metric("segs_readings_duplicate_total", stage="archive") == 0
-    assert get_redis().exists(f"segs:applied:{task_id}") == 1
+    assert applied_marks(task_id) == 1
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
 
@@ -92,7 +94,7 @@ def test_same_task_id_twice_in_process(window):
     second = fold_one(rows, received_at, task_id=task_id)
     assert first == {"received": 3, "owned": 3, "folded": True}
     assert second == {"received": 3, "owned": 3, "folded": False}
-    assert get_redis().exists(f"segs:applied:{task_id}") == 1
+    assert applied_marks(task_id) == 1
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     # A third run after the flush must not re-open the windows either.
     third = fold_one(rows, received_at, task_id=task_id)
@@ -108,10 +110,10 @@ def test_crash_between_commit_and_fold_is_folded_by_the_rerun(window):
     received_at = now_us()
     # The first run committed its rows, then died before the Redis fold.
     with raw_connection() as conn:
-        [owned] = _insert(conn, [Batch(task_id, rows, received_at)], [rows])
+        [owned] = _insert(conn, [as_batch(task_id, rows, received_at)], [rows])
     assert owned == rows
     assert raw_count() == 3
-    assert get_redis().zcard("segs:win:open") == 0
+    assert open_window_count() == 0
     assert flush_now() == {"windows": 0, "rows": 0, "late_readings": 0, "quarantined": 0}
 
     # The redelivered task finds the rows it owns by batch id and folds them, once.
@@ -141,7 +143,7 @@ def test_rerun_after_another_batch_took_some_of_the_readings(window):
     second_rows[0] = first_rows[2]  # exactly the same R-3 reading
     first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
     with raw_connection() as conn:
-        _insert(conn, [Batch(first_id, first_rows, now_us())], [first_rows])
+        _insert(conn, [as_batch(first_id, first_rows, now_us())], [first_rows])
     second = fold_one(second_rows, now_us(), task_id=second_id)
     assert second == {"received": 2, "owned": 1, "folded": True}
     rerun = fold_one(first_rows, now_us(), task_id=first_id)
@@ -167,10 +169,15 @@ def test_batch_named_by_the_ledger_twice_through_the_worker(worker, window):
     wait_for(lambda: worker.fold_runs() == 2, timeout=30, message=worker.log)
     # The first run folded the ledger's rows and settled the batch; the second found none.
     assert worker.metric("segs_readings_archived_total") == 3
-    assert get_pending_ledger().rows_of_many([task_id]) == {}
+    assert get_pending_ledger().rows_of_many([(0, task_id)]) == {}
     assert get_pending_ledger().size() == 0
     assert flush_now() == {"windows": 2, "rows": 6, "late_readings": 0, "quarantined": 0}
     assert_counted_once(window)
+
+
+def as_batch(batch_id: str, rows: list[list], received_at_us: int) -> Batch:
+    """A batch as its meters' shard queue carries it (the first meter's shard)."""
+    return Batch(batch_id, rows, received_at_us, shard_of(rows[0][0]))
 
 
 def fold_group(batches: list[Batch]) -> dict[str, tuple[int, bool]]:
@@ -184,8 +191,9 @@ def test_a_group_with_a_batch_folded_before_folds_the_others_once(window):
     first_rows = batch(window)
     first_id, second_id = str(uuid.uuid4()), str(uuid.uuid4())
     assert fold_one(first_rows, now_us(), task_id=first_id)["folded"]
-    second = Batch(second_id, batch(window, meters=("R-4",)), now_us())
-    assert fold_group([Batch(first_id, first_rows, now_us()), second]) == {
+    second_rows = batch(window, meters=("R-4",))
+    second = as_batch(second_id, second_rows, now_us())
+    assert fold_group([as_batch(first_id, first_rows, now_us()), second]) == {
         first_id: (3, False),
         second_id: (1, True),
     }
@@ -200,7 +208,7 @@ def test_a_reading_twice_in_one_group_is_owned_and_counted_once(window):
     second_rows = batch(window, meters=("R-3", "R-4")) + batch(window, meters=("R-3",))
     second_rows[0] = second_rows[2] = rows[2]
     assert fold_group(
-        [Batch(first_id, rows, now_us()), Batch(second_id, second_rows, now_us())]
+        [as_batch(first_id, rows, now_us()), as_batch(second_id, second_rows, now_us())]
     ) == {
         first_id: (3, True),
         second_id: (1, True),

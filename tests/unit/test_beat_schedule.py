@@ -117,10 +117,14 @@ def test_broker_transport_options_follow_the_broker():
         assert celeryconfig.broker_transport_options == {"confirm_publish": True}
     elif settings.pending_ledger:
         # The ledger keeps each batch until its fold: kombu's unacked bookkeeping is off.
-        assert celeryconfig.broker_transport_options == {"ack_emulation": False}
+        assert celeryconfig.broker_transport_options == {
+            "priority_steps": [0],
+            "ack_emulation": False,
+        }
     else:
         assert celeryconfig.broker_transport_options == {
-            "visibility_timeout": settings.visibility_timeout_s
+            "priority_steps": [0],
+            "visibility_timeout": settings.visibility_timeout_s,
         }
 
 

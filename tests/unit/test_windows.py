@@ -16,8 +16,9 @@ from segs.domain.windows import WindowStats
 from segs.domain.windows import fold_rows
 from segs.domain.windows import rollup_target
 from segs.domain.windows import window_start_us
-from segs.services.windows_store import parse_flushing_name
-from segs.services.windows_store import window_key_name
+from segs.services.keyspace import FlushingWindow
+from segs.services.keyspace import parse_flushing_name
+from segs.services.keyspace import shard_keys
 
 # 2026-01-01T00:00:00Z, a multiple of 900 s.
 T0 = 1_767_225_600 * MICRO
@@ -226,6 +227,29 @@ def test_fold_rows_of_nothing():
     ],
 )
 def test_window_key_names_roundtrip(key):
-    name = window_key_name(key)
-    assert name == f"segs:win:{key.size}:{key.region}:{key.start_us}"
-    assert parse_flushing_name(f"segs:flushing:0123456789abcdef:{name}") == key
+    names = shard_keys(3)
+    assert names.window(key) == f"segs:{{s3}}:win:{key.size}:{key.region}:{key.start_us}"
+    moved = names.flushing_window("0123456789abcdef", key)
+    assert moved == f"segs:{{s3}}:flushing:0123456789abcdef:{key.size}:{key.region}:{key.start_us}"
+    assert parse_flushing_name(moved) == FlushingWindow(3, "0123456789abcdef", key)
+
+
+def test_a_shards_keys_share_one_hash_tag():
+    """Redis Cluster hashes only the part in braces: every key of a shard has the same one."""
+    names = shard_keys(11)
+    window = WindowKey("1m", "Pune-West", T0)
+    keys = [
+        names.open_windows,
+        names.flushing,
+        names.pending,
+        names.pending_at,
+        names.states,
+        names.deadlines,
+        names.downtime,
+        names.outbox,
+        names.applied("b1"),
+        names.window(window),
+        names.flushing_window("t", window),
+        names.dedupe_prefix + "123",
+    ]
+    assert {key[key.index("{") : key.index("}") + 1] for key in keys} == {"{s11}"}

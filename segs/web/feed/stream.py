@@ -30,6 +30,8 @@ from segs.db import session_scope
 from segs.errors import AuthenticationError
 from segs.errors import TooManyRequestsError
 from segs.models import User
+from segs.redis_client import cluster_mode
+from segs.redis_client import connect
 from segs.redis_client import get_redis
 from segs.services import feed_access
 from segs.services.feed import FeedReader
@@ -79,8 +81,11 @@ def live_feed() -> Response:
             int(settings.feed_max_s) + 1,
         )
     feeds = audience_feeds(account.id, account.role, account.region)
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_timeout=settings.feed_heartbeat_s + 5, socket_connect_timeout=2
+    client = connect(
+        settings.redis_url,
+        cluster_mode(settings.redis_url, settings.redis_cluster),
+        socket_timeout=settings.feed_heartbeat_s + 5,
+        socket_connect_timeout=2,
     )
     try:
         reader = FeedReader(client, feeds, request.headers.get("Last-Event-ID"))
