@@ -12,6 +12,7 @@ from celery.signals import after_setup_logger
 from celery.signals import worker_init
 from celery.signals import worker_process_init
 from celery.signals import worker_process_shutdown
+from celery.signals import worker_ready
 from prometheus_client import start_http_server
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -30,16 +31,32 @@ def expose_metrics(**_: Any) -> None:
     # Samples of a previous run would otherwise be added to this one's.
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
-    port = get_settings().worker_metrics_port
-    if not port:
+    settings = get_settings()
+    first = settings.worker_metrics_port
+    if not first:
         return
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    try:
-        start_http_server(port, registry=registry)
-    except OSError as exc:
-        # Another worker on this host holds the port; this one still works, unscraped.
-        logger.warning("worker metrics not served on port %d: %s", port, exc)
+    for port in range(first, first + settings.worker_metrics_ports):
+        try:
+            start_http_server(port, registry=registry)
+        except OSError:
+            continue  # another worker on this host holds it
+        _metrics_port.append(port)
+        return
+    # Every port is taken; this worker still works, unscraped.
+    last = first + settings.worker_metrics_ports - 1
+    logger.warning("worker metrics not served: ports %d-%d are all taken", first, last)
+
+
+# The port expose_metrics took, said once logging is set up (it is not yet at worker_init).
+_metrics_port: list[int] = []
+
+
+@worker_ready.connect
+def say_metrics_port(**_: Any) -> None:
+    if _metrics_port:
+        logger.info("worker metrics on port %d", _metrics_port[0])
 
 
 @after_setup_logger.connect
