@@ -14,7 +14,8 @@ import redis
 
 from segs.services.keyspace import shard_keys
 from segs.services.lua import BULK_LUA
-from segs.services.lua import run_scripts
+from segs.services.lua import per_section
+from segs.services.lua import run_sections
 
 # Marks live in hashes, one per 10 s of reading time ("buckets"), with the meter id and the
 # timestamp as the field: per bucket, one HMGET finds the marks already there and one HSET sets
@@ -25,13 +26,14 @@ from segs.services.lua import run_scripts
 # marks keys of one hash tag.
 BUCKET_SPAN_US = 10_000_000
 
-# One round trip for the whole batch. The keys arrive as one blob of length-prefixed meter ids
-# and timestamps (each mark's field is its slice of the blob), and the answer is one string of
-# '1' (new) and '0' (seen): a reply of 500 separate integers and 500 separate arguments cost
-# the API more CPU than the rest of a request.
-_MARK = (
-    BULK_LUA
-    + f"""
+# One round trip for the whole batch, a section per shard (segs.services.lua.per_section). A
+# section's KEYS[1] is one of its buckets (it routes the call on a cluster; the buckets are
+# derived here); its ARGV: the marks, TTL (s), the shard's bucket prefix. The marks arrive as
+# one blob of length-prefixed meter ids and timestamps (each mark's field is its slice of the
+# blob), and the answer is one string of '1' (new) and '0' (seen): a reply of 500 separate
+# integers and 500 separate arguments cost the API more CPU than the rest of a request.
+_MARK = BULK_LUA + per_section(
+    f"""
 local blob, ttl, prefix = ARGV[1], tonumber(ARGV[2]) + {BUCKET_SPAN_US // 1_000_000}, ARGV[3]
 local buckets, order, where = {{}}, {{}}, {{}}
 local pos, size = 1, #blob
@@ -109,18 +111,17 @@ class RedisDedupeMarks:
         """Mark each key (unique within the call), given by shard; whether each was new, by
         shard. One round trip (one per node of a cluster)."""
         shards = [shard for shard, listed in keys.items() if listed]
-        # The script derives the bucket names; KEYS[1], one of them, routes the call to the node
-        # holding the shard's slot.
-        calls = [
+        sections = [
             (
-                self._mark,
                 [mark_of(shard, *keys[shard][0])[0]],
                 [_pack_keys(keys[shard]), self.ttl_s, shard_keys(shard).dedupe_prefix],
             )
             for shard in shards
         ]
         marked: dict[int, list[bool]] = {shard: [] for shard in keys if shard not in shards}
-        for shard, flags in zip(shards, run_scripts(self.client, calls), strict=True):
+        for shard, flags in zip(
+            shards, run_sections(self.client, self._mark, sections), strict=True
+        ):
             if b"0" not in flags:  # the usual answer: nothing seen before
                 marked[shard] = [True] * len(keys[shard])
             else:

@@ -42,6 +42,55 @@ end
 
 ScriptCall = tuple[Script, Sequence[str], Sequence[Any]]
 
+# A script's keys and arguments for one hash tag (one Redis Cluster slot).
+Section = tuple[Sequence[str], Sequence[Any]]
+
+
+def per_section(body: str) -> str:
+    """A script that runs *body* once per section of its call and returns the list of what
+    each run returned. *body* reads KEYS and ARGV, which are the section's own. The call's
+    ARGV starts with the number of sections, then each section's key count and argument count;
+    its arguments follow. See run_sections."""
+    return f"""
+local function section(KEYS, ARGV)
+{body}
+end
+local sections = tonumber(ARGV[1])
+local results = {{}}
+local key, arg = 1, 2 + 2 * sections
+for s = 1, sections do
+  local key_count, arg_count = tonumber(ARGV[2 * s]), tonumber(ARGV[2 * s + 1])
+  results[s] = section({{unpack(KEYS, key, key + key_count - 1)}},
+                       {{unpack(ARGV, arg, arg + arg_count - 1)}})
+  key, arg = key + key_count, arg + arg_count
+end
+return results
+"""
+
+
+def run_sections(client: redis.Redis, script: Script, sections: Sequence[Section]) -> list[Any]:
+    """Run a per_section script over *sections*; what it returned for each, in order. A single
+    Redis runs them all in one call. A cluster runs each in a call of its own, since a call's
+    keys must lie in one slot; so the same code serves both."""
+    if isinstance(client, redis.RedisCluster):
+        calls = [_sectioned_call(script, [section]) for section in sections]
+        return [replies[0] for replies in run_scripts(client, calls)]
+    if not sections:
+        return []
+    _, keys, args = _sectioned_call(script, sections)
+    return list(script(keys=keys, args=args, client=client))
+
+
+def _sectioned_call(script: Script, sections: Sequence[Section]) -> ScriptCall:
+    counts: list[Any] = [len(sections)]
+    keys: list[str] = []
+    args: list[Any] = []
+    for section_keys, section_args in sections:
+        counts.extend((len(section_keys), len(section_args)))
+        keys.extend(section_keys)
+        args.extend(section_args)
+    return script, keys, counts + args
+
 
 def run_scripts(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
     """Run script calls (each on keys of one slot) and return their replies in order, or raise

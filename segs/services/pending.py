@@ -33,7 +33,8 @@ import redis
 from segs.domain.readings import ReadingRow
 from segs.services.keyspace import all_shard_keys
 from segs.services.keyspace import shard_keys
-from segs.services.lua import run_scripts
+from segs.services.lua import per_section
+from segs.services.lua import run_sections
 
 # A batch in the ledger: its shard and task id.
 BatchRef = tuple[int, str]
@@ -46,14 +47,17 @@ class PendingBatch:
     received_at_us: int
 
 
-# KEYS: a shard's pending hash and zset. ARGV: published at (s), then task id and payload (empty
-# for none) of each batch.
-_RECORD = """
+# A section per shard (segs.services.lua.per_section). KEYS: the shard's pending hash and zset.
+# ARGV: published at (s), then task id and payload (empty for none) of each batch.
+_RECORD = per_section(
+    """
 for i = 2, #ARGV, 2 do
   if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
   redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
 end
+return 1
 """
+)
 
 
 @dataclass
@@ -77,11 +81,11 @@ class PendingLedger:
             args = args_of.setdefault(shard, [now_s])
             args.append(task_id)
             args.append(b"" if rows is None else orjson.dumps([shard, received_at_us, rows]))
-        calls = [
-            (self._record, [shard_keys(shard).pending, shard_keys(shard).pending_at], args)
+        sections = [
+            ([shard_keys(shard).pending, shard_keys(shard).pending_at], args)
             for shard, args in args_of.items()
         ]
-        run_scripts(self.client, calls)
+        run_sections(self.client, self._record, sections)
 
     def hold(self, batch: BatchRef, until_s: float) -> None:
         """Count a batch as published at *until_s*: it is retrying then, so until its retry
@@ -140,6 +144,13 @@ class PendingLedger:
                 pipe.zadd(names.pending_at, {task_id: now_s})
             pipe.execute()
         return stalled
+
+    def pending_ids(self) -> list[str]:
+        """Every batch in the ledger, of every shard: published and not yet folded."""
+        pipe = self.client.pipeline(transaction=False)
+        for names in all_shard_keys(self.shards):
+            pipe.zrange(names.pending_at, 0, -1)
+        return [task_id.decode() for listed in pipe.execute() for task_id in listed]
 
     def size(self) -> int:
         pipe = self.client.pipeline(transaction=False)
