@@ -129,6 +129,21 @@ def parse_flushing_name(name: str) -> FlushingWindow:
     return FlushingWindow(int(tag[2:-1]), token, WindowKey(size, region, int(start)))
 
 
+def parse_window_name(name: str) -> WindowKey:
+    """Recover the window from an open hash's ``segs:{s<k>}:win:<size>:...`` name.
+
+    :raises ValueError: not such a name.
+    """
+    head, tag, kind, size, rest = name.split(":", 4)
+    if head != "segs" or kind != "win" or not (tag.startswith("{s") and tag.endswith("}")):
+        raise ValueError(f"not the name of an open window: {name!r}")
+    region, start = rest.rsplit(":", 1)
+    return WindowKey(size, region, int(start))
+
+
+# Held by the flush, and by a rebuild of aggregates (segs.services.recompute).
+FLUSH_LOCK = "segs:flush:lock"
+
 # The silent-meter sweep's clock: when it last ran, the downtime so far, the last refusal.
 LAST_SWEEP = f"segs:{SWEEP_TAG}:detect:last-sweep"
 DOWNTIME = f"segs:{SWEEP_TAG}:detect:downtime"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import redis
 
@@ -36,6 +37,7 @@ from segs.services.detection import DETECT_LUA
 from segs.services.keyspace import ShardKeys
 from segs.services.keyspace import all_shard_keys
 from segs.services.keyspace import parse_flushing_name
+from segs.services.keyspace import parse_window_name
 from segs.services.keyspace import shard_keys
 from segs.services.lua import BULK_LUA
 from segs.services.lua import run_scripts
@@ -404,9 +406,21 @@ class WindowStore:
         counts: dict[str, int] = {}
         for members in pipe.execute():
             for member in members:
-                size = member.decode().split(":")[3]
+                size = parse_window_name(member.decode()).size
                 counts[size] = counts.get(size, 0) + 1
         return counts
+
+    def windows_in_redis(self) -> set[WindowKey]:
+        """Every window with a hash in Redis, open or being flushed, in any shard."""
+        pipe = self.client.pipeline(transaction=False)
+        for names in self._all():
+            pipe.zrange(names.open_windows, 0, -1)
+            pipe.smembers(names.flushing)
+        windows: set[WindowKey] = set()
+        for open_names, flushing_names in _pairs(pipe.execute()):
+            windows.update(parse_window_name(name.decode()) for name in open_names)
+            windows.update(parse_flushing_name(name.decode()).window for name in flushing_names)
+        return windows
 
     def _all(self) -> list[ShardKeys]:
         return all_shard_keys(self.shards)
@@ -414,3 +428,7 @@ class WindowStore:
     @staticmethod
     def _flushing_set_of(name: str) -> str:
         return shard_keys(parse_flushing_name(name).shard).flushing
+
+
+def _pairs(replies: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(replies[::2], replies[1::2], strict=True))

@@ -15,13 +15,12 @@ from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services import alerting
 from segs.services import flush
+from segs.services.keyspace import FLUSH_LOCK
 from segs.tasks.alerts import evaluate_overloads
 from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_window_store
 
 logger = get_task_logger(__name__)
-
-_FLUSH_LOCK = "segs:flush:lock"
 
 
 @app.task(name="segs.tasks.windows.flush_closed_windows", acks_late=True)
@@ -29,7 +28,7 @@ def flush_closed_windows() -> dict[str, int]:
     """Merge every closed window into PostgreSQL (idempotent: see segs.services.flush)."""
     client = get_redis()
     # One flush at a time: a slow run must not race the next beat tick over the same windows.
-    lock = client.lock(_FLUSH_LOCK, timeout=300, blocking=False)
+    lock = client.lock(FLUSH_LOCK, timeout=300, blocking=False)
     if not lock.acquire():
         return {"skipped": 1}
     started = time.perf_counter()

@@ -30,11 +30,13 @@ from segs.services import dead_letters
 from segs.services import demo
 from segs.services import ingestion_keys
 from segs.services import quarantine
+from segs.services import recompute
 from segs.services import users
 from segs.services.audit import SYSTEM
 from segs.services.partitions import ensure_partitions
 from segs.services.passwords import Passwords
 from segs.tasks.readings import publish_batches
+from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 from segs.tasks.windows import flush_closed_windows
 
@@ -187,6 +189,46 @@ def discard_dead_letter(batch_id: uuid.UUID) -> None:
     click.echo(f"discarded {batch_id}")
 
 
+def _utc(_: click.Context, __: click.Parameter, value: datetime) -> datetime:
+    """A date and time given without a zone is taken as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+_INSTANT = click.DateTime(
+    ["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d"]
+)
+
+
+@click.command("recompute-aggregates")
+@click.option(
+    "--since", type=_INSTANT, required=True, callback=_utc, help="From (UTC unless given)."
+)
+@click.option("--until", type=_INSTANT, required=True, callback=_utc, help="To, excluded.")
+def recompute_aggregates_command(since: datetime, until: datetime) -> None:
+    """Rebuild the aggregates of every quarter-hour from --since to --until from raw_readings.
+
+    Safe while the spine runs, and idempotent: a quarter-hour with a window still in Redis is
+    left for its flush (run again later), and readings of batches not folded yet are left for
+    theirs. After Redis lost its memory, let the reading queues drain first.
+    """
+    if until <= since:
+        raise click.BadParameter("must be after --since", param_hint="--until")
+    try:
+        with raw_connection() as conn:
+            report = recompute.recompute_aggregates(
+                conn, get_redis(), get_window_store(), get_pending_ledger(), since, until
+            )
+    except recompute.FlushRunningError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = ", ".join(f"{table} {count}" for table, count in sorted(report.rows.items()))
+    click.echo(f"rebuilt {report.quarters} quarter-hour(s) from raw_readings: {rows or 'no rows'}")
+    if report.unfolded_batches:
+        click.echo(f"left out the readings of {report.unfolded_batches} batch(es) not folded yet")
+    if report.busy:
+        starts = ", ".join(quarter.isoformat() for quarter in report.busy)
+        click.echo(f"left for their flush (a window still in Redis): {starts}")
+
+
 @click.command("flush-quarantined")
 @click.option("--id", "window_ids", type=int, multiple=True, help="Only this window (repeat).")
 def flush_quarantined(window_ids: tuple[int, ...]) -> None:
@@ -322,6 +364,7 @@ def register_commands(app: Flask) -> None:
 
     app.cli.add_command(dead_letters_group)
     app.cli.add_command(flush_quarantined)
+    app.cli.add_command(recompute_aggregates_command)
 
     @app.cli.command("seed-demo")
     @click.option(
