@@ -86,5 +86,16 @@ def post_worker_init(worker: Worker) -> None:
     Its modules, classes and caches are some 200,000 objects that live as long as the process;
     a full collection walked them all, about 100 ms in the middle of a request (BENCHMARKS.md,
     "Issue 16").
+
+    The first worker also says in the log what a Redis restart would lose of the accepted
+    readings, if anything (segs.services.durability).
     """
     gc.freeze()
+    if worker.age == 1:
+        from segs.config import get_settings
+        from segs.services.durability import redis_broker_risk
+
+        settings = get_settings()
+        risk = redis_broker_risk(settings.broker_url, settings.redis_url)
+        if risk:
+            worker.log.warning("%s", risk)

@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from segs import metrics
 from segs.config import get_settings
 from segs.db import reset_engine
+from segs.services.durability import redis_broker_risk
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,14 @@ _metrics_port: list[int] = []
 def say_metrics_port(**_: Any) -> None:
     if _metrics_port:
         logger.info("worker metrics on port %d", _metrics_port[0])
+
+
+@worker_ready.connect
+def warn_about_durability(**_: Any) -> None:
+    settings = get_settings()
+    risk = redis_broker_risk(settings.broker_url, settings.redis_url)
+    if risk:
+        logger.warning("%s", risk)
 
 
 @after_setup_logger.connect

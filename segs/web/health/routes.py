@@ -16,6 +16,7 @@ from segs import metrics
 from segs.celery_app import app as celery_app
 from segs.db import get_engine
 from segs.redis_client import get_redis
+from segs.services.durability import redis_broker_risk
 from segs.web.errors import error_response
 
 bp = Blueprint("health", __name__)
@@ -45,7 +46,8 @@ def _check_broker() -> None:
 
 @bp.get("/ready")
 def ready() -> Response:
-    """Answer 200 when PostgreSQL, Redis and the broker all answer, else 503 naming the failures."""
+    """Answer 200 when PostgreSQL, Redis and the broker all answer, else 503 naming the failures;
+    ``warnings`` says what a Redis restart would lose of the accepted readings, if anything."""
     checks = {}
     for name, check in (
         ("postgres", _check_postgres),
@@ -58,7 +60,13 @@ def ready() -> Response:
         except Exception as exc:  # any failure means "not ready"; the reason is reported
             checks[name] = f"down: {exc.__class__.__name__}"
     ok = all(state == "up" for state in checks.values())
-    response = jsonify({"status": "ready" if ok else "not_ready", "checks": checks})
+    body: dict[str, object] = {"status": "ready" if ok else "not_ready", "checks": checks}
+    settings = current_app.config["SEGS_SETTINGS"]
+    risk = redis_broker_risk(settings.broker_url, settings.redis_url)
+    if risk:
+        # Ready all the same: it serves, but a Redis restart would lose what it accepted.
+        body["warnings"] = [risk]
+    response = jsonify(body)
     response.status_code = 200 if ok else 503
     return response
 
