@@ -1,4 +1,4 @@
-"""The periodic jobs run by ``celery -A segs beat``. Run exactly one beat process."""
+"""The periodic jobs run by ``celery -A segs beat`` (one at a time: see celeryconfig, RedBeat)."""
 
 from datetime import timedelta
 

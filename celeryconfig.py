@@ -4,6 +4,7 @@ from kombu import Queue
 
 from beat_schedule import BEAT_SCHEDULE
 from segs.config import get_settings
+from segs.redis_client import cluster_mode
 
 _settings = get_settings()
 
@@ -78,3 +79,14 @@ task_publish_retry_policy = {
 }
 
 beat_schedule = BEAT_SCHEDULE
+# Beat runs once: RedBeat keeps the schedule in Redis under a lock, so a second
+# `celery -A segs beat` (a standby on another host) waits, and takes over within
+# redbeat_lock_timeout when the first one dies. Its keys share one hash tag (Redis Cluster).
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _settings.redis_url
+redbeat_redis_options = {"cluster": cluster_mode(_settings.redis_url, _settings.redis_cluster)}
+redbeat_key_prefix = "segs:{beat}:"
+redbeat_lock_key = "segs:{beat}:lock"
+redbeat_lock_timeout = _settings.beat_lock_timeout_s
+# The lock is renewed at each wake-up, so beat wakes well within its timeout.
+beat_max_loop_interval = min(5, _settings.beat_lock_timeout_s / 3)

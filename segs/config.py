@@ -172,6 +172,8 @@ class Settings:
     # every flush.
     late_window_hold_s: int = 30
     flush_interval_s: float = 5.0
+    # A standby beat takes over this long after the running one stopped renewing its lock.
+    beat_lock_timeout_s: int = 30
     applied_mark_ttl_s: int = 2 * 24 * 3600
     visibility_timeout_s: int = 600
     pending_ledger: bool = True
@@ -333,6 +335,7 @@ def load_settings() -> Settings:
         database_url=_str("DATABASE_URL", Settings.database_url),
         redis_url=_str("REDIS_URL", Settings.redis_url),
         redis_cluster=_redis_cluster(),
+        beat_lock_timeout_s=_int("SEGS_BEAT_LOCK_TIMEOUT_S", Settings.beat_lock_timeout_s, 2),
         broker_url=broker_url,
         shards=_int("SEGS_SHARDS", Settings.shards, minimum=1),
         environment=environment,
