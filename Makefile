@@ -28,7 +28,8 @@ run: migrate
 # What runs again on a three-node Redis Cluster the suite starts itself (with RabbitMQ).
 CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_redelivery.py \
 	tests/integration/test_kill.py tests/integration/test_detection_script.py \
-	tests/integration/test_flush.py tests/integration/test_alert_detection.py
+	tests/integration/test_flush.py tests/integration/test_alert_detection.py \
+	tests/integration/test_recompute.py tests/integration/test_single_beat.py
 
 ## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
 ## (the broker-free API tests only on the first), then the cluster run

@@ -6,6 +6,8 @@ import argparse
 import os
 import platform
 import sys
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
@@ -17,6 +19,8 @@ from bench.pipeline import add_store_options
 from bench.pipeline import queue_growth
 from bench.pipeline import run
 from bench.pipeline import sustained_verdict
+from bench.redis_cluster import start_cluster
+from bench.spine import redis_synced_on_every_write
 from bench.spine import run_peer
 from bench.spine import run_segs
 from segs.config import Settings
@@ -50,6 +54,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="also run SEGS with readings this many seconds old, for the ratio to current ones",
+    )
+    closed.add_argument(
+        "--compare-durable",
+        action="store_true",
+        help="add runs with RabbitMQ as broker and with the Redis broker on a Redis that syncs "
+        "its append-only file on every write (set for the run, then restored)",
     )
     fixed = parser.add_argument_group("fixed-rate load (--fixed-rate; the simulator)")
     fixed.add_argument(
@@ -88,6 +98,19 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--broker", choices=("redis", "amqp"), default="redis", help="Celery broker"
     )
     options.add_argument(
+        "--reading-workers",
+        type=int,
+        default=1,
+        help="workers sharing the reading queues (each also serves default and notifications), "
+        "as on several hosts",
+    )
+    options.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a three-node Redis Cluster started for the run holds windows, ledger and marks "
+        "(needs --broker amqp)",
+    )
+    options.add_argument(
         "--service-worker",
         action="store_true",
         help="a second worker for the default and notifications queues (the first then serves "
@@ -121,6 +144,7 @@ def _config(args: argparse.Namespace, **changes: object) -> BenchConfig:
         database_url=args.database_url,
         redis_url=args.redis_url,
         redis_broker_url=args.redis_broker_url,
+        reading_workers=args.reading_workers,
     )
     return replace(config, **changes)  # type: ignore[arg-type]
 
@@ -140,6 +164,10 @@ def _stack_line(config: BenchConfig) -> str:
         changed.append("a second worker for default,notifications")
     if config.api_workers != 2:
         changed.append(f"{config.api_workers} API workers")
+    if config.reading_workers != 1:
+        changed.append(f"{config.reading_workers} workers sharing the reading queues")
+    if config.redis_cluster:
+        changed.append("a 3-node Redis Cluster")
     return (
         f"stack: gunicorn -w {config.api_workers}, `celery -A segs worker`, `celery -A segs "
         f"beat`, broker {config.broker}; "
@@ -150,6 +178,10 @@ def _stack_line(config: BenchConfig) -> str:
 def _closed_loop(args: argparse.Namespace) -> int:
     shape = LoadShape(meters=args.meters, clients=args.clients, duration_s=args.duration)
     config = _config(args)
+    if args.redis_cluster:
+        if args.broker != "amqp":
+            raise SystemExit("--redis-cluster needs --broker amqp (kombu's Redis transport)")
+        config = replace(config, redis_url=start_cluster().url, redis_cluster=True)
     print(
         f"SEGS closed-loop benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
@@ -181,6 +213,21 @@ def _closed_loop(args: argparse.Namespace) -> int:
         print("\n".join(late.lines()), flush=True)
         ok = ok and bool(late.totals.get("ok"))
         print(f"backfill / current readings: {late.rate / segs_rate:.2f}x")
+    if args.compare_durable:
+        durable: list[tuple[BenchConfig, str, AbstractContextManager[None]]] = [
+            (replace(config, broker="amqp"), "SEGS with RabbitMQ as broker", nullcontext()),
+            (
+                config,
+                "SEGS, Redis broker, Redis with appendonly yes and appendfsync always",
+                redis_synced_on_every_write({config.redis_url, config.redis_broker_url}),
+            ),
+        ]
+        for durable_config, label, setting in durable:
+            with setting:
+                run = run_segs(durable_config, shape, label)
+            print("\n".join(run.lines()), flush=True)
+            ok = ok and bool(run.totals.get("ok"))
+            print(f"{label} / defaults: {run.rate / segs_rate:.2f}x")
     if not args.no_peer:
         peer = run_peer(config, shape)
         print("\n".join(peer.lines()), flush=True)

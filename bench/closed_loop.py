@@ -199,6 +199,8 @@ class ClosedLoopReport:
     redis_commands: list[tuple[str, int, float]] = field(default_factory=list)
     # Alerts raised by the end of the run, by type: each costs a transition and notifications.
     alerts: dict[str, int] = field(default_factory=dict)
+    # On a Redis Cluster: the keys each primary held when the load ended.
+    keys_per_node: list[int] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -240,6 +242,13 @@ class ClosedLoopReport:
                     for name, _, usec in self.redis_commands[:6]
                 )
                 + " µs per reading"
+            )
+        if self.keys_per_node:
+            total = max(sum(self.keys_per_node), 1)
+            lines.append(
+                "  keys per cluster node : "
+                + " / ".join(f"{count:,}" for count in self.keys_per_node)
+                + f" (the most on one node: {100 * max(self.keys_per_node) / total:.0f} %)"
             )
         if self.alerts:
             lines.append(

@@ -62,6 +62,11 @@ class BenchConfig:
     database_url: str = "postgresql+psycopg:///segs_bench"
     redis_url: str = "redis://localhost:6379/10"
     redis_broker_url: str = "redis://localhost:6379/11"
+    # redis_url names a node of a Redis Cluster.
+    redis_cluster: bool = False
+    # An option: this many workers, each serving its share of the reading queues (and the
+    # default and notifications queues), as on several hosts.
+    reading_workers: int = 1
 
     @property
     def offered_rate(self) -> float:
@@ -83,6 +88,7 @@ class BenchConfig:
                 "SEGS_SHARDS": str(self.shards),
                 "SEGS_ENV": "testing",
                 "SEGS_WORKER_METRICS_PORT": "0",
+                "SEGS_REDIS_CLUSTER": "1" if self.redis_cluster else "0",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -248,18 +254,28 @@ class CpuMeter:
         return {name: self.latest[name] - self.start_values.get(name, 0.0) for name in self.latest}
 
 
-def _redis_command_stats(url: str) -> list[tuple[str, int, float]]:
-    """(command, calls, total µs) from INFO commandstats, most expensive first.
+def redis_nodes(config: BenchConfig) -> list[Any]:
+    """A client per Redis server holding the windows, ledger and marks (each primary of a
+    cluster)."""
+    import redis
+
+    if not config.redis_cluster:
+        return [redis.Redis.from_url(config.redis_url)]
+    cluster: redis.RedisCluster = redis.RedisCluster.from_url(config.redis_url)
+    return [cluster.get_redis_connection(node) for node in cluster.get_primaries()]
+
+
+def _redis_command_stats(config: BenchConfig) -> list[tuple[str, int, float]]:
+    """(command, calls, total µs) from INFO commandstats of every node, most expensive first.
 
     Commands a script runs are counted both on their own line and inside EVALSHA's total.
     """
-    import redis
-
-    stats = redis.Redis.from_url(url).info("commandstats")
-    rows = [
-        (name.removeprefix("cmdstat_"), int(values["calls"]), float(values["usec"]))
-        for name, values in stats.items()
-    ]
+    totals: dict[str, tuple[int, float]] = {}
+    for node in redis_nodes(config):
+        for name, values in node.info("commandstats").items():
+            calls, usec = totals.get(name, (0, 0.0))
+            totals[name] = (calls + int(values["calls"]), usec + float(values["usec"]))
+    rows = [(name.removeprefix("cmdstat_"), calls, usec) for name, (calls, usec) in totals.items()]
     return sorted(rows, key=lambda row: -row[2])
 
 
@@ -308,7 +324,8 @@ def _run_setup(config: BenchConfig) -> None:
             "ingestion_keys, dead_letter_batches, quarantined_windows, alerts, alert_transitions "
             "CASCADE"
         )
-    redis.Redis.from_url(config.redis_url).flushdb()
+    for node in redis_nodes(config):
+        node.flushdb()
     if config.broker == "redis":
         redis.Redis.from_url(config.broker_url).flushdb()
 
@@ -373,6 +390,22 @@ def _reading_queues(config: BenchConfig) -> str:
     return ",".join(f"readings.{shard}" for shard in range(config.shards))
 
 
+def _worker_queues(config: BenchConfig) -> list[str]:
+    """The --queues of each reading worker ("" for every queue, as the README starts it)."""
+    if config.reading_workers == 1:
+        return [_reading_queues(config) if config.service_worker else ""]
+    shares = [
+        [
+            f"readings.{shard}"
+            for shard in range(config.shards)
+            if shard % config.reading_workers == k
+        ]
+        for k in range(config.reading_workers)
+    ]
+    service = [] if config.service_worker else ["default", "notifications"]
+    return [",".join(share + service) for share in shares]
+
+
 @contextmanager
 def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]:
     api_metrics = logs / "metrics-api"
@@ -393,20 +426,6 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             config.env(api_metrics),
             logs,
         ),
-        "worker (celery)": _spawn(
-            "worker",
-            # A positive niceness lets the latency-sensitive API win the CPU over the folding.
-            [
-                *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
-                *_celery_worker(
-                    config.worker_concurrency,
-                    *(["--pool", config.worker_pool] if config.worker_pool != "prefork" else []),
-                ),
-                *(["--queues", _reading_queues(config)] if config.service_worker else []),
-            ],
-            config.env(worker_metrics),
-            logs,
-        ),
         "beat (celery)": _spawn(
             "beat",
             [
@@ -423,6 +442,22 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             logs,
         ),
     }
+    for index, queues in enumerate(_worker_queues(config)):
+        groups["worker (celery)" if index == 0 else f"worker {index + 1} (celery)"] = _spawn(
+            f"worker-{index + 1}",
+            # A positive niceness lets the latency-sensitive API win the CPU over the folding.
+            [
+                *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
+                *_celery_worker(
+                    config.worker_concurrency,
+                    *(["--pool", config.worker_pool] if config.worker_pool != "prefork" else []),
+                    *(["--queues", queues] if queues else []),
+                    *("--hostname", f"worker{index + 1}@%h"),
+                ),
+            ],
+            config.env(worker_metrics),
+            logs,
+        )
     if config.service_worker:
         groups["service worker (celery)"] = _spawn(
             "service-worker",
@@ -455,9 +490,10 @@ def _totals(config: BenchConfig, accepted: int) -> dict[str, Any]:
     from segs.services.windows_store import WindowStore
 
     settings = load_settings()
-    import redis
 
-    store = WindowStore(redis.Redis.from_url(config.redis_url), config.shards)
+    from segs.redis_client import connect
+
+    store = WindowStore(connect(config.redis_url, config.redis_cluster), config.shards)
     with psycopg.connect(libpq_conninfo(config.database_url)) as conn:
         # Windows still open at the end: flush them as if their grace had passed, then again
         # for the 15-minute windows that flush held as late (LateWindows).
@@ -563,7 +599,6 @@ def simulator_command(config: BenchConfig, key: str, *extra: str) -> list[str]:
 
 def run(config: BenchConfig) -> BenchResult:
     """Run one benchmark at the configured offered rate."""
-    import redis
 
     os.environ.update(config.env())
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
@@ -580,7 +615,8 @@ def run(config: BenchConfig) -> BenchResult:
         groups_with_sim = dict(groups)
         groups_with_sim["simulator"] = simulator
         meter = CpuMeter(groups_with_sim)
-        redis.Redis.from_url(config.redis_url).config_resetstat()
+        for node in redis_nodes(config):
+            node.config_resetstat()
         meter.start()
         while simulator.process.poll() is None:
             samples.append((time.monotonic() - began, _reading_queue_depth(config)))
@@ -588,7 +624,7 @@ def run(config: BenchConfig) -> BenchResult:
             time.sleep(1.0)
         wall = time.monotonic() - began
         cpu = meter.stop()
-        redis_commands = _redis_command_stats(config.redis_url)
+        redis_commands = _redis_command_stats(config)
         load_ended = datetime.now(UTC)
         drain_started = time.monotonic()
         while _reading_queue_depth(config) > 0 and time.monotonic() - drain_started < 300:

@@ -1,8 +1,9 @@
-"""A real Redis Cluster for the tests: three primaries on free loopback ports, started here.
+"""A real Redis Cluster on this machine: three primaries on free loopback ports.
 
-``SEGS_TEST_REDIS=cluster`` makes tests/conftest.py start one before anything reads the
-settings and point REDIS_URL at it (its first node; SEGS finds the others itself). Each node
-keeps its files in a temporary directory and is stopped when the test process exits.
+For the tests (``SEGS_TEST_REDIS=cluster`` makes tests/conftest.py start one before anything
+reads the settings and point REDIS_URL at its first node; SEGS finds the others itself) and for
+``python -m bench --redis-cluster``. Each node keeps its files in a temporary directory and is
+stopped when the process that started it exits.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class LocalRedisCluster:
                 )
             )  # fmt: skip
         for port in self.ports:
-            self._wait(lambda port=port: self._cli(port, "PING") == "PONG", f"node {port} up")
+            self._wait(self._answers(port, "PONG", "PING"), f"node {port} up")
         subprocess.run(
             ["redis-cli", "--cluster", "create"]
             + [f"127.0.0.1:{port}" for port in self.ports]
@@ -86,7 +87,7 @@ class LocalRedisCluster:
         )
         for port in self.ports:
             self._wait(
-                lambda port=port: "cluster_state:ok" in self._cli(port, "CLUSTER", "INFO"),
+                self._answers(port, "cluster_state:ok", "CLUSTER", "INFO"),
                 f"node {port} sees the cluster ok",
             )
 
@@ -100,6 +101,11 @@ class LocalRedisCluster:
                 process.kill()
         self.processes.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    @classmethod
+    def _answers(cls, port: int, expected: str, *command: str) -> Callable[[], bool]:
+        """Whether the node on *port* answers *command* with text holding *expected*."""
+        return lambda: expected in cls._cli(port, *command)
 
     @staticmethod
     def _cli(port: int, *command: str) -> str:

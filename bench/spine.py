@@ -7,6 +7,8 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -27,6 +29,7 @@ from bench.pipeline import _stack
 from bench.pipeline import _stop
 from bench.pipeline import _totals
 from bench.pipeline import create_ingestion_key
+from bench.pipeline import redis_nodes
 
 
 def _own_cpu() -> float:
@@ -75,7 +78,8 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
     shape = LoadShape(**{**shape.__dict__, "regions": first_regions(config, 4)})
     with _stack(config, logs) as groups:
         counter = archived_counter(config.database_url)
-        redis.Redis.from_url(config.redis_url).config_resetstat()
+        for node in redis_nodes(config):
+            node.config_resetstat()
         meter = CpuMeter(groups)
         meter.start()
         own = _own_cpu()
@@ -84,7 +88,8 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
             done_at, archived = wait_archived(counter, load.accepted)
         cpu = meter.stop()
         cpu["load generator"] = _own_cpu() - own
-        redis_commands = _redis_command_stats(config.redis_url)
+        redis_commands = _redis_command_stats(config)
+        keys_per_node = [int(node.dbsize()) for node in redis_nodes(config)]
         # Let the worker settle what it holds before the totals are read.
         time.sleep(2.0)
     totals = _totals(config, load.accepted)
@@ -99,6 +104,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         totals,
         redis_commands,
         alerts,
+        keys_per_node if config.redis_cluster else [],
     )
 
 
@@ -158,3 +164,29 @@ def run_peer(config: BenchConfig, shape: LoadShape) -> ClosedLoopReport:
         done_at - load.started,
         cpu,
     )
+
+
+@contextmanager
+def redis_synced_on_every_write(urls: set[str]) -> Iterator[None]:
+    """Run the Redis servers of *urls* with an append-only file synced on every write
+    (appendonly yes, appendfsync always) for the block, then as they were."""
+    by_server: dict[tuple[object, object], redis.Redis] = {}
+    for url in sorted(urls):
+        client = redis.Redis.from_url(url)
+        where = client.connection_pool.connection_kwargs
+        by_server.setdefault((where.get("host"), where.get("port")), client)
+    servers = list(by_server.values())
+    saved = [server.config_get("append*") for server in servers]
+    try:
+        for server in servers:
+            server.config_set("appendonly", "yes")
+            server.config_set("appendfsync", "always")
+        for server in servers:
+            # Turning the file on rewrites it from the dataset first.
+            while server.info("persistence").get("aof_rewrite_in_progress"):
+                time.sleep(0.2)
+        yield
+    finally:
+        for server, config in zip(servers, saved, strict=True):
+            server.config_set("appendfsync", config["appendfsync"])
+            server.config_set("appendonly", config["appendonly"])

@@ -20,7 +20,7 @@ if TEST_BROKER not in BROKERS:
 # SEGS_TEST_REDIS=cluster runs the tests against a real three-node Redis Cluster started here.
 TEST_REDIS = os.environ.get("SEGS_TEST_REDIS", "single")
 if TEST_REDIS == "cluster":
-    from tests.redis_cluster import start_cluster
+    from bench.redis_cluster import start_cluster
 
     os.environ["REDIS_URL"] = start_cluster().url
 elif TEST_REDIS != "single":
