@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
 
+from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
@@ -127,6 +128,23 @@ def revoke_families(
         .values(revoked_at=now)
     )
     revocations.revoke_families([str(family_id) for family_id in family_ids])
+
+
+def revoked_families_since(
+    session: Session, within_s: int, now: datetime
+) -> list[tuple[str, float]]:
+    """(family id, seconds since its revocation) of the families revoked in the last
+    *within_s* seconds: the authority behind segs.services.revocation's cache."""
+    rows = session.execute(
+        select(RefreshToken.family_id, func.max(RefreshToken.revoked_at))
+        .where(RefreshToken.revoked_at > now - timedelta(seconds=within_s))
+        .group_by(RefreshToken.family_id)
+    )
+    return [
+        (str(family), (now - revoked_at).total_seconds())
+        for family, revoked_at in rows
+        if revoked_at is not None
+    ]
 
 
 def live_families(

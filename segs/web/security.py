@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
 from functools import wraps
 from typing import Any
 from typing import TypeVar
@@ -26,6 +28,7 @@ from segs.domain.access import ROLES
 from segs.errors import PermissionDeniedError
 from segs.models import User
 from segs.redis_client import get_redis
+from segs.services import tokens
 from segs.services.revocation import RevocationList
 from segs.web.errors import error_response
 from segs.web.extensions import jwt
@@ -36,7 +39,12 @@ BEARER_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 
 
 def revocation_list(settings: Settings) -> RevocationList:
-    return RevocationList(get_redis(), settings.jwt_access_ttl_s)
+    return RevocationList(get_redis(), settings.jwt_access_ttl_s, _revoked_since)
+
+
+def _revoked_since(within_s: int) -> list[tuple[str, float]]:
+    with session_scope() as session:
+        return tokens.revoked_families_since(session, within_s, datetime.now(UTC))
 
 
 def configure_jwt(app: Flask, settings: Settings) -> None:

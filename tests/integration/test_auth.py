@@ -24,6 +24,7 @@ from tests.mailbox import Mailbox
 from tests.support import WorkerProcess
 from tests.support import execute
 from tests.support import query
+from tests.support import redis_client
 from tests.support import scalar
 
 pytestmark = pytest.mark.integration
@@ -483,6 +484,22 @@ def test_logout_ends_this_login_at_once(client, app, clean_state):
 
     response = post(client, "/logout")
     assert response.status_code == 401
+
+
+def test_a_logged_out_token_stays_refused_after_redis_loses_its_memory(client, app, clean_state):
+    """PostgreSQL is the authority on revocations; Redis only caches them (a restart without
+    persistence, a failover to an empty replica)."""
+    create_account(app, email="gone@example.test")
+    here = login(client, "gone@example.test")
+    there = login(client, "gone@example.test")
+    assert post(client, "/logout", token=here["accessToken"]).status_code == 204
+    assert answer(me(client, here["accessToken"])) == (401, REVOKED)
+
+    redis_client().flushdb()
+    assert answer(me(client, here["accessToken"])) == (401, REVOKED)
+    assert me(client, there["accessToken"]).status_code == 200
+    # Reloaded once: the marker says the cache holds what PostgreSQL says again.
+    assert redis_client().exists("segs:jwt:revoked:loaded") == 1
 
 
 def test_logout_all_ends_every_login_at_once(client, app, clean_state):
