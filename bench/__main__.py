@@ -7,12 +7,14 @@ import os
 import platform
 import sys
 from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 
 from bench.closed_loop import LoadShape
+from bench.netns import worker_hosts
 from bench.pipeline import BenchConfig
 from bench.pipeline import BenchResult
 from bench.pipeline import add_store_options
@@ -105,6 +107,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "as on several hosts",
     )
     options.add_argument(
+        "--netns-workers",
+        action="store_true",
+        help="each reading worker (two at least) in a network namespace of its own, reaching "
+        "the services across a bridge, as on other hosts (needs root; bench.netns)",
+    )
+    options.add_argument(
         "--redis-cluster",
         action="store_true",
         help="a three-node Redis Cluster started for the run holds windows, ledger and marks "
@@ -168,6 +176,8 @@ def _stack_line(config: BenchConfig) -> str:
         changed.append(f"{config.reading_workers} workers sharing the reading queues")
     if config.redis_cluster:
         changed.append("a 3-node Redis Cluster")
+    if config.worker_hosts:
+        changed.append("each reading worker in a network namespace of its own")
     return (
         f"stack: gunicorn -w {config.api_workers}, `celery -A segs worker`, `celery -A segs "
         f"beat`, broker {config.broker}; "
@@ -182,6 +192,16 @@ def _closed_loop(args: argparse.Namespace) -> int:
         if args.broker != "amqp":
             raise SystemExit("--redis-cluster needs --broker amqp (kombu's Redis transport)")
         config = replace(config, redis_url=start_cluster().url, redis_cluster=True)
+    if args.netns_workers and args.redis_cluster:
+        raise SystemExit("--netns-workers forwards a single Redis only, not --redis-cluster")
+    with ExitStack() as stack:
+        if args.netns_workers:
+            hosts = stack.enter_context(worker_hosts(max(config.reading_workers, 2)))
+            config = replace(config, reading_workers=len(hosts), worker_hosts=tuple(hosts))
+        return _closed_loop_runs(args, shape, config)
+
+
+def _closed_loop_runs(args: argparse.Namespace, shape: LoadShape, config: BenchConfig) -> int:
     print(
         f"SEGS closed-loop benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",

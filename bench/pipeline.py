@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import getpass
 import json
 import os
 import signal
@@ -32,6 +33,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO
 from typing import Any
+
+from bench.netns import WorkerHost
+from bench.netns import across_the_bridge
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -67,6 +71,8 @@ class BenchConfig:
     # An option: this many workers, each serving its share of the reading queues (and the
     # default and notifications queues), as on several hosts.
     reading_workers: int = 1
+    # An option: each reading worker in a network namespace of its own (bench.netns).
+    worker_hosts: tuple[WorkerHost, ...] = ()
 
     @property
     def offered_rate(self) -> float:
@@ -443,20 +449,24 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
         ),
     }
     for index, queues in enumerate(_worker_queues(config)):
+        # A positive niceness lets the latency-sensitive API win the CPU over the folding.
+        command = [
+            *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
+            *_celery_worker(
+                config.worker_concurrency,
+                *(["--pool", config.worker_pool] if config.worker_pool != "prefork" else []),
+                *(["--queues", queues] if queues else []),
+                *("--hostname", f"worker{index + 1}@%h"),
+            ),
+        ]
+        env = config.env(worker_metrics / str(index + 1))
+        if config.worker_hosts:
+            host = config.worker_hosts[index]
+            command = host.command(command)
+            for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+                env[name] = across_the_bridge(env[name], getpass.getuser())
         groups["worker (celery)" if index == 0 else f"worker {index + 1} (celery)"] = _spawn(
-            f"worker-{index + 1}",
-            # A positive niceness lets the latency-sensitive API win the CPU over the folding.
-            [
-                *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
-                *_celery_worker(
-                    config.worker_concurrency,
-                    *(["--pool", config.worker_pool] if config.worker_pool != "prefork" else []),
-                    *(["--queues", queues] if queues else []),
-                    *("--hostname", f"worker{index + 1}@%h"),
-                ),
-            ],
-            config.env(worker_metrics),
-            logs,
+            f"worker-{index + 1}", command, env, logs
         )
     if config.service_worker:
         groups["service worker (celery)"] = _spawn(
