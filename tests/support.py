@@ -32,6 +32,7 @@ MICRO = 1_000_000
 
 DATA_TABLES = (
     "ingestion_keys",
+    "login_failures",
     "meter_moves",
     "dead_letter_batches",
     "quarantined_windows",

@@ -1,6 +1,7 @@
 """SQLAlchemy models. Import from here so every table is registered on Base.metadata."""
 
 from segs.models.accounts import AuditEntry
+from segs.models.accounts import LoginFailure
 from segs.models.accounts import RefreshToken
 from segs.models.accounts import User
 from segs.models.accounts import VerificationCode
@@ -31,6 +32,7 @@ from segs.models.telemetry import RegionalAggregate15m
 from segs.models.telemetry import WindowFlush
 
 __all__ = [
+    "LoginFailure",
     "Alert",
     "AlertTransition",
     "DeadLetter",

@@ -89,6 +89,17 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class LoginFailure(Base):
+    """Recent failed logins under one key (an account from one address, or an account from any):
+    the authority behind the Redis counts of segs.services.login_guard."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class AuditEntry(Base):
     """Who did what to which entity, and when. Actor fields are copied so they outlive the actor."""
 

@@ -132,7 +132,8 @@ def drop_expired_partitions(
 
 
 def delete_expired_rows(conn: psycopg.Connection, settings: Settings, now: datetime) -> int:
-    """Trim the small per-region tables and the flush log, which are not partitioned."""
+    """Trim the small per-region tables, the flush log and old failed logins, which are not
+    partitioned."""
     deleted = 0
     with conn.transaction():
         for table, days in (
@@ -147,6 +148,12 @@ def delete_expired_rows(conn: psycopg.Connection, settings: Settings, now: datet
         # A flush key only guards retries of a flush, which happen within seconds.
         cursor = conn.execute(
             "DELETE FROM window_flushes WHERE flushed_at < %s", (now - timedelta(days=1),)
+        )
+        deleted += cursor.rowcount
+        # Failures count only within their window (segs.services.login_guard).
+        cursor = conn.execute(
+            "DELETE FROM login_failures WHERE last_at < %s",
+            (now - timedelta(seconds=settings.login_failure_window_s),),
         )
         deleted += cursor.rowcount
     return deleted

@@ -19,6 +19,8 @@ from segs.web import create_app
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.support import REPO
+from tests.support import redis_client
+from tests.support import scalar
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +71,23 @@ def test_a_strangers_failures_delay_the_stranger_not_the_owner(client, app, clea
 
     # The owner, from their own address, logs in at once, any spelling of the address.
     assert client.post(LOGIN, json=right, **from_ip("198.51.100.20")).status_code == 200
+
+
+def test_failed_logins_are_not_forgotten_when_redis_loses_its_memory(client, app, clean_state):
+    """PostgreSQL holds the failures too: a Redis restart hands a guesser no fresh tries."""
+    create_account(app, email="kept@example.test")
+    wrong = {"email": "kept@example.test", "password": "wrong-password-1"}
+    for _ in range(5):
+        assert client.post(LOGIN, json=wrong, **from_ip("203.0.113.9")).status_code == 401
+    assert_too_many(client.post(LOGIN, json=wrong, **from_ip("203.0.113.9")), FAILED_HERE, 1)
+
+    redis_client().flushdb()
+    assert_too_many(client.post(LOGIN, json=wrong, **from_ip("203.0.113.9")), FAILED_HERE, 1)
+    assert scalar("SELECT count FROM login_failures WHERE key LIKE '%:203.0.113.9'") == 5
+    # A success from the owner's address clears that address's count, in both places.
+    right = {"email": "kept@example.test", "password": PASSWORD}
+    assert client.post(LOGIN, json=right, **from_ip("198.51.100.21")).status_code == 200
+    assert scalar("SELECT count(*) FROM login_failures WHERE key LIKE '%:198.51.100.21'") == 0
 
 
 def test_failures_spread_over_many_addresses_slow_the_account_briefly(clean_state):

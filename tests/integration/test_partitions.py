@@ -152,7 +152,7 @@ def test_drop_expired_partitions(clean_state):
         assert drop_expired_partitions(conn, settings, now) == []
 
 
-def test_delete_expired_rows_trims_regional_rows_and_flush_log(clean_state):
+def test_delete_expired_rows_trims_regional_rows_flush_log_and_old_failed_logins(clean_state):
     now = datetime.now(UTC)
     with db() as conn:
         for table, age_days in (
@@ -171,11 +171,18 @@ def test_delete_expired_rows_trims_regional_rows_and_flush_log(clean_state):
             "INSERT INTO window_flushes (flush_key, flushed_at) VALUES ('old', %s), ('new', %s)",
             (now - timedelta(days=2), now - timedelta(hours=1)),
         )
+        # SEGS_LOGIN_FAILURE_WINDOW_S is 900 s: one failure count outlived it.
+        conn.execute(
+            "INSERT INTO login_failures (key, count, last_at) "
+            "VALUES ('old', 3, %s), ('new', 1, %s)",
+            (now - timedelta(seconds=901), now - timedelta(seconds=899)),
+        )
     with raw_connection() as conn:
-        assert delete_expired_rows(conn, get_settings(), now) == 3
+        assert delete_expired_rows(conn, get_settings(), now) == 4
     assert query("SELECT count(*) FROM regional_aggregates_1m") == [(1,)]
     assert query("SELECT count(*) FROM regional_aggregates_15m") == [(1,)]
     assert query("SELECT flush_key FROM window_flushes") == [("new",)]
+    assert query("SELECT key FROM login_failures") == [("new",)]
 
 
 def test_maintenance_run_twice_changes_nothing_the_second_time(clean_state):

@@ -12,6 +12,7 @@ from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
 from segs.config import Settings
+from segs.db import session_scope
 from segs.errors import AuthenticationError
 from segs.redis_client import get_redis
 from segs.services.accounts import AuthContext
@@ -33,7 +34,7 @@ def auth_context() -> AuthContext:
         settings,
         Passwords(settings),
         revocation_list(settings),
-        LoginGuard(get_redis(), settings),
+        LoginGuard(get_redis(), settings, session_scope),
     )
 
 
