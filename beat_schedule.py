@@ -18,6 +18,12 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=_flush_every),
         "options": {"expires": _flush_every, "queue": "default"},
     },
+    "heal-after-redis-loss": {
+        "task": "segs.tasks.windows.heal_after_redis_loss",
+        # Every 15 s: notices a Redis that lost its memory, and rebuilds what it held.
+        "schedule": timedelta(seconds=15),
+        "options": {"expires": 15, "queue": "default"},
+    },
     "sample-queue-depths": {
         "task": "segs.tasks.windows.sample_queue_depths",
         # Run every 5 seconds

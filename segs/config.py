@@ -174,6 +174,9 @@ class Settings:
     flush_interval_s: float = 5.0
     # A standby beat takes over this long after the running one stopped renewing its lock.
     beat_lock_timeout_s: int = 30
+    # After Redis lost its memory, the rebuild waits this long: longer than the longest retry
+    # backoff (60 s), so every batch from before the loss has folded again (segs.services.healing).
+    redis_loss_settle_s: float = 75.0
     applied_mark_ttl_s: int = 2 * 24 * 3600
     visibility_timeout_s: int = 600
     pending_ledger: bool = True
@@ -336,6 +339,7 @@ def load_settings() -> Settings:
         redis_url=_str("REDIS_URL", Settings.redis_url),
         redis_cluster=_redis_cluster(),
         beat_lock_timeout_s=_int("SEGS_BEAT_LOCK_TIMEOUT_S", Settings.beat_lock_timeout_s, 2),
+        redis_loss_settle_s=_float("SEGS_REDIS_LOSS_SETTLE_S", Settings.redis_loss_settle_s, 0),
         broker_url=broker_url,
         shards=_int("SEGS_SHARDS", Settings.shards, minimum=1),
         environment=environment,

@@ -33,6 +33,7 @@ MICRO = 1_000_000
 DATA_TABLES = (
     "ingestion_keys",
     "login_failures",
+    "redis_losses",
     "meter_moves",
     "dead_letter_batches",
     "quarantined_windows",

@@ -99,7 +99,25 @@ def recompute_aggregates(
 
     :raises FlushRunningError: a flush held the lock for longer than *lock_wait_s*.
     """
-    first = _quarter_start(since)
+    quarters = []
+    quarter = quarter_start(since)
+    while quarter < until:
+        quarters.append(quarter)
+        quarter += QUARTER
+    return recompute_quarters(conn, client, store, ledger, quarters, lock_wait_s=lock_wait_s)
+
+
+def recompute_quarters(
+    conn: psycopg.Connection,
+    client: redis.Redis,
+    store: WindowStore,
+    ledger: PendingLedger,
+    quarters: list[datetime],
+    *,
+    lock_wait_s: float = 60.0,
+) -> RecomputeReport:
+    """Rewrite these quarter-hours (their starts) from raw_readings; those with a window still
+    in Redis are left alone and named in the report's ``busy``."""
     lock = client.lock(FLUSH_LOCK, timeout=600, blocking_timeout=lock_wait_s)
     if not lock.acquire():
         raise FlushRunningError(f"a flush held {FLUSH_LOCK} for over {lock_wait_s:g} s")
@@ -107,26 +125,24 @@ def recompute_aggregates(
         busy = _quarters_in_redis(store)
         unfolded = ledger.pending_ids()
         report = RecomputeReport(unfolded_batches=len(unfolded))
-        quarter = first
-        while quarter < until:
+        for quarter in sorted(quarters):
             if quarter in busy:
                 report.busy.append(quarter)
             else:
                 _rebuild_quarter(conn, quarter, unfolded, report)
                 report.quarters += 1
-            quarter += QUARTER
     finally:
         lock.release()
     return report
 
 
-def _quarter_start(moment: datetime) -> datetime:
+def quarter_start(moment: datetime) -> datetime:
     return from_epoch_us(to_epoch_us(moment) // (900 * 1_000_000) * (900 * 1_000_000))
 
 
 def _quarters_in_redis(store: WindowStore) -> set[datetime]:
     """The quarter-hours holding a window in Redis, open or being flushed."""
-    return {_quarter_start(from_epoch_us(window.start_us)) for window in store.windows_in_redis()}
+    return {quarter_start(from_epoch_us(window.start_us)) for window in store.windows_in_redis()}
 
 
 def _rebuild_quarter(

@@ -15,9 +15,11 @@ from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services import alerting
 from segs.services import flush
+from segs.services import healing
 from segs.services.keyspace import FLUSH_LOCK
 from segs.tasks.alerts import evaluate_overloads
 from segs.tasks.queues import queue_depths
+from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 
 logger = get_task_logger(__name__)
@@ -60,6 +62,26 @@ def flush_closed_windows() -> dict[str, int]:
         "late_readings": report.late_readings,
         "quarantined": len(report.quarantined),
     }
+
+
+@app.task(name="segs.tasks.windows.heal_after_redis_loss", acks_late=True)
+def heal_after_redis_loss() -> dict[str, int]:
+    """Notice a Redis that lost its memory, and rebuild the aggregates its windows held once the
+    batches from before the loss have settled (segs.services.healing)."""
+    with raw_connection() as conn:
+        report = healing.heal(
+            conn,
+            get_redis(),
+            get_window_store(),
+            get_pending_ledger(),
+            get_settings().redis_loss_settle_s,
+            datetime.now(UTC),
+        )
+    if report.lost:
+        logger.warning("Redis had lost its memory; rebuilding the aggregates of its windows")
+    if report.healed:
+        logger.warning("rebuilt what Redis lost (%d quarter-hours)", report.rebuilt)
+    return {"rebuilt": report.rebuilt, "waiting": report.waiting, "healed": report.healed}
 
 
 @app.task(name="segs.tasks.windows.sample_queue_depths", ignore_result=True)

@@ -1,0 +1,102 @@
+"""A Redis that lost its memory heals itself: the lost windows are rebuilt from PostgreSQL.
+
+What Redis loses in a restart without persistence (or a failover to an empty replica), and what
+takes its place:
+- open windows (readings folded and not yet flushed): the aggregates of every quarter-hour that
+  received readings shortly before the loss are rebuilt from raw_readings (segs.services.
+  recompute), with no manual step;
+- "batch applied" marks: a batch folded before the loss and delivered again after it (a retry,
+  a redelivery) folds a second time, but the rebuild, which runs once every such batch has had
+  its turn, rewrites its quarter-hour from raw_readings, where each reading is once;
+- detection baselines: relearned from each meter's next readings (5 of them);
+- token revocations and failed-login counts: reloaded from PostgreSQL (segs.services.revocation,
+  segs.services.login_guard);
+- the pending ledger: with RabbitMQ the broker still holds every accepted batch. With the Redis
+  broker and no persistence, accepted readings still queued are lost with it (README,
+  "Durability").
+
+SEGS notices the loss by a generation marker: a key it sets when it finds none. Finding none
+means Redis is new or lost its memory; a row in redis_losses then lists the quarter-hours that
+received readings in the LOOKBACK before, any of which may have had a window in Redis. Once
+SEGS_REDIS_LOSS_SETTLE_S have passed (longer than the longest retry backoff, so every batch
+from before the loss has folded again), each pass rebuilds those not busy with a window in
+Redis, until none is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
+
+import psycopg
+import redis
+
+from segs.services.pending import PendingLedger
+from segs.services.recompute import recompute_quarters
+from segs.services.windows_store import WindowStore
+
+GENERATION = "segs:generation"
+# How long before the loss a reading may have been received and still sat in a lost window: a
+# late quarter-hour gathers for 7.5 minutes (SEGS_LATE_WINDOW_HOLD_S), plus flushes and grace.
+LOOKBACK = timedelta(minutes=15)
+
+_QUARTERS_RECEIVED_SINCE = """
+SELECT DISTINCT date_bin(interval '15 minutes', ts, timestamptz 'epoch')
+FROM raw_readings WHERE received_at >= %s
+"""
+
+
+@dataclass
+class HealingReport:
+    lost: bool = False
+    rebuilt: int = 0
+    waiting: int = 0
+    healed: int = 0
+
+
+def notice_loss(conn: psycopg.Connection, client: redis.Redis, now: datetime) -> bool:
+    """Set the generation marker if Redis has none; if it had none, record a loss with the
+    quarter-hours to rebuild. True if a loss was found."""
+    if not client.set(GENERATION, now.isoformat(), nx=True):
+        return False
+    with conn.transaction():
+        quarters = [row[0] for row in conn.execute(_QUARTERS_RECEIVED_SINCE, (now - LOOKBACK,))]
+        conn.execute(
+            "INSERT INTO redis_losses (detected_at, pending_quarters, healed_at) "
+            "VALUES (%s, %s, CASE WHEN cardinality(%s::timestamptz[]) = 0 THEN %s END)",
+            (now, quarters, quarters, now),
+        )
+    return True
+
+
+def heal(
+    conn: psycopg.Connection,
+    client: redis.Redis,
+    store: WindowStore,
+    ledger: PendingLedger,
+    settle_s: float,
+    now: datetime,
+) -> HealingReport:
+    """One pass: notice a loss, and rebuild what settled losses still wait for."""
+    report = HealingReport(lost=notice_loss(conn, client, now))
+    with conn.transaction():
+        losses = conn.execute(
+            "SELECT id, detected_at, pending_quarters FROM redis_losses WHERE healed_at IS NULL"
+        ).fetchall()
+    for loss_id, detected_at, pending in losses:
+        if now < detected_at + timedelta(seconds=settle_s):
+            report.waiting += 1
+            continue
+        rebuilt = recompute_quarters(conn, client, store, ledger, list(pending), lock_wait_s=5)
+        report.rebuilt += rebuilt.quarters
+        with conn.transaction():
+            conn.execute(
+                "UPDATE redis_losses SET pending_quarters = %s, "
+                "healed_at = CASE WHEN cardinality(%s::timestamptz[]) = 0 THEN %s END "
+                "WHERE id = %s",
+                (rebuilt.busy, rebuilt.busy, now, loss_id),
+            )
+        if not rebuilt.busy:
+            report.healed += 1
+    return report
