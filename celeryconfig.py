@@ -82,7 +82,8 @@ beat_schedule = BEAT_SCHEDULE
 # Beat runs once: RedBeat keeps the schedule in Redis under a lock, so a second
 # `celery -A segs beat` (a standby on another host) waits, and takes over within
 # redbeat_lock_timeout when the first one dies. Its keys share one hash tag (Redis Cluster).
-beat_scheduler = "redbeat.RedBeatScheduler"
+# segs.tasks.beat keeps beat alive through a Redis outage or a Redis that lost its memory.
+beat_scheduler = "segs.tasks.beat:SegsBeatScheduler"
 redbeat_redis_url = _settings.redis_url
 redbeat_redis_options = {"cluster": cluster_mode(_settings.redis_url, _settings.redis_cluster)}
 redbeat_key_prefix = "segs:{beat}:"

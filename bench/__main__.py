@@ -22,6 +22,8 @@ from bench.pipeline import queue_growth
 from bench.pipeline import run
 from bench.pipeline import sustained_verdict
 from bench.redis_cluster import start_cluster
+from bench.redis_cluster import start_redis
+from bench.spine import RedisLoss
 from bench.spine import redis_synced_on_every_write
 from bench.spine import run_peer
 from bench.spine import run_segs
@@ -113,6 +115,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "the services across a bridge, as on other hosts (needs root; bench.netns)",
     )
     options.add_argument(
+        "--kill-redis-at",
+        type=float,
+        metavar="S",
+        help="the stack's Redis (a private one, without persistence) is killed -9 S seconds "
+        "into the load and started again empty 3 s later; reports when the aggregates equal "
+        "raw_readings again (needs --broker amqp)",
+    )
+    options.add_argument(
         "--redis-cluster",
         action="store_true",
         help="a three-node Redis Cluster started for the run holds windows, ledger and marks "
@@ -192,16 +202,28 @@ def _closed_loop(args: argparse.Namespace) -> int:
         if args.broker != "amqp":
             raise SystemExit("--redis-cluster needs --broker amqp (kombu's Redis transport)")
         config = replace(config, redis_url=start_cluster().url, redis_cluster=True)
+    redis_loss = None
+    if args.kill_redis_at is not None:
+        if args.broker != "amqp" or args.redis_cluster:
+            raise SystemExit("--kill-redis-at needs --broker amqp and a single Redis")
+        server = start_redis()
+        config = replace(config, redis_url=server.url)
+        redis_loss = RedisLoss(server, args.kill_redis_at)
     if args.netns_workers and args.redis_cluster:
         raise SystemExit("--netns-workers forwards a single Redis only, not --redis-cluster")
     with ExitStack() as stack:
         if args.netns_workers:
             hosts = stack.enter_context(worker_hosts(max(config.reading_workers, 2)))
             config = replace(config, reading_workers=len(hosts), worker_hosts=tuple(hosts))
-        return _closed_loop_runs(args, shape, config)
+        return _closed_loop_runs(args, shape, config, redis_loss)
 
 
-def _closed_loop_runs(args: argparse.Namespace, shape: LoadShape, config: BenchConfig) -> int:
+def _closed_loop_runs(
+    args: argparse.Namespace,
+    shape: LoadShape,
+    config: BenchConfig,
+    redis_loss: RedisLoss | None = None,
+) -> int:
     print(
         f"SEGS closed-loop benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
@@ -211,7 +233,13 @@ def _closed_loop_runs(args: argparse.Namespace, shape: LoadShape, config: BenchC
         sep="\n",
         flush=True,
     )
-    reports = [run_segs(config, shape, "SEGS")]
+    if redis_loss is not None:
+        print(
+            f"Redis: a private one without persistence, killed -9 {redis_loss.at_s:g} s into the "
+            f"load and started again empty {redis_loss.down_s:g} s later",
+            flush=True,
+        )
+    reports = [run_segs(config, shape, "SEGS", redis_loss)]
     print("\n".join(reports[0].lines()), flush=True)
     segs_rate = reports[0].rate
     ok = bool(reports[0].totals.get("ok"))

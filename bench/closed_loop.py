@@ -201,6 +201,9 @@ class ClosedLoopReport:
     alerts: dict[str, int] = field(default_factory=dict)
     # On a Redis Cluster: the keys each primary held when the load ended.
     keys_per_node: list[int] = field(default_factory=list)
+    # Redis killed mid-load: seconds from its return until the aggregates equalled raw
+    # (None: not within the wait).
+    healed_after_s: float | None = None
 
     @property
     def rate(self) -> float:
@@ -242,6 +245,11 @@ class ClosedLoopReport:
                     for name, _, usec in self.redis_commands[:6]
                 )
                 + " µs per reading"
+            )
+        if self.healed_after_s is not None:
+            lines.append(
+                f"  after losing Redis    : every aggregate equals raw_readings "
+                f"{self.healed_after_s:.0f} s after Redis was back"
             )
         if self.keys_per_node:
             total = max(sum(self.keys_per_node), 1)

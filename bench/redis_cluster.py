@@ -124,7 +124,7 @@ class LocalRedisCluster:
             if condition():
                 return
             time.sleep(0.1)
-        raise RuntimeError(f"the test Redis Cluster did not come up: {what}")
+        raise RuntimeError(f"Redis did not come up: {what}")
 
 
 def start_cluster() -> LocalRedisCluster:
@@ -133,3 +133,50 @@ def start_cluster() -> LocalRedisCluster:
     atexit.register(cluster.stop)
     cluster.start()
     return cluster
+
+
+@dataclass
+class LocalRedis:
+    """A single Redis without persistence on a free loopback port, which can be killed (-9) and
+    started again empty on the same port: a Redis losing its memory."""
+
+    port: int
+    directory: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)),
+                *("--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        LocalRedisCluster._wait(
+            LocalRedisCluster._answers(self.port, "PONG", "PING"), f"Redis on {self.port} up"
+        )
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis() -> LocalRedis:
+    """Start a single Redis, stopped when this process exits."""
+    [port] = free_ports(1, first=16000, last=16999)
+    server = LocalRedis(port, Path(tempfile.mkdtemp(prefix="segs-redis-")))
+    atexit.register(server.stop)
+    server.start()
+    return server

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -30,6 +31,7 @@ from bench.pipeline import _stop
 from bench.pipeline import _totals
 from bench.pipeline import create_ingestion_key
 from bench.pipeline import redis_nodes
+from bench.redis_cluster import LocalRedis
 
 
 def _own_cpu() -> float:
@@ -69,8 +71,21 @@ class _QueueWatch:
         self._thread.join()
 
 
-def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopReport:
-    """The closed-loop load against the stack *config* describes; totals checked after."""
+@dataclass(frozen=True)
+class RedisLoss:
+    """Kill the stack's Redis (-9) *at_s* into the load and start it again empty *down_s*
+    later."""
+
+    server: LocalRedis
+    at_s: float
+    down_s: float = 3.0
+
+
+def run_segs(
+    config: BenchConfig, shape: LoadShape, label: str, redis_loss: RedisLoss | None = None
+) -> ClosedLoopReport:
+    """The closed-loop load against the stack *config* describes; totals checked after. With
+    *redis_loss*, also how long after Redis was back the aggregates equal raw_readings."""
     os.environ.update(config.env())
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-"))
     _run_setup(config)
@@ -83,6 +98,9 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         meter = CpuMeter(groups)
         meter.start()
         own = _own_cpu()
+        back_at: list[float] = []
+        if redis_loss is not None:
+            threading.Timer(redis_loss.at_s, _lose_redis, (redis_loss, back_at)).start()
         with _QueueWatch(config) as watch:
             load = run_load(config.api_port, "/telemetry/batch", key, shape)
             done_at, archived = wait_archived(counter, load.accepted)
@@ -92,6 +110,7 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         keys_per_node = [int(node.dbsize()) for node in redis_nodes(config)]
         # Let the worker settle what it holds before the totals are read.
         time.sleep(2.0)
+        healed_after_s = _wait_healed(config, load.accepted, back_at[0]) if back_at else None
     totals = _totals(config, load.accepted)
     alerts = _alerts_by_type(config)
     return ClosedLoopReport(
@@ -105,7 +124,26 @@ def run_segs(config: BenchConfig, shape: LoadShape, label: str) -> ClosedLoopRep
         redis_commands,
         alerts,
         keys_per_node if config.redis_cluster else [],
+        healed_after_s,
     )
+
+
+def _lose_redis(loss: RedisLoss, back_at: list[float]) -> None:
+    loss.server.kill()
+    time.sleep(loss.down_s)
+    loss.server.start()
+    back_at.append(time.monotonic())
+
+
+def _wait_healed(config: BenchConfig, accepted: int, back_at: float) -> float | None:
+    """Seconds from Redis's return until every aggregate table equals raw_readings (the
+    totals check, which first flushes what is still open), or None after 10 minutes. The stack
+    heals itself meanwhile (segs.services.healing)."""
+    while time.monotonic() - back_at < 600:
+        if _totals(config, accepted).get("ok"):
+            return time.monotonic() - back_at
+        time.sleep(5.0)
+    return None
 
 
 def _alerts_by_type(config: BenchConfig) -> dict[str, int]:

@@ -15,9 +15,8 @@ Everything else of the quarter-hour is rewritten from raw_readings in one transa
 flush's rounding rules, so a rebuild changes nothing where nothing was wrong and running it twice
 is the same as once.
 
-After Redis lost its memory, the ledger and the open windows are gone with it: first let the
-reading queues drain (every batch accepted before the loss folded once more), then rebuild the
-range from the oldest reading received since a minute before the loss.
+After Redis lost its memory, segs.services.healing runs this by itself over the quarter-hours
+that may have lost windows.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ def recompute_aggregates_command(since: datetime, until: datetime) -> None:
 
     Safe while the spine runs, and idempotent: a quarter-hour with a window still in Redis is
     left for its flush (run again later), and readings of batches not folded yet are left for
-    theirs. After Redis lost its memory, let the reading queues drain first.
+    theirs. After Redis lost its memory SEGS rebuilds what it held by itself.
     """
     if until <= since:
         raise click.BadParameter("must be after --since", param_hint="--until")

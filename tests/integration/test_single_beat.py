@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO
+from tests.support import redis_client
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -65,3 +66,21 @@ def test_a_second_beat_waits_and_takes_over_when_the_first_dies(clean_state, tmp
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+def test_beat_carries_on_after_redis_loses_its_memory(clean_state, tmp_path):
+    """Redis restarted empty: the lock and the schedule are gone. Beat takes the lock again,
+    writes its schedule back and goes on sending (the healing of segs.services.healing runs
+    from beat, so beat must outlive the loss)."""
+    log = tmp_path / "beat.log"
+    beat = start_beat(log)
+    try:
+        wait_for(lambda: sent(log) >= 1, timeout=30, message=log.read_text)
+        redis_client().flushdb()
+        before = sent(log)
+        wait_for(lambda: sent(log) >= before + 2, timeout=30, message=log.read_text)
+        assert "writing the schedule back" in log.read_text()
+        assert beat.poll() is None
+    finally:
+        os.killpg(beat.pid, signal.SIGKILL)
+        beat.wait(timeout=10)

@@ -22,6 +22,7 @@ def registered_tasks():
 def test_schedule_entries():
     assert set(BEAT_SCHEDULE) == {
         "flush-closed-windows",
+        "heal-after-redis-loss",
         "sample-queue-depths",
         "requeue-stalled-batches",
         "maintain-partitions",
