@@ -29,7 +29,8 @@ run: migrate
 CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_redelivery.py \
 	tests/integration/test_kill.py tests/integration/test_detection_script.py \
 	tests/integration/test_flush.py tests/integration/test_alert_detection.py \
-	tests/integration/test_recompute.py tests/integration/test_single_beat.py
+	tests/integration/test_recompute.py tests/integration/test_single_beat.py \
+	tests/integration/test_redis_loss.py
 
 ## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
 ## (the broker-free API tests only on the first), then the cluster run

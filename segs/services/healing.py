@@ -33,6 +33,7 @@ import psycopg
 import redis
 
 from segs.services.pending import PendingLedger
+from segs.services.recompute import FlushRunningError
 from segs.services.recompute import recompute_quarters
 from segs.services.windows_store import WindowStore
 
@@ -88,7 +89,11 @@ def heal(
         if now < detected_at + timedelta(seconds=settle_s):
             report.waiting += 1
             continue
-        rebuilt = recompute_quarters(conn, client, store, ledger, list(pending), lock_wait_s=5)
+        try:
+            rebuilt = recompute_quarters(conn, client, store, ledger, list(pending), lock_wait_s=5)
+        except FlushRunningError:
+            report.waiting += 1  # a long flush: the next pass tries again
+            continue
         report.rebuilt += rebuilt.quarters
         with conn.transaction():
             conn.execute(

@@ -12,6 +12,7 @@ import pytest
 
 from segs.db import raw_connection
 from segs.services import healing
+from segs.services.keyspace import FLUSH_LOCK
 from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
@@ -89,5 +90,21 @@ def test_a_quarter_still_in_redis_waits_for_its_flush(clean_state):
     assert heal_pass(after_s=SETTLE_S + 1) == healing.HealingReport()
     assert query("SELECT cardinality(pending_quarters) FROM redis_losses WHERE healed_at IS NULL")
     flush_now()
+    assert heal_pass(after_s=SETTLE_S + 2) == healing.HealingReport(rebuilt=1, healed=1)
+    assert_stored_equals_recomputed()
+
+
+def test_a_long_flush_puts_the_rebuild_off_to_the_next_pass(clean_state):
+    window = past_15m_window(45)
+    heal_pass()  # Redis's first start
+    assert fold_one(batch(window, "RL-5", 10), now_us())["folded"]
+    redis_client().flushdb()
+    heal_pass()
+    lock = redis_client().lock(FLUSH_LOCK, timeout=30)
+    assert lock.acquire(blocking=False)
+    try:
+        assert heal_pass(after_s=SETTLE_S + 1) == healing.HealingReport(waiting=1)
+    finally:
+        lock.release()
     assert heal_pass(after_s=SETTLE_S + 2) == healing.HealingReport(rebuilt=1, healed=1)
     assert_stored_equals_recomputed()
