@@ -444,6 +444,18 @@ class DetectionStore:
             pipe.zadd(key, deadlines, nx=True)
         pipe.execute()
 
+    def restore_deadlines(self, deadlines: list[tuple[str, str, float]]) -> None:
+        """Put back the deadlines (meter, region, due at in s) of meters that have none, as after
+        Redis lost its memory (segs.services.healing); a meter's next reading replaces it."""
+        by_shard: dict[str, dict[str | bytes, float]] = {}
+        for meter_id, region, due_s in deadlines:
+            key = self._keys_of(meter_id).deadlines
+            by_shard.setdefault(key, {})[_member(region, meter_id)] = due_s
+        pipe = self._redis.pipeline(transaction=False)
+        for key, members in by_shard.items():
+            pipe.zadd(key, members, nx=True)
+        pipe.execute()
+
     @property
     def shards(self) -> int:
         return self._shards

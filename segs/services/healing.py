@@ -9,6 +9,10 @@ takes its place:
   a redelivery) folds a second time, but the rebuild, which runs once every such batch has had
   its turn, rewrites its quarter-hour from raw_readings, where each reading is once;
 - detection baselines: relearned from each meter's next readings (5 of them);
+- silent-meter deadlines: put back from raw_readings for the meters that reported in the
+  DEADLINE_LOOKBACK before the loss (the last reading's acceptance plus the missed intervals
+  at the gap between its last two readings), so a meter that fell silent meanwhile is still
+  reported; one with its outage alert open already is left as it is;
 - token revocations and failed-login counts: reloaded from PostgreSQL (segs.services.revocation,
   segs.services.login_guard);
 - the pending ledger: with RabbitMQ the broker still holds every accepted batch. With the Redis
@@ -32,6 +36,9 @@ from datetime import timedelta
 import psycopg
 import redis
 
+from segs.config import Settings
+from segs.domain import alerts
+from segs.services.detection import DetectionStore
 from segs.services.pending import PendingLedger
 from segs.services.recompute import FlushRunningError
 from segs.services.recompute import recompute_quarters
@@ -41,6 +48,22 @@ GENERATION = "segs:generation"
 # How long before the loss a reading may have been received and still sat in a lost window: a
 # late quarter-hour gathers for 7.5 minutes (SEGS_LATE_WINDOW_HOLD_S), plus flushes and grace.
 LOOKBACK = timedelta(minutes=15)
+
+# How long before the loss a meter's last reading may have been received for its silence to be
+# watched again: meters reporting less often than every 20 minutes are not.
+DEADLINE_LOOKBACK = timedelta(hours=1)
+
+# Each meter's newest reading received since, and the gap to its reading before.
+_LAST_READINGS_SINCE = """
+SELECT DISTINCT ON (r.meter_id) r.meter_id, r.region, r.received_at,
+       r.ts - lead(r.ts) OVER (PARTITION BY r.meter_id ORDER BY r.ts DESC) AS gap
+FROM raw_readings r
+WHERE r.received_at >= %(since)s
+  AND NOT EXISTS (
+      SELECT 1 FROM alerts a
+      WHERE a.meter_id = r.meter_id AND a.type = %(outage)s AND a.status = ANY(%(open)s))
+ORDER BY r.meter_id, r.ts DESC
+"""
 
 _QUARTERS_RECEIVED_SINCE = """
 SELECT DISTINCT date_bin(interval '15 minutes', ts, timestamptz 'epoch')
@@ -56,11 +79,34 @@ class HealingReport:
     healed: int = 0
 
 
-def notice_loss(conn: psycopg.Connection, client: redis.Redis, now: datetime) -> bool:
-    """Set the generation marker if Redis has none; if it had none, record a loss with the
-    quarter-hours to rebuild. True if a loss was found."""
+def notice_loss(
+    conn: psycopg.Connection,
+    client: redis.Redis,
+    detection: DetectionStore,
+    missed_intervals: int,
+    now: datetime,
+) -> bool:
+    """Set the generation marker if Redis has none; if it had none, put the silent-meter
+    deadlines back and record a loss with the quarter-hours to rebuild. True if a loss was
+    found."""
     if not client.set(GENERATION, now.isoformat(), nx=True):
         return False
+    with conn.transaction():
+        readings = conn.execute(
+            _LAST_READINGS_SINCE,
+            {
+                "since": now - DEADLINE_LOOKBACK,
+                "outage": alerts.METER_OUTAGE,
+                "open": list(alerts.OPEN_STATUSES),
+            },
+        ).fetchall()
+    detection.restore_deadlines(
+        [
+            (meter_id, region, received_at.timestamp() + missed_intervals * gap.total_seconds())
+            for meter_id, region, received_at, gap in readings
+            if gap is not None and gap.total_seconds() > 0
+        ]
+    )
     with conn.transaction():
         quarters = [row[0] for row in conn.execute(_QUARTERS_RECEIVED_SINCE, (now - LOOKBACK,))]
         conn.execute(
@@ -76,11 +122,14 @@ def heal(
     client: redis.Redis,
     store: WindowStore,
     ledger: PendingLedger,
-    settle_s: float,
+    detection: DetectionStore,
+    settings: Settings,
     now: datetime,
 ) -> HealingReport:
     """One pass: notice a loss, and rebuild what settled losses still wait for."""
-    report = HealingReport(lost=notice_loss(conn, client, now))
+    lost = notice_loss(conn, client, detection, settings.silent_after_intervals, now)
+    report = HealingReport(lost=lost)
+    settle_s = settings.redis_loss_settle_s
     with conn.transaction():
         losses = conn.execute(
             "SELECT id, detected_at, pending_quarters FROM redis_losses WHERE healed_at IS NULL"

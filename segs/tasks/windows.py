@@ -18,6 +18,7 @@ from segs.services import flush
 from segs.services import healing
 from segs.services.keyspace import FLUSH_LOCK
 from segs.tasks.alerts import evaluate_overloads
+from segs.tasks.alerts import get_detection_store
 from segs.tasks.queues import queue_depths
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
@@ -74,7 +75,8 @@ def heal_after_redis_loss() -> dict[str, int]:
             get_redis(),
             get_window_store(),
             get_pending_ledger(),
-            get_settings().redis_loss_settle_s,
+            get_detection_store(),
+            get_settings(),
             datetime.now(UTC),
         )
     if report.lost:

@@ -4,20 +4,26 @@ the double folds its lost marks let through are rebuilt from raw_readings, with 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
 import pytest
 
+from segs.config import get_settings
 from segs.db import raw_connection
+from segs.db import session_scope
+from segs.services import alerting
 from segs.services import healing
 from segs.services.keyspace import FLUSH_LOCK
+from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import flush_now
 from tests.support import fold_one
+from tests.support import keys_of
 from tests.support import now_us
 from tests.support import past_15m_window
 from tests.support import query
@@ -41,7 +47,8 @@ def heal_pass(after_s: float = 0.0) -> healing.HealingReport:
             redis_client(),
             window_store(),
             get_pending_ledger(),
-            SETTLE_S,
+            get_detection_store(),
+            replace(get_settings(), redis_loss_settle_s=SETTLE_S),
             datetime.now(UTC) + timedelta(seconds=after_s),
         )
 
@@ -108,3 +115,25 @@ def test_a_long_flush_puts_the_rebuild_off_to_the_next_pass(clean_state):
         lock.release()
     assert heal_pass(after_s=SETTLE_S + 2) == healing.HealingReport(rebuilt=1, healed=1)
     assert_stored_equals_recomputed()
+
+
+def test_a_meter_silent_at_the_loss_is_still_reported(clean_state):
+    heal_pass()  # Redis's first start
+    meter = "RL-SILENT"
+    start = now_us() - 30 * MICRO
+    rows = to_rows([reading(meter, REGION, start + i * 2 * MICRO, 4.0) for i in (0, 1)])
+    received_at_us = now_us()
+    assert fold_one(rows, received_at_us)["folded"]
+    redis_client().flushdb()  # its state and its deadline are gone
+
+    assert heal_pass().lost
+    # Back from raw_readings: its last acceptance plus 3 intervals of 2 s.
+    due = redis_client().zscore(keys_of(meter).deadlines, f"{REGION}\n{meter}")
+    assert due == pytest.approx(received_at_us / MICRO + 3 * 2)
+    with session_scope() as session:
+        alerting.sweep_silent_meters(
+            session, get_detection_store(), datetime.now(UTC) + timedelta(seconds=30)
+        )
+    assert query("SELECT type, status FROM alerts WHERE meter_id = %s", (meter,)) == [
+        ("METER_OUTAGE", "active")
+    ]
