@@ -13,15 +13,20 @@ from __future__ import annotations
 import redis
 
 
-def redis_broker_risk(broker_url: str, ledger_url: str) -> str | None:
+def redis_broker_risk(broker_url: str, ledger_url: str, *, addresses: bool = True) -> str | None:
     """What a Redis restart would cost accepted readings, or None when nothing: RabbitMQ, or
     Redis servers that sync every write. Servers that cannot be asked are left to the
-    readiness checks."""
+    readiness checks. Without *addresses* the servers are named by their role, not by host and
+    port (for answers anyone may read)."""
     if not broker_url.startswith(("redis", "rediss")):
         return None
     risks = []
     for url in dict.fromkeys((broker_url, ledger_url)):
-        risk = _server_risk(url)
+        if addresses:
+            server = f"the Redis at {_where(url)}"
+        else:
+            server = "the broker's Redis" if url == broker_url else "the Redis of REDIS_URL"
+        risk = _server_risk(url, server)
         if risk:
             risks.append(risk)
     if not risks:
@@ -33,22 +38,22 @@ def redis_broker_risk(broker_url: str, ledger_url: str) -> str | None:
     )
 
 
-def _server_risk(url: str) -> str | None:
+def _server_risk(url: str, server: str) -> str | None:
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
         config = {_text(key): _text(value) for key, value in client.config_get("append*").items()}
     except redis.ResponseError:
         # CONFIG can be renamed or refused (managed Redis): say that it is unknown.
-        return f"the persistence of the Redis at {_where(url)} is unknown (CONFIG refused)"
+        return f"the persistence of {server} is unknown (CONFIG refused)"
     except redis.RedisError:
         return None
     finally:
         client.close()
     if config.get("appendonly") != "yes":
-        return f"the Redis at {_where(url)} keeps no append-only file (appendonly no)"
+        return f"{server} keeps no append-only file (appendonly no)"
     if config.get("appendfsync") != "always":
         return (
-            f"the Redis at {_where(url)} syncs its append-only file "
+            f"{server} syncs its append-only file "
             f"{config.get('appendfsync', 'everysec')}, not always"
         )
     return None

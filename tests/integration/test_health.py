@@ -34,6 +34,9 @@ def test_ready_when_every_dependency_answers(client, app):
         [warning] = body["warnings"]
         assert "keeps no append-only file (appendonly no)" in warning
         assert "use RabbitMQ, or Redis with appendonly yes and appendfsync always" in warning
+        # Anyone may read /ready: the servers are named by role, not by address.
+        assert "the broker's Redis" in warning
+        assert "localhost" not in warning and "6379" not in warning
 
 
 METRICS_AUTH = {"Authorization": "Bearer test-metrics-token"}  # SEGS_METRICS_TOKEN in conftest
