@@ -50,6 +50,12 @@ def _account_key(email: str) -> str:
     return hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
+def _client_part(address: str) -> str:
+    """The client address as a key part: behind a proxy it comes from a header, so it is bounded
+    and printable (login_failures keeps keys of up to 200 characters, and no NUL)."""
+    return "".join(char if char.isprintable() else "?" for char in address[:100])
+
+
 @dataclass(frozen=True)
 class LoginGuard:
     client: redis.Redis
@@ -58,7 +64,7 @@ class LoginGuard:
 
     def _keys(self, email: str, address: str) -> tuple[str, str]:
         account = _account_key(email)
-        return f"{_PREFIX}{account}:{address}", f"{_PREFIX}{account}"
+        return f"{_PREFIX}{account}:{_client_part(address)}", f"{_PREFIX}{account}"
 
     def retry_after(self, email: str, address: str, now_s: float) -> int:
         """Seconds *address* must wait before trying *email* again (0: it may try now)."""

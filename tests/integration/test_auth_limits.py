@@ -90,6 +90,17 @@ def test_failed_logins_are_not_forgotten_when_redis_loses_its_memory(client, app
     assert scalar("SELECT count(*) FROM login_failures WHERE key LIKE '%:198.51.100.21'") == 0
 
 
+def test_a_hostile_client_address_is_only_counted(client, app, clean_state):
+    """Behind a proxy the address comes from a header: NUL, control characters and 5,000
+    characters are counted like any address, never a 500."""
+    create_account(app, email="odd@example.test")
+    wrong = {"email": "odd@example.test", "password": "wrong-password-1"}
+    for address in ("\x00\x01\x1b[31m", "9" * 5000):
+        response = client.post(LOGIN, json=wrong, **from_ip(address))
+        assert response.status_code == 401, response.get_json()
+    assert scalar("SELECT max(length(key)) FROM login_failures") <= 200
+
+
 def test_failures_spread_over_many_addresses_slow_the_account_briefly(clean_state):
     app, client = limited_client(login_free_failures_per_account=4)
     create_account(app, email="spread@example.test")
