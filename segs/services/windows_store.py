@@ -21,7 +21,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import redis
 
@@ -350,16 +349,11 @@ class WindowStore:
     def flushing(self, size: str) -> dict[WindowKey, list[str]]:
         """*size* window hashes moved out but not yet forgotten (including leftovers of earlier
         flushes), by window: each shard's hash of the window, from each flush that moved one."""
-        pipe = self.client.pipeline(transaction=False)
-        for names in self._all():
-            pipe.smembers(names.flushing)
         by_window: dict[WindowKey, list[str]] = {}
-        for members in pipe.execute():
-            for member in members:
-                name = member.decode()
-                window = parse_flushing_name(name).window
-                if window.size == size:
-                    by_window.setdefault(window, []).append(name)
+        for name in self._flushing_names():
+            window = parse_flushing_name(name).window
+            if window.size == size:
+                by_window.setdefault(window, []).append(name)
         return {window: sorted(by_window[window]) for window in sorted(by_window)}
 
     def read(self, name: str) -> dict[str, WindowStats]:
@@ -400,27 +394,31 @@ class WindowStore:
         pipe.execute()
 
     def open_windows_by_size(self) -> dict[str, int]:
-        pipe = self.client.pipeline(transaction=False)
-        for names in self._all():
-            pipe.zrange(names.open_windows, 0, -1)
         counts: dict[str, int] = {}
-        for members in pipe.execute():
-            for member in members:
-                size = parse_window_name(member.decode()).size
-                counts[size] = counts.get(size, 0) + 1
+        for name in self._open_names():
+            size = parse_window_name(name).size
+            counts[size] = counts.get(size, 0) + 1
         return counts
 
     def windows_in_redis(self) -> set[WindowKey]:
         """Every window with a hash in Redis, open or being flushed, in any shard."""
+        return {parse_window_name(name) for name in self._open_names()} | {
+            parse_flushing_name(name).window for name in self._flushing_names()
+        }
+
+    def _open_names(self) -> list[str]:
+        """Every shard's open window hashes, one round trip."""
         pipe = self.client.pipeline(transaction=False)
         for names in self._all():
             pipe.zrange(names.open_windows, 0, -1)
+        return [member.decode() for members in pipe.execute() for member in members]
+
+    def _flushing_names(self) -> list[str]:
+        """Every shard's window hashes being flushed, one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for names in self._all():
             pipe.smembers(names.flushing)
-        windows: set[WindowKey] = set()
-        for open_names, flushing_names in _pairs(pipe.execute()):
-            windows.update(parse_window_name(name.decode()) for name in open_names)
-            windows.update(parse_flushing_name(name.decode()).window for name in flushing_names)
-        return windows
+        return [member.decode() for members in pipe.execute() for member in members]
 
     def _all(self) -> list[ShardKeys]:
         return all_shard_keys(self.shards)
@@ -428,7 +426,3 @@ class WindowStore:
     @staticmethod
     def _flushing_set_of(name: str) -> str:
         return shard_keys(parse_flushing_name(name).shard).flushing
-
-
-def _pairs(replies: list[Any]) -> list[tuple[Any, Any]]:
-    return list(zip(replies[::2], replies[1::2], strict=True))
