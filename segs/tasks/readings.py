@@ -44,10 +44,10 @@ _REDIS_BROKER = _settings.broker_url.startswith(("redis", "rediss"))
 
 @dataclass(frozen=True)
 class Message:
-    """One fold_batch message: its batch, the queue it came from and how often it failed."""
+    """One fold_batch message: its batch (with the shard whose queue it came from) and how
+    often it failed."""
 
     batch: Batch
-    queue: str
     data_failures: int
     retries: int
 
@@ -94,14 +94,12 @@ def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
     for request in requests:
         # A re-published copy can meet its original in one group: one run folds both.
         unique.setdefault(request.id, request)
-    queues = {
-        task_id: str((request.delivery_info or {}).get("routing_key") or queue_for_shard(0))
+    shards = {
+        task_id: _shard_of(str((request.delivery_info or {}).get("routing_key") or ""))
         for task_id, request in unique.items()
     }
     from_ledger = [
-        (_shard_of(queues[task_id]), task_id)
-        for task_id, request in unique.items()
-        if request.args[0] is None
+        (shards[task_id], task_id) for task_id, request in unique.items() if request.args[0] is None
     ]
     stored = get_pending_ledger().rows_of_many(from_ledger) if from_ledger else {}
     messages = []
@@ -110,11 +108,9 @@ def _read_messages(requests: list[SimpleRequest]) -> list[Message]:
         if rows is None:
             # None: folded and settled before this copy ran.
             rows = stored.get(task_id) or []
-        queue = queues[task_id]
         messages.append(
             Message(
-                Batch(task_id, rows, received_at_us, _shard_of(queue)),
-                queue,
+                Batch(task_id, rows, received_at_us, shards[task_id]),
                 int(request.kwargs.get("data_failures", 0)),
                 int(request.kwargs.get("retries", 0)),
             )
@@ -207,7 +203,7 @@ def _retry_later(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
     try:
         _send(
             batch.batch_id,
-            message.queue,
+            queue_for_shard(batch.shard),
             None if get_settings().pending_ledger else batch.rows,
             batch.received_at_us,
             countdown=countdown,

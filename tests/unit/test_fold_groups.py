@@ -9,7 +9,7 @@ from segs.tasks.readings import _groups
 
 def message(batch_id: str, readings: int) -> Message:
     rows = [["M", "R", "id", n, 0, None, None, None, None, None, None] for n in range(readings)]
-    return Message(Batch(batch_id, rows, 0, 0), "readings.0", 0, 0)
+    return Message(Batch(batch_id, rows, 0, 0), 0, 0)
 
 
 def sizes(groups: list[list[Message]]) -> list[list[int]]:
