@@ -137,11 +137,14 @@ def start_cluster() -> LocalRedisCluster:
 
 @dataclass
 class LocalRedis:
-    """A single Redis without persistence on a free loopback port, which can be killed (-9) and
-    started again empty on the same port: a Redis losing its memory."""
+    """A single Redis on a free loopback port, without persistence unless *options* say
+    otherwise, which can be killed (-9) and started again empty on the same port: a Redis
+    losing its memory."""
 
     port: int
     directory: Path
+    # More redis-server options, e.g. ("--appendonly", "yes").
+    options: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -154,6 +157,7 @@ class LocalRedis:
                 "redis-server",
                 *("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)),
                 *("--save", "", "--appendonly", "no"),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -173,10 +177,11 @@ class LocalRedis:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_redis() -> LocalRedis:
-    """Start a single Redis, stopped when this process exits."""
+def start_redis(*options: str) -> LocalRedis:
+    """Start a single Redis (with these redis-server *options*), stopped when this process
+    exits."""
     [port] = free_ports(1, first=16000, last=16999)
-    server = LocalRedis(port, Path(tempfile.mkdtemp(prefix="segs-redis-")))
+    server = LocalRedis(port, Path(tempfile.mkdtemp(prefix="segs-redis-")), options)
     atexit.register(server.stop)
     server.start()
     return server

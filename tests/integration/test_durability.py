@@ -3,15 +3,13 @@ servers started here with each persistence setting."""
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 
 import pytest
-import redis
 
-from bench.redis_cluster import free_ports
+from bench.redis_cluster import LocalRedis
+from bench.redis_cluster import start_redis
 from segs.services.durability import redis_broker_risk
 
 pytestmark = pytest.mark.integration
@@ -20,41 +18,18 @@ RABBIT = "amqp://guest:guest@localhost:5672//"
 
 
 @pytest.fixture
-def private_redis(tmp_path) -> Iterator[Callable[[str, str], str]]:
+def private_redis() -> Iterator[Callable[[str, str], str]]:
     """Start a Redis with the given append-only settings; returns its URL."""
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[LocalRedis] = []
 
     def start(appendonly: str, appendfsync: str) -> str:
-        [port] = free_ports(1, first=20000, last=20999)
-        node_dir = tmp_path / str(port)
-        node_dir.mkdir()
-        started.append(
-            subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--dir", str(node_dir), "--appendonly", appendonly,
-                 "--appendfsync", appendfsync],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-        return url
+        server = start_redis("--appendonly", appendonly, "--appendfsync", appendfsync)
+        started.append(server)
+        return server.url
 
     yield start
-    for process in started:
-        process.terminate()
-        process.wait(timeout=10)
+    for server in started:
+        server.stop()
 
 
 def test_rabbitmq_keeps_accepted_readings_whatever_redis_does(private_redis):
