@@ -96,8 +96,9 @@ def test_worker_killed_mid_load(app, worker, published):
     sender.start()
     try:
         # Kill once the worker is demonstrably busy with the load and the load is still coming.
+        # Rows are committed before their batch is counted settled: wait for both.
         wait_for(
-            lambda: len(answers) >= 4 and raw_count() >= 250,
+            lambda: len(answers) >= 4 and raw_count() >= 250 and worker.fold_runs() > 0,
             timeout=60,
             message=worker.log,
         )
