@@ -90,6 +90,18 @@ def clean_state(database: None) -> None:
 
 
 @pytest.fixture
+def script_redis():
+    """The test Redis alone, emptied before and after: a script's specification test
+    (tests.redis_model) needs no other service."""
+    from segs.redis_client import get_redis
+
+    client = get_redis()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
 def worker(clean_state: None, tmp_path):
     """A real Celery worker subprocess (prefork, concurrency 2), stopped at teardown."""
     proc = support.WorkerProcess(tmp_path / "worker")

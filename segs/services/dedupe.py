@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import redis
 
 from segs.services.keyspace import shard_keys
-from segs.services.lua import BULK_LUA
-from segs.services.lua import per_section
+from segs.services.lua import BULK
+from segs.services.lua import LuaScript
 from segs.services.lua import run_sections
 
 # Marks live in hashes, one per 10 s of reading time ("buckets"), with the meter id and the
@@ -26,57 +26,13 @@ from segs.services.lua import run_sections
 # marks keys of one hash tag.
 BUCKET_SPAN_US = 10_000_000
 
-# One round trip for the whole batch, a section per shard (segs.services.lua.per_section). A
-# section's KEYS[1] is one of its buckets (it routes the call on a cluster; the buckets are
-# derived here); its ARGV: the marks, TTL (s), the shard's bucket prefix. The marks arrive as
-# one blob of length-prefixed meter ids and timestamps (each mark's field is its slice of the
-# blob), and the answer is one string of '1' (new) and '0' (seen): a reply of 500 separate
-# integers and 500 separate arguments cost the API more CPU than the rest of a request.
-_MARK = BULK_LUA + per_section(
-    f"""
-local blob, ttl, prefix = ARGV[1], tonumber(ARGV[2]) + {BUCKET_SPAN_US // 1_000_000}, ARGV[3]
-local buckets, order, where = {{}}, {{}}, {{}}
-local pos, size = 1, #blob
-local last_ts, bucket
-while pos <= size do
-  local meter, ts, next_pos = struct.unpack('<Hc0i8', blob, pos)
-  if ts ~= last_ts then
-    bucket = prefix .. string.format('%d', math.floor(ts / {BUCKET_SPAN_US}))
-    last_ts = ts
-  end
-  local fields = buckets[bucket]
-  if not fields then
-    fields = {{}}
-    buckets[bucket] = fields
-    order[#order + 1] = bucket
-  end
-  fields[#fields + 1] = string.sub(blob, pos + 2, next_pos - 1)
-  where[#where + 1] = {{fields, #fields}}
-  pos = next_pos
-end
-local seen = {{}}
-for _, name in ipairs(order) do
-  local fields = buckets[name]
-  local stored = hmget_all(name, fields)
-  local new = {{}}
-  for i = 1, #fields do
-    if not stored[i] then
-      new[#new + 1] = fields[i]
-      new[#new + 1] = '1'
-    end
-  end
-  seen[fields] = stored
-  if #new > 0 then
-    call_pairs('HSET', name, new)
-    redis.call('EXPIRE', name, ttl, 'NX')
-  end
-end
-local flags = {{}}
-for i = 1, #where do
-  if seen[where[i][1]][where[i][2]] then flags[i] = '0' else flags[i] = '1' end
-end
-return table.concat(flags)
-"""
+# One round trip for the whole request: a section per shard (segs.services.lua.run_sections).
+_MARK = LuaScript(
+    __package__,
+    "dedupe.mark.lua",
+    uses=(BULK,),
+    constants={"BUCKET_SPAN_US": BUCKET_SPAN_US, "BUCKET_SPAN_S": BUCKET_SPAN_US // 1_000_000},
+    sectioned=True,
 )
 
 _KEY_HEAD = struct.Struct("<H")
@@ -104,24 +60,23 @@ class RedisDedupeMarks:
     client: redis.Redis
     ttl_s: int
 
-    def __post_init__(self) -> None:
-        self._mark = self.client.register_script(_MARK)
-
     def mark_new(self, keys: dict[int, list[tuple[str, int]]]) -> dict[int, list[bool]]:
         """Mark each key (unique within the call), given by shard; whether each was new, by
         shard. One round trip (one per node of a cluster)."""
         shards = [shard for shard, listed in keys.items() if listed]
         sections = [
             (
-                [mark_of(shard, *keys[shard][0])[0]],
-                [_pack_keys(keys[shard]), self.ttl_s, shard_keys(shard).dedupe_prefix],
+                {"first_bucket": mark_of(shard, *keys[shard][0])[0]},
+                {
+                    "marks": _pack_keys(keys[shard]),
+                    "ttl": self.ttl_s,
+                    "prefix": shard_keys(shard).dedupe_prefix,
+                },
             )
             for shard in shards
         ]
         marked: dict[int, list[bool]] = {shard: [] for shard in keys if shard not in shards}
-        for shard, flags in zip(
-            shards, run_sections(self.client, self._mark, sections), strict=True
-        ):
+        for shard, flags in zip(shards, run_sections(self.client, _MARK, sections), strict=True):
             if b"0" not in flags:  # the usual answer: nothing seen before
                 marked[shard] = [True] * len(keys[shard])
             else:

@@ -7,7 +7,7 @@ writes the same state, and it survives restarts):
 - ``segs:{s<k>}:detect:outbox``     hash batch id -> findings not yet stored in PostgreSQL
 - ``segs:{s<k>}:detect:downtime``   the shard's copy of the downtime (below)
 
-Readings are judged inside the window fold script (segs.services.windows_store, DETECT_LUA
+Readings are judged inside the window fold script (segs.services.windows_store; DETECT
 below): the fold, the "batch applied" mark, the new states and the batch's findings are one
 atomic step. So a batch is judged exactly once however often it runs, and no extra round trip
 or optimistic retry is needed when two workers touch the same meter. The findings wait in the
@@ -67,7 +67,9 @@ from segs.services.keyspace import REFUSED_AT
 from segs.services.keyspace import ShardKeys
 from segs.services.keyspace import all_shard_keys
 from segs.services.keyspace import shard_keys
-from segs.services.lua import BULK_LUA
+from segs.services.lua import BULK
+from segs.services.lua import LuaLibrary
+from segs.services.lua import LuaScript
 from segs.services.lua import run_scripts
 
 WATERMARK_MARGIN_S = 2.0
@@ -95,160 +97,31 @@ _FINDING_LUA = "<Hc0Hc0i8i8i8BB"
 _FINDING_HEAD = struct.Struct("<H")
 _FINDING_TAIL = struct.Struct("<qqqBB")
 
-# A Lua chunk for the fold script. It defines detect(keys, readings, received_at_us, missed,
-# relearn), keys being a shard's {states, deadlines, downtime}, which judges the packed readings
-# (sorted by meter, then time), stores the new states and deadlines, and returns the findings
-# packed as one string. It reads and writes all states in bulk.
-DETECT_LUA = (
-    BULK_LUA
-    + f"""
-local STATE = '{_STATE_LUA}'
-local MIN_SAMPLES = {alerts.MIN_SAMPLES}
-local FLOOR = {alerts.FLOOR_BASELINE}
-local OUTAGE_BELOW = {alerts.OUTAGE_POWER_BELOW}
-local OUTAGE_ABOVE = {alerts.OUTAGE_BASELINE_ABOVE}
-local SPIKE, DROP, OUTAGE, SILENT = {_CODE_OF[alerts.POWER_SPIKE]}, {_CODE_OF[alerts.POWER_DROP]},
-  {_CODE_OF[alerts.POWER_OUTAGE]}, {_CODE_OF[alerts.METER_OUTAGE]}
-
-local function judge(baseline, power)
-  if power < OUTAGE_BELOW and baseline > OUTAGE_ABOVE then return OUTAGE end
-  local base = baseline
-  if base == 0 then base = FLOOR end
-  if power > 2 * base then return SPIKE end
-  if 2 * power < base then return DROP end
-  return 0
-end
-
-local function detect(keys, readings, received, missed, relearn)
-  local downtime = tonumber(redis.call('GET', keys[3]) or '0')
-  local meters, regions, times, powers = {{}}, {{}}, {{}}, {{}}
-  local unique = {{}}
-  local pos, size = 1, #readings
-  while pos <= size do
-    local m, r, ts, power, next_pos = struct.unpack('<Hc0Hc0i8i8', readings, pos)
-    pos = next_pos
-    local n = #meters + 1
-    meters[n], regions[n], times[n], powers[n] = m, r, ts, power
-    if m ~= unique[#unique] then unique[#unique + 1] = m end
-  end
-  if #unique == 0 then return '' end
-  local stored = hmget_all(keys[1], unique)
-  local found, states, deadlines = {{}}, {{}}, {{}}
-  local meter, region, s, changed
-  local k = 0
-  local function emit(ts, power, baseline, kind, code)
-    found[#found + 1] = struct.pack('{_FINDING_LUA}', #meter, meter, #region, region, ts, power,
-                                    baseline, kind, code)
-  end
-  local function store()
-    if not changed then return end
-    states[#states + 1] = meter
-    states[#states + 1] = struct.pack(STATE, s[1], s[2], s[3], s[4], s[5], s[6], s[7])
-    if s[4] > 0 then
-      deadlines[#deadlines + 1] = (received + missed * s[4]) / {MICRO} - downtime
-      deadlines[#deadlines + 1] = region .. '\\n' .. meter
-    end
-  end
-  for i = 1, #meters do
-    local ts, power = times[i], powers[i]
-    if meters[i] ~= meter then
-      if meter then store() end
-      k = k + 1
-      meter, region, changed = meters[i], regions[i], false
-      local raw = stored[k]
-      s = nil
-      if raw then
-        s = {{struct.unpack(STATE, raw)}}
-        if s[7] == 1 then  -- reported silent by a sweep, and reporting again
-          emit(ts, power, 0, {_CLEAR}, SILENT)
-          s[7] = 0
-          changed = true
-        end
-      end
-    end
-    if not s then
-      s = {{1, power, ts, 0, 0, 0, 0}}
-      changed = true
-    elseif ts > s[3] then
-      changed = true
-      s[4] = ts - s[3]
-      s[3] = ts
-      if s[1] < MIN_SAMPLES then
-        s[2] = math.floor((4 * s[2] + power + 2) / 5)
-      else
-        local kind = judge(s[2], power)
-        if kind == 0 then
-          if s[5] ~= 0 then emit(ts, power, s[2], {_CLEAR}, s[5]) end
-          s[2] = math.floor((4 * s[2] + power + 2) / 5)
-          s[5], s[6] = 0, 0
-        else
-          if s[5] ~= 0 and s[5] ~= kind then emit(ts, power, s[2], {_CLEAR}, s[5]) end
-          local streak = 1
-          if s[5] == kind then streak = s[6] + 1 end
-          if kind ~= OUTAGE and relearn > 0 and streak >= relearn then
-            if s[5] == kind then emit(ts, power, s[2], {_CLEAR}, kind) end
-            s[2], s[5], s[6] = power, 0, 0
-          else
-            emit(ts, power, s[2], {_RAISE}, kind)
-            s[5], s[6] = kind, streak
-          end
-        end
-      end
-      s[1] = s[1] + 1
-    end
-  end
-  store()
-  if #states > 0 then call_pairs('HSET', keys[1], states) end
-  if #deadlines > 0 then call_pairs('ZADD', keys[2], deadlines) end
-  return table.concat(found)
-end
-"""
+# detect(keys, readings, received_at_us, missed, relearn) for the fold script
+# (segs.services.windows_store): the rule of segs.domain.alerts.observe, in Lua.
+DETECT = LuaLibrary(
+    __package__,
+    "detection.detect.lua",
+    uses=(BULK,),
+    constants={
+        "STATE": _STATE_LUA,
+        "FINDING": _FINDING_LUA,
+        "MICRO": MICRO,
+        "MIN_SAMPLES": alerts.MIN_SAMPLES,
+        "FLOOR": alerts.FLOOR_BASELINE,
+        "OUTAGE_BELOW": alerts.OUTAGE_POWER_BELOW,
+        "OUTAGE_ABOVE": alerts.OUTAGE_BASELINE_ABOVE,
+        "SPIKE": _CODE_OF[alerts.POWER_SPIKE],
+        "DROP": _CODE_OF[alerts.POWER_DROP],
+        "OUTAGE": _CODE_OF[alerts.POWER_OUTAGE],
+        "SILENT": _CODE_OF[alerts.METER_OUTAGE],
+        "RAISE": _RAISE,
+        "CLEAR": _CLEAR,
+    },
 )
-
-# KEYS: last sweep, downtime, last refusal. ARGV: now (s), longest normal gap between sweeps (s).
-# Returns the downtime so far (s), counting the time since the previous sweep when that was too
-# long ago or the API refused readings meanwhile.
-_SWEEP_CLOCK = """
-local last = tonumber(redis.call('GET', KEYS[1]))
-local downtime = tonumber(redis.call('GET', KEYS[2]) or '0')
-local refused = tonumber(redis.call('GET', KEYS[3]) or '-1')
-local now = tonumber(ARGV[1])
-if last and now > last and (now - last > tonumber(ARGV[2]) or refused >= last) then
-  downtime = downtime + (now - last)
-  redis.call('SET', KEYS[2], tostring(downtime))
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return tostring(downtime)
-"""
-
-# KEYS: deadlines zset, states hash. ARGV: now (s), max members.
-_POP_DUE = f"""
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, member in ipairs(due) do
-  redis.call('ZREM', KEYS[1], member)
-  local meter = string.sub(member, string.find(member, '\\n', 1, true) + 1)
-  local raw = redis.call('HGET', KEYS[2], meter)
-  if raw then
-    local a, b, c, d, e, f = struct.unpack('{_STATE_LUA}', raw)
-    redis.call('HSET', KEYS[2], meter, struct.pack('{_STATE_LUA}', a, b, c, d, e, f, 1))
-  end
-end
-return due
-"""
-
-
-# KEYS: states hash. ARGV: meter, packed state, meter, packed state...
-# Deletes each state only if it is still the one read: a reading meanwhile keeps the meter.
-_FORGET_UNCHANGED = """
-local forgotten = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    forgotten = forgotten + 1
-  end
-end
-return forgotten
-"""
+_SWEEP_CLOCK = LuaScript(__package__, "detection.sweep_clock.lua")
+_POP_DUE = LuaScript(__package__, "detection.pop_due.lua", constants={"STATE": _STATE_LUA})
+_FORGET_UNCHANGED = LuaScript(__package__, "detection.forget_unchanged.lua")
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +174,7 @@ def _reading_head(meter: str, region: str) -> bytes:
 
 
 def pack_readings(rows: list[ReadingRow]) -> bytes:
-    """The readings for DETECT_LUA: sorted by meter, then time, each meter's readings together."""
+    """The readings for DETECT: sorted by meter, then time, each meter's readings together."""
     tail = _READING_TAIL.pack
     parts: list[bytes] = []
     for row in sorted(rows, key=itemgetter(ROW_METER, ROW_TS)):
@@ -311,7 +184,7 @@ def pack_readings(rows: list[ReadingRow]) -> bytes:
 
 
 def unpack_findings(packed: bytes) -> list[MeterFinding]:
-    """DETECT_LUA's findings; a raise gets its severity and message from the Python rule."""
+    """DETECT's findings; a raise gets its severity and message from the Python rule."""
     findings: list[MeterFinding] = []
     pos = 0
     while pos < len(packed):
@@ -344,9 +217,6 @@ class DetectionStore:
         self._redis = client
         self._shards = shards
         self._sweep_gap_s = sweep_gap_s
-        self._pop_due = client.register_script(_POP_DUE)
-        self._sweep_clock = client.register_script(_SWEEP_CLOCK)
-        self._forget_unchanged = client.register_script(_FORGET_UNCHANGED)
 
     def unstored_findings(self, shard: int, batch_id: str) -> list[MeterFinding]:
         """Findings of a batch folded earlier and not yet stored (its task ran again)."""
@@ -381,13 +251,19 @@ class DetectionStore:
         if not states:
             return 0
         pairs = [item for meter, packed in states.items() for item in (meter, packed)]
-        return int(self._forget_unchanged(keys=[shard_keys(shard).states], args=pairs))
+        return int(
+            _FORGET_UNCHANGED.call(
+                self._redis, keys={"states": shard_keys(shard).states}, args={"read": pairs}
+            )
+        )
 
     def sweep_threshold(self, now_s: float) -> float:
         """The score up to which stored deadlines are due now: the watermark less the downtime.
         Call it once per sweep: it also records the sweep (see the module's docstring)."""
-        downtime = self._sweep_clock(
-            keys=[LAST_SWEEP, DOWNTIME, REFUSED_AT], args=[now_s, self._sweep_gap_s]
+        downtime = _SWEEP_CLOCK.call(
+            self._redis,
+            keys={"last_sweep": LAST_SWEEP, "downtime": DOWNTIME, "refused_at": REFUSED_AT},
+            args={"now": now_s, "longest_gap": self._sweep_gap_s},
         )
         pipe = self._redis.pipeline(transaction=False)
         for names in self._all():
@@ -412,7 +288,13 @@ class DetectionStore:
         shards = self._all()
         popped = run_scripts(
             self._redis,
-            [(self._pop_due, [names.deadlines, names.states], [now_s, limit]) for names in shards],
+            [
+                _POP_DUE.prepare(
+                    keys={"deadlines": names.deadlines, "states": names.states},
+                    args={"now": now_s, "limit": limit},
+                )
+                for names in shards
+            ],
         )
         pipe = self._redis.pipeline(transaction=False)
         due: list[list[tuple[str, str]]] = []

@@ -23,6 +23,7 @@ import redis
 
 from segs.domain.access import STAFF
 from segs.services.keyspace import FEED_TAG
+from segs.services.lua import LuaScript
 
 STAFF_FEED = f"segs:{FEED_TAG}:staff"
 FEED_LENGTH = 1000
@@ -47,17 +48,7 @@ def audience_feeds(account_id: uuid.UUID, role: str, region: str | None) -> list
     return feeds
 
 
-# KEYS[1] the event's published mark, KEYS[2..] its streams; ARGV: mark TTL, stream length, then
-# the data shown on each stream, in the order of KEYS[2..]
-_PUBLISH_ONCE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
-end
-for i = 2, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'data', ARGV[i + 1])
-end
-return 1
-"""
+_PUBLISH_ONCE = LuaScript(__package__, "feed.publish_once.lua")
 PUBLISHED_PREFIX = f"segs:{FEED_TAG}:published:"
 # Longer than any redelivery of a dispatch could take.
 PUBLISHED_TTL_S = 7 * 24 * 3600
@@ -69,9 +60,14 @@ def publish(client: redis.Redis, subject: str, events: dict[str, dict[str, Any]]
     after a crash) must not show it twice. The mark and the events are written in one atomic
     step, so a crash leaves both or neither."""
     feeds = list(events)
-    published = client.register_script(_PUBLISH_ONCE)(
-        keys=[PUBLISHED_PREFIX + subject, *feeds],
-        args=[PUBLISHED_TTL_S, FEED_LENGTH, *(json.dumps(events[feed]) for feed in feeds)],
+    published = _PUBLISH_ONCE.call(
+        client,
+        keys={"published": PUBLISHED_PREFIX + subject, "streams": feeds},
+        args={
+            "mark_ttl": PUBLISHED_TTL_S,
+            "max_length": FEED_LENGTH,
+            "data": [json.dumps(events[feed]) for feed in feeds],
+        },
     )
     return bool(published)
 

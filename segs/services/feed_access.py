@@ -18,27 +18,14 @@ from dataclasses import dataclass
 import redis
 
 from segs.services.keyspace import FEED_TAG
+from segs.services.lua import LuaScript
 
 _TICKET = "segs:feed:ticket:"
 # The two slot sets are updated together: one hash tag (segs.services.keyspace).
 _SLOTS = f"segs:{FEED_TAG}:slots"
 
-# KEYS[1] all streams, KEYS[2] the account's; ARGV: now (ms), lease end (ms), total cap,
-# per-account cap, slot id. Returns 0 (taken), 1 (the account is at its cap) or 2 (all are).
-_TAKE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  return 1
-end
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 2
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5])
-redis.call('PEXPIREAT', KEYS[2], ARGV[2])
-return 0
-"""
+# Returns 0 (taken), ACCOUNT_FULL or ALL_FULL.
+_TAKE = LuaScript(__package__, "feed_access.take_slot.lua")
 ACCOUNT_FULL = 1
 ALL_FULL = 2
 
@@ -101,9 +88,16 @@ def take_slot(
     """A slot for a new stream, or why not: ACCOUNT_FULL or ALL_FULL."""
     slot = StreamSlot(client, account_id, secrets.token_hex(8), lease_ms)
     outcome = int(
-        client.register_script(_TAKE)(
-            keys=slot._keys,
-            args=[now_ms, now_ms + lease_ms, max_streams, max_per_account, slot.slot_id],
+        _TAKE.call(
+            client,
+            keys={"all_slots": slot._keys[0], "account_slots": slot._keys[1]},
+            args={
+                "now": now_ms,
+                "lease_end": now_ms + lease_ms,
+                "max_streams": max_streams,
+                "max_per_account": max_per_account,
+                "slot": slot.slot_id,
+            },
         )
     )
     return slot if outcome == 0 else outcome

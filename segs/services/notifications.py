@@ -60,6 +60,7 @@ from segs.services.audit import Actor
 from segs.services.feed import STAFF_FEED
 from segs.services.feed import region_feed
 from segs.services.feed import user_feed
+from segs.services.lua import LuaScript
 from segs.services.webhook_client import Resolver
 
 _DISPATCHED_PREFIX = "segs:notified:"
@@ -187,17 +188,11 @@ def claim_delivery(client: redis.Redis, delivery: Delivery, ttl_s: int) -> str |
     return None
 
 
-# Delete the claim only if it is still ours: once it expired another copy may hold it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+_RELEASE = LuaScript(__package__, "notifications.release_claim.lua")
 
 
 def release_delivery(client: redis.Redis, delivery: Delivery, token: str) -> None:
-    client.register_script(_RELEASE)(keys=[_claim_key(delivery)], args=[token])
+    _RELEASE.call(client, keys={"claim": _claim_key(delivery)}, args={"token": token})
 
 
 def alert_body(alert: Alert) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import redis
 from segs.domain.readings import ReadingRow
 from segs.services.keyspace import all_shard_keys
 from segs.services.keyspace import shard_keys
-from segs.services.lua import per_section
+from segs.services.lua import LuaScript
 from segs.services.lua import run_sections
 
 # A batch in the ledger: its shard and task id.
@@ -47,26 +47,14 @@ class PendingBatch:
     received_at_us: int
 
 
-# A section per shard (segs.services.lua.per_section). KEYS: the shard's pending hash and zset.
-# ARGV: published at (s), then task id and payload (empty for none) of each batch.
-_RECORD = per_section(
-    """
-for i = 2, #ARGV, 2 do
-  if ARGV[i + 1] ~= '' then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
-end
-return 1
-"""
-)
+# One round trip for a request: a section per shard (segs.services.lua.run_sections).
+_RECORD = LuaScript(__package__, "pending.record.lua", sectioned=True)
 
 
 @dataclass
 class PendingLedger:
     client: redis.Redis
     shards: int
-
-    def __post_init__(self) -> None:
-        self._record = self.client.register_script(_RECORD)
 
     def record(
         self,
@@ -76,16 +64,19 @@ class PendingLedger:
     ) -> None:
         """Remember batches (task id, shard, rows) about to be published, in one round trip
         (one per node of a cluster); without rows, only when each was."""
-        args_of: dict[int, list[str | float | bytes]] = {}
+        listed_of: dict[int, list[str | bytes]] = {}
         for task_id, shard, rows in batches:
-            args = args_of.setdefault(shard, [now_s])
-            args.append(task_id)
-            args.append(b"" if rows is None else orjson.dumps([shard, received_at_us, rows]))
+            listed = listed_of.setdefault(shard, [])
+            listed.append(task_id)
+            listed.append(b"" if rows is None else orjson.dumps([shard, received_at_us, rows]))
         sections = [
-            ([shard_keys(shard).pending, shard_keys(shard).pending_at], args)
-            for shard, args in args_of.items()
+            (
+                {"pending": shard_keys(shard).pending, "pending_at": shard_keys(shard).pending_at},
+                {"published_at": now_s, "batches": listed},
+            )
+            for shard, listed in listed_of.items()
         ]
-        run_sections(self.client, self._record, sections)
+        run_sections(self.client, _RECORD, sections)
 
     def hold(self, batch: BatchRef, until_s: float) -> None:
         """Count a batch as published at *until_s*: it is retrying then, so until its retry

@@ -32,13 +32,15 @@ from segs.domain.windows import WINDOW_SIZES
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.domain.windows import rollup_target
-from segs.services.detection import DETECT_LUA
+from segs.services.detection import DETECT
 from segs.services.keyspace import ShardKeys
 from segs.services.keyspace import all_shard_keys
 from segs.services.keyspace import parse_flushing_name
 from segs.services.keyspace import parse_window_name
 from segs.services.keyspace import shard_keys
-from segs.services.lua import BULK_LUA
+from segs.services.lua import BULK
+from segs.services.lua import LuaLibrary
+from segs.services.lua import LuaScript
 from segs.services.lua import run_scripts
 
 _METER_HEAD = struct.Struct("<H")
@@ -53,153 +55,20 @@ def _meter_head(meter_id: str) -> bytes:
     return _METER_HEAD.pack(len(meter)) + meter
 
 
-# The fold script's first batch marker (KEYS) and first batch id (ARGV), 1-based.
-_FIRST_MARKER_KEY = 8
-_FIRST_BATCH_ARG = 9
-
-# Defines merge_all(key, meters, packs): fold each meter's packed statistics into a window hash,
-# reading and writing the hash in bulk.
-_MERGE_LUA = f"""
-local STATS = '{LUA_LAYOUT}'
-local function merge_all(key, meters, packs)
-  local currents = hmget_all(key, meters)
-  local fields = {{}}
-  for i = 1, #meters do
-    local packed = packs[i]
-    local n, p, lo, hi, e, v, vn, t = struct.unpack(STATS, packed)
-    local current = currents[i]
-    if current then
-      local n2, p2, lo2, hi2, e2, v2, vn2, t2 = struct.unpack(STATS, current)
-      if lo2 < lo then lo = lo2 end
-      if hi2 > hi then hi = hi2 end
-      if t2 > t then t = t2 end
-      packed = struct.pack(STATS, n + n2, p + p2, lo, hi, e + e2, v + v2, vn + vn2, t)
-    end
-    fields[#fields + 1] = meters[i]
-    fields[#fields + 1] = packed
-  end
-  call_pairs('HSET', key, fields)
-end
-"""
-
-# KEYS: open zset, pending hash, pending zset, detection states, silent deadlines, downtime,
-#       findings outbox, then each batch's applied marker, then the window hashes.
-# ARGV: marker ttl, number of batches, accepted at (µs), missed intervals, relearn after, packed
-#       readings (segs.services.detection), the late windows' cutoff and due time (LateWindows),
-#       then each batch's id, then each window hash's end
-#       (µs), then one binary blob of entries: [u16 meter length][meter][u32 window index][stats].
+_MERGE = LuaLibrary(
+    __package__, "windows_store.merge.lua", uses=(BULK,), constants={"STATS": LUA_LAYOUT}
+)
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The markers, the fold and the detection happen in one
-# script, so each batch is folded and judged exactly once. If a batch of the group was folded
-# before, nothing is folded: the script returns {0, its ids...} and the caller folds the group
-# again without them. Otherwise it returns {1, packed findings}, the findings also kept in the
-# outbox under the first batch's id until stored.
-# The entries arrive grouped by window (WindowStore.fold writes them window by window).
-_FOLD = (
-    DETECT_LUA
-    + _MERGE_LUA
-    + f"""
-local batches = tonumber(ARGV[2])
-local first_marker, first_id = {_FIRST_MARKER_KEY}, {_FIRST_BATCH_ARG}
-local folded_before = {{}}
-for i = 0, batches - 1 do
-  if redis.call('EXISTS', KEYS[first_marker + i]) == 1 then
-    folded_before[#folded_before + 1] = ARGV[first_id + i]
-  end
-end
--- A batch leaves the ledger only in the step that folds it (or found it folded).
-if #folded_before > 0 then
-  redis.call('HDEL', KEYS[2], unpack(folded_before))
-  redis.call('ZREM', KEYS[3], unpack(folded_before))
-  return {{0, unpack(folded_before)}}
-end
-for i = 0, batches - 1 do
-  local id = ARGV[first_id + i]
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('SET', KEYS[first_marker + i], '1', 'EX', ARGV[1])
-end
-local stats_len = {PACKED_LAYOUT.size}
-local first_window = first_marker + batches
-local windows = #KEYS - first_window + 1
-local late_cutoff, late_due = tonumber(ARGV[7]), ARGV[8]
-for i = 1, windows do
-  local due = ARGV[first_id + batches - 1 + i]
-  if tonumber(due) <= late_cutoff then due = late_due end
-  redis.call('ZADD', KEYS[1], 'NX', due, KEYS[first_window - 1 + i])
-end
-local blob = ARGV[first_id + batches + windows]
-local pos, size = 1, #blob
-local window, meters, packs = nil, {{}}, {{}}
-local function fold_window()
-  if window then merge_all(KEYS[first_window - 1 + window], meters, packs) end
-  meters, packs = {{}}, {{}}
-end
-while pos <= size do
-  local meter, index, next_pos = struct.unpack('<Hc0I', blob, pos)
-  pos = next_pos + stats_len
-  if index ~= window then
-    fold_window()
-    window = index
-  end
-  meters[#meters + 1] = meter
-  packs[#packs + 1] = string.sub(blob, next_pos, pos - 1)
-end
-fold_window()
-local found = detect({{KEYS[4], KEYS[5], KEYS[6]}}, ARGV[6], tonumber(ARGV[3]),
-                     tonumber(ARGV[4]), tonumber(ARGV[5]))
-if #found > 0 then redis.call('HSET', KEYS[7], ARGV[first_id], found) end
-return {{1, found}}
-"""
+# script, so each batch is folded and judged exactly once.
+_FOLD = LuaScript(
+    __package__,
+    "windows_store.fold.lua",
+    uses=(DETECT, _MERGE),
+    constants={"STATS_SIZE": PACKED_LAYOUT.size},
 )
-
-# KEYS: the shard's open zset and flushing set. ARGV: cutoff (µs), max windows, the shard's
-# window key prefix of one size (ShardKeys.window up to the size), its flushing prefix with the
-# flush token (ShardKeys.flushing_window up to the size).
-# Moving a window out is a RENAME, so readings folded a moment later open a fresh hash
-# (flushed and merged next time) instead of landing in one being written to PostgreSQL.
-# Only windows of the one size move. The names it derives share the shard's hash tag.
-_MOVE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local moved = 0
-for _, key in ipairs(due) do
-  if string.sub(key, 1, #ARGV[3]) == ARGV[3] then
-    redis.call('ZREM', KEYS[1], key)
-    moved = moved + 1
-    if redis.call('EXISTS', key) == 1 then
-      local dest = ARGV[4] .. string.sub(key, #ARGV[3] + 1)
-      redis.call('RENAME', key, dest)
-      redis.call('SADD', KEYS[2], dest)
-    end
-  end
-end
-return moved
-"""
-
-# KEYS: flushed window hash, flushing set, the larger window's hash, open zset.
-# ARGV: when the larger window is due (its end, or LateWindows' due time if it closed already).
-# Folds every meter of a flushed window into the larger window and deletes it, in one step: a
-# flush that dies before this step repeats it whole, one that dies after finds nothing left to
-# do, so each window is rolled up exactly once.
-_ROLL_UP = (
-    BULK_LUA
-    + _MERGE_LUA
-    + """
-local entries = redis.call('HGETALL', KEYS[1])
-local meters, packs = {}, {}
-for i = 1, #entries, 2 do
-  meters[#meters + 1] = entries[i]
-  packs[#packs + 1] = entries[i + 1]
-end
-if #meters > 0 then
-  merge_all(KEYS[3], meters, packs)
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[1], KEYS[3])
-end
-redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[2], KEYS[1])
-return #entries / 2
-"""
-)
+_MOVE_DUE = LuaScript(__package__, "windows_store.move_due.lua")
+_ROLL_UP = LuaScript(__package__, "windows_store.roll_up.lua", uses=(_MERGE,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +128,6 @@ class WindowStore:
     client: redis.Redis
     shards: int
 
-    def __post_init__(self) -> None:
-        self._fold = self.client.register_script(_FOLD)
-        self._move_due = self.client.register_script(_MOVE_DUE)
-        self._roll_up = self.client.register_script(_ROLL_UP)
-
     def fold(
         self,
         shard: int,
@@ -281,32 +145,9 @@ class WindowStore:
         """
         names = shard_keys(shard)
         windows = sorted(folded)
-        keys = [
-            names.open_windows,
-            names.pending,
-            names.pending_at,
-            names.states,
-            names.deadlines,
-            names.downtime,
-            names.outbox,
-        ]
-        keys.extend(names.applied(batch_id) for batch_id in batch_ids)
-        keys.extend(names.window(window) for window in windows)
-        args: list[str | int | bytes] = [
-            marker_ttl_s,
-            len(batch_ids),
-            judged.received_at_us,
-            judged.missed_intervals,
-            judged.relearn_after,
-            judged.readings,
-            late.cutoff_us,
-            late.due_if_late(READING_WINDOW),
-        ]
-        args.extend(batch_ids)
         entries: list[bytes] = []
         tail = _ENTRY_TAIL.pack
         for index, window in enumerate(windows, start=1):
-            args.append(window.end_us)
             for meter_id, s in folded[window].items():
                 entries.append(_meter_head(meter_id))
                 entries.append(
@@ -322,8 +163,32 @@ class WindowStore:
                         s.last_ts_us,
                     )
                 )
-        args.append(b"".join(entries))
-        reply = self._fold(keys=keys, args=args)
+        reply = _FOLD.call(
+            self.client,
+            keys={
+                "open_windows": names.open_windows,
+                "pending": names.pending,
+                "pending_at": names.pending_at,
+                "states": names.states,
+                "deadlines": names.deadlines,
+                "downtime": names.downtime,
+                "outbox": names.outbox,
+                "markers": [names.applied(batch_id) for batch_id in batch_ids],
+                "windows": [names.window(window) for window in windows],
+            },
+            args={
+                "marker_ttl": marker_ttl_s,
+                "received_at": judged.received_at_us,
+                "missed": judged.missed_intervals,
+                "relearn": judged.relearn_after,
+                "readings": judged.readings,
+                "late_cutoff": late.cutoff_us,
+                "late_due": late.due_if_late(READING_WINDOW),
+                "entries": b"".join(entries),
+                "batch_ids": batch_ids,
+                "window_ends": [window.end_us for window in windows],
+            },
+        )
         if reply[0] == 0:
             return FoldResult({bytes(batch_id).decode() for batch_id in reply[1:]}, b"")
         return FoldResult(set(), bytes(reply[1]))
@@ -337,10 +202,14 @@ class WindowStore:
         """Move *size* windows due by *cutoff_us* out of every shard's open set (up to *limit*
         per shard); returns how many."""
         calls = [
-            (
-                self._move_due,
-                [names.open_windows, names.flushing],
-                [cutoff_us, limit, names.window_prefix(size), names.flushing_prefix(token, size)],
+            _MOVE_DUE.prepare(
+                keys={"open_windows": names.open_windows, "flushing": names.flushing},
+                args={
+                    "cutoff": cutoff_us,
+                    "limit": limit,
+                    "window_prefix": names.window_prefix(size),
+                    "flushing_prefix": names.flushing_prefix(token, size),
+                },
             )
             for names in self._all()
         ]
@@ -372,9 +241,15 @@ class WindowStore:
         if target is None:
             self.drop(name)
             return
-        self._roll_up(
-            keys=[name, names.flushing, names.window(target), names.open_windows],
-            args=[late.rollup_due(source, target)],
+        _ROLL_UP.call(
+            self.client,
+            keys={
+                "flushed": name,
+                "flushing": names.flushing,
+                "larger": names.window(target),
+                "open_windows": names.open_windows,
+            },
+            args={"larger_due": late.rollup_due(source, target)},
         )
 
     def drop(self, name: str) -> None:

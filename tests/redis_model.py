@@ -1,0 +1,69 @@
+"""Holding a Redis script to its Python specification: what the script leaves in Redis is read
+back whole, in the same plain shape the specification writes, and compared.
+
+A specification is a Python function over a ``Model``: a dict from key to value, where a string
+is bytes, a hash a dict of bytes to bytes, a sorted set a dict of bytes to float, a set a set of
+bytes and a stream the list of its entries' fields (their ids are the server's clock). Keys with
+an expiry are listed in ``Model.expiring``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+import redis
+
+
+@dataclass
+class Model:
+    """What a specification says Redis holds."""
+
+    data: dict[bytes, Any] = field(default_factory=dict)
+    expiring: set[bytes] = field(default_factory=set)
+
+    def drop(self, key: bytes) -> None:
+        self.data.pop(key, None)
+        self.expiring.discard(key)
+
+    def drop_if_empty(self, key: bytes) -> None:
+        """Redis deletes a hash, set or sorted set when its last member goes."""
+        if key in self.data and not self.data[key] and not isinstance(self.data[key], bytes):
+            self.drop(key)
+
+
+def b(value: str | bytes | int | float) -> bytes:
+    """A value as Redis stores it."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def read_redis(client: redis.Redis) -> Model:
+    """Everything the client's database holds, in a Model's shape."""
+    held = Model()
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key).decode()
+        if kind == "string":
+            held.data[key] = client.get(key)
+        elif kind == "hash":
+            held.data[key] = client.hgetall(key)
+        elif kind == "zset":
+            held.data[key] = dict(client.zrange(key, 0, -1, withscores=True))
+        elif kind == "set":
+            held.data[key] = client.smembers(key)
+        elif kind == "stream":
+            held.data[key] = [fields for _, fields in client.xrange(key)]
+        else:
+            raise AssertionError(f"{key!r}: a {kind} is not modelled")
+        if client.ttl(key) >= 0:
+            held.expiring.add(key)
+    return held
+
+
+def assert_holds(client: redis.Redis, model: Model) -> None:
+    """Redis holds exactly what the model says, expiries included."""
+    held = read_redis(client)
+    assert held.data == model.data
+    assert held.expiring == model.expiring
