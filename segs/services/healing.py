@@ -9,10 +9,10 @@ takes its place:
   a redelivery) folds a second time, but the rebuild, which runs once every such batch has had
   its turn, rewrites its quarter-hour from raw_readings, where each reading is once;
 - detection baselines: relearned from each meter's next readings (5 of them);
-- silent-meter deadlines: put back from raw_readings for the meters that reported in the
-  DEADLINE_LOOKBACK before the loss (the last reading's acceptance plus the missed intervals
-  at the gap between its last two readings), so a meter that fell silent meanwhile is still
-  reported; one with its outage alert open already is left as it is;
+- silent-meter deadlines: put back from raw_readings for every meter that reported within
+  the detection state's lifetime (its last reading's acceptance plus the missed intervals at the
+  gap between its last two readings), so a meter that fell silent meanwhile is still reported,
+  however rarely it reports; one with its outage alert open already is left as it is;
 - token revocations and failed-login counts: reloaded from PostgreSQL (segs.services.revocation,
   segs.services.login_guard);
 - the pending ledger: with RabbitMQ the broker still holds every accepted batch. With the Redis
@@ -49,20 +49,31 @@ GENERATION = "segs:generation"
 # late quarter-hour gathers for 7.5 minutes (SEGS_LATE_WINDOW_HOLD_S), plus flushes and grace.
 LOOKBACK = timedelta(minutes=15)
 
-# How long before the loss a meter's last reading may have been received for its silence to be
-# watched again: meters reporting less often than every 20 minutes are not.
-DEADLINE_LOOKBACK = timedelta(hours=1)
+# A deadline that passed longer than this before the loss was popped by a sweep then, and its
+# meter reported silent (an open alert keeps a meter out anyway); it is not put back.
+DEADLINE_PASSED_LONG_AGO = timedelta(hours=1)
 
-# Each meter's newest reading received since, and the gap to its reading before.
-_LAST_READINGS_SINCE = """
-SELECT DISTINCT ON (r.meter_id) r.meter_id, r.region, r.received_at,
-       r.ts - lead(r.ts) OVER (PARTITION BY r.meter_id ORDER BY r.ts DESC) AS gap
-FROM raw_readings r
-WHERE r.received_at >= %(since)s
+# Each meter seen since the horizon: its newest reading and the gap to the one before. Two
+# index probes per meter on raw_readings' key (meter_id, ts), newest partition first, so a
+# meter reporting once a day is found as cheaply as one reporting every 2 s; a meter's
+# last_seen (its newest flushed reading) lets the first probe start at its own partition.
+_LAST_TWO_READINGS = """
+SELECT m.meter_id, newest.region, newest.received_at, newest.ts - before.ts AS gap
+FROM meters m
+CROSS JOIN LATERAL (
+    SELECT r.region, r.ts, r.received_at FROM raw_readings r
+    WHERE r.meter_id = m.meter_id AND r.ts >= coalesce(m.last_seen, %(horizon)s)
+    ORDER BY r.ts DESC LIMIT 1
+) newest
+CROSS JOIN LATERAL (
+    SELECT r.ts FROM raw_readings r
+    WHERE r.meter_id = m.meter_id AND r.ts >= %(horizon)s AND r.ts < newest.ts
+    ORDER BY r.ts DESC LIMIT 1
+) before
+WHERE (m.last_seen IS NULL OR m.last_seen >= %(horizon)s)
   AND NOT EXISTS (
       SELECT 1 FROM alerts a
-      WHERE a.meter_id = r.meter_id AND a.type = %(outage)s AND a.status = ANY(%(open)s))
-ORDER BY r.meter_id, r.ts DESC
+      WHERE a.meter_id = m.meter_id AND a.type = %(outage)s AND a.status = ANY(%(open)s))
 """
 
 _QUARTERS_RECEIVED_SINCE = """
@@ -83,7 +94,7 @@ def notice_loss(
     conn: psycopg.Connection,
     client: redis.Redis,
     detection: DetectionStore,
-    missed_intervals: int,
+    settings: Settings,
     now: datetime,
 ) -> bool:
     """Set the generation marker if Redis has none; if it had none, put the silent-meter
@@ -91,22 +102,7 @@ def notice_loss(
     found."""
     if not client.set(GENERATION, now.isoformat(), nx=True):
         return False
-    with conn.transaction():
-        readings = conn.execute(
-            _LAST_READINGS_SINCE,
-            {
-                "since": now - DEADLINE_LOOKBACK,
-                "outage": alerts.METER_OUTAGE,
-                "open": list(alerts.OPEN_STATUSES),
-            },
-        ).fetchall()
-    detection.restore_deadlines(
-        [
-            (meter_id, region, received_at.timestamp() + missed_intervals * gap.total_seconds())
-            for meter_id, region, received_at, gap in readings
-            if gap is not None and gap.total_seconds() > 0
-        ]
-    )
+    restore_deadlines(conn, detection, settings, now)
     with conn.transaction():
         quarters = [row[0] for row in conn.execute(_QUARTERS_RECEIVED_SINCE, (now - LOOKBACK,))]
         conn.execute(
@@ -115,6 +111,33 @@ def notice_loss(
             (now, quarters, quarters, now),
         )
     return True
+
+
+def restore_deadlines(
+    conn: psycopg.Connection, detection: DetectionStore, settings: Settings, now: datetime
+) -> int:
+    """Put back the silent-meter deadline of every meter that reported within the detection
+    state's lifetime (SEGS_DETECTION_STATE_TTL_DAYS) and is not reported silent already: its
+    last reading's acceptance plus the missed intervals at the gap between its last two
+    readings, as the fold script sets it. Returns how many."""
+    with conn.transaction():
+        readings = conn.execute(
+            _LAST_TWO_READINGS,
+            {
+                "horizon": now - timedelta(days=settings.detection_state_ttl_days),
+                "outage": alerts.METER_OUTAGE,
+                "open": list(alerts.OPEN_STATUSES),
+            },
+        ).fetchall()
+    oldest_kept = (now - DEADLINE_PASSED_LONG_AGO).timestamp()
+    deadlines = []
+    for meter_id, region, received_at, gap in readings:
+        gap_s = gap.total_seconds()
+        due_s = received_at.timestamp() + settings.silent_after_intervals * gap_s
+        if gap_s > 0 and due_s >= oldest_kept:
+            deadlines.append((meter_id, region, due_s))
+    detection.restore_deadlines(deadlines)
+    return len(deadlines)
 
 
 def heal(
@@ -127,7 +150,7 @@ def heal(
     now: datetime,
 ) -> HealingReport:
     """One pass: notice a loss, and rebuild what settled losses still wait for."""
-    lost = notice_loss(conn, client, detection, settings.silent_after_intervals, now)
+    lost = notice_loss(conn, client, detection, settings, now)
     report = HealingReport(lost=lost)
     settle_s = settings.redis_loss_settle_s
     with conn.transaction():

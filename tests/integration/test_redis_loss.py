@@ -137,3 +137,32 @@ def test_a_meter_silent_at_the_loss_is_still_reported(clean_state):
     assert query("SELECT type, status FROM alerts WHERE meter_id = %s", (meter,)) == [
         ("METER_OUTAGE", "active")
     ]
+
+
+def test_a_meter_reporting_twice_an_hour_is_watched_again_after_the_loss(clean_state):
+    heal_pass()  # Redis's first start
+    meter = "RL-RARE"
+    # Its last two readings came 100 and 70 minutes ago, each accepted as it was sent.
+    first, last = now_us() - 100 * 60 * MICRO, now_us() - 70 * 60 * MICRO
+    for ts in (first, last):
+        assert fold_one(to_rows([reading(meter, REGION, ts, 4.0)]), ts)["folded"]
+    flush_now()  # its meter row's last_seen is the newest reading
+    redis_client().flushdb()
+
+    assert heal_pass().lost
+    # Its deadline is still 20 minutes ahead: the last acceptance plus 3 gaps of 30 minutes.
+    due = redis_client().zscore(keys_of(meter).deadlines, f"{REGION}\n{meter}")
+    assert due == pytest.approx(last / MICRO + 3 * 30 * 60)
+
+
+def test_a_deadline_that_passed_long_before_the_loss_is_not_put_back(clean_state):
+    heal_pass()  # Redis's first start
+    meter = "RL-GONE"
+    # Two readings 10 s apart, 3 hours ago: it fell silent long before the loss.
+    first = now_us() - 3 * 3600 * MICRO
+    for ts in (first, first + 10 * MICRO):
+        assert fold_one(to_rows([reading(meter, REGION, ts, 4.0)]), ts)["folded"]
+    redis_client().flushdb()
+
+    assert heal_pass().lost
+    assert redis_client().zscore(keys_of(meter).deadlines, f"{REGION}\n{meter}") is None
