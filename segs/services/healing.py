@@ -85,6 +85,7 @@ FROM raw_readings WHERE received_at >= %s
 @dataclass
 class HealingReport:
     lost: bool = False
+    deadlines: int = 0  # silence deadlines put back when the loss was noticed
     rebuilt: int = 0
     waiting: int = 0
     healed: int = 0
@@ -96,13 +97,13 @@ def notice_loss(
     detection: DetectionStore,
     settings: Settings,
     now: datetime,
-) -> bool:
+) -> int | None:
     """Set the generation marker if Redis has none; if it had none, put the silent-meter
-    deadlines back and record a loss with the quarter-hours to rebuild. True if a loss was
-    found."""
+    deadlines back and record a loss with the quarter-hours to rebuild. None if no loss was
+    found, else how many deadlines were put back."""
     if not client.set(GENERATION, now.isoformat(), nx=True):
-        return False
-    restore_deadlines(conn, detection, settings, now)
+        return None
+    deadlines = restore_deadlines(conn, detection, settings, now)
     with conn.transaction():
         quarters = [row[0] for row in conn.execute(_QUARTERS_RECEIVED_SINCE, (now - LOOKBACK,))]
         conn.execute(
@@ -110,7 +111,7 @@ def notice_loss(
             "VALUES (%s, %s, CASE WHEN cardinality(%s::timestamptz[]) = 0 THEN %s END)",
             (now, quarters, quarters, now),
         )
-    return True
+    return deadlines
 
 
 def restore_deadlines(
@@ -150,8 +151,8 @@ def heal(
     now: datetime,
 ) -> HealingReport:
     """One pass: notice a loss, and rebuild what settled losses still wait for."""
-    lost = notice_loss(conn, client, detection, settings, now)
-    report = HealingReport(lost=lost)
+    deadlines = notice_loss(conn, client, detection, settings, now)
+    report = HealingReport(lost=deadlines is not None, deadlines=deadlines or 0)
     settle_s = settings.redis_loss_settle_s
     with conn.transaction():
         losses = conn.execute(

@@ -80,7 +80,11 @@ def heal_after_redis_loss() -> dict[str, int]:
             datetime.now(UTC),
         )
     if report.lost:
-        logger.warning("Redis had lost its memory; rebuilding the aggregates of its windows")
+        logger.warning(
+            "Redis had lost its memory; put back %d silence deadlines, rebuilding the "
+            "aggregates of its windows",
+            report.deadlines,
+        )
     if report.healed:
         logger.warning("rebuilt what Redis lost (%d quarter-hours)", report.rebuilt)
     return {"rebuilt": report.rebuilt, "waiting": report.waiting, "healed": report.healed}
