@@ -41,23 +41,37 @@ def b(value: str | bytes | int | float) -> bytes:
 
 
 def read_redis(client: redis.Redis) -> Model:
-    """Everything the client's database holds, in a Model's shape."""
-    held = Model()
-    for key in client.scan_iter(count=1000):
-        kind = client.type(key).decode()
+    """Everything the client's database holds, in a Model's shape. Read in two pipelined round
+    trips, not a few per key, so a test can check it after every step."""
+    keys = list(client.scan_iter(count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+        pipe.ttl(key)
+    kinds_and_ttls = pipe.execute()
+    kinds = [kind.decode() for kind in kinds_and_ttls[0::2]]
+    for key, kind in zip(keys, kinds, strict=True):
         if kind == "string":
-            held.data[key] = client.get(key)
+            pipe.get(key)
         elif kind == "hash":
-            held.data[key] = client.hgetall(key)
+            pipe.hgetall(key)
         elif kind == "zset":
-            held.data[key] = dict(client.zrange(key, 0, -1, withscores=True))
+            pipe.zrange(key, 0, -1, withscores=True)
         elif kind == "set":
-            held.data[key] = client.smembers(key)
+            pipe.smembers(key)
         elif kind == "stream":
-            held.data[key] = [fields for _, fields in client.xrange(key)]
+            pipe.xrange(key)
         else:
             raise AssertionError(f"{key!r}: a {kind} is not modelled")
-        if client.ttl(key) >= 0:
+    held = Model()
+    values = pipe.execute()
+    for key, kind, ttl, value in zip(keys, kinds, kinds_and_ttls[1::2], values, strict=True):
+        if kind == "zset":
+            value = dict(value)
+        elif kind == "stream":
+            value = [fields for _, fields in value]
+        held.data[key] = value
+        if ttl >= 0:
             held.expiring.add(key)
     return held
 
