@@ -34,6 +34,11 @@ def to_minor(amount: Decimal) -> int:
     return int((amount * MINOR_UNITS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def tax_on(subtotal_minor: int, tax_rate: Decimal) -> int:
+    """The tax on an amount in the smallest unit, rounded half-up once."""
+    return int((subtotal_minor * tax_rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def parse_period(period: str) -> tuple[int, int]:
     try:
         year_text, month_text = period.split("-")
@@ -196,7 +201,7 @@ def compute_invoice(
             )
         )
     subtotal = energy_minor + demand_minor
-    tax_minor = int((subtotal * tax_rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    tax_minor = tax_on(subtotal, tax_rate)
     return InvoiceAmounts(
         tuple(lines),
         sum((use.energy_kwh for use in uses), Decimal(0)),
@@ -209,13 +214,108 @@ def compute_invoice(
     )
 
 
-def month_to_date_estimate(so_far_minor: int, elapsed: timedelta, period: timedelta) -> int:
-    """Project the amount so far over the whole period at the same pace, half-up."""
-    if elapsed <= timedelta(0):
-        return 0
-    projected = (
-        Decimal(so_far_minor)
-        * Decimal(period / timedelta(seconds=1))
-        / Decimal(elapsed / timedelta(seconds=1))
+# A projection needs a whole day of data: from fewer hours it mostly reflects the time of day
+# (and its time-of-use price), so the to-date amount is given alone.
+MIN_PROJECTION_COVERAGE = timedelta(hours=24)
+PROJECTION_METHOD = "pro_rata_covered_hours"
+
+
+def _half_up_ratio(numerator: int, denominator: int) -> int:
+    """numerator / denominator rounded half-up, in integers (both non-negative, denominator > 0)."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _hours(intervals: int) -> Decimal:
+    """A number of intervals in hours: exact, as 0.25 h steps, to 2 places."""
+    minutes = intervals * (INTERVAL // timedelta(minutes=1))
+    return (Decimal(minutes) / 60).quantize(Decimal("0.01"))
+
+
+@dataclass(frozen=True)
+class CycleProjection:
+    """How a period's bill in progress is projected to the period's end, and its result.
+
+    Counts are 15-minute intervals: *elapsed* have ended (before now's interval), *covered*
+    are those with data billed to the account, *remaining* are now's interval and the rest.
+    Energy is projected pro rata: what the covered intervals cost, per covered interval, for
+    the covered and the remaining ones (an elapsed interval without data stays unbilled). The
+    demand charge is the peak so far, not scaled (a peak does not add up); tax is charged on
+    the projected sum as on an invoice. Fewer than MIN_PROJECTION_COVERAGE of data: no
+    projection (``projected_minor`` None) and ``reason`` says why.
+    """
+
+    method: str
+    period_intervals: int
+    elapsed_intervals: int
+    covered_intervals: int
+    remaining_intervals: int
+    minimum_covered_intervals: int
+    projected_energy_minor: int | None
+    projected_minor: int | None
+    reason: str | None
+
+    @property
+    def period_hours(self) -> Decimal:
+        return _hours(self.period_intervals)
+
+    @property
+    def elapsed_hours(self) -> Decimal:
+        return _hours(self.elapsed_intervals)
+
+    @property
+    def covered_hours(self) -> Decimal:
+        return _hours(self.covered_intervals)
+
+    @property
+    def remaining_hours(self) -> Decimal:
+        return _hours(self.remaining_intervals)
+
+    @property
+    def minimum_covered_hours(self) -> Decimal:
+        return _hours(self.minimum_covered_intervals)
+
+
+def ended_intervals(start: datetime, now: datetime) -> int:
+    """How many whole 15-minute intervals of a period starting at *start* have ended by *now*."""
+    return max(0, (now - start) // INTERVAL)
+
+
+def project_cycle(
+    so_far: InvoiceAmounts,
+    covered: int,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> CycleProjection:
+    """Project the bill of the period [start, end) at *now* from *so_far*, the amounts of its
+    ended intervals, of which *covered* have data.
+
+    *start* and *end* lie on 15-minute boundaries (local months do, in every zone in use).
+    """
+    period = (end - start) // INTERVAL
+    elapsed = min(ended_intervals(start, now), period)
+    if not 0 <= covered <= elapsed:
+        raise ValueError("the covered intervals must be among the ended ones")
+    remaining = period - elapsed
+    minimum = MIN_PROJECTION_COVERAGE // INTERVAL
+    if covered < minimum:
+        reason = (
+            f"{_hours(covered)} h of this period have data; a projection needs at least "
+            f"{_hours(minimum)} h"
+        )
+        return CycleProjection(
+            PROJECTION_METHOD, period, elapsed, covered, remaining, minimum, None, None, reason
+        )
+    energy_minor = _half_up_ratio(so_far.energy_minor * (covered + remaining), covered)
+    subtotal = energy_minor + so_far.demand_minor
+    return CycleProjection(
+        PROJECTION_METHOD,
+        period,
+        elapsed,
+        covered,
+        remaining,
+        minimum,
+        energy_minor,
+        subtotal + tax_on(subtotal, so_far.tax_rate),
+        None,
     )
-    return int(projected.quantize(Decimal(1), rounding=ROUND_HALF_UP))

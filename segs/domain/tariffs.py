@@ -3,7 +3,8 @@
 A region's automatic price is ``base x load-band multiplier x time-of-use multiplier``, rounded
 to 6 decimals per kWh. An override valid now beats it; when the override ends, pricing falls back
 to automatic. A new automatic price is published only when it moves by at least the threshold
-from the current one; a switch between override and automatic pricing is always published.
+from the current one; a switch between override and automatic pricing is always published, and
+so is the first measured load after a price set without one (even at the same price).
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class CurrentTariff:
     tou_period: str | None
     # The end of the override this price came from, if it came from one still on record.
     override_valid_to: datetime | None = None
+    # An automatic price set while the region had no measured load (the neutral x1.0).
+    unmeasured: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,11 @@ def _next_price(
         return _automatic_change(quote, start, "override ended; automatic pricing", "override_end")
     if current is None:
         return _automatic_change(quote, now, "first automatic price", "initial")
+    if current.unmeasured and quote.load_percent is not None:
+        # The first measured load replaces the assumed one even when the price stays: the
+        # 50-75 % band is the same x1.0, and the price would otherwise keep saying
+        # "no load data" until it moved by the threshold.
+        return _automatic_change(quote, now, f"first measured {_describe(quote)}", "load")
     if not moved_enough(current.price, quote.price, threshold):
         return None
     trigger = "load" if quote.load_multiplier != current.load_multiplier else "time_of_use"

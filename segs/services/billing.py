@@ -21,9 +21,13 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from segs.domain.billing import INTERVAL
+from segs.domain.billing import CycleProjection
+from segs.domain.billing import compute_invoice
+from segs.domain.billing import ended_intervals
 from segs.domain.billing import month_bounds
-from segs.domain.billing import month_to_date_estimate
 from segs.domain.billing import period_of
+from segs.domain.billing import project_cycle
 from segs.domain.text import spreadsheet_safe
 from segs.errors import ConflictError
 from segs.errors import NotFoundError
@@ -275,13 +279,21 @@ class CycleEstimate:
     period_end: datetime
     energy_kwh: Decimal
     so_far_minor: int
-    projected_minor: int
+    projection: CycleProjection
+
+    @property
+    def projected_minor(self) -> int | None:
+        return self.projection.projected_minor
 
 
 def current_cycle(
     conn: psycopg.Connection, owner_id: uuid.UUID, now: datetime, tax_rate: Decimal
 ) -> list[CycleEstimate]:
-    """Each of the owner's meters: this local month's bill so far and its projection."""
+    """Each of the owner's meters: this local month's bill so far and, from a day of data on,
+    its projection to the month's end (segs.domain.billing.project_cycle).
+
+    "So far" is the month's ended 15-minute intervals, as an invoice would bill them.
+    """
     estimates = []
     with conn.transaction(), conn.cursor() as cursor:
         rows = cursor.execute(
@@ -297,17 +309,18 @@ def current_cycle(
             zone = ZoneInfo(timezone)
             period = period_of(now, zone)
             start, end = month_bounds(period, zone)
+            through = start + ended_intervals(start, now) * INTERVAL
             region = plan_region(
                 conn, name, zone, base, schedule, multipliers, demand_rate, start, end
             )
             charges = meter_charges(
-                cursor, region, start, now, meter_ids=[meter_id], owner_id=owner_id
+                cursor, region, start, through, meter_ids=[meter_id], owner_id=owner_id
             )
-            so_far = 0
-            energy = Decimal(0)
-            if (meter_id, owner_id) in charges:
-                amounts = amounts_for(charges[(meter_id, owner_id)], region, tax_rate)
-                so_far, energy = amounts.total_minor, amounts.energy_kwh
+            mine = charges.get((meter_id, owner_id))
+            if mine is None:
+                amounts, covered = compute_invoice([], None, None, tax_rate), 0
+            else:
+                amounts, covered = amounts_for(mine, region, tax_rate), mine.intervals
             estimates.append(
                 CycleEstimate(
                     meter_id,
@@ -315,9 +328,9 @@ def current_cycle(
                     period,
                     start,
                     end,
-                    energy,
-                    so_far,
-                    month_to_date_estimate(so_far, now - start, end - start),
+                    amounts.energy_kwh,
+                    amounts.total_minor,
+                    project_cycle(amounts, covered, start, end, now),
                 )
             )
     return estimates

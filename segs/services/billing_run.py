@@ -50,10 +50,13 @@ class MeterCharges:
     owner_id: uuid.UUID | None
     uses: list[EnergyUse] = field(default_factory=list)
     demand_kw: Decimal | None = None
+    # 15-minute windows with data, over every line.
+    intervals: int = 0
 
-    def add(self, use: EnergyUse, peak_kw: Decimal | None) -> None:
+    def add(self, use: EnergyUse, peak_kw: Decimal | None, intervals: int) -> None:
         """Add one line's energy; the demand is the highest 15-minute average over all."""
         self.uses.append(use)
+        self.intervals += intervals
         if peak_kw is not None and (self.demand_kw is None or peak_kw > self.demand_kw):
             self.demand_kw = peak_kw
 
@@ -95,7 +98,7 @@ _CHARGES_SQL = """
 WITH per_line AS (
     SELECT a.meter_id, o.user_id,
            (%(line_of)s::int[])[width_bucket(a.window_start, %(bounds)s::timestamptz[])] AS line,
-           sum(a.energy_kwh_sum) AS energy, {peak} AS peak
+           sum(a.energy_kwh_sum) AS energy, {peak} AS peak, count(*) AS windows
     FROM aggregates_15m a
     JOIN meter_assignments o ON o.meter_id = a.meter_id AND a.window_start >= o.assigned_from
         AND (o.assigned_to IS NULL OR a.window_start < o.assigned_to)
@@ -103,7 +106,7 @@ WITH per_line AS (
       {meters}
     GROUP BY 1, 2, 3
 )
-SELECT p.meter_id, p.user_id, p.line, p.energy, p.peak
+SELECT p.meter_id, p.user_id, p.line, p.energy, p.peak, p.windows
 FROM per_line p
 WHERE true {unbilled}
 """
@@ -244,10 +247,10 @@ def meter_charges(
         unbilled=_UNBILLED if unbilled_only else "",
     )
     charges: dict[tuple[str, uuid.UUID], MeterCharges] = {}
-    for meter_id, owner, line, energy, peak in cursor.execute(sql, params).fetchall():
+    for meter_id, owner, line, energy, peak, windows in cursor.execute(sql, params).fetchall():
         entry = charges.setdefault((meter_id, owner), MeterCharges(meter_id, owner))
         tariff_id, period, price = keys[line]
-        entry.add(EnergyUse(tariff_id, period, price, energy, first_of[line]), peak)
+        entry.add(EnergyUse(tariff_id, period, price, energy, first_of[line]), peak, windows)
     return charges
 
 

@@ -112,7 +112,8 @@ def list_regions(session: Session, *, page: int, page_size: int) -> tuple[list[R
     return list(regions), total
 
 
-def _region(session: Session, name: str) -> Region:
+def get_region(session: Session, name: str) -> Region:
+    """One region by name: its time zone and capacity."""
     region = session.get(Region, name)
     if region is None:
         raise NotFoundError(f"region {name} not found")
@@ -136,7 +137,7 @@ def region_stats(
 ) -> RegionStats:
     """Return the region's energy, active meters, energy per meter and peak 15-minute load."""
     first, last = _range(start, end, DEFAULT_STATS_SPAN, now)
-    zone = ZoneInfo(_region(session, name).timezone)
+    zone = ZoneInfo(get_region(session, name).timezone)
     params = {"region": name, "start": first, "end": last}
     energy = session.execute(_REGION_TOTALS_SQL, params).scalar_one()
     active = session.execute(_ACTIVE_METERS_SQL, params).scalar_one()
@@ -165,7 +166,7 @@ def top_consumers(
 ) -> TopConsumers:
     """Return the region's meters that used the most energy, most first (ties by meter id)."""
     first, last = _range(start, end, DEFAULT_TOP_SPAN, now)
-    zone = ZoneInfo(_region(session, name).timezone)
+    zone = ZoneInfo(get_region(session, name).timezone)
     rows = session.execute(
         _TOP_SQL, {"region": name, "start": first, "end": last, "limit": limit}
     ).all()
@@ -182,7 +183,7 @@ def region_load(session: Session, name: str, *, now: datetime) -> RegionLoad:
     One window only: the earlier system summed the last five minutes of windows and so
     reported about five times the load.
     """
-    region = _region(session, name)
+    region = get_region(session, name)
     zone = ZoneInfo(region.timezone)
     row = session.execute(_LOAD_SQL, {"region": name, "latest_start": now - ONE_MINUTE}).first()
     if row is None:

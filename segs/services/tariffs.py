@@ -140,6 +140,7 @@ def _recalculate_region(
             current_row.load_multiplier,
             current_row.tou_period,
             override_end,
+            unmeasured=current_row.override_id is None and current_row.load_percentage is None,
         )
     overrides = [
         _as_override(row)

@@ -20,8 +20,14 @@ ANNOUNCE_TASK = "segs.tasks.notifications.announce_tariff_change"
 
 
 def announce(changes: list[PublishedChange]) -> None:
-    """Send each published price change to the notification channels (the alerts issue's task)."""
+    """Send each published price change to the notification channels (the alerts issue's task).
+
+    A new interval at the same price (the first measured load re-basing an unchanged price)
+    changes nothing a customer pays, so it is not announced.
+    """
     for change in changes:
+        if change.triggered_by == "load" and change.previous_price == change.price:
+            continue
         app.send_task(
             ANNOUNCE_TASK,
             kwargs={

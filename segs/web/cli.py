@@ -6,6 +6,8 @@ import secrets
 import uuid
 from datetime import UTC
 from datetime import datetime
+from decimal import Decimal
+from decimal import InvalidOperation
 from pathlib import Path
 
 import click
@@ -24,6 +26,7 @@ from segs.domain.access import ADMIN
 from segs.domain.access import ROLES
 from segs.domain.access import USER
 from segs.domain.accounts import DEFAULT_TIMEZONE
+from segs.domain.capacity import capacity_problem
 from segs.errors import SegsError
 from segs.redis_client import get_redis
 from segs.services import dead_letters
@@ -31,6 +34,7 @@ from segs.services import demo
 from segs.services import ingestion_keys
 from segs.services import quarantine
 from segs.services import recompute
+from segs.services import regions as region_settings
 from segs.services import users
 from segs.services.audit import SYSTEM
 from segs.services.partitions import ensure_partitions
@@ -255,6 +259,53 @@ def flush_quarantined(window_ids: tuple[int, ...]) -> None:
     )
 
 
+def _capacity(_ctx: click.Context, _param: click.Parameter, value: str) -> Decimal:
+    try:
+        capacity = Decimal(value)
+    except InvalidOperation as exc:
+        raise click.BadParameter(f"{value!r} is not a number of kW") from exc
+    problem = capacity_problem(capacity)
+    if problem is not None:
+        raise click.BadParameter(f"{value}: {problem}")
+    return capacity
+
+
+# ignore_unknown_options: a negative KW reaches the check above instead of reading as an option.
+@click.command("set-region-capacity", context_settings={"ignore_unknown_options": True})
+@click.argument("regions", nargs=-1, required=True, metavar="REGION...")
+@click.argument("capacity_kw", metavar="KW", callback=_capacity)
+def set_region_capacity_command(regions: tuple[str, ...], capacity_kw: Decimal) -> None:
+    """Set the capacity of each REGION to KW kilowatts (audited, with the CLI as the actor).
+
+    A region's load is 100 x (the sum of its meters' mean power) / capacity: the load bands
+    price on it and overload alerts fire on it (above 90 % by default). Size a region so its
+    usual load sits in 40-70 %, e.g. capacity = expected total kW / 0.55. KW is from 1 to
+    100,000,000 with at most 3 decimal places. Several regions are set in one transaction: an
+    unknown name changes none of them. Windows flushed from now on use the new capacity;
+    windows already stored keep the one they were computed with.
+
+    \b
+    The seed simulator's fleet (5,000 meters over 4 regions, mean 4.5 kW each: 5,625 kW per
+    region) at about 56 %:
+      flask --app segs.web set-region-capacity \\
+          Pune-West Mumbai-North Delhi-South Bangalore-East 10000
+    """
+    try:
+        with session_scope() as session:
+            changes = [
+                region_settings.set_capacity(session, SYSTEM, name, capacity_kw)
+                for name in dict.fromkeys(regions)
+            ]
+    except SegsError as exc:
+        raise _failure(exc) from exc
+    for change in changes:
+        now_kw = change.region.capacity_kw
+        if change.changed:
+            click.echo(f"{change.region.name}: {change.previous_kw} kW -> {now_kw} kW")
+        else:
+            click.echo(f"{change.region.name}: already {now_kw} kW, unchanged")
+
+
 _PASSWORD = click.option(
     "--password",
     prompt=True,
@@ -365,6 +416,7 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(dead_letters_group)
     app.cli.add_command(flush_quarantined)
     app.cli.add_command(recompute_aggregates_command)
+    app.cli.add_command(set_region_capacity_command)
 
     @app.cli.command("seed-demo")
     @click.option(

@@ -19,13 +19,22 @@ from webargs.flaskparser import is_json_request
 
 
 def loads_json(text: str | bytes) -> typing.Any:
-    """json.loads, with nesting too deep to parse reported as invalid JSON (a ValueError)."""
+    """json.loads, with nesting too deep to parse, or an integer too long to convert, reported
+    as invalid JSON (a JSONDecodeError, which webargs answers 400)."""
     try:
         return json.loads(text)
-    except RecursionError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except (RecursionError, ValueError) as exc:
+        # ValueError: Python refuses integers of more than 4,300 digits (CVE-2020-10735).
+        message = (
+            "the JSON is nested too deeply"
+            if isinstance(exc, RecursionError)
+            else "the JSON holds a number too long to read"
+        )
         # A non-empty document: webargs takes an empty one for a missing body.
         document = text if isinstance(text, str) else text.decode("utf-8", "replace")
-        raise json.JSONDecodeError("the JSON is nested too deeply", document or " ", 0) from exc
+        raise json.JSONDecodeError(message, document or " ", 0) from exc
 
 
 class JsonBodyParser(FlaskParser):

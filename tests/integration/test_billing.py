@@ -303,11 +303,14 @@ def test_current_cycle_of_a_customer_without_data_this_month(billed):
     ).get_json()
     assert body["currency"] == "INR"
     assert [meter["meterId"] for meter in body["meters"]] == sorted([*METERS, DST_METER])
-    assert {(meter["soFarMinor"], meter["projectedMinor"]) for meter in body["meters"]} == {(0, 0)}
+    assert {(meter["soFarMinor"], meter["projectedMinor"]) for meter in body["meters"]} == {
+        (0, None)
+    }
+    assert {meter["projection"]["coveredHours"] for meter in body["meters"]} == {"0.00"}
 
 
 def test_current_cycle_estimate_prices_this_months_intervals(billed):
-    """A reading in the current month is priced and projected over the whole month."""
+    """A reading in the current month is priced; one interval is too little to project."""
     from datetime import UTC
     from datetime import datetime
 
@@ -317,8 +320,9 @@ def test_current_cycle_estimate_prices_this_months_intervals(billed):
 
     zone = __import__("zoneinfo").ZoneInfo("Europe/London")
     now = datetime.now(UTC)
-    start, end = month_bounds(period_of(now, zone), zone)
+    start, _end = month_bounds(period_of(now, zone), zone)
     window = start + timedelta(minutes=15)
+    now = max(now, window + timedelta(minutes=15))  # the window has ended
     execute(
         """
         INSERT INTO aggregates_15m (meter_id, window_start, region, reading_count, power_sum_kw,
@@ -335,5 +339,4 @@ def test_current_cycle_estimate_prices_this_months_intervals(billed):
     estimate = estimates[DST_METER]
     # 10 kWh at 7.50 = 75.00, demand 2 kW x 50 = 100.00, tax 18 % = 31.50.
     assert (estimate.energy_kwh, estimate.so_far_minor) == (Decimal("10"), 20650)
-    elapsed, length = now - start, end - start
-    assert estimate.projected_minor == round(Decimal(20650) * Decimal(length / elapsed))
+    assert (estimate.projection.covered_intervals, estimate.projected_minor) == (1, None)

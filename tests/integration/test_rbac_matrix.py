@@ -164,6 +164,9 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/meters/<meter_id>/compare"): (OWN_METER, None),
     # Regions: everyone sees the list; the grid's figures are for staff.
     ("GET", "/api/v1/regions"): (SIGNED_IN, None),
+    ("GET", "/api/v1/regions/<region>"): (SIGNED_IN, None),
+    # The capacity Pune-West was migrated with: the world's region stays as it was.
+    ("PATCH", "/api/v1/regions/<region>"): (ADMIN_ONLY, lambda _w, _p: {"capacityKw": 3400}),
     ("GET", "/api/v1/regions/<region>/stats"): (STAFF_ONLY, None),
     ("GET", "/api/v1/regions/<region>/top-consumers"): (STAFF_ONLY, None),
     ("GET", "/api/v1/regions/<region>/load"): (STAFF_ONLY, None),

@@ -17,7 +17,6 @@ from segs.domain.billing import TariffInterval
 from segs.domain.billing import compute_invoice
 from segs.domain.billing import interval_starts
 from segs.domain.billing import month_bounds
-from segs.domain.billing import month_to_date_estimate
 from segs.domain.billing import period_of
 from segs.domain.billing import previous_period
 from segs.domain.billing import slot_plan
@@ -126,9 +125,3 @@ def test_invoice_amounts_are_exact():
     assert amounts.total_minor == 36766
     no_demand = compute_invoice(uses, D("4.25"), None, D("0.18"))
     assert (no_demand.demand_minor, no_demand.tax_minor, no_demand.total_minor) == (0, 1783, 11691)
-
-
-def test_month_to_date_projection():
-    assert month_to_date_estimate(1000, timedelta(days=10), timedelta(days=30)) == 3000
-    assert month_to_date_estimate(1001, timedelta(days=3), timedelta(days=31)) == 10344
-    assert month_to_date_estimate(500, timedelta(0), timedelta(days=30)) == 0

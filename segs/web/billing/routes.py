@@ -253,7 +253,8 @@ def cancel_invoice(body: dict[str, Any], invoice_id: int) -> Invoice:
 @roles_required()
 @bp.response(200, CurrentCycleSchema)
 def current_cycle() -> dict[str, Any]:
-    """Each of your meters' bill so far this local month, and its projection to month end."""
+    """Each of your meters' bill so far this local month and, once a day of it has data, its
+    projection to the month's end, with the hours it is based on."""
     with raw_connection() as conn:
         meters = billing.current_cycle(
             conn, current_account().id, datetime.now(UTC), _settings().billing_tax_rate

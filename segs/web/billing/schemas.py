@@ -193,15 +193,46 @@ class BillingRunAcceptedSchema(CamelSchema):
     task_id = fields.String()
 
 
+class CycleProjectionSchema(CamelSchema):
+    """How projectedMinor is estimated. Hours are decimal strings in 0.25 h steps (15-minute
+    intervals): elapsed = ended since the month began, covered = those with data billed to you,
+    remaining = the rest of the month from the interval in progress."""
+
+    method = fields.String(
+        metadata={
+            "description": "pro_rata_covered_hours: energy so far / covered hours x (covered + "
+            "remaining hours); the demand charge is the peak so far, not scaled; tax on the sum"
+        }
+    )
+    period_hours = _decimal("hours in the local month (743 to 745 across DST)")
+    elapsed_hours = _decimal("hours of the month that have ended")
+    covered_hours = _decimal("hours with data, the basis of the projection")
+    remaining_hours = _decimal("hours still to come, projected at the covered hours' pace")
+    minimum_covered_hours = _decimal("covered hours needed before anything is projected")
+    projected_energy_minor = fields.Integer(
+        allow_none=True, metadata={"description": "projected energy charge, paise; null: none"}
+    )
+    reason = fields.String(
+        allow_none=True, metadata={"description": "why nothing is projected; null when it is"}
+    )
+
+
 class MeterCycleEstimateSchema(CamelSchema):
     meter_id = fields.String()
     region = fields.String()
     period = fields.String()
     period_start = fields.DateTime()
     period_end = fields.DateTime()
-    energy_kwh = _decimal("kWh so far")
-    so_far_minor = _amount("the bill so far, with tax")
-    projected_minor = _amount("the bill so far projected over the whole month")
+    energy_kwh = _decimal("kWh in the month's ended 15-minute intervals")
+    so_far_minor = _amount("the bill of the month's ended 15-minute intervals, with tax")
+    projected_minor = fields.Integer(
+        allow_none=True,
+        metadata={
+            "description": "the bill projected to the month's end, with tax, paise; null with "
+            "less data than projection.minimumCoveredHours (see projection.reason)"
+        },
+    )
+    projection = fields.Nested(CycleProjectionSchema)
 
 
 class CurrentCycleSchema(CamelSchema):

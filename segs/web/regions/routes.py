@@ -9,12 +9,17 @@ from typing import Any
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
+from segs.models import Region
+from segs.services import regions
 from segs.services import regions_query
+from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint
 from segs.web.regions.schemas import RegionCurrentLoadSchema
 from segs.web.regions.schemas import RegionPageSchema
 from segs.web.regions.schemas import RegionPeriodStatsSchema
 from segs.web.regions.schemas import RegionRangeQueryArgsSchema
+from segs.web.regions.schemas import RegionSchema
+from segs.web.regions.schemas import RegionUpdateSchema
 from segs.web.regions.schemas import TopConsumersQueryArgsSchema
 from segs.web.regions.schemas import TopConsumersSchema
 from segs.web.schemas import PageArgsSchema
@@ -26,7 +31,7 @@ bp = Blueprint(
     __name__,
     url_prefix="/regions",
     description="Grid regions with their capacity and time zone; for operators and admins, "
-    "each region's energy, top consumers and current load.",
+    "each region's energy, top consumers and current load; for admins, setting a capacity.",
 )
 
 
@@ -41,6 +46,30 @@ def list_regions(args: dict[str, int]) -> dict[str, Any]:
             session, page=args["page"], page_size=args["page_size"]
         )
     return page_body(regions, total, args)
+
+
+@bp.get("/<region>")
+@roles_required()
+@bp.response(200, RegionSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def get_region(region: str) -> Region:
+    """Show one region: its time zone and capacity."""
+    with session_scope() as session:
+        return regions_query.get_region(session, region)
+
+
+@bp.patch("/<region>")
+@roles_required(ADMIN)
+@bp.arguments(RegionUpdateSchema)
+@bp.response(200, RegionSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def update_region(body: dict[str, Any], region: str) -> Region:
+    """Set an existing region's capacity (audited); windows flushed from now on use it.
+
+    Regions are not created here: an unknown region is a 404.
+    """
+    with session_scope() as session:
+        return regions.set_capacity(session, current_actor(), region, body["capacity_kw"]).region
 
 
 @bp.get("/<region>/stats")

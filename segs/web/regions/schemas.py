@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
+from segs.domain.capacity import CAPACITY_PLACES
+from segs.domain.capacity import MAX_CAPACITY_KW
+from segs.domain.capacity import MIN_CAPACITY_KW
+from segs.domain.capacity import capacity_problem
 from segs.web.meter_data.schemas import QueryDateTime
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import page_schema
@@ -21,6 +28,28 @@ class RegionSchema(CamelSchema):
 
 
 RegionPageSchema = page_schema(RegionSchema, "RegionPage")
+
+
+def _check_capacity(value: Decimal) -> None:
+    problem = capacity_problem(value)
+    if problem is not None:
+        raise ValidationError(problem)
+
+
+class RegionUpdateSchema(CamelSchema):
+    """What an admin may change of a region: its capacity (other fields are refused)."""
+
+    capacity_kw = fields.Decimal(
+        as_string=False,
+        required=True,
+        validate=_check_capacity,
+        metadata={
+            "description": f"kW, {MIN_CAPACITY_KW} to {MAX_CAPACITY_KW}, at most "
+            f"{CAPACITY_PLACES} decimal places; a JSON number or a decimal string",
+            "minimum": MIN_CAPACITY_KW,
+            "maximum": MAX_CAPACITY_KW,
+        },
+    )
 
 
 class RegionRangeQueryArgsSchema(CamelSchema):
