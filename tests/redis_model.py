@@ -79,5 +79,28 @@ def read_redis(client: redis.Redis) -> Model:
 def assert_holds(client: redis.Redis, model: Model) -> None:
     """Redis holds exactly what the model says, expiries included."""
     held = read_redis(client)
-    assert held.data == model.data
-    assert held.expiring == model.expiring
+    # pytest does not rewrite asserts outside test modules: the message says what differs.
+    assert held.data == model.data, differences(held.data, model.data)
+    assert held.expiring == model.expiring, (
+        f"expiring in Redis only: {sorted(held.expiring - model.expiring)}, "
+        f"in the model only: {sorted(model.expiring - held.expiring)}"
+    )
+
+
+def differences(held: dict[bytes, Any], modelled: dict[bytes, Any], shown: int = 5) -> str:
+    """The first keys whose values differ, what Redis holds and what the model says."""
+    differing = [
+        key for key in sorted(held.keys() | modelled.keys()) if held.get(key) != modelled.get(key)
+    ]
+    lines = [
+        f"{key!r}: Redis {_brief(held.get(key))}, model {_brief(modelled.get(key))}"
+        for key in differing[:shown]
+    ]
+    if len(differing) > shown:
+        lines.append(f"... and {len(differing) - shown} more keys")
+    return "\n".join(lines)
+
+
+def _brief(value: Any) -> str:
+    text = "nothing" if value is None else repr(value)
+    return text if len(text) <= 400 else text[:400] + "..."
