@@ -3,6 +3,10 @@ foreground.
 
 Ctrl-C (or SIGTERM) stops every process; ``DURATION=N`` stops them after N seconds. Then the
 windows that have closed are flushed and a summary of what reached PostgreSQL is printed.
+
+Each process logs warnings only, so the simulator's progress line (every 10 s) stands out:
+``SEGS_RUN_LOGLEVEL=info`` makes every process say more, and ``SEGS_RUN_LOGLEVEL_<NAME>`` one of
+them (NAME: API, FEED, WORKER, BEAT, FLOWER).
 """
 
 from __future__ import annotations
@@ -19,28 +23,50 @@ from datetime import datetime
 from pathlib import Path
 
 from honcho import manager as honcho_manager
+from honcho.compat import ProcessManager
 from honcho.printer import Printer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 VAR = ROOT / "var"
 MAIL_PORT = 1025
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# Signalled as a whole process group: the simulator runs behind a shell (it waits for the API).
+# Every other process is its group's leader and stops its own children: a Celery worker given
+# one SIGTERM finishes the tasks it is running (a warm shutdown), whereas a SIGTERM reaching
+# its pool processes too kills them mid-task (WorkerLostError).
+_SIGNAL_GROUP = {"simulator"}
+
+
+def _log_level(name: str) -> str:
+    level = (
+        os.environ.get(f"SEGS_RUN_LOGLEVEL_{name.upper()}")
+        or os.environ.get("SEGS_RUN_LOGLEVEL")
+        or "warning"
+    ).lower()
+    if level not in LOG_LEVELS:
+        raise SystemExit(f"make run: log level {level!r} for {name}: use one of {LOG_LEVELS}")
+    return level
 
 
 def _commands(api_port: int, feed_port: int, flower_port: int) -> dict[str, str]:
     # The simulator's key comes in SIM_KEY (_env_for), not on its command line, which the
     # process list would show.
     api_url = f"http://127.0.0.1:{api_port}"
+    # Honcho runs each command through sh; exec makes the process itself the one it signals.
     return {
-        "api": f'{BIN}/gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py '
-        f"--bind 127.0.0.1:{api_port}",
-        "feed": f'{BIN}/gunicorn "segs.web.feed_app:create_feed_app()" '
-        f"--config deploy/gunicorn_feed.conf.py --bind 127.0.0.1:{feed_port}",
-        "worker": f"{BIN}/celery -A segs worker --loglevel INFO",
-        "beat": f"{BIN}/celery -A segs beat --loglevel INFO --schedule {VAR}/celerybeat-schedule",
-        "flower": f"{BIN}/celery -A segs flower --port={flower_port} --address=127.0.0.1",
+        "api": f'exec {BIN}/gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py '
+        f"--bind 127.0.0.1:{api_port} --log-level {_log_level('api')}",
+        "feed": f'exec {BIN}/gunicorn "segs.web.feed_app:create_feed_app()" '
+        f"--config deploy/gunicorn_feed.conf.py --bind 127.0.0.1:{feed_port} "
+        f"--log-level {_log_level('feed')}",
+        "worker": f"exec {BIN}/celery -A segs worker --loglevel {_log_level('worker')}",
+        "beat": f"exec {BIN}/celery -A segs beat --loglevel {_log_level('beat')} "
+        f"--schedule {VAR}/celerybeat-schedule",
+        "flower": f"exec {BIN}/celery -A segs flower --port={flower_port} --address=127.0.0.1 "
+        f"--logging={_log_level('flower')}",
         # A local mail sink: verification and reset codes are printed here instead of sent.
-        "mail": f"{BIN}/python -m aiosmtpd -n -l 127.0.0.1:{MAIL_PORT}",
+        "mail": f"exec {BIN}/python -m aiosmtpd -n -l 127.0.0.1:{MAIL_PORT}",
         "simulator": f"{BIN}/python tools/wait_http.py {api_url}/ready 60 && "
         f"exec {BIN}/python -m simulator --url {api_url}/telemetry/batch",
     }
@@ -95,6 +121,24 @@ def _env_for(name: str, signing_key: str, simulator_key: str) -> dict[str, str]:
     return env
 
 
+class _LeaderSignals(ProcessManager):
+    """Honcho's signals, but SIGTERM goes to a process's group only for _SIGNAL_GROUP; SIGKILL
+    (after honcho's KILL_WAIT) still goes to every group."""
+
+    def __init__(self, stack: honcho_manager.Manager) -> None:
+        self._stack = stack
+
+    def terminate(self, pid: int) -> None:
+        names = [name for name, p in self._stack._processes.items() if p.get("pid") == pid]
+        if names and names[0] in _SIGNAL_GROUP:
+            super().terminate(pid)
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
     # Imported late: the stack's processes must not inherit a connection pool from here.
     from sqlalchemy import text
@@ -134,19 +178,31 @@ def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
             {"t": started_at},
         ).all()
     print("\n=== SEGS run summary ===")
-    print(f"readings archived in raw_readings this run   : {raw}")
-    print(f"1-minute aggregate rows of this run's windows: {agg[0]} ({agg[1]} readings)")
-    print(f"final flush of closed windows                : {flushed}")
+    print(f"Readings archived        {raw:>12,}")
+    print(f"1-minute meter windows   {agg[0]:>12,}  holding {agg[1]:,} readings")
+    print(f"Final flush              {_flush_line(flushed)}")
+    print("Windows still open stay in Redis; the next run flushes them.")
+    print("\nLoad per region, in its last closed 1-minute window:")
     for region, window_start, load in loads:
-        print(f"  {region:<18} load {float(load):6.2f} % in window {window_start:%H:%M} UTC")
+        print(f"  {region:<18} {float(load):6.1f} %   ({window_start:%H:%M} UTC)")
     if not loads:
-        print("  (no 1-minute window of this run has closed yet; run longer to see loads)")
-    print("Windows still open stay in Redis and are flushed by the next run.")
-    print("alerts seen this run (GET /api/v1/alerts as an operator for the details):")
+        print("  none closed yet: run longer (DURATION=90) to see loads")
+    print("\nAlerts seen this run (GET /api/v1/alerts as an operator for details):")
     for kind, severity, status, count, regions in alerts:
-        print(f"  {kind:<17} {severity:<8} {status:<12} {count:>6}  in {regions}")
+        print(f"  {count:>6,}  {kind:<17} {severity:<8} {status:<12} in {regions}")
     if not alerts:
         print("  none (SIM_SCENARIO=overload make run drives Pune-West into overload)")
+
+
+def _flush_line(flushed: dict[str, int]) -> str:
+    if flushed.get("skipped"):
+        return "skipped: beat's flush was running; it writes the same windows"
+    line = f"{flushed['windows']:,} windows, {flushed['rows']:,} meter rows"
+    if flushed["late_readings"]:
+        line += f", {flushed['late_readings']:,} late readings merged"
+    if flushed["quarantined"]:
+        line += f", {flushed['quarantined']:,} quarantined (GET /api/v1/quarantined-windows)"
+    return line
 
 
 def main() -> int:
@@ -165,6 +221,7 @@ def main() -> int:
     # Give the worker time for a warm shutdown: it finishes the batches it is running.
     honcho_manager.KILL_WAIT = 20
     stack = honcho_manager.Manager(Printer(sys.stdout))
+    stack._procmgr = _LeaderSignals(stack)
     for name, command in _commands(api_port, feed_port, flower_port).items():
         env = _env_for(name, signing_key, simulator_key)
         stack.add_process(name, command, env=env, cwd=str(ROOT))
@@ -186,7 +243,7 @@ def main() -> int:
     stack.loop()
     stopped_by_us = stack.returncode in (130, 143, -signal.SIGTERM, -signal.SIGINT)
     _print_summary(started_at, datetime.now(UTC))
-    print(f"ran for {time.monotonic() - began:.0f} s")
+    print(f"\nRan for {time.monotonic() - began:.0f} s.")
     return 0 if stopped_by_us else (stack.returncode or 0)
 
 

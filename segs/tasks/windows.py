@@ -81,8 +81,8 @@ def heal_after_redis_loss() -> dict[str, int]:
         )
     if report.lost:
         logger.warning(
-            "Redis had lost its memory; put back %d silence deadlines, rebuilding the "
-            "aggregates of its windows",
+            "Redis holds no generation marker (it is new, or lost its memory): put back %d "
+            "silence deadlines; the aggregates its windows may have held are rebuilt",
             report.deadlines,
         )
     if report.healed:
