@@ -14,7 +14,9 @@ COPY simulator/ simulator/
 COPY bench/ bench/
 COPY migrations/ migrations/
 COPY alembic.ini celeryconfig.py beat_schedule.py ./
-# The API and feed commands load their settings from deploy/, relative to /app.
+# The API and feed commands load their settings from deploy/, relative to /app; the API's loads
+# the metrics hooks of the root gunicorn.conf.py.
+COPY gunicorn.conf.py ./
 COPY deploy/gunicorn.conf.py deploy/gunicorn_feed.conf.py deploy/
 
 RUN pip install --no-cache-dir .

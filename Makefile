@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration bench lint typecheck services migrate install clean
+.PHONY: run test test-unit test-integration bench lint typecheck services browser screenshots migrate install clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ install: $(INSTALLED)
 
 services:
 	@$(PYTHON) tools/check_services.py
+
+## Headless Chromium and ChromeDriver for the browser tests (Debian's packages; apt-get as root)
+browser:
+	@$(PYTHON) tools/ensure_browser.py
+
+## docs/images/*.png: the pages the README shows, taken in headless Chromium
+screenshots: install services browser
+	$(BIN)/python -m tools.screenshots
 
 migrate: install services
 	$(BIN)/flask --app segs.web migrate
@@ -30,11 +38,12 @@ CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_r
 	tests/integration/test_kill.py tests/integration/test_detection_script.py \
 	tests/integration/test_flush.py tests/integration/test_alert_detection.py \
 	tests/integration/test_recompute.py tests/integration/test_single_beat.py \
-	tests/integration/test_redis_loss.py
+	tests/integration/test_redis_loss.py tests/integration/test_script_specs.py \
+	tests/integration/test_window_scripts_spec.py
 
 ## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
 ## (the broker-free API tests only on the first), then the cluster run
-test: install services lint typecheck
+test: install services browser lint typecheck
 	$(BIN)/python -m pytest tests/unit -q
 	SEGS_TEST_BROKER=redis $(BIN)/python -m pytest tests/integration -q
 	SEGS_TEST_BROKER=amqp $(BIN)/python -m pytest tests/integration -q -m "not api"
@@ -43,7 +52,7 @@ test: install services lint typecheck
 test-unit: install
 	$(BIN)/python -m pytest tests/unit -q
 
-test-integration: install services
+test-integration: install services browser
 	SEGS_TEST_BROKER=$${SEGS_TEST_BROKER:-redis} $(BIN)/python -m pytest tests/integration -q
 
 ## End-to-end throughput benchmark (see BENCHMARKS.md)

@@ -1,24 +1,39 @@
-"""Gunicorn settings for the SEGS API, including prometheus-client multiprocess support.
+"""Gunicorn settings for the deployed SEGS API.
 
 Used as ``gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py``. Flags given on the
 command line win over the values here, so these env-driven defaults only matter for launches that
-leave ``--bind``/``--workers`` out.
+leave ``--bind``/``--workers`` out. The prometheus-client multiprocess hooks are the repository
+root's gunicorn.conf.py (the one the plain command reads), loaded here so they live in one file.
 """
 
 from __future__ import annotations
 
 import gc
+import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from prometheus_client import multiprocess
-
 if TYPE_CHECKING:
-    from gunicorn.arbiter import Arbiter
     from gunicorn.workers.base import Worker
+
+
+def _root_config() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    spec = importlib.util.spec_from_file_location("segs_root_gunicorn_conf", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Loaded first: it sets PROMETHEUS_MULTIPROC_DIR before anything imports prometheus_client.
+_metrics_hooks = _root_config()
+on_starting = _metrics_hooks.on_starting
+child_exit = _metrics_hooks.child_exit
+on_exit = _metrics_hooks.on_exit
 
 
 def _env_int(name: str, default: int) -> int:
@@ -32,10 +47,6 @@ def _env_int(name: str, default: int) -> int:
     return value
 
 
-# Without a shared directory each worker would count alone and /metrics would show one of them.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segs-api-metrics-")
-
 # All interfaces by default: inside a container the API is reached through the published port.
 bind = [os.environ.get("SEGS_API_BIND") or "0.0.0.0:8000"]  # noqa: S104
 workers = _env_int("SEGS_API_WORKERS", 2)
@@ -47,37 +58,6 @@ keepalive = 5
 # Workers must import the app themselves, after on_starting has cleaned the metrics directory.
 # Preloading would create metric files in the master before the wipe and then delete them.
 preload_app = False
-
-
-def _metrics_dir() -> Path | None:
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    return Path(path) if path else None
-
-
-def on_starting(server: Arbiter) -> None:
-    """Start every run with an empty metrics directory.
-
-    Files left by a previous run would be merged into /metrics as if their processes were alive.
-    The directory is emptied in place rather than removed, so a mount point (tmpfs) works too.
-    """
-    directory = _metrics_dir()
-    if directory is None:
-        return
-    if directory.is_dir():
-        for entry in directory.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    server.log.info("Prometheus multiprocess directory reset: %s", directory)
-
-
-def child_exit(server: Arbiter, worker: Worker) -> None:
-    """Drop a dead worker's live gauges so /metrics stops reporting them."""
-    if _metrics_dir() is None:
-        return
-    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker: Worker) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import replace
+from importlib.resources import files
 
 import click
+from flask import Blueprint
 from flask import Flask
 
 from segs.config import Settings
@@ -36,12 +38,24 @@ from segs.web.security import BEARER_SCHEME
 from segs.web.security import configure_jwt
 from segs.web.tariffs import bp as tariffs_bp
 from segs.web.telemetry import bp as telemetry_bp
+from segs.web.telemetry.openapi import document_ingestion
 from segs.web.users import bp as users_bp
 
-# Plain blueprints: probes, metrics and the meters' ingestion endpoints (limited per ingestion
-# key by their own views). The API's general rate limit does not apply to them. The live
-# feed's streams are served by the feed process (segs.web.feed_app), not here.
-BLUEPRINTS = (health_bp, telemetry_bp)
+# Swagger UI's own files, served by this app so /api-docs needs no network: swagger-ui-dist as
+# the pinned flask-swagger-ui package ships it (setup.cfg). Only its dist/ folder is used; the
+# page itself is flask-smorest's (OPENAPI_SWAGGER_UI_URL points it here).
+SWAGGER_UI_ASSETS_PATH = "/api-docs/assets"
+swagger_ui_assets_bp = Blueprint(
+    "swagger_ui_assets",
+    __name__,
+    static_folder=str(files("flask_swagger_ui") / "dist"),
+    static_url_path=SWAGGER_UI_ASSETS_PATH,
+)
+
+# Plain blueprints: probes, metrics, the meters' ingestion endpoints (limited per ingestion
+# key by their own views) and Swagger UI's static files. The API's general rate limit does not
+# apply to them. The live feed's streams are served by the feed process (segs.web.feed_app).
+BLUEPRINTS = (health_bp, telemetry_bp, swagger_ui_assets_bp)
 
 # flask-smorest blueprints under /api/v1, one per resource; they make the OpenAPI document.
 API_BLUEPRINTS: tuple = (
@@ -80,7 +94,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     register_extensions(app, settings)
-    register_blueprints(app)
+    register_blueprints(app, settings)
     checked = {blueprint.name for blueprint in API_BLUEPRINTS}
     app.before_request(lambda: errors.refuse_control_characters_in_path(checked))
     errors.register_error_handlers(app)
@@ -120,11 +134,21 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="api/v1/openapi.json",
         OPENAPI_SWAGGER_UI_PATH="api-docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
-        # Every operation needs a bearer token unless it says otherwise (security=[]).
+        OPENAPI_SWAGGER_UI_URL=f"{SWAGGER_UI_ASSETS_PATH}/",
+        # No "validator" badge: it would send the document to validator.swagger.io.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": None},
+        # Every operation needs a bearer token unless it says otherwise (security=[]); the
+        # ingestion routes say ingestionKey (segs.web.telemetry.openapi).
         API_SPEC_OPTIONS={
             "security": [{"bearerAuth": []}],
-            "components": {"securitySchemes": {"bearerAuth": BEARER_SCHEME}},
+            "components": {
+                "securitySchemes": {
+                    "bearerAuth": {
+                        **BEARER_SCHEME,
+                        "description": "An access token from POST /api/v1/auth/login.",
+                    }
+                }
+            },
         },
         RATELIMIT_STORAGE_URI=limits_storage_uri(settings.redis_url, settings.redis_cluster),
         RATELIMIT_KEY_PREFIX="segs:limits",
@@ -140,10 +164,13 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     limiter.init_app(app)
 
 
-def register_blueprints(app: Flask) -> None:
+def register_blueprints(app: Flask, settings: Settings) -> None:
     """Register the probes and ingestion as plain blueprints, the REST resources on the API."""
     for blueprint in BLUEPRINTS:
         limiter.exempt(blueprint)
         app.register_blueprint(blueprint)
+    # Plain views are not in flask-smorest's document: ingestion's are written in by hand, first,
+    # as the first thing a meter's integrator looks for.
+    document_ingestion(app, api.spec, settings)
     for api_blueprint in API_BLUEPRINTS:
         api.register_blueprint(api_blueprint, url_prefix=f"/api/v1{api_blueprint.url_prefix}")

@@ -90,9 +90,11 @@ def _json_body_operations() -> list[tuple[str, str]]:
         for method, operation in item.items()
         if "requestBody" in operation
     }
+    # The ingestion routes take an ingestion key, not the token sent here, and answer 401 before
+    # reading the body: test_ingest_api sends deep JSON to ingestion with a key.
     return [
         (method, rule)
-        for method, rule in _rules_with(lambda _rule: True)
+        for method, rule in _rules_with(lambda rule: rule.endpoint.split(".")[0] != "telemetry")
         if (method, _openapi_path(rule)) in with_body
     ]
 

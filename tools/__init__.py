@@ -1,0 +1,1 @@
+"""Developer scripts: service checks, the local stack, the browser and its screenshots."""
