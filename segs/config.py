@@ -265,6 +265,8 @@ class Settings:
 
     # Tariffs (fractions: 0.02 is 2 %)
     tariff_publish_threshold: Decimal = Decimal("0.02")
+    # percentage points a falling load must go below a band's edge before the price leaves it
+    tariff_band_hysteresis: Decimal = Decimal("5")
     tariff_cache_ttl_s: int = 3600
     tariff_refresh_interval_s: int = 60
     tariff_overview_hours: int = 24
@@ -476,6 +478,12 @@ def load_settings() -> Settings:
             Settings.tariff_publish_threshold,
             Decimal(0),
             Decimal(1),
+        ),
+        tariff_band_hysteresis=_decimal(
+            "SEGS_TARIFF_BAND_HYSTERESIS",
+            Settings.tariff_band_hysteresis,
+            Decimal(0),
+            Decimal(100),
         ),
         tariff_cache_ttl_s=_int("SEGS_TARIFF_CACHE_TTL_S", Settings.tariff_cache_ttl_s, 1),
         tariff_refresh_interval_s=_int(

@@ -101,13 +101,52 @@ def parse_tou(schedule: Mapping[str, str], multipliers: Mapping[str, object]) ->
     return TouGrid(schedule["weekday"], schedule["weekend"], parsed)
 
 
-def band_multiplier(bands: Sequence[LoadBand], load_percent: Decimal) -> Decimal:
-    """The multiplier of the highest band whose lower edge the load has reached."""
-    chosen = bands[0].multiplier
-    for band in bands:
+def band_index(bands: Sequence[LoadBand], load_percent: Decimal) -> int:
+    """The highest band whose lower edge the load has reached."""
+    chosen = 0
+    for index, band in enumerate(bands):
         if load_percent >= band.from_percent:
-            chosen = band.multiplier
+            chosen = index
     return chosen
+
+
+def band_multiplier(bands: Sequence[LoadBand], load_percent: Decimal) -> Decimal:
+    return bands[band_index(bands, load_percent)].multiplier
+
+
+@dataclass(frozen=True)
+class HeldBand:
+    """The band the current price was set in, which a falling load leaves only once it is
+    *hysteresis* percentage points below the band's lower edge: a load wavering at an edge
+    would otherwise change the price at every recalculation."""
+
+    index: int
+    hysteresis: Decimal
+
+    @classmethod
+    def of(
+        cls,
+        bands: Sequence[LoadBand],
+        multiplier: Decimal | None,
+        load_percent: Decimal | None,
+        hysteresis: Decimal,
+    ) -> HeldBand | None:
+        """The band of a price set at *multiplier* for *load_percent*: the highest band with that
+        multiplier whose edge lies at most *hysteresis* above the load (it may have been held)."""
+        if multiplier is None or load_percent is None:
+            return None
+        matching = [
+            index
+            for index, band in enumerate(bands)
+            if band.multiplier == multiplier and band.from_percent <= load_percent + hysteresis
+        ]
+        return cls(matching[-1], hysteresis) if matching else None
+
+    def band_for(self, bands: Sequence[LoadBand], load_percent: Decimal) -> int:
+        index = band_index(bands, load_percent)
+        if index < self.index and load_percent > bands[self.index].from_percent - self.hysteresis:
+            return self.index
+        return index
 
 
 @dataclass(frozen=True)
@@ -124,10 +163,17 @@ class Quote:
 NEUTRAL_MULTIPLIER = Decimal("1.0")
 
 
-def automatic_price(rules: PricingRules, load_percent: Decimal | None, at: datetime) -> Quote:
-    multiplier = (
-        NEUTRAL_MULTIPLIER if load_percent is None else band_multiplier(rules.bands, load_percent)
-    )
+def automatic_price(
+    rules: PricingRules, load_percent: Decimal | None, at: datetime, held: HeldBand | None = None
+) -> Quote:
+    """The automatic price at *at* for *load_percent*, staying in the *held* band if the load
+    has not fallen far enough below it."""
+    if load_percent is None:
+        multiplier = NEUTRAL_MULTIPLIER
+    elif held is None:
+        multiplier = band_multiplier(rules.bands, load_percent)
+    else:
+        multiplier = rules.bands[held.band_for(rules.bands, load_percent)].multiplier
     period = rules.tou.period_at(at, rules.zone)
     price = quantize_price(rules.base_price * multiplier * rules.tou.multipliers[period])
     return Quote(price, load_percent, multiplier, period)
@@ -158,6 +204,8 @@ class CurrentTariff:
     override_valid_to: datetime | None = None
     # An automatic price set while the region had no measured load (the neutral x1.0).
     unmeasured: bool = False
+    # The load the current automatic price was set for.
+    load_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -186,9 +234,12 @@ def next_price(
     overrides: Sequence[Override],
     now: datetime,
     threshold: Decimal,
+    *,
+    band_hysteresis: Decimal = Decimal(0),
 ) -> PriceChange | None:
-    """The change to publish at *now*, or None when the current price stands."""
-    change = _next_price(current, rules, load_percent, overrides, now, threshold)
+    """The change to publish at *now*, or None when the current price stands. A falling load
+    leaves the current price's band only *band_hysteresis* points below its edge (HeldBand)."""
+    change = _next_price(current, rules, load_percent, overrides, now, threshold, band_hysteresis)
     # History intervals are never empty: a change at the current interval's own start waits.
     if change is not None and current is not None:
         if change.effective_from <= current.effective_from:
@@ -203,6 +254,7 @@ def _next_price(
     overrides: Sequence[Override],
     now: datetime,
     threshold: Decimal,
+    band_hysteresis: Decimal,
 ) -> PriceChange | None:
     override = next((item for item in overrides if item.is_valid_at(now)), None)
     if override is not None:
@@ -223,7 +275,12 @@ def _next_price(
             override.id,
         )
 
-    quote = automatic_price(rules, load_percent, now)
+    held = None
+    if current is not None and current.override_id is None:
+        held = HeldBand.of(
+            rules.bands, current.load_multiplier, current.load_percent, band_hysteresis
+        )
+    quote = automatic_price(rules, load_percent, now, held)
     if current is not None and current.override_id is not None:
         # Fall back where the override ended, if that is after the current interval began.
         ended = current.override_valid_to

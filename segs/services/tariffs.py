@@ -107,7 +107,11 @@ def open_tariff(session: Session, region: str) -> Tariff | None:
 
 
 def recalculate_prices(
-    session: Session, regions: list[str] | None, now: datetime, threshold: Decimal
+    session: Session,
+    regions: list[str] | None,
+    now: datetime,
+    threshold: Decimal,
+    band_hysteresis: Decimal,
 ) -> list[PublishedChange]:
     """Run the engine for *regions* (all if None) at *now*; return the changes it published."""
     # NO KEY UPDATE: the flush and account writes only take KEY SHARE locks on regions (FKs).
@@ -116,14 +120,14 @@ def recalculate_prices(
         statement = statement.where(Region.name.in_(regions))
     changes = []
     for region in session.scalars(statement).all():
-        change = _recalculate_region(session, region, now, threshold)
+        change = _recalculate_region(session, region, now, threshold, band_hysteresis)
         if change is not None:
             changes.append(change)
     return changes
 
 
 def _recalculate_region(
-    session: Session, region: Region, now: datetime, threshold: Decimal
+    session: Session, region: Region, now: datetime, threshold: Decimal, band_hysteresis: Decimal
 ) -> PublishedChange | None:
     current_row = open_tariff(session, region.name)
     current = None
@@ -141,6 +145,7 @@ def _recalculate_region(
             current_row.tou_period,
             override_end,
             unmeasured=current_row.override_id is None and current_row.load_percentage is None,
+            load_percent=current_row.load_percentage,
         )
     overrides = [
         _as_override(row)
@@ -154,7 +159,13 @@ def _recalculate_region(
         )
     ]
     change = rules_domain.next_price(
-        current, pricing_rules(region), latest_load(session, region.name), overrides, now, threshold
+        current,
+        pricing_rules(region),
+        latest_load(session, region.name),
+        overrides,
+        now,
+        threshold,
+        band_hysteresis=band_hysteresis,
     )
     if change is None:
         return None

@@ -48,7 +48,11 @@ def recalculate(regions: list[str] | None) -> list[PublishedChange]:
     settings = get_settings()
     with session_scope() as session:
         changes = tariffs.recalculate_prices(
-            session, regions, datetime.now(UTC), settings.tariff_publish_threshold
+            session,
+            regions,
+            datetime.now(UTC),
+            settings.tariff_publish_threshold,
+            settings.tariff_band_hysteresis,
         )
     if changes:
         with session_scope() as session:

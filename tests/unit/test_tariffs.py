@@ -175,3 +175,73 @@ def test_override_beats_automatic_from_its_own_start_and_falls_back_at_its_end()
 
 def test_a_change_never_makes_an_empty_interval():
     assert next_price(current("6.000000", PEAK), RULES, D("95"), [], PEAK, THRESHOLD) is None
+
+
+HYSTERESIS = D("5")
+
+
+def _in_band(multiplier: str, load: str) -> CurrentTariff:
+    """A price set in a band at a load, at shoulder time (x1.0)."""
+    since = datetime(2026, 10, 14, 6, 0, tzinfo=UTC)
+    price = (D("6") * D(multiplier)).quantize(D("0.000001"))
+    return current(str(price), since, load_multiplier=D(multiplier), load_percent=D(load))
+
+
+@pytest.mark.parametrize(
+    ("load", "published"),
+    [
+        ("74.9", None),  # just under the 75 % edge: the x1.1 band holds
+        ("70.0001", None),  # still within the 5 points
+        ("70", "6.000000"),  # 5 points under: back to x1.0
+        ("40", "5.400000"),  # far below: straight to its own band (x0.9)
+    ],
+)
+def test_a_falling_load_leaves_its_band_only_past_the_hysteresis(load, published):
+    change = next_price(
+        _in_band("1.1", "76"), RULES, D(load), [], SHOULDER, THRESHOLD, band_hysteresis=HYSTERESIS
+    )
+    assert (None if change is None else str(change.price)) == published
+
+
+def test_a_rising_load_enters_the_next_band_at_its_edge():
+    change = next_price(
+        _in_band("1.0", "74"), RULES, D("75"), [], SHOULDER, THRESHOLD, band_hysteresis=HYSTERESIS
+    )
+    assert change is not None and change.price == D("6.600000")
+
+
+def test_a_load_wavering_at_an_edge_publishes_one_price():
+    """Load swinging 73-77 % every minute: without hysteresis the price flips each time."""
+    loads = ["76", "73", "77", "74", "76", "73", "77"]
+
+    def published(hysteresis: D) -> list[D]:
+        price = _in_band("1.0", "60")
+        prices = []
+        for load in loads:
+            change = next_price(
+                price, RULES, D(load), [], SHOULDER, THRESHOLD, band_hysteresis=hysteresis
+            )
+            if change is not None:
+                prices.append(change.price)
+                price = CurrentTariff(
+                    change.price,
+                    price.effective_from,
+                    None,
+                    change.load_multiplier,
+                    "shoulder",
+                    load_percent=change.load_percent,
+                )
+        return prices
+
+    assert published(D("0")) == [D("6.600000"), D("6.000000")] * 3 + [D("6.600000")]
+    assert published(HYSTERESIS) == [D("6.600000")]
+
+
+def test_a_held_band_is_found_again_from_the_price_it_was_held_at():
+    """A time-of-use change while held publishes the held band with the lower load; the next
+    recalculation must still see the held band, not the band of that load."""
+    held = _in_band("1.1", "72")  # x1.1 published at 72 % (held above 70)
+    assert (
+        next_price(held, RULES, D("71"), [], SHOULDER, THRESHOLD, band_hysteresis=HYSTERESIS)
+        is None
+    )
