@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration bench lint typecheck services browser screenshots migrate install clean
+.PHONY: run test test-unit test-integration bench lint typecheck services browser screenshots diagrams migrate install clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ browser:
 ## docs/images/*.png: the pages the README shows, taken in headless Chromium
 screenshots: install services browser
 	$(BIN)/python -m tools.screenshots
+
+## docs/images/architecture.svg from docs/architecture.dot (needs Graphviz: apt-get install graphviz)
+diagrams:
+	dot -Tsvg docs/architecture.dot -o docs/images/architecture.svg
 
 migrate: install services
 	$(BIN)/flask --app segs.web migrate
