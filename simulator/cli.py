@@ -12,6 +12,7 @@ from typing import Any
 from typing import NoReturn
 from typing import Protocol
 
+from simulator.meters import DEFAULT_RAMP_S
 from simulator.meters import MODES
 from simulator.meters import REGIONS
 from simulator.meters import SCENARIOS
@@ -25,7 +26,9 @@ EPILOG = """\
 scenarios (--scenario):
   steady    every meter follows --mode (the default)
   overload  meters of --scenario-region draw base x U(1.9, 2.3) instead of --mode; with the
-            default 5000 meters this drives that region above 90 percent of its capacity
+            default 5000 meters this drives that region above 90 percent of its capacity. The
+            draw climbs there in 6 steps over --ramp-s, so the baselines SEGS learned for the
+            meters follow it and no meter reports a power spike
   outage    meters of --scenario-region are in outage mode, the other meters follow --mode
   flap      --scenario-region is overloaded in even UTC minutes and follows --mode in odd
             ones: the load crosses the overload threshold every minute but never stays above
@@ -208,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _option(
         load,
+        "--ramp-s",
+        metavar="SECONDS",
+        default=str(DEFAULT_RAMP_S),
+        type=non_negative_float,
+        text="seconds the overload scenario takes to reach its full load (0: at once)",
+    )
+    _option(
+        load,
         "--regions",
         metavar="LIST",
         default=",".join(REGIONS),
@@ -362,6 +373,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         mode=args.mode,
         scenario=args.scenario,
         scenario_region=args.scenario_region,
+        ramp_s=args.ramp_s,
         regions=args.regions,
         duplicate_rate=args.duplicate_rate,
         # Without --seed, pick one and report it so the run can be repeated.

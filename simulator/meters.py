@@ -55,6 +55,26 @@ _POWER_RANGES: dict[str, tuple[float, float]] = {
     OUTAGE: (0.0, 0.3),
 }
 
+# The overload scenario climbs to its full load in steps over --ramp-s seconds. SEGS learns
+# each meter's baseline from its readings; a jump from about 1x to 2.1x its base load at once
+# is more than twice the baseline, so half the region's meters would report a power spike on
+# top of the regional overload. Each step raises the draw by at most a fifth of the base load,
+# which a learned baseline follows.
+RAMP_STEPS = 6
+DEFAULT_RAMP_S = 180.0
+
+
+def _ramp_profile(step: int) -> str:
+    """The overload profile of ramp step 1..RAMP_STEPS (the last is OVERLOAD itself)."""
+    if step >= RAMP_STEPS:
+        return OVERLOAD
+    name = f"{OVERLOAD}-ramp-{step}"
+    if name not in _POWER_RANGES:
+        (normal_low, span), (overload_low, _) = _POWER_RANGES[NORMAL], _POWER_RANGES[OVERLOAD]
+        low = normal_low + (overload_low - normal_low) * step / RAMP_STEPS
+        _POWER_RANGES[name] = (round(low, 4), span)
+    return name
+
 
 @dataclass(frozen=True, slots=True)
 class Fleet:
@@ -87,18 +107,29 @@ def build_fleet(count: int, regions: Sequence[str], rng: random.Random) -> Fleet
 
 
 class Scenario:
-    """Which load profile each meter follows in a given cycle."""
+    """Which load profile each meter follows in a given cycle.
 
-    def __init__(self, fleet: Fleet, *, name: str, mode: str, region: str) -> None:
+    The overload scenario reaches its full load *ramp_s* seconds after the first cycle asked
+    about, in RAMP_STEPS steps (0: at once).
+    """
+
+    def __init__(
+        self, fleet: Fleet, *, name: str, mode: str, region: str, ramp_s: float = DEFAULT_RAMP_S
+    ) -> None:
         in_region = [meter_region == region for meter_region in fleet.regions]
 
         def region_in(profile: str) -> list[str]:
             return [profile if hit else mode for hit in in_region]
 
+        self._ramp: list[list[str]] = []
+        self._ramp_step_s = ramp_s / RAMP_STEPS
+        self._started_s: float | None = None
         if name == "steady":
             self._even = self._odd = [mode] * len(fleet)
         elif name == "overload":
             self._even = self._odd = region_in(OVERLOAD)
+            if ramp_s > 0:
+                self._ramp = [region_in(_ramp_profile(step)) for step in range(1, RAMP_STEPS)]
         elif name == "outage":
             self._even = self._odd = region_in(OUTAGE)
         elif name == "flap":
@@ -110,6 +141,12 @@ class Scenario:
 
     def profiles(self, epoch_s: float) -> list[str]:
         """Profile of every meter, in fleet order, for the cycle that starts at *epoch_s*."""
+        if self._ramp:
+            if self._started_s is None:
+                self._started_s = epoch_s
+            step = int((epoch_s - self._started_s) // self._ramp_step_s)
+            if step < len(self._ramp):
+                return self._ramp[step]
         return self._odd if int(epoch_s // 60) % 2 else self._even
 
 
@@ -200,7 +237,7 @@ class CycleEncoder:
             yield _body(pending), len(pending) // _PIECES
 
     def _kinds_for(self, profiles: Sequence[str]) -> list[_Kind]:
-        """Each meter's _Kind under *profiles*; a scenario has at most two, so they are kept."""
+        """Each meter's _Kind under *profiles*; a scenario has a few, so they are kept."""
         key = tuple(profiles)
         kinds = self._kinds.get(key)
         if kinds is None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from simulator.meters import DEFAULT_RAMP_S
 from simulator.meters import REGIONS
 from simulator.meters import CycleEncoder
 from simulator.meters import Scenario
@@ -39,6 +40,7 @@ class Settings:
     mode: str = "normal"
     scenario: str = "steady"
     scenario_region: str = "Pune-West"
+    ramp_s: float = DEFAULT_RAMP_S
     regions: tuple[str, ...] = REGIONS
     duplicate_rate: float = 0.01
     seed: int = 0
@@ -129,6 +131,7 @@ class _Run:
             name=settings.scenario,
             mode=settings.mode,
             region=settings.scenario_region,
+            ramp_s=settings.ramp_s,
         )
         self.encoder = CycleEncoder(
             self.fleet,

@@ -16,6 +16,7 @@ from datetime import datetime
 import orjson
 import pytest
 
+from segs.domain import alerts as rules
 from simulator.cli import build_parser
 from simulator.cli import settings_from
 from simulator.meters import NORMAL
@@ -333,7 +334,7 @@ def test_batches_of_1234_readings_are_500_500_234_in_order():
 
 def test_overload_scenario_multiplies_only_the_chosen_region():
     fleet = build_fleet(100, REGIONS, random.Random(2))
-    scenario = Scenario(fleet, name="overload", mode="normal", region="Pune-West")
+    scenario = Scenario(fleet, name="overload", mode="normal", region="Pune-West", ramp_s=0)
 
     profiles = scenario.profiles(0.0)
     readings = cycle(fleet, profiles)
@@ -348,6 +349,54 @@ def test_overload_scenario_multiplies_only_the_chosen_region():
         assert base * low - 0.0005 <= reading["powerKw"]
         assert reading["powerKw"] <= base * high + 0.0005
     assert readings[7]["metadata"]["mode"] == OVERLOAD
+
+
+def _spikes_and_drops(ramp_s: float) -> tuple[int, int]:
+    """Meters of the overloaded region raising a power spike or drop under SEGS's detection
+    rule: 10 minutes of normal load (their baselines learned), then 10 of the scenario."""
+    fleet = build_fleet(200, REGIONS, random.Random(3))
+    scenario = Scenario(fleet, name="overload", mode="normal", region="Pune-West", ramp_s=ramp_s)
+    in_region = [i for i, region in enumerate(fleet.regions) if region == "Pune-West"]
+    states: dict[int, rules.MeterState | None] = dict.fromkeys(in_region)
+    raised: dict[str, set[int]] = {rules.POWER_SPIKE: set(), rules.POWER_DROP: set()}
+    rng = random.Random(4)
+    start_s = 1_800_000_000.0
+    for index in range(120):  # a cycle every 10 s
+        epoch_s = start_s + 10 * index
+        profiles = ["normal"] * len(fleet) if index < 60 else scenario.profiles(epoch_s)
+        readings = generate_readings(
+            fleet, profiles, seq=index, timestamp=TS, interval_s=10, duplicate_rate=0, rng=rng
+        )
+        for i in in_region:
+            power = round(readings[i]["powerKw"] * 1_000_000)
+            states[i], findings = rules.observe(states[i], int(epoch_s * 1_000_000), power)
+            for finding in findings:
+                if isinstance(finding, rules.Raise) and finding.type in raised:
+                    raised[finding.type].add(i)
+    assert all(profile == OVERLOAD for profile in (profiles[i] for i in in_region))
+    return len(raised[rules.POWER_SPIKE]), len(raised[rules.POWER_DROP])
+
+
+def test_the_overload_ramp_lets_learned_baselines_follow_without_a_spike():
+    assert _spikes_and_drops(ramp_s=180) == (0, 0)
+    # Jumping to the full load at once: most of the region's meters spike.
+    spikes, drops = _spikes_and_drops(ramp_s=0)
+    assert spikes > 10 and drops == 0
+
+
+def test_the_overload_ramp_climbs_in_steps_from_the_first_cycle():
+    fleet = build_fleet(10, ["Pune-West"], random.Random(2))
+    scenario = Scenario(fleet, name="overload", mode="normal", region="Pune-West", ramp_s=180)
+    lows = []
+    for second in range(0, 240, 30):
+        readings = cycle(fleet, scenario.profiles(1000.0 + second), seed=second)
+        lows.append(
+            min(r["powerKw"] / base for r, base in zip(readings, fleet.base_loads_kw, strict=True))
+        )
+    # Each 30 s step draws at least 1.1/6 more of the base load; from 180 s on, the full 1.9.
+    assert lows[:6] == sorted(lows[:6])
+    assert lows[0] >= 0.8 + 1.1 / 6 - 0.001 and lows[-1] >= 1.9 - 0.001
+    assert lows[-2] >= 1.9 - 0.001
 
 
 def test_outage_scenario_cuts_only_the_chosen_region():
