@@ -8,8 +8,10 @@ fresh one here, and forked children inherit it through the environment.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
+from collections.abc import Iterator
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segs-metrics-")
@@ -21,6 +23,14 @@ from prometheus_client import Gauge  # noqa: E402
 from prometheus_client import Histogram  # noqa: E402
 from prometheus_client import generate_latest  # noqa: E402
 from prometheus_client import multiprocess  # noqa: E402
+from prometheus_client.core import GaugeMetricFamily  # noqa: E402
+from prometheus_client.core import Metric  # noqa: E402
+from psycopg import Error as DatabaseError  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
+
+from segs.db import raw_connection  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 READINGS_ACCEPTED = Counter(
     "segs_readings_accepted", "Readings accepted and durably queued by the API."
@@ -48,6 +58,12 @@ TASK_DURATION = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
+NOTIFICATIONS_QUEUED = Counter(
+    "segs_notifications_queued",
+    "Notification deliveries put on the notifications queue (a dispatch run again queues its "
+    "copies again; the delivery then counts them as duplicate).",
+    ["channel"],
+)
 NOTIFICATIONS = Counter(
     "segs_notifications_total",
     "Notification delivery runs, by channel and outcome: sent, failed, dead (given up), "
@@ -115,12 +131,86 @@ REGIONAL_LOAD = Gauge(
     ["region"],
     multiprocess_mode="mostrecent",
 )
+BILLING_RUNS = Counter(
+    "segs_billing_runs", "Billing runs finished (beat's monthly runs and POST /billing/runs)."
+)
+INVOICES_CREATED = Counter("segs_invoices_created", "Invoices created by billing runs.")
+
+# Gauges of what PostgreSQL holds now: name -> (help, labels, query). A query's last column is
+# the value and the others are the label values, in order.
+DATABASE_GAUGES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "segs_open_alerts": (
+        "Open (active or acknowledged) alerts.",
+        ("type", "severity", "region"),
+        # Through the partial index of open alerts: as cheap as there are open alerts.
+        "SELECT type, severity, region, count(*) FROM alerts"
+        " WHERE status IN ('active', 'acknowledged') GROUP BY type, severity, region",
+    ),
+    "segs_region_capacity_kw": (
+        "Capacity of a region, the 100 % of its load.",
+        ("region",),
+        "SELECT name, capacity_kw FROM regions",
+    ),
+    "segs_tariff_price_per_kwh": (
+        "Current price per kWh of a region (its open tariff interval).",
+        ("region",),
+        "SELECT region, price_per_kwh FROM tariffs WHERE effective_to IS NULL",
+    ),
+    "segs_dead_letter_batches_waiting": (
+        "Reading batches set aside as dead letters, waiting for an operator to replay or discard.",
+        (),
+        "SELECT count(*) FROM dead_letter_batches WHERE status = 'dead'",
+    ),
+    "segs_quarantined_windows_waiting": (
+        "Quarantined region windows waiting for an operator to flush them again.",
+        (),
+        "SELECT count(*) FROM quarantined_windows WHERE status = 'quarantined'",
+    ),
+}
+
+
+class DatabaseState:
+    """DATABASE_GAUGES, read from PostgreSQL when the API's /metrics is scraped.
+
+    Read there rather than kept in a process: they are true whichever process changed the data
+    (an admin's price override in the API, an alert resolved by a worker) and after any
+    restart, and counters that reset cannot say how many alerts are open now.
+    """
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [
+            GaugeMetricFamily(name, help_text, labels=labels)
+            for name, (help_text, labels, _) in DATABASE_GAUGES.items()
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with raw_connection() as conn:
+                # Within Prometheus' scrape timeout however busy the database is.
+                conn.execute("SET LOCAL statement_timeout = 500")
+                rows = {
+                    name: conn.execute(query).fetchall()
+                    for name, (_, _, query) in DATABASE_GAUGES.items()
+                }
+                conn.rollback()
+        except (DatabaseError, SQLAlchemyError) as exc:
+            # The process metrics are still served; these are missing until it answers again.
+            logger.warning("database gauges not read: %s", exc)
+            return
+        for family in self.describe():
+            for *label_values, value in rows[family.name]:
+                family.add_metric([str(label) for label in label_values], float(value))
+            yield family
+
+
+DATABASE_STATE = DatabaseState()
 
 
 def render_latest() -> bytes:
-    """Collect every process's samples in Prometheus text format."""
+    """Every process's samples and the database gauges, in Prometheus text format."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    registry.register(DATABASE_STATE)
     return generate_latest(registry)
 
 

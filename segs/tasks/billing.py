@@ -7,6 +7,7 @@ from datetime import datetime
 
 from celery.utils.log import get_task_logger
 
+from segs import metrics
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import raw_connection
@@ -34,6 +35,8 @@ def generate_invoices(period: str | None = None) -> dict[str, int | str]:
             due_days=settings.billing_due_days,
             now=now,
         )
+    metrics.BILLING_RUNS.inc()
+    metrics.INVOICES_CREATED.inc(report.created)
     logger.info("billing %s: %d invoices created", period, report.created)
     if report.not_ended:
         logger.info("billing %s: month not over yet in %s", period, ", ".join(report.not_ended))

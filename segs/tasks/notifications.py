@@ -106,6 +106,7 @@ def _fan_out(subject: str, plan: Plan) -> int:
     notifications.publish(client, subject, plan)
     for delivery in plan.deliveries:
         deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
+        metrics.NOTIFICATIONS_QUEUED.labels(delivery.channel).inc()
     notifications.mark_dispatched(client, subject)
     return len(plan.deliveries)
 
