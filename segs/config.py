@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from segs.domain.incidents import IncidentRule
 from segs.domain.ingestion_keys import rate_limit_problem
 from segs.domain.readings import HARD_MAX_QUANTITY
 from segs.domain.readings import ReadingLimits
@@ -222,6 +223,12 @@ class Settings:
     overload_clear_percent: float = 85.0
     overload_critical_percent: float = 100.0
     overload_windows: int = 2
+    # Regional incidents (segs.domain.incidents): this many meters of a region, and this
+    # fraction of its registered meters, in one condition within the window make one incident;
+    # an alert with company waits the window for it (0 turns grouping off).
+    incident_min_meters: int = IncidentRule.min_meters
+    incident_min_fraction: Decimal = IncidentRule.min_fraction
+    incident_window_s: float = IncidentRule.window_s
 
     # Notifications
     delivery_attempts: int = 3
@@ -304,6 +311,14 @@ class Settings:
             max_voltage_v=self.max_voltage_v,
             max_current_a=self.max_current_a,
             max_frequency_hz=self.max_frequency_hz,
+        )
+
+    @property
+    def incident_rule(self) -> IncidentRule:
+        return IncidentRule(
+            min_meters=self.incident_min_meters,
+            min_fraction=self.incident_min_fraction,
+            window_s=self.incident_window_s,
         )
 
     @property
@@ -428,6 +443,12 @@ def load_settings() -> Settings:
             "SEGS_OVERLOAD_CRITICAL_PERCENT", Settings.overload_critical_percent
         ),
         overload_windows=_int("SEGS_OVERLOAD_WINDOWS", Settings.overload_windows, 1),
+        # An incident groups at least two meters.
+        incident_min_meters=_int("SEGS_INCIDENT_MIN_METERS", Settings.incident_min_meters, 2),
+        incident_min_fraction=_decimal(
+            "SEGS_INCIDENT_MIN_FRACTION", Settings.incident_min_fraction, Decimal(0), Decimal(1)
+        ),
+        incident_window_s=_float("SEGS_INCIDENT_WINDOW_S", Settings.incident_window_s),
         delivery_attempts=_int("SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
         delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
         webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),

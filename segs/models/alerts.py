@@ -26,7 +26,13 @@ from segs.models.base import Base
 
 class Alert(Base):
     """One alert. At most one open (active or acknowledged) per (type, region, meter_id): a
-    partial unique index says so (migration 0004); a repeat counts occurrences instead."""
+    partial unique index says so (migration 0004); a repeat counts occurrences instead.
+
+    A regional incident (segs.domain.incidents) is an alert of its own type without a meter;
+    the meter alerts it groups name it in incident_id, and it counts their meters in
+    meter_count. A meter alert waiting for an incident to form has notify_after: its
+    notifications are held until then (migration 0011).
+    """
 
     __tablename__ = "alerts"
 
@@ -47,13 +53,20 @@ class Alert(Base):
     resolved_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     resolution_note: Mapped[str | None] = mapped_column(Text)
     auto_resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("alerts.id", ondelete="SET NULL"), index=True
+    )
+    meter_count: Mapped[int | None] = mapped_column(Integer)
+    notify_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AlertTransition(Base):
     """Every change of an alert's state or severity, automatic or by a person (actor_id).
 
     Also the notifications' outbox: dispatched_at stays NULL until the transition's fan-out is
-    queued, and beat dispatches again the rows left so (migration 0006).
+    queued, and beat dispatches again the rows left so (migration 0006). A transition of an
+    alert grouped under an incident is taken out of the outbox without a fan-out of its own:
+    grouped_into names the incident whose notification stands for it (migration 0011).
     """
 
     __tablename__ = "alert_transitions"
@@ -68,6 +81,7 @@ class AlertTransition(Base):
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    grouped_into: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL"))
 
 
 class NotificationPreference(Base):

@@ -1,7 +1,9 @@
 """Where conditions are found and turned into alerts: the reading path, the flush, the sweep.
 
 Each function stores what it finds in one transaction and returns the transition ids, for the
-caller to hand to the notification queue once committed.
+caller to hand to the notification queue once committed. The meter alerts they open are grouped
+into regional incidents as they are stored (segs.services.incidents), so the ids returned are
+only those to tell now: not those grouped under an incident, nor those held for one to form.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from segs.config import Settings
 from segs.domain import alerts as rules
+from segs.domain.incidents import IncidentRule
 from segs.domain.readings import MICRO
 from segs.domain.readings import from_epoch_us
 from segs.domain.readings import to_epoch_us
@@ -27,16 +30,30 @@ from segs.services.alerts import raise_alert
 from segs.services.alerts import recent_loads
 from segs.services.detection import DetectionStore
 from segs.services.detection import MeterFinding
+from segs.services.incidents import group_opened
+from segs.services.incidents import lock_groups
+from segs.services.incidents import release_held
+from segs.services.incidents import resolve_cleared
+
+# The documented defaults; the tasks pass the settings' rule.
+DEFAULT_INCIDENTS = IncidentRule()
 
 
-def record_findings(session: Session, findings: list[MeterFinding], now: datetime) -> list[int]:
-    """Store what per-reading detection found: each meter's findings in reading order, meters
-    in one global order, so two batches touching the same alerts cannot deadlock."""
+def record_findings(
+    session: Session,
+    findings: list[MeterFinding],
+    now: datetime,
+    incident_rule: IncidentRule = DEFAULT_INCIDENTS,
+) -> list[int]:
+    """Store what per-reading detection found: the grouping locks of their incidents first,
+    then each meter's findings in reading order, meters in one global order, so two batches
+    touching the same alerts cannot deadlock."""
+    lock_groups(session, incident_rule, [(found.finding.type, found.region) for found in findings])
     transitions: list[int] = []
     for found in sorted(findings, key=lambda item: (item.meter_id, item.ts_us)):
         condition = Condition(found.finding.type, found.region, found.meter_id)
         transitions.extend(apply_finding(session, condition, found.finding, now))
-    return transitions
+    return group_opened(session, incident_rule, transitions, now)
 
 
 def overload_rule(settings: Settings) -> rules.OverloadRule:
@@ -72,7 +89,12 @@ def evaluate_overloads(
     return transitions
 
 
-def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) -> list[int]:
+def sweep_silent_meters(
+    session: Session,
+    store: DetectionStore,
+    now: datetime,
+    incident_rule: IncidentRule = DEFAULT_INCIDENTS,
+) -> list[int]:
     """Raise METER_OUTAGE for every meter past its deadline by the ingestion watermark; each is
     reported once per silence."""
     now_s = now.timestamp()
@@ -80,6 +102,8 @@ def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) 
     silent = store.pop_silent(threshold)
     transitions: list[int] = []
     try:
+        groups = [(rules.METER_OUTAGE, meter.region) for meter in silent]
+        lock_groups(session, incident_rule, groups)
         for meter in silent:
             quiet_s = now_s - meter.last_ts_us / MICRO if meter.last_ts_us else 0.0
             transitions.extend(
@@ -92,10 +116,21 @@ def sweep_silent_meters(session: Session, store: DetectionStore, now: datetime) 
                 )
             )
             session.flush()
+        return group_opened(session, incident_rule, transitions, now)
     except BaseException:
         store.unpop(silent, threshold)
         raise
-    return transitions
+
+
+def settle_incidents(
+    session: Session, store: DetectionStore, incident_rule: IncidentRule, now: datetime
+) -> list[int]:
+    """Tell one by one the alerts whose window passed without an incident forming, and resolve
+    the incidents whose condition cleared."""
+    return [
+        *release_held(session, now),
+        *resolve_cleared(session, store, incident_rule, now),
+    ]
 
 
 def expire_detection_states(

@@ -7,6 +7,11 @@ open row is locked and updated, so workers racing on one condition add exactly o
 Every change of state or severity adds an alert_transitions row in the same transaction; the
 functions return those rows' ids, which the caller hands to the notification queue after the
 commit (services do not talk to Celery). Changes made by a person also go in the audit log.
+
+A meter alert grouped under a regional incident (segs.services.incidents) is told through the
+incident: its transitions leave the outbox as grouped, and resolving the incident resolves it.
+One held for an incident to form keeps its transitions in the outbox until it is released
+(route_transitions says which transitions to hand to the queue).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from operator import ge
 from operator import lt
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Select
 from sqlalchemy import func
 from sqlalchemy import or_
@@ -28,6 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from segs.domain import alerts as rules
+from segs.domain.incidents import INCIDENT_TYPES
+from segs.domain.incidents import is_incident
 from segs.errors import ConflictError
 from segs.errors import NotFoundError
 from segs.models import Alert
@@ -103,7 +111,8 @@ def raise_alert(
 
 
 def clear_condition(session: Session, condition: Condition, now: datetime) -> list[int]:
-    """Resolve the open alert of *condition* automatically, if there is one."""
+    """Resolve the open alert of *condition* automatically, if there is one (an incident with
+    the alerts still open under it)."""
     row = session.execute(
         _LOCK_OPEN,
         {"type": condition.type, "region": condition.region, "meter_id": condition.meter_id},
@@ -116,7 +125,10 @@ def clear_condition(session: Session, condition: Condition, now: datetime) -> li
     alert.status = rules.RESOLVED
     alert.resolved_at = now
     alert.auto_resolved = True
-    return [_transition(session, alert_id, rules.RESOLVED, status, rules.RESOLVED, severity)]
+    transition = _transition(session, alert_id, rules.RESOLVED, status, rules.RESOLVED, severity)
+    if is_incident(alert.type):
+        _resolve_members(session, alert_id)
+    return [transition]
 
 
 def apply_finding(
@@ -126,6 +138,98 @@ def apply_finding(
     if isinstance(finding, rules.Raise):
         return raise_alert(session, condition, finding.severity, finding.message, now)
     return clear_condition(session, condition, now)
+
+
+# Members resolve as their incident did (when, by whom, the note, automatically or not); their
+# transitions leave the outbox as grouped: the incident's notification stands for them.
+_RESOLVE_MEMBERS = text(
+    """
+    WITH incident AS (
+        SELECT resolved_at, resolved_by, resolution_note, auto_resolved FROM alerts
+        WHERE id = :incident
+    ), members AS (
+        SELECT id, status FROM alerts
+        WHERE incident_id = :incident AND status IN ('active', 'acknowledged')
+        ORDER BY id
+        FOR UPDATE
+    ), resolved AS (
+        UPDATE alerts a
+        SET status = 'resolved', resolved_at = i.resolved_at, resolved_by = i.resolved_by,
+            resolution_note = i.resolution_note, auto_resolved = i.auto_resolved
+        FROM members m, incident i
+        WHERE a.id = m.id
+        RETURNING a.id, m.status AS previous, a.severity, i.resolved_by, i.resolution_note
+    )
+    INSERT INTO alert_transitions (alert_id, kind, from_status, to_status, severity, actor_id,
+                                   note, dispatched_at, grouped_into)
+    SELECT id, 'resolved', previous, 'resolved', severity, resolved_by, resolution_note,
+           clock_timestamp(), :incident
+    FROM resolved
+    ORDER BY id
+    RETURNING alert_id
+    """
+)
+
+
+def _resolve_members(session: Session, incident_id: int) -> list[int]:
+    """Resolve the alerts still open under an incident just resolved; return their ids."""
+    session.flush()
+    return list(session.scalars(_RESOLVE_MEMBERS, {"incident": incident_id}))
+
+
+def lock_group(session: Session, incident_type: str, region: str) -> None:
+    """Serialize, until the commit, the grouping of *incident_type* in *region*: deciding
+    whether an incident forms counts alerts that other transactions may be adding. Take it
+    before any alert row lock, so two transactions never wait for each other's."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"segs:incident:{incident_type}:{region}"},
+    )
+
+
+def _lock_incident_groups(session: Session, alert_ids: list[int]) -> None:
+    """The grouping locks of the incidents among *alert_ids*, in one order (see lock_group)."""
+    groups = session.execute(
+        select(Alert.type, Alert.region)
+        .where(
+            Alert.id.in_([alert_id for alert_id in alert_ids if alert_id <= BIGINT_MAX]),
+            Alert.type.in_(INCIDENT_TYPES),
+        )
+        .distinct()
+        .order_by(Alert.type, Alert.region)
+    ).all()
+    for incident_type, region in groups:
+        lock_group(session, incident_type, region)
+
+
+_GROUP_TRANSITIONS = text(
+    """
+    UPDATE alert_transitions t
+    SET dispatched_at = clock_timestamp(), grouped_into = a.incident_id
+    FROM alerts a
+    WHERE t.id = ANY(:ids) AND a.id = t.alert_id AND a.incident_id IS NOT NULL
+      AND t.dispatched_at IS NULL
+    """
+)
+
+_TO_DISPATCH = text(
+    """
+    SELECT t.id FROM alert_transitions t JOIN alerts a ON a.id = t.alert_id
+    WHERE t.id = ANY(:ids) AND t.dispatched_at IS NULL AND a.notify_after IS NULL
+    ORDER BY t.id
+    """
+)
+
+
+def route_transitions(session: Session, transition_ids: list[int]) -> list[int]:
+    """Of transitions just made, those to hand to the notification queue now. Those of alerts
+    grouped under an incident leave the outbox as grouped; those of alerts held for an incident
+    to form wait for their release (segs.services.incidents.release_held)."""
+    if not transition_ids:
+        return []
+    session.flush()
+    session.execute(_GROUP_TRANSITIONS, {"ids": transition_ids})
+    return list(session.scalars(_TO_DISPATCH, {"ids": transition_ids}))
 
 
 def _transition(
@@ -183,24 +287,25 @@ def acknowledge(
     audit.record(session, actor, "alert.acknowledge", "alert", alert_id, {"note": note})
     session.flush()
     session.refresh(alert)
-    return alert, [transition]
+    return alert, route_transitions(session, [transition])
 
 
 def resolve(
     session: Session, actor: Actor, alert_id: int, note: str | None
 ) -> tuple[Alert, list[int]]:
-    """An operator closes an open alert.
+    """An operator closes an open alert (an incident with the alerts still open under it).
 
     :raises NotFoundError: no such alert.
     :raises ConflictError: the alert is resolved already.
     """
+    _lock_incident_groups(session, [alert_id])
     alert = _locked(session, alert_id)
     if alert.status == rules.RESOLVED:
         raise ConflictError(f"alert {alert_id} is resolved already", code="ALERT_RESOLVED")
-    transition = _resolve_by(session, actor, alert, note)
+    transition, _ = _resolve_by(session, actor, alert, note)
     session.flush()
     session.refresh(alert)
-    return alert, [transition]
+    return alert, route_transitions(session, [transition])
 
 
 def bulk_resolve(
@@ -208,30 +313,52 @@ def bulk_resolve(
 ) -> tuple[list[int], list[int], list[int]]:
     """Resolve every open alert among *alert_ids*; return (resolved, skipped, transitions).
 
-    Skipped ids are those already resolved or unknown; the rest resolve in one transaction.
+    Skipped ids are those already resolved or unknown; the rest resolve in one transaction. An
+    incident resolves the alerts still open under it too; those of them asked for count as
+    resolved.
     """
+    _lock_incident_groups(session, alert_ids)
     alerts = session.scalars(
         select(Alert)
         .where(Alert.id.in_(alert_ids), Alert.status.in_(rules.OPEN_STATUSES))
         .order_by(Alert.id)
         .with_for_update()
     ).all()
-    transitions = [_resolve_by(session, actor, alert, note) for alert in alerts]
-    resolved = [alert.id for alert in alerts]
-    skipped = sorted(set(alert_ids) - set(resolved))
-    return resolved, skipped, transitions
+    transitions: list[int] = []
+    done: set[int] = set()
+    # Incidents first: an alert asked for that one of them groups is resolved with it, once.
+    for alert in sorted(alerts, key=lambda alert: not is_incident(alert.type)):
+        if alert.id in done:
+            continue
+        transition, members = _resolve_by(session, actor, alert, note)
+        transitions.append(transition)
+        done.update([alert.id, *members])
+    resolved = sorted(done & set(alert_ids))
+    skipped = sorted(set(alert_ids) - done)
+    return resolved, skipped, route_transitions(session, transitions)
 
 
-def _resolve_by(session: Session, actor: Actor, alert: Alert, note: str | None) -> int:
+def _resolve_by(
+    session: Session, actor: Actor, alert: Alert, note: str | None
+) -> tuple[int, list[int]]:
+    """Resolve *alert* for *actor*; return its transition and the ids of the alerts resolved
+    with it (an incident's), each audited as a resolve by the same person."""
     previous = alert.status
     alert.status = rules.RESOLVED
     alert.resolved_at = func.now()
     alert.resolved_by = actor.id
     alert.resolution_note = note
     audit.record(session, actor, "alert.resolve", "alert", alert.id, {"note": note})
-    return _transition(
+    transition = _transition(
         session, alert.id, rules.RESOLVED, previous, rules.RESOLVED, alert.severity, actor.id, note
     )
+    if not is_incident(alert.type):
+        return transition, []
+    members = _resolve_members(session, alert.id)
+    details = {"note": note, "incident": alert.id}
+    for member_id in members:
+        audit.record(session, actor, "alert.resolve", "alert", member_id, details)
+    return transition, members
 
 
 # Alert ids are bigint: a larger id in a URL is simply not found (not a database error).
@@ -256,6 +383,7 @@ class AlertFilters:
     meter_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    incident_id: int | None = None
     owner_id: uuid.UUID | None = None
 
 
@@ -279,21 +407,29 @@ def _filtered(statement: Select[Any], filters: AlertFilters) -> Select[Any]:
             (Alert.meter_id, eq, filters.meter_id),
             (Alert.created_at, ge, filters.since),
             (Alert.created_at, lt, filters.until),
+            (Alert.incident_id, eq, filters.incident_id),
         ],
     )
     if filters.owner_id is not None:
-        # A customer's alerts are those raised on their meters while they owned them.
-        owned_then = select(MeterAssignment.id).where(
+        statement = statement.where(owned_when_raised(filters.owner_id))
+    return statement
+
+
+def owned_when_raised(owner_id: uuid.UUID) -> ColumnElement[bool]:
+    """A customer's alerts: those raised on their meters while they owned them."""
+    return (
+        select(MeterAssignment.id)
+        .where(
             MeterAssignment.meter_id == Alert.meter_id,
-            MeterAssignment.user_id == filters.owner_id,
+            MeterAssignment.user_id == owner_id,
             MeterAssignment.assigned_from <= Alert.created_at,
             or_(
                 MeterAssignment.assigned_to.is_(None),
                 MeterAssignment.assigned_to > Alert.created_at,
             ),
         )
-        statement = statement.where(owned_then.exists())
-    return statement
+        .exists()
+    )
 
 
 def get_alert(session: Session, alert_id: int) -> Alert:

@@ -40,6 +40,7 @@ from segs.domain import signatures
 from segs.domain import webhooks
 from segs.domain.access import USER
 from segs.domain.codes import OutgoingMail
+from segs.domain.incidents import kinds_that_want
 from segs.domain.webhooks import WebhookTargetError
 from segs.errors import ConflictError
 from segs.errors import InvalidInputError
@@ -126,13 +127,18 @@ def mark_transition_dispatched(session: Session, transition_id: int) -> None:
 def stale_transitions(session: Session, stale_after_s: float, limit: int) -> list[int]:
     """Transitions committed over *stale_after_s* ago and still not dispatched, oldest first:
     their dispatch was lost (a crash after the commit) or failed. The database's clock judges
-    the age, as it stamped the transitions."""
+    the age, as it stamped the transitions. Those of an alert held for a regional incident to
+    form are not lost: they wait for their release (segs.services.incidents)."""
+    held = select(Alert.id).where(
+        Alert.id == AlertTransition.alert_id, Alert.notify_after.is_not(None)
+    )
     return list(
         session.scalars(
             select(AlertTransition.id)
             .where(
                 AlertTransition.dispatched_at.is_(None),
                 AlertTransition.at < func.now() - timedelta(seconds=stale_after_s),
+                ~held.exists(),
             )
             .order_by(AlertTransition.at)
             .limit(limit)
@@ -207,6 +213,8 @@ def alert_body(alert: Alert) -> dict[str, Any]:
         "occurrenceCount": alert.occurrence_count,
         "createdAt": alert.created_at.isoformat(),
         "lastSeenAt": alert.last_seen_at.isoformat(),
+        "incidentId": alert.incident_id,
+        "meterCount": alert.meter_count,
     }
 
 
@@ -246,9 +254,10 @@ def owners_when_raised(session: Session, alert: Alert) -> list[User]:
 
 
 def plan_transition(session: Session, transition_id: int) -> Plan | None:
-    """The feed events and the deliveries of one alert transition (None if it is gone)."""
+    """The feed events and the deliveries of one alert transition (None if it is gone, or
+    grouped under an incident whose notification stands for it)."""
     transition = session.get(AlertTransition, transition_id)
-    if transition is None:
+    if transition is None or transition.grouped_into is not None:
         return None
     alert = session.get(Alert, transition.alert_id)
     assert alert is not None
@@ -365,11 +374,16 @@ def _deliveries(
     ):
         hooks.setdefault(hook.user_id, []).append(hook)
     deliveries: list[Delivery] = []
+    kinds = kinds_that_want(kind)
+
+    def wants(preferences: rules.Preferences, channel: str) -> bool:
+        return any(preferences.wants(channel, wanted, severity) for wanted in kinds)
+
     for user in recipients:
         wanted = prefs[user.id]
-        if wanted.wants("email", kind, severity) and user.email_verified_at is not None:
+        if wants(wanted, "email") and user.email_verified_at is not None:
             deliveries.append(Delivery(subject, "email", str(user.id), user.email, title, payload))
-        if wanted.wants("webhook", kind, severity):
+        if wants(wanted, "webhook"):
             deliveries.extend(
                 Delivery(subject, "webhook", str(user.id), str(hook.id), title, payload)
                 for hook in hooks.get(user.id, [])

@@ -35,7 +35,9 @@ def store_findings(shard: int, batch_id: str, findings: list[MeterFinding]) -> N
     forgetting counts the batch's repeats twice.
     """
     with session_scope() as session:
-        transitions = alerting.record_findings(session, findings, datetime.now(UTC))
+        transitions = alerting.record_findings(
+            session, findings, datetime.now(UTC), get_settings().incident_rule
+        )
     enqueue_transitions(transitions)
     get_detection_store().forget_findings(shard, batch_id)
 
@@ -55,13 +57,18 @@ def evaluate_overloads(windows: dict[str, int]) -> int:
 
 @app.task(name="segs.tasks.alerts.sweep_silent_meters", acks_late=True)
 def sweep_silent_meters() -> int:
-    """Raise METER_OUTAGE for meters that missed SEGS_SILENT_AFTER_INTERVALS readings."""
+    """Raise METER_OUTAGE for meters that missed SEGS_SILENT_AFTER_INTERVALS readings; then
+    settle regional incidents: tell the alerts held past SEGS_INCIDENT_WINDOW_S one by one, and
+    resolve the incidents that cleared. Each in its own transaction."""
+    rule = get_settings().incident_rule
+    store = get_detection_store()
     with session_scope() as session:
-        transitions = alerting.sweep_silent_meters(
-            session, get_detection_store(), datetime.now(UTC)
-        )
+        transitions = alerting.sweep_silent_meters(session, store, datetime.now(UTC), rule)
     enqueue_transitions(transitions)
-    return len(transitions)
+    with session_scope() as session:
+        settled = alerting.settle_incidents(session, store, rule, datetime.now(UTC))
+    enqueue_transitions(settled)
+    return len(transitions) + len(settled)
 
 
 @app.task(name="segs.tasks.alerts.expire_detection_states", acks_late=True)

@@ -244,6 +244,7 @@ MATRIX: dict[tuple[str, str], tuple[tuple[int, ...], Body | None]] = {
     ("GET", "/api/v1/alerts"): (STAFF_ONLY, None),
     ("GET", "/api/v1/alerts/stats"): (STAFF_ONLY, None),
     ("GET", "/api/v1/alerts/<int:alert_id>"): (STAFF_ONLY, None),
+    ("GET", "/api/v1/alerts/<int:alert_id>/meters"): (OWN_METER, None),
     ("POST", "/api/v1/alerts/<int:alert_id>/acknowledge"): (
         (401, 403, 403, 200, 409),
         lambda _w, _p: {"note": "on it"},

@@ -1,4 +1,5 @@
-"""Alert views for operators and admins: list, read, acknowledge, resolve, statistics."""
+"""Alert views for operators and admins: list, read, acknowledge, resolve, statistics; and the
+meters an alert is about (a regional incident's), which customers may read for their own."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.models import Alert
 from segs.services import alerts
+from segs.services import incidents
 from segs.tasks.notifications import enqueue_transitions
 from segs.web.actor import current_actor
 from segs.web.alerts.schemas import AlertDetailSchema
+from segs.web.alerts.schemas import AlertMeterPageSchema
 from segs.web.alerts.schemas import AlertPageSchema
 from segs.web.alerts.schemas import AlertQueryArgsSchema
 from segs.web.alerts.schemas import AlertSchema
@@ -21,15 +24,19 @@ from segs.web.alerts.schemas import BulkResolveSchema
 from segs.web.alerts.schemas import NoteSchema
 from segs.web.alerts.schemas import StatsArgsSchema
 from segs.web.parsing import Blueprint
+from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_body
+from segs.web.security import current_account
 from segs.web.security import roles_required
 
 bp = Blueprint(
     "alerts",
     __name__,
     url_prefix="/alerts",
-    description="Alerts: anomalies, outages, silent meters and regional overloads, with their "
-    "lifecycle active -> acknowledged -> resolved (operators and admins).",
+    description="Alerts: anomalies, outages, silent meters, regional overloads and regional "
+    "incidents (many meters in one condition, grouped), with their lifecycle active -> "
+    "acknowledged -> resolved (operators and admins). A customer may list the meters of an "
+    "alert that are theirs.",
 )
 
 
@@ -47,6 +54,7 @@ def list_alerts(args: dict[str, Any]) -> dict[str, Any]:
         meter_id=args.get("meter_id"),
         since=args.get("since"),
         until=args.get("until"),
+        incident_id=args.get("incident_id"),
     )
     with session_scope() as session:
         page = alerts.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
@@ -72,6 +80,28 @@ def get_alert(alert_id: int) -> dict[str, Any]:
     with session_scope() as session:
         alert = alerts.get_alert(session, alert_id)
         return _detail(alert, alerts.transitions_of(session, alert_id))
+
+
+@bp.get("/<int:alert_id>/meters")
+@roles_required()
+@bp.arguments(PageArgsSchema, location="query")
+@bp.response(200, AlertMeterPageSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def alert_meters(args: dict[str, Any], alert_id: int) -> dict[str, Any]:
+    """The meters an alert is about, by meter id: a regional incident's grouped meters (with
+    their alerts' types, when the first was raised and whether one is open), a meter alert's
+    own meter. A customer sees only their meters; an alert with none of theirs is not found."""
+    account = current_account()
+    with session_scope() as session:
+        page = incidents.alert_meters(
+            session,
+            account.id,
+            account.role,
+            alert_id,
+            page=args["page"],
+            page_size=args["page_size"],
+        )
+    return page_body(page.items, page.total, args)
 
 
 @bp.post("/<int:alert_id>/acknowledge")

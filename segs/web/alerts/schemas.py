@@ -38,6 +38,14 @@ class CustomerAlertSchema(CamelSchema):
     auto_resolved = fields.Boolean(
         metadata={"description": "resolved because the condition cleared"}
     )
+    incident_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "the regional incident this meter alert is grouped under"},
+    )
+    meter_count = fields.Integer(
+        allow_none=True,
+        metadata={"description": "on a regional incident: the meters it groups; else null"},
+    )
 
 
 class AlertSchema(CustomerAlertSchema):
@@ -80,6 +88,24 @@ class AlertQueryArgsSchema(PageArgsSchema):
     until = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "created before; UTC if no offset"}
     )
+    incident_id = fields.Integer(
+        validate=validate.Range(min=1, max=BIGINT_MAX),
+        metadata={"description": "the alerts grouped under this regional incident"},
+    )
+
+
+class AlertMeterSchema(CamelSchema):
+    """A meter an alert is about: an incident's grouped meter, or a meter alert's own."""
+
+    meter_id = fields.String()
+    alert_types = fields.List(
+        fields.String(), metadata={"description": "the types of its alerts there"}
+    )
+    first_raised_at = fields.DateTime(metadata={"description": "when its first one was raised"})
+    is_open = fields.Boolean(metadata={"description": "whether one of them is still open"})
+
+
+AlertMeterPageSchema = page_schema(AlertMeterSchema, "AlertMeterPage")
 
 
 class MyAlertQueryArgsSchema(PageArgsSchema):
