@@ -80,4 +80,10 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=_redispatch_every),
         "options": {"expires": _redispatch_every, "queue": "default"},
     },
+    "send-due-digests": {
+        "task": "segs.tasks.notifications.send_due_digests",
+        # Run every 30 s: a recipient's digest goes out at most 30 s after SEGS_NOTIFY_DIGEST_S
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 30, "queue": "default"},
+    },
 }

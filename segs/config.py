@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from segs.domain.digests import DigestRule
 from segs.domain.incidents import IncidentRule
 from segs.domain.ingestion_keys import rate_limit_problem
 from segs.domain.readings import HARD_MAX_QUANTITY
@@ -234,6 +235,11 @@ class Settings:
     delivery_attempts: int = 3
     delivery_backoff_s: float = 2.0
     webhook_timeout_s: float = 5.0
+    # Per recipient (an account's email, one webhook): at most this many notifications one by
+    # one in a rolling hour; the rest are held and sent as one digest this long after the first
+    # of them was held (segs.domain.digests).
+    notify_max_per_hour: int = DigestRule.max_per_hour
+    notify_digest_s: float = DigestRule.digest_s
     # Outgoing webhooks reach only public addresses on these ports, over https unless allowed.
     webhook_ports: PortRanges = ((443, 443), (8443, 8443))
     webhook_allow_http: bool = False
@@ -320,6 +326,10 @@ class Settings:
             min_fraction=self.incident_min_fraction,
             window_s=self.incident_window_s,
         )
+
+    @property
+    def digest_rule(self) -> DigestRule:
+        return DigestRule(max_per_hour=self.notify_max_per_hour, digest_s=self.notify_digest_s)
 
     @property
     def reading_queues(self) -> list[str]:
@@ -452,6 +462,8 @@ def load_settings() -> Settings:
         delivery_attempts=_int("SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
         delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
         webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
+        notify_max_per_hour=_int("SEGS_NOTIFY_MAX_PER_HOUR", Settings.notify_max_per_hour, 1),
+        notify_digest_s=_float("SEGS_NOTIFY_DIGEST_S", Settings.notify_digest_s, 1.0),
         webhook_ports=_ports("SEGS_WEBHOOK_PORTS", Settings.webhook_ports),
         webhook_allow_http=_bool("SEGS_WEBHOOK_ALLOW_HTTP", Settings.webhook_allow_http),
         webhook_allow_loopback=_bool(

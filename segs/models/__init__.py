@@ -8,6 +8,7 @@ from segs.models.accounts import VerificationCode
 from segs.models.alerts import Alert
 from segs.models.alerts import AlertTransition
 from segs.models.alerts import DeadLetter
+from segs.models.alerts import DigestItem
 from segs.models.alerts import NotificationDelivery
 from segs.models.alerts import NotificationPreference
 from segs.models.alerts import Webhook
@@ -36,6 +37,7 @@ __all__ = [
     "Alert",
     "AlertTransition",
     "DeadLetter",
+    "DigestItem",
     "NotificationDelivery",
     "NotificationPreference",
     "Webhook",

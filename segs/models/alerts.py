@@ -145,3 +145,26 @@ class DeadLetter(Base):
     attempts: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DigestItem(Base):
+    """A notification held for its recipient's digest (segs.domain.digests): over the rate
+    limit, it waits here, durably, until the digest that carries it goes out.
+
+    A recipient is (channel, target), as a delivery names it: an email address or a webhook id.
+    One row per delivery subject and recipient, so a delivery run twice is held once.
+    digest_subject stays NULL while held, then names the digest that carried it (or was given
+    up on, as a dead letter).
+    """
+
+    __tablename__ = "notification_digest_items"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(160))
+    title: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    digest_subject: Mapped[str | None] = mapped_column(String(160))

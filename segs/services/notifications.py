@@ -8,6 +8,9 @@ sweep), so each is made safe to repeat: alert transitions stay in the outbox (di
 NULL) until their fan-out is queued, the feed event is published once per subject, and a
 delivery is sent only by the copy that holds its claim and only if not delivered before.
 
+Email and webhooks are limited per recipient (segs.domain.digests): over the limit, a delivery
+is held in PostgreSQL and goes out later in the recipient's digest. The live feed is not limited.
+
 The live feed's streams are described in segs.services.feed.
 """
 
@@ -30,12 +33,14 @@ import redis
 from sqlalchemy import func
 from sqlalchemy import or_
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
 from segs.domain import alerts as rules
+from segs.domain import digests
 from segs.domain import signatures
 from segs.domain import webhooks
 from segs.domain.access import USER
@@ -48,6 +53,7 @@ from segs.errors import NotFoundError
 from segs.models import Alert
 from segs.models import AlertTransition
 from segs.models import DeadLetter
+from segs.models import DigestItem
 from segs.models import MeterAssignment
 from segs.models import NotificationDelivery
 from segs.models import NotificationPreference
@@ -468,9 +474,12 @@ def _log(
 
 
 def _send_email(settings: Settings, delivery: Delivery) -> None:
-    body = json.dumps(delivery.payload, indent=2)
-    text = f"{delivery.title}\n\n{_summary(delivery.payload)}\n\nDetails:\n{body}\n"
-    mail.send_email(settings, OutgoingMail(to=delivery.target, subject=delivery.title, body=text))
+    if delivery.payload.get("event") == digests.DIGEST_EVENT:
+        body = digests.digest_text(settings.digest_rule, delivery.payload)
+    else:
+        details = json.dumps(delivery.payload, indent=2)
+        body = f"{delivery.title}\n\n{_summary(delivery.payload)}\n\nDetails:\n{details}\n"
+    mail.send_email(settings, OutgoingMail(to=delivery.target, subject=delivery.title, body=body))
 
 
 def _summary(payload: dict[str, Any]) -> str:
@@ -508,6 +517,170 @@ def _post_webhook(
         # 3xx included: redirects are not followed, so a redirect is not a delivery.
         raise DeliveryFailedError(f"{hook.url} answered {status}")
     return hook.url
+
+
+# --------------------------------------------------------------------------- limits and digests
+
+
+def _lock_recipient(session: Session, channel: str, target: str) -> None:
+    """One delivery or digest to a recipient at a time, until the transaction ends: counting
+    what it was sent, deciding, and sending (with its log row) or holding are one step, so two
+    workers never both take the last place of its allowance."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+        {"key": f"segs:recipient:{channel}:{target}"},
+    )
+
+
+def hold_for_digest(session: Session, settings: Settings, delivery: Delivery) -> bool:
+    """Whether *delivery* waits for its recipient's digest (held now, or by a copy before)
+    rather than being sent now.
+
+    Takes the recipient's lock for the rest of the transaction: the caller sends and logs in
+    it, so the next delivery to the recipient counts this one.
+    """
+    _lock_recipient(session, delivery.channel, delivery.target)
+    of_recipient = (DigestItem.channel == delivery.channel, DigestItem.target == delivery.target)
+    held_before = select(DigestItem.id).where(*of_recipient, DigestItem.subject == delivery.subject)
+    if session.scalar(held_before.exists().select()):
+        return True
+    still_held = select(DigestItem.id).where(*of_recipient, DigestItem.digest_subject.is_(None))
+    digest_open = bool(session.scalar(still_held.exists().select()))
+    sent = _sent_in_last_period(session, delivery)
+    if not digests.should_hold(settings.digest_rule, sent, digest_open):
+        return False
+    session.add(
+        DigestItem(
+            channel=delivery.channel,
+            target=delivery.target,
+            user_id=uuid.UUID(delivery.user_id),
+            subject=delivery.subject,
+            title=delivery.title,
+            payload=delivery.payload,
+        )
+    )
+    return True
+
+
+def _sent_in_last_period(session: Session, delivery: Delivery) -> int:
+    """What the delivery log shows sent to the recipient one by one (not in a digest) within
+    the limit's period. A webhook's log rows name its URL."""
+    logged_target = delivery.target
+    if delivery.channel == "webhook":
+        hook = session.get(Webhook, uuid.UUID(delivery.target))
+        if hook is None:
+            return 0  # deleted: its delivery fails, whatever the count
+        logged_target = hook.url
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(NotificationDelivery)
+            .where(
+                NotificationDelivery.target == logged_target,
+                NotificationDelivery.channel == delivery.channel,
+                NotificationDelivery.user_id == uuid.UUID(delivery.user_id),
+                NotificationDelivery.status == "sent",
+                NotificationDelivery.at > func.now() - timedelta(seconds=digests.LIMIT_PERIOD_S),
+                ~NotificationDelivery.subject.startswith(digests.DIGEST_PREFIX),
+            )
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One channel of one account: an email address, or a webhook id."""
+
+    channel: str
+    target: str
+    user_id: str
+
+    def as_task_args(self) -> dict[str, Any]:
+        return {"channel": self.channel, "target": self.target, "user_id": self.user_id}
+
+
+def recipients_with_due_digests(session: Session, rule: digests.DigestRule) -> list[Recipient]:
+    """The recipients whose first held notification waited the digest period; the database's
+    clock judges, as it stamped them."""
+    rows = session.execute(
+        select(
+            DigestItem.channel,
+            DigestItem.target,
+            DigestItem.user_id,
+            func.extract("epoch", func.now() - func.min(DigestItem.held_at)),
+        )
+        .where(DigestItem.digest_subject.is_(None))
+        .group_by(DigestItem.channel, DigestItem.target, DigestItem.user_id)
+    )
+    return [
+        Recipient(channel, target, str(user_id))
+        for channel, target, user_id, waited_s in rows
+        if digests.digest_due(rule, float(waited_s))
+    ]
+
+
+@dataclass(frozen=True)
+class HeldDigest:
+    """A recipient's held notifications as one delivery, and which rows it carries."""
+
+    delivery: Delivery
+    item_ids: list[int]
+
+
+def take_digest(session: Session, recipient: Recipient) -> HeldDigest | None:
+    """Everything still held for *recipient*, as one delivery (None when nothing is: another
+    copy of the digest sent it).
+
+    Takes the recipient's lock for the rest of the transaction: the caller sends the digest and
+    settles it in it, so a copy run again waits, then finds nothing held.
+    """
+    _lock_recipient(session, recipient.channel, recipient.target)
+    items = list(
+        session.scalars(
+            select(DigestItem)
+            .where(
+                DigestItem.channel == recipient.channel,
+                DigestItem.target == recipient.target,
+                DigestItem.digest_subject.is_(None),
+            )
+            .order_by(DigestItem.id)
+        )
+    )
+    if not items:
+        return None
+    entries = digests.digest_entries(_as_held(item) for item in items)
+    delivery = Delivery(
+        subject=digests.digest_subject(items[0].id),
+        channel=recipient.channel,
+        user_id=recipient.user_id,
+        target=recipient.target,
+        title=digests.digest_title(entries),
+        payload=digests.digest_payload(entries),
+    )
+    return HeldDigest(delivery, [item.id for item in items])
+
+
+def _as_held(item: DigestItem) -> digests.HeldNotification:
+    transition = item.payload.get("transition")
+    alert = item.payload.get("alert")
+    return digests.HeldNotification(
+        title=item.title,
+        event=item.payload.get("event", ""),
+        at=transition["at"] if transition else item.held_at.isoformat(),
+        payload=item.payload,
+        alert_id=alert["id"] if alert else None,
+        transition_id=transition["id"] if transition else None,
+    )
+
+
+def settle_digest(session: Session, digest: HeldDigest) -> None:
+    """Its notifications are no longer held: the digest was sent, or given up on."""
+    session.execute(
+        update(DigestItem)
+        .where(DigestItem.id.in_(digest.item_ids))
+        .values(digest_subject=digest.delivery.subject)
+    )
 
 
 # --------------------------------------------------------------------------- an account's settings

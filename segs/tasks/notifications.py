@@ -1,6 +1,9 @@
 """Notifications, on their own queue ``notifications`` so a slow SMTP server or webhook never
 holds up the reading path: fan a transition or a tariff change out, then deliver each copy.
 
+Email and webhooks over a recipient's limit are held, and beat sends each recipient's held ones
+as one digest when its period ends (segs.domain.digests).
+
 Alert transitions are an outbox (segs.services.notifications): beat dispatches again those whose
 dispatch never finished, so a crash between a transition's commit and enqueue_transitions
 delays its notifications instead of losing them.
@@ -22,6 +25,7 @@ from segs.redis_client import get_redis
 from segs.services import notifications
 from segs.services.notifications import Delivery
 from segs.services.notifications import Plan
+from segs.services.notifications import Recipient
 from segs.services.outages import OUTAGES
 
 logger = get_task_logger(__name__)
@@ -140,12 +144,16 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
             metrics.NOTIFICATIONS.labels(delivery.channel, "duplicate").inc()
             return "already sent"
         with session_scope() as session:
-            error = notifications.deliver(session, settings, delivery, attempt)
+            held = notifications.hold_for_digest(session, settings, delivery)
+            error = None if held else notifications.deliver(session, settings, delivery, attempt)
         if error is None:
-            # Before the release: the next holder of the claim finds it delivered.
+            # Before the release: the next holder of the claim finds it delivered (or held).
             notifications.mark_delivered(client, delivery)
     finally:
         notifications.release_delivery(client, delivery, token)
+    if held:
+        metrics.NOTIFICATIONS.labels(delivery.channel, "held").inc()
+        return "held"
     if error is None:
         metrics.NOTIFICATIONS.labels(delivery.channel, "sent").inc()
         return "sent"
@@ -160,5 +168,55 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     metrics.NOTIFICATIONS.labels(delivery.channel, "dead").inc()
     logger.warning(
         "gave up on %s %s after %d attempts: %s", delivery.channel, delivery.subject, attempt, error
+    )
+    return "dead"
+
+
+@app.task(name="segs.tasks.notifications.send_due_digests", acks_late=True)
+def send_due_digests() -> int:
+    """Queue the digest of every recipient whose first held notification waited
+    SEGS_NOTIFY_DIGEST_S. A digest still queued when this runs again gets another copy, which
+    finds nothing held once the first has sent it."""
+    with session_scope() as session:
+        due = notifications.recipients_with_due_digests(session, get_settings().digest_rule)
+    for recipient in due:
+        deliver_digest.apply_async(kwargs=recipient.as_task_args(), queue=QUEUE)
+    return len(due)
+
+
+@app.task(name="segs.tasks.notifications.deliver_digest", bind=True, acks_late=True, **OUTAGE_RETRY)
+def deliver_digest(self: Task, attempt: int = 1, **fields: Any) -> str:
+    """One attempt at a recipient's digest: everything held for them, as one email or one
+    webhook POST; retried and dead-lettered as a single delivery is.
+
+    Once: the digest is sent and its notifications settled in one transaction under the
+    recipient's lock, so a copy run again (a redelivery, beat's next run) finds nothing held;
+    notifications held meanwhile wait for the recipient's next digest. A failed attempt leaves
+    them held, and the retry carries them with any held since.
+    """
+    settings = get_settings()
+    recipient = Recipient(**fields)
+    with session_scope() as session:
+        digest = notifications.take_digest(session, recipient)
+        if digest is None:
+            return "nothing held"
+        error = notifications.deliver(session, settings, digest.delivery, attempt)
+        gave_up = error is not None and attempt >= settings.delivery_attempts
+        if error is None or gave_up:
+            notifications.settle_digest(session, digest)
+        if error is not None and gave_up:
+            notifications.dead_letter(session, digest.delivery, attempt, error)
+    if error is None:
+        metrics.NOTIFICATIONS.labels(recipient.channel, "sent").inc()
+        return "sent"
+    metrics.NOTIFICATIONS.labels(recipient.channel, "failed").inc()
+    if not gave_up:
+        raise self.retry(
+            countdown=backoff_s(attempt, settings.delivery_backoff_s),
+            kwargs={**fields, "attempt": attempt + 1},
+        )
+    metrics.NOTIFICATIONS.labels(recipient.channel, "dead").inc()
+    logger.warning(
+        "gave up on the digest %s after %d attempts: %s", digest.delivery.subject, attempt, error
     )
     return "dead"

@@ -32,6 +32,7 @@ def test_schedule_entries():
         "generate-invoices",
         "mark-overdue-invoices",
         "redispatch-stale-transitions",
+        "send-due-digests",
     }
     assert celeryconfig.beat_schedule is BEAT_SCHEDULE
 
@@ -51,6 +52,8 @@ def test_the_task_modules_register_the_tasks(registered_tasks):
         "segs.tasks.billing.generate_invoices",
         "segs.tasks.billing.mark_overdue",
         "segs.tasks.notifications.redispatch_stale_transitions",
+        "segs.tasks.notifications.send_due_digests",
+        "segs.tasks.notifications.deliver_digest",
     } <= registered_tasks
 
 
@@ -83,6 +86,12 @@ def test_outbox_sweep_runs_every_dispatch_sweep_interval():
 
     spec = BEAT_SCHEDULE["redispatch-stale-transitions"]
     assert spec["schedule"] == timedelta(seconds=get_settings().dispatch_sweep_interval_s)
+
+
+def test_digests_are_sent_every_30_seconds():
+    spec = BEAT_SCHEDULE["send-due-digests"]
+    assert spec["schedule"] == timedelta(seconds=30)
+    assert spec["options"] == {"expires": 30, "queue": "default"}
 
 
 def test_declared_queues_are_default_notifications_and_one_per_shard():
