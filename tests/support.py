@@ -326,15 +326,24 @@ def reset_state() -> None:
     from segs.services import archive
     from segs.services.registry_cache import announce_change
 
-    with db() as conn:
-        holding = tables_holding_rows(conn)
-        if holding:
-            # CASCADE: an empty table that references a truncated one must go with it.
-            conn.execute(
-                sql.SQL("TRUNCATE {} CASCADE").format(
-                    sql.SQL(", ").join(map(sql.Identifier, holding))
-                )
-            )
+    # A module's shared worker may still be finishing the last test's task: its transaction and
+    # the TRUNCATE can deadlock, and PostgreSQL then aborts one of them (often the TRUNCATE).
+    for attempt in range(5):
+        try:
+            with db() as conn:
+                holding = tables_holding_rows(conn)
+                if holding:
+                    # CASCADE: an empty table that references a truncated one must go with it.
+                    conn.execute(
+                        sql.SQL("TRUNCATE {} CASCADE").format(
+                            sql.SQL(", ").join(map(sql.Identifier, holding))
+                        )
+                    )
+            break
+        except psycopg.errors.DeadlockDetected:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
     redis_client().flushdb()
     purge_queues()
     # This process remembers which meters it registered; the table was just emptied.

@@ -398,3 +398,55 @@ def test_the_simulators_overload_scenario_raises_a_regional_overload(client, mai
     assert message == (
         f"Regional overload detected: {load:.1f}% load for 2 consecutive 1-minute windows"
     )
+
+
+def test_the_simulators_outage_scenario_raises_regional_incidents(client, mail_worker):
+    """`python -m simulator --scenario outage` for one region, after its meters learned their
+    baselines: most of them read nothing (POWER_OUTAGE), a few a fraction of their load
+    (POWER_DROP). They make one REGIONAL_OUTAGE and one REGIONAL_DROP incident holding every
+    such meter alert, not one alert told per meter."""
+    region = "Chennai-North"
+    rng = random.Random(11)
+    fleet = build_fleet(2000, REGIONS, rng)  # 200 meters in the region
+    normal = Scenario(fleet, name="steady", mode="normal", region=region)
+    outage = Scenario(fleet, name="outage", mode="normal", region=region)
+    first_s = now_us() // MICRO - 600
+    for cycle in range(8):  # 6 normal readings each (the baseline needs 5), then 2 in outage
+        epoch_s = first_s + 10 * cycle
+        scenario = normal if cycle < 6 else outage
+        readings = generate_readings(
+            fleet,
+            scenario.profiles(epoch_s),
+            seq=cycle,
+            timestamp=iso_timestamp(epoch_s),
+            interval_s=10,
+            duplicate_rate=0,
+            rng=rng,
+        )
+        post_and_fold(client, mail_worker, [item for item in readings if item["region"] == region])
+
+    def meter_alerts(kind: str) -> list[tuple]:
+        return query(
+            "SELECT meter_id, incident_id FROM alerts WHERE region = %s AND type = %s "
+            "AND meter_id IS NOT NULL ORDER BY meter_id",
+            (region, kind),
+        )
+
+    def incidents() -> list[tuple]:
+        return query(
+            "SELECT type, id, meter_count, status FROM alerts WHERE region = %s "
+            "AND meter_id IS NULL ORDER BY type",
+            (region,),
+        )
+
+    wait_for(lambda: len(incidents()) == 2, timeout=20, message=lambda: str(incidents()))
+    outages, drops = meter_alerts(rules.POWER_OUTAGE), meter_alerts(rules.POWER_DROP)
+    (drop_type, drop_id, drop_meters, _), (outage_type, outage_id, outage_meters, _) = incidents()
+    assert (drop_type, outage_type) == (rules.REGIONAL_DROP, rules.REGIONAL_OUTAGE)
+    # Most of the region's 200 meters lost power; every one of their alerts is in the incident.
+    assert len(outages) > 100
+    assert outage_meters == len(outages)
+    assert {incident for _, incident in outages} == {outage_id}
+    assert drop_meters == len(drops) >= 10
+    assert {incident for _, incident in drops} == {drop_id}
+    assert meter_alerts(rules.POWER_SPIKE) == []
