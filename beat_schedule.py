@@ -32,7 +32,7 @@ BEAT_SCHEDULE = {
     },
     "requeue-stalled-batches": {
         "task": "segs.tasks.readings.requeue_stalled_batches",
-        # Run every 15 seconds: the Redis broker's safety net (segs.services.pending)
+        # Run every 15 seconds: the Redis broker's safety net (segs.services.spine.pending)
         "schedule": timedelta(seconds=15),
         "options": {"expires": 15, "queue": "default"},
     },

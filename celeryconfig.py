@@ -18,7 +18,7 @@ broker_transport_options = (
     {"confirm_publish": True}
     if _settings.broker_url.startswith(("amqp", "pyamqp"))
     # Redis with the pending ledger (the default): the ledger keeps every batch until the fold
-    # that settles it, and beat sends a stalled one again (segs.services.pending), so kombu's
+    # that settles it, and beat sends a stalled one again (segs.services.spine.pending), so kombu's
     # own bookkeeping of unacknowledged messages, two round trips per message in the worker's
     # single consuming thread, is not needed and is off (BENCHMARKS.md, "Issue 16").
     else {**_redis_transport_options, "ack_emulation": False}

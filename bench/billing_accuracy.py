@@ -6,7 +6,7 @@ day), N customer meters with one or two readings in every 15-minute window of th
 third into the month and a two-day override in the middle. The 15-minute aggregates are built
 from raw_readings with the flush's own formulas (one INSERT ... SELECT, not the Redis path: the
 flush is tested on its own). The invoices are then made by the production billing run
-(segs.services.billing_run.run_billing) and each is compared, to the paisa and line by line,
+(segs.services.pricing.billing_run.run_billing) and each is compared, to the paisa and line by line,
 with bench.billing_check's independent recomputation from raw_readings and the tariff history.
 """
 
@@ -54,7 +54,7 @@ SELECT m.meter_id, %(first)s::timestamptz - interval '10 minutes', md5(m.meter_i
 FROM meters m WHERE m.region = %(region)s
 """
 
-# The flush's rules (segs.services.flush): sums, mean power rounded to 6 places, min/max.
+# The flush's rules (segs.services.spine.flush): sums, mean power rounded to 6 places, min/max.
 _AGGREGATES_FROM_RAW = """
 INSERT INTO aggregates_15m (meter_id, window_start, region, reading_count, power_sum_kw,
     avg_power_kw, min_power_kw, max_power_kw, energy_kwh_sum, voltage_sum, voltage_count,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     configure(args.database_url, args.redis_url, args.broker_url)
     from segs.config import get_settings
     from segs.db import raw_connection
-    from segs.services.billing_run import run_billing
+    from segs.services.pricing.billing_run import run_billing
 
     settings = get_settings()
     start, end = month_bounds(args.period, TIMEZONE)

@@ -35,7 +35,7 @@ def prepare_database(period_end: datetime) -> None:
     """Migrate, empty the data tables, and make the partitions the month needs."""
     from segs.config import get_settings
     from segs.db import raw_connection
-    from segs.services.partitions import ensure_partitions
+    from segs.services.spine.partitions import ensure_partitions
     from segs.web.cli import migrate_database
 
     migrate_database()

@@ -3,7 +3,7 @@
 It generates, in its own database, N customer meters spread over the 10 regions, one
 15-minute aggregate per meter and window for a whole local month (10,000 meters: ~30 million
 rows), and a tariff history per region with a mid-month change and an override. Then it times
-the production billing run (segs.services.billing_run.run_billing, the Celery task's body),
+the production billing run (segs.services.pricing.billing_run.run_billing, the Celery task's body),
 which must create one invoice per meter. Generation is not timed; --reuse skips it when the
 previous run's data for the same meters and month is still there.
 """
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     configure(args.database_url, args.redis_url, args.broker_url)
     from segs.config import get_settings
     from segs.db import raw_connection
-    from segs.services.billing_run import run_billing
+    from segs.services.pricing.billing_run import run_billing
     from segs.web.cli import migrate_database
 
     settings = get_settings()

@@ -87,9 +87,9 @@ def _prepare() -> None:
 
     from segs.config import get_settings
     from segs.db import session_scope
-    from segs.services import users
-    from segs.services.audit import SYSTEM
-    from segs.services.passwords import Passwords
+    from segs.services.accounts import users
+    from segs.services.accounts.audit import SYSTEM
+    from segs.services.accounts.passwords import Passwords
     from segs.web.cli import migrate_database
 
     migrate_database()

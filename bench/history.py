@@ -491,7 +491,7 @@ def measure_in_process(config: Config, app: Any, token: str) -> tuple[list[Sampl
 def measure_service(config: Config) -> Sample:
     """Time the service call alone: range and scope checks, the query writing the points."""
     from segs.db import session_scope
-    from segs.services.readings_query import meter_history_json
+    from segs.services.grid.readings_query import meter_history_json
 
     rng = random.Random(config.seed + 1)  # other meters than the other passes
     account_id = uuid.uuid4()
@@ -592,9 +592,9 @@ def _plan(config: Config) -> list[str]:
     from sqlalchemy import text
 
     from segs.db import session_scope
-    from segs.services.access import ALL_TIME
-    from segs.services.readings_query import POINT_JSON
-    from segs.services.readings_query import history_json_sql
+    from segs.services.accounts.access import ALL_TIME
+    from segs.services.grid.readings_query import POINT_JSON
+    from segs.services.grid.readings_query import history_json_sql
 
     end = config.data_end - LAST_RANGE_END_GAP
     query = text("EXPLAIN (ANALYZE, BUFFERS, SUMMARY) " + history_json_sql("1m"))

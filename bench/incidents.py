@@ -133,7 +133,7 @@ def _raise_by_findings(meters: list[str], spread_s: float, batch: int, shards: i
     from segs.domain.alerts import Raise
     from segs.domain.readings import to_epoch_us
     from segs.domain.sharding import shard_for
-    from segs.services.detection import MeterFinding
+    from segs.services.spine.detection import MeterFinding
     from segs.tasks.alerts import store_findings
 
     outage = Raise(POWER_OUTAGE, "high", "Possible outage: 0.00 kW against a baseline of 2.00 kW")

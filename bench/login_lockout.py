@@ -71,7 +71,7 @@ def _reset_and_create_accounts(emails: list[str]) -> None:
     from segs.config import get_settings
     from segs.db import session_scope
     from segs.redis_client import get_redis
-    from segs.services.passwords import Passwords
+    from segs.services.accounts.passwords import Passwords
     from segs.web.cli import migrate_database
 
     migrate_database()

@@ -496,8 +496,8 @@ def _totals(config: BenchConfig, accepted: int) -> dict[str, Any]:
 
     from segs.config import load_settings
     from segs.dbadmin import libpq_conninfo
-    from segs.services.flush import flush_closed_windows
-    from segs.services.windows_store import WindowStore
+    from segs.services.spine.flush import flush_closed_windows
+    from segs.services.spine.windows_store import WindowStore
 
     settings = load_settings()
 

@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from segs.config import get_settings
     from segs.db import raw_connection
     from segs.redis_client import get_redis
-    from segs.services.archive import archive_and_fold
-    from segs.services.windows_store import WindowStore
+    from segs.services.spine.archive import archive_and_fold
+    from segs.services.spine.windows_store import WindowStore
     from segs.tasks.alerts import get_detection_store
     from segs.tasks.windows import flush_closed_windows
     from segs.web.cli import migrate_database

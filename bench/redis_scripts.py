@@ -2,9 +2,10 @@
 
 It runs SEGS's real scripts, as the API and the worker call them, on the seed's fleet shape
 (meters reporting every 2 s, 250 readings per fold, 500 per dedupe call):
-- ``fold``: the worker's fold script with detection (segs.services.windows_store.WindowStore.fold);
+- ``fold``: the worker's fold script with detection
+(segs.services.spine.windows_store.WindowStore.fold);
 - ``fold, no detection``: the same script given no readings to judge;
-- ``dedupe``: the API's dedupe marks (segs.services.dedupe.RedisDedupeMarks.mark_new).
+- ``dedupe``: the API's dedupe marks (segs.services.spine.dedupe.RedisDedupeMarks.mark_new).
 Redis's own CPU (INFO cpu) is what is reported, since Redis shares the machine's two cores.
 It uses a Redis database of its own (default 13) and empties it.
 """
@@ -22,11 +23,11 @@ import redis
 from segs.domain.readings import MICRO
 from segs.domain.readings import ReadingRow
 from segs.domain.windows import fold_rows
-from segs.services.dedupe import RedisDedupeMarks
-from segs.services.detection import pack_readings
-from segs.services.windows_store import Judged
-from segs.services.windows_store import LateWindows
-from segs.services.windows_store import WindowStore
+from segs.services.spine.dedupe import RedisDedupeMarks
+from segs.services.spine.detection import pack_readings
+from segs.services.spine.windows_store import Judged
+from segs.services.spine.windows_store import LateWindows
+from segs.services.spine.windows_store import WindowStore
 
 # No window counts as late here (they are old test windows, flushed on their end).
 NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)

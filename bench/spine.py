@@ -138,7 +138,7 @@ def _lose_redis(loss: RedisLoss, back_at: list[float]) -> None:
 def _wait_healed(config: BenchConfig, accepted: int, back_at: float) -> float | None:
     """Seconds from Redis's return until every aggregate table equals raw_readings (the
     totals check, which first flushes what is still open), or None after 10 minutes. The stack
-    heals itself meanwhile (segs.services.healing)."""
+    heals itself meanwhile (segs.services.spine.healing)."""
     while time.monotonic() - back_at < 600:
         if _totals(config, accepted).get("ok"):
             return time.monotonic() - back_at

@@ -3,7 +3,7 @@
 Both fold 1m and 15m statistics of 100,000 readings (250 per script call) into region hashes:
 - ``field-per-stat``: one hash field per meter and statistic (HINCRBY, HGET/HSET for min/max);
 - ``packed``: one field per meter holding all statistics packed with Lua's struct library, as
-  segs.services.windows_store does.
+  segs.services.spine.windows_store does.
 Redis's own CPU (INFO cpu) is what is compared, since Redis shares the machine's two cores.
 It uses Redis database 13 and empties it.
 """

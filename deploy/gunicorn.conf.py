@@ -68,12 +68,12 @@ def post_worker_init(worker: Worker) -> None:
     "Issue 16").
 
     The first worker also says in the log what a Redis restart would lose of the accepted
-    readings, if anything (segs.services.durability).
+    readings, if anything (segs.services.spine.durability).
     """
     gc.freeze()
     if worker.age == 1:
         from segs.config import get_settings
-        from segs.services.durability import redis_broker_risk
+        from segs.services.spine.durability import redis_broker_risk
 
         settings = get_settings()
         risk = redis_broker_risk(settings.broker_url, settings.redis_url)

@@ -177,7 +177,8 @@ class Settings:
     # A standby beat takes over this long after the running one stopped renewing its lock.
     beat_lock_timeout_s: int = 30
     # After Redis lost its memory, the rebuild waits this long: longer than the longest retry
-    # backoff (60 s), so every batch from before the loss has folded again (segs.services.healing).
+    # backoff (60 s), so every batch from before the loss has folded again
+    # (segs.services.spine.healing).
     redis_loss_settle_s: float = 75.0
     applied_mark_ttl_s: int = 2 * 24 * 3600
     visibility_timeout_s: int = 600

@@ -33,13 +33,13 @@ from segs.domain.readings import to_epoch_us
 from segs.errors import error_body
 from segs.models import Region
 from segs.redis_client import get_redis
-from segs.services.dedupe import RedisDedupeMarks
-from segs.services.detection import record_refusal
-from segs.services.ingestion import IngestionUnavailableError
-from segs.services.ingestion import Ingestor
-from segs.services.ingestion_keys import scope_by_digest
-from segs.services.meter_directory import MeterDirectory
-from segs.services.registry_cache import RegistryCache
+from segs.services.spine.dedupe import RedisDedupeMarks
+from segs.services.spine.detection import record_refusal
+from segs.services.spine.ingestion import IngestionUnavailableError
+from segs.services.spine.ingestion import Ingestor
+from segs.services.spine.ingestion_keys import scope_by_digest
+from segs.services.spine.meter_directory import MeterDirectory
+from segs.services.spine.registry_cache import RegistryCache
 from segs.tasks.queues import BacklogGuard
 from segs.tasks.readings import publish_batches
 

@@ -2,8 +2,8 @@
 
 REDIS_URL may name a single Redis or any node of a Redis Cluster. SEGS_REDIS_CLUSTER=auto (the
 default) asks the server (``INFO cluster``); 1 or 0 decide without asking. Both clients offer
-the same commands, and every key a script touches carries one hash tag (segs.services.keyspace),
-so the code above this module is the same for both.
+the same commands, and every key a script touches carries one hash tag
+(segs.services.shared.keyspace), so the code above this module is the same for both.
 """
 
 from __future__ import annotations

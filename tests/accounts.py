@@ -15,8 +15,8 @@ from flask import Flask
 from flask_jwt_extended import create_access_token
 
 from segs.config import get_settings
-from segs.services.notifications import Delivery
-from segs.services.passwords import Passwords
+from segs.services.accounts.passwords import Passwords
+from segs.services.alerts.notifications import Delivery
 from tests.support import execute
 
 PASSWORD = "correct-horse-42"

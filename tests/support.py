@@ -153,9 +153,9 @@ def ingestion_key(*, meter: str | None = None, regions: tuple[str, ...] = ()) ->
     scope = (meter, regions)
     if scope not in _keys:
         from segs.db import session_scope
-        from segs.services.audit import SYSTEM
-        from segs.services.ingestion_keys import KeyRequest
-        from segs.services.ingestion_keys import create_key
+        from segs.services.accounts.audit import SYSTEM
+        from segs.services.spine.ingestion_keys import KeyRequest
+        from segs.services.spine.ingestion_keys import create_key
 
         request = KeyRequest(
             name=f"test key {len(_keys) + 1}",
@@ -323,8 +323,8 @@ def tables_holding_rows(conn: psycopg.Connection) -> list[str]:
 
 def reset_state() -> None:
     """Empty the data tables, the test Redis database and the queues."""
-    from segs.services import archive
-    from segs.services.registry_cache import announce_change
+    from segs.services.spine import archive
+    from segs.services.spine.registry_cache import announce_change
 
     # A module's shared worker may still be finishing the last test's task: its transaction and
     # the TRUNCATE can deadlock, and PostgreSQL then aborts one of them (often the TRUNCATE).
@@ -718,8 +718,8 @@ def shard_of(meter_id: str) -> int:
 
 
 def keys_of(meter_id: str) -> Any:
-    """The Redis keys of the meter's shard (segs.services.keyspace.ShardKeys)."""
-    from segs.services.keyspace import shard_keys
+    """The Redis keys of the meter's shard (segs.services.shared.keyspace.ShardKeys)."""
+    from segs.services.shared.keyspace import shard_keys
 
     return shard_keys(shard_of(meter_id))
 
@@ -727,15 +727,15 @@ def keys_of(meter_id: str) -> Any:
 def window_store() -> Any:
     from segs.config import get_settings
     from segs.redis_client import get_redis
-    from segs.services.windows_store import WindowStore
+    from segs.services.spine.windows_store import WindowStore
 
     return WindowStore(get_redis(), get_settings().shards)
 
 
 def applied_marks(batch_id: str) -> int:
-    """In how many shards the batch is marked folded (segs.services.keyspace)."""
+    """In how many shards the batch is marked folded (segs.services.shared.keyspace)."""
     from segs.config import get_settings
-    from segs.services.keyspace import all_shard_keys
+    from segs.services.shared.keyspace import all_shard_keys
 
     pipe = redis_client().pipeline(transaction=False)
     for names in all_shard_keys(get_settings().shards):
@@ -752,7 +752,7 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
     """Run the worker's archive-and-fold service here, as a fresh batch, against the test DB."""
     from segs.config import get_settings
     from segs.db import raw_connection
-    from segs.services.archive import archive_and_fold
+    from segs.services.spine.archive import archive_and_fold
     from segs.tasks.alerts import get_detection_store
 
     with raw_connection() as conn:
@@ -769,7 +769,7 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
 
 
 def dedupe_marks() -> set[tuple[str, int]]:
-    """Every (meter, ts_us) holding an API dedupe mark (segs.services.dedupe)."""
+    """Every (meter, ts_us) holding an API dedupe mark (segs.services.spine.dedupe)."""
     from segs.redis_client import get_redis
 
     client = get_redis()

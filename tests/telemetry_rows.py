@@ -24,7 +24,7 @@ _GRANULARITY = {
 
 
 def ensure_partition(table: str, moment: datetime) -> None:
-    """Create the partition of *table* holding *moment* (named as segs.services.partitions does)."""
+    """Create the partition of *table* holding *moment*, named as spine.partitions does."""
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if _GRANULARITY[table] == "day":
         start, end, suffix = day, day + timedelta(days=1), day.strftime("%Y%m%d")

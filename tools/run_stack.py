@@ -80,10 +80,10 @@ def _simulator_key() -> str:
     from segs.db import session_scope
     from segs.domain.ingestion_keys import is_well_formed
     from segs.domain.ingestion_keys import key_digest
-    from segs.services.audit import SYSTEM
-    from segs.services.ingestion_keys import KeyRequest
-    from segs.services.ingestion_keys import create_key
-    from segs.services.ingestion_keys import scope_by_digest
+    from segs.services.accounts.audit import SYSTEM
+    from segs.services.spine.ingestion_keys import KeyRequest
+    from segs.services.spine.ingestion_keys import create_key
+    from segs.services.spine.ingestion_keys import scope_by_digest
 
     path = VAR / "simulator.key"
     key = path.read_text().strip() if path.exists() else ""

@@ -2,7 +2,7 @@
 
 Redis counts failed logins for the login delay; a Redis that lost its memory used to forget
 them, handing a guesser fresh tries. login_failures is now the authority and Redis its cache
-(segs.services.login_guard).
+(segs.services.accounts.login_guard).
 
 Revision ID: 0009
 Revises: 0008

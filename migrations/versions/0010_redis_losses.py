@@ -2,7 +2,7 @@
 
 - redis_losses: each time SEGS found Redis empty (its generation marker gone), and the
   quarter-hours whose aggregates are still to be rebuilt from raw_readings
-  (segs.services.healing).
+  (segs.services.spine.healing).
 - A BRIN index on raw_readings.received_at: which quarter-hours received readings shortly
   before the loss. Readings are inserted roughly in receiving order, so the index stays a few
   pages per partition and costs the inserts next to nothing.

@@ -5,7 +5,7 @@
   uq_alerts_open as it is (NULLS NOT DISTINCT).
 - alerts.meter_count: on an incident, how many meters it groups.
 - alerts.notify_after: a meter alert waiting for an incident to form; its transitions stay in
-  the outbox, and out of the stale-dispatch sweep, until then (segs.services.incidents).
+  the outbox, and out of the stale-dispatch sweep, until then (segs.services.alerts.incidents).
 - alert_transitions.grouped_into: a transition taken out of the outbox without a fan-out of its
   own, because its alert is grouped under this incident.
 

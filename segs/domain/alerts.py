@@ -13,7 +13,7 @@ Unlike the earlier system, a lasting change of level is learned: after ``relearn
 with a new appliance is not flagged for ever. An outage is never learned: it stays an alert
 until the power comes back.
 
-The worker runs this rule inside a Redis script (segs.services.detection); the functions here
+The worker runs this rule inside a Redis script (segs.services.spine.detection); the functions here
 are its specification, and a test holds the two to the same states and findings.
 """
 
@@ -185,7 +185,7 @@ def silent_deadline_us(state: MeterState, missed_intervals: int, received_at_us:
     """When a meter that keeps its observed pace has missed *missed_intervals* readings.
 
     Counted from when the API accepted its last reading, not from the reading's own time, so
-    that it compares with the ingestion watermark (see segs.services.detection).
+    that it compares with the ingestion watermark (see segs.services.spine.detection).
     """
     if state.interval_us <= 0:
         return None

@@ -2,7 +2,7 @@
 
 A webhook URL is an instruction from a customer to make SEGS's workers open a connection. So
 it is checked twice, when it is saved and again when it is sent, and the connection goes to the
-address that was checked (segs.services.webhook_client), not to whatever the name resolves to
+address that was checked (segs.services.alerts.webhook_client), not to whatever the name resolves to
 a moment later. These are the rules both checks apply.
 """
 

@@ -28,7 +28,7 @@ READING_WINDOW = "1m"
 ROLLS_UP_INTO = {"1m": "15m"}
 
 # Layout of one meter's statistics inside a Redis window hash. The Lua fold script in
-# segs/services/windows_store.py packs and unpacks the same layout.
+# segs/services/spine/windows_store.py packs and unpacks the same layout.
 PACKED_LAYOUT = struct.Struct("<iqqqqqiq")
 LUA_LAYOUT = "<i4i8i8i8i8i8i4i8"
 

@@ -91,7 +91,7 @@ class RefreshToken(Base):
 
 class LoginFailure(Base):
     """Recent failed logins under one key (an account from one address, or an account from any):
-    the authority behind the Redis counts of segs.services.login_guard."""
+    the authority behind the Redis counts of segs.services.accounts.login_guard."""
 
     __tablename__ = "login_failures"
 

@@ -12,9 +12,9 @@ from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import session_scope
 from segs.redis_client import get_redis
-from segs.services import alerting
-from segs.services.detection import DetectionStore
-from segs.services.detection import MeterFinding
+from segs.services.alerts import rules as alerting
+from segs.services.spine.detection import DetectionStore
+from segs.services.spine.detection import MeterFinding
 from segs.tasks.notifications import enqueue_transitions
 
 

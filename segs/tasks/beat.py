@@ -3,7 +3,7 @@
 RedBeat keeps the schedule in Redis under a lock, so one beat sends the periodic tasks and a
 standby waits (celeryconfig). As shipped, its beat exits on the first Redis error of a tick, and
 after Redis restarted empty it could never renew its lock nor find its schedule again: the flush,
-the sweeps and the healing after the loss (segs.services.healing) would stop with it. So:
+the sweeps and the healing after the loss (segs.services.spine.healing) would stop with it. So:
 - while Redis does not answer, a tick sends nothing and beat tries again a moment later;
 - when the lock is gone (Redis lost it, or another beat took it over after this one stalled),
   beat waits to hold it again, as a standby does, and then writes its schedule back.

@@ -12,8 +12,8 @@ from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
-from segs.services import billing
-from segs.services import billing_run
+from segs.services.pricing import billing
+from segs.services.pricing import billing_run
 
 logger = get_task_logger(__name__)
 

@@ -7,7 +7,7 @@ import smtplib
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.domain.codes import OutgoingMail
-from segs.services import mail
+from segs.services.alerts import mail
 
 MAX_RETRIES = 5
 

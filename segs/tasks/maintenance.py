@@ -10,7 +10,7 @@ from celery.utils.log import get_task_logger
 from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import raw_connection
-from segs.services import partitions
+from segs.services.spine import partitions
 
 logger = get_task_logger(__name__)
 

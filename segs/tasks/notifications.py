@@ -4,8 +4,8 @@ holds up the reading path: fan a transition or a tariff change out, then deliver
 Email and webhooks over a recipient's limit are held, and beat sends each recipient's held ones
 as one digest when its period ends (segs.domain.digests).
 
-Alert transitions are an outbox (segs.services.notifications): beat dispatches again those whose
-dispatch never finished, so a crash between a transition's commit and enqueue_transitions
+Alert transitions are an outbox (segs.services.alerts.notifications): beat dispatches again those
+whose dispatch never finished, so a crash between a transition's commit and enqueue_transitions
 delays its notifications instead of losing them.
 """
 
@@ -22,11 +22,11 @@ from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.alerts import backoff_s
 from segs.redis_client import get_redis
-from segs.services import notifications
-from segs.services.notifications import Delivery
-from segs.services.notifications import Plan
-from segs.services.notifications import Recipient
-from segs.services.outages import OUTAGES
+from segs.services.alerts import notifications
+from segs.services.alerts.notifications import Delivery
+from segs.services.alerts.notifications import Plan
+from segs.services.alerts.notifications import Recipient
+from segs.services.shared.outages import OUTAGES
 
 logger = get_task_logger(__name__)
 

@@ -21,11 +21,11 @@ from segs.config import get_settings
 from segs.db import own_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
-from segs.services import dead_letters
-from segs.services.archive import Batch
-from segs.services.archive import GroupOutcome
-from segs.services.archive import archive_and_fold_group
-from segs.services.outages import is_outage
+from segs.services.shared.outages import is_outage
+from segs.services.spine import dead_letters
+from segs.services.spine.archive import Batch
+from segs.services.spine.archive import GroupOutcome
+from segs.services.spine.archive import archive_and_fold_group
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
 from segs.tasks.batched import AckedBatches
@@ -56,7 +56,7 @@ class Message:
     base=AckedBatches,
     name="segs.tasks.readings.fold_batch",
     bind=True,
-    # Idempotent (see segs.services.archive): safe to run again after a killed worker.
+    # Idempotent (see segs.services.spine.archive): safe to run again after a killed worker.
     acks_late=True,
     # A group is cut at this many messages, or after this long (the worker's main process
     # buffers them meanwhile; worker_prefetch_multiplier leaves room for a few groups).
@@ -68,11 +68,11 @@ def fold_batch(self: AckedBatches, requests: list[SimpleRequest]) -> dict[str, d
     settled, by id (those are acknowledged; the others return to their queue).
 
     A message's args are (rows, received_at_us): *rows* is None when the batch waits
-    in the pending ledger under the message's task id (the Redis broker, segs.services.pending).
-    A batch already folded has left the ledger: its run then folds nothing and only stores
-    findings a crash may have left behind.
+    in the pending ledger under the message's task id (the Redis broker,
+    segs.services.spine.pending). A batch already folded has left the ledger: its run then folds
+    nothing and only stores findings a crash may have left behind.
 
-    Accepted readings are never dropped: an outage (segs.services.outages) is retried with
+    Accepted readings are never dropped: an outage (segs.services.shared.outages) is retried with
     backoff for as long as it lasts. Any other failure is retried SEGS_DATA_ERROR_ATTEMPTS times
     in all, then the batch becomes a dead letter. A group that fails for another reason than an
     outage is split, so one bad batch never holds back the others.

@@ -6,8 +6,8 @@ from functools import lru_cache
 
 from segs.config import get_settings
 from segs.redis_client import get_redis
-from segs.services.pending import PendingLedger
-from segs.services.windows_store import WindowStore
+from segs.services.spine.pending import PendingLedger
+from segs.services.spine.windows_store import WindowStore
 
 
 @lru_cache(maxsize=1)

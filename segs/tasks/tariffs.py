@@ -11,8 +11,8 @@ from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import session_scope
 from segs.redis_client import get_redis
-from segs.services import tariffs
-from segs.services.tariffs import PublishedChange
+from segs.services.pricing import tariffs
+from segs.services.pricing.tariffs import PublishedChange
 
 logger = get_task_logger(__name__)
 

@@ -13,10 +13,10 @@ from segs.celery_app import app
 from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
-from segs.services import alerting
-from segs.services import flush
-from segs.services import healing
-from segs.services.keyspace import FLUSH_LOCK
+from segs.services.alerts import rules as alerting
+from segs.services.shared.keyspace import FLUSH_LOCK
+from segs.services.spine import flush
+from segs.services.spine import healing
 from segs.tasks.alerts import evaluate_overloads
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.queues import queue_depths
@@ -28,7 +28,7 @@ logger = get_task_logger(__name__)
 
 @app.task(name="segs.tasks.windows.flush_closed_windows", acks_late=True)
 def flush_closed_windows() -> dict[str, int]:
-    """Merge every closed window into PostgreSQL (idempotent: see segs.services.flush)."""
+    """Merge every closed window into PostgreSQL (idempotent: see segs.services.spine.flush)."""
     client = get_redis()
     # One flush at a time: a slow run must not race the next beat tick over the same windows.
     lock = client.lock(FLUSH_LOCK, timeout=300, blocking=False)
@@ -68,7 +68,7 @@ def flush_closed_windows() -> dict[str, int]:
 @app.task(name="segs.tasks.windows.heal_after_redis_loss", acks_late=True)
 def heal_after_redis_loss() -> dict[str, int]:
     """Notice a Redis that lost its memory, and rebuild the aggregates its windows held once the
-    batches from before the loss have settled (segs.services.healing)."""
+    batches from before the loss have settled (segs.services.spine.healing)."""
     with raw_connection() as conn:
         report = healing.heal(
             conn,

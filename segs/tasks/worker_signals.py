@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from segs import metrics
 from segs.config import get_settings
 from segs.db import reset_engine
-from segs.services.durability import redis_broker_risk
+from segs.services.spine.durability import redis_broker_risk
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from segs.services.audit import Actor
+from segs.services.accounts.audit import Actor
 from segs.web.security import current_account
 
 

@@ -29,16 +29,16 @@ from segs.domain.accounts import DEFAULT_TIMEZONE
 from segs.domain.capacity import capacity_problem
 from segs.errors import SegsError
 from segs.redis_client import get_redis
-from segs.services import dead_letters
-from segs.services import demo
-from segs.services import ingestion_keys
-from segs.services import quarantine
-from segs.services import recompute
-from segs.services import regions as region_settings
-from segs.services import users
-from segs.services.audit import SYSTEM
-from segs.services.partitions import ensure_partitions
-from segs.services.passwords import Passwords
+from segs.services.accounts import users
+from segs.services.accounts.audit import SYSTEM
+from segs.services.accounts.passwords import Passwords
+from segs.services.grid import demo
+from segs.services.grid import regions as region_settings
+from segs.services.spine import dead_letters
+from segs.services.spine import ingestion_keys
+from segs.services.spine import quarantine
+from segs.services.spine import recompute
+from segs.services.spine.partitions import ensure_partitions
 from segs.tasks.readings import publish_batches
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store

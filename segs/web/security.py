@@ -28,8 +28,8 @@ from segs.domain.access import ROLES
 from segs.errors import PermissionDeniedError
 from segs.models import User
 from segs.redis_client import get_redis
-from segs.services import tokens
-from segs.services.revocation import RevocationList
+from segs.services.accounts import tokens
+from segs.services.accounts.revocation import RevocationList
 from segs.web.errors import error_response
 from segs.web.extensions import jwt
 

@@ -16,10 +16,10 @@ from segs.db import raw_connection
 from segs.domain.readings import MICRO
 from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
-from segs.services.archive import archive_and_fold
-from segs.services.partitions import drop_expired_partitions
-from segs.services.partitions import ensure_partitions
-from segs.services.windows_store import WindowStore
+from segs.services.spine.archive import archive_and_fold
+from segs.services.spine.partitions import drop_expired_partitions
+from segs.services.spine.partitions import ensure_partitions
+from segs.services.spine.windows_store import WindowStore
 from segs.tasks.alerts import get_detection_store
 from tests.support import execute
 from tests.support import flush_now

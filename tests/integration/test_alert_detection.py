@@ -23,13 +23,13 @@ from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.domain.readings import to_epoch_us
 from segs.redis_client import get_redis
-from segs.services import alerting
-from segs.services.archive import archive_and_fold
-from segs.services.detection import pack_readings
-from segs.services.detection import record_refusal
-from segs.services.detection import unpack_state
-from segs.services.windows_store import Judged
-from segs.services.windows_store import LateWindows
+from segs.services.alerts import rules as alerting
+from segs.services.spine.archive import archive_and_fold
+from segs.services.spine.detection import pack_readings
+from segs.services.spine.detection import record_refusal
+from segs.services.spine.detection import unpack_state
+from segs.services.spine.windows_store import Judged
+from segs.services.spine.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
 from segs.tasks.stores import get_pending_ledger
@@ -273,8 +273,8 @@ def transitions_of_meter(meter: str) -> list[tuple]:
 def _race(barrier, region: str) -> None:
     from segs.db import reset_engine
     from segs.db import session_scope
-    from segs.services.alerts import Condition
-    from segs.services.alerts import raise_alert
+    from segs.services.alerts.lifecycle import Condition
+    from segs.services.alerts.lifecycle import raise_alert
 
     reset_engine()
     barrier.wait()

@@ -25,8 +25,8 @@ from segs.domain.signatures import signature_problem
 from segs.domain.webhooks import SIGNATURE_HEADER
 from segs.domain.webhooks import TIMESTAMP_HEADER
 from segs.redis_client import get_redis
-from segs.services.alerts import Condition
-from segs.services.alerts import raise_alert
+from segs.services.alerts.lifecycle import Condition
+from segs.services.alerts.lifecycle import raise_alert
 from segs.tasks.notifications import deliver_notification
 from segs.tasks.notifications import dispatch_transition
 from segs.tasks.notifications import redispatch_stale_transitions

@@ -17,7 +17,7 @@ from flask_jwt_extended import decode_token
 from segs.config import get_settings
 from segs.domain.codes import code_digest
 from segs.domain.codes import code_mail
-from segs.services import mail
+from segs.services.alerts import mail
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.mailbox import Mailbox

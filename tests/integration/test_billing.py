@@ -111,7 +111,7 @@ def test_a_rerun_is_idempotent_and_numbers_are_unique(billed):
 def test_a_month_is_billed_only_once_it_has_ended(billed):
     from decimal import Decimal as D
 
-    from segs.services.billing_run import run_billing
+    from segs.services.pricing.billing_run import run_billing
 
     execute("DELETE FROM invoices WHERE meter_id = %s", (DST_METER,))
     with raw_connection() as conn:
@@ -154,7 +154,7 @@ def test_concurrent_runs_bill_each_meter_once(billed):
     from datetime import UTC
     from datetime import datetime
 
-    from segs.services.billing_run import run_billing
+    from segs.services.pricing.billing_run import run_billing
 
     before = dict(query("SELECT meter_id, total_minor FROM invoices"))
     execute("DELETE FROM invoices WHERE meter_id = ANY(%s)", (METERS[:2],))
@@ -316,7 +316,7 @@ def test_current_cycle_estimate_prices_this_months_intervals(billed):
 
     from segs.domain.billing import month_bounds
     from segs.domain.billing import period_of
-    from segs.services.billing import current_cycle
+    from segs.services.pricing.billing import current_cycle
 
     zone = __import__("zoneinfo").ZoneInfo("Europe/London")
     now = datetime.now(UTC)

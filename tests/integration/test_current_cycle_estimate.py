@@ -13,7 +13,7 @@ import pytest
 
 from segs.db import raw_connection
 from segs.domain.billing import month_bounds
-from segs.services.billing import current_cycle
+from segs.services.pricing.billing import current_cycle
 from tests.accounts import create_account
 from tests.support import execute
 from tests.support import reset_state

@@ -12,10 +12,10 @@ from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.redis_client import get_redis
-from segs.services.alerts import Condition
-from segs.services.alerts import raise_alert
-from segs.services.detection import STATE_LAYOUT
-from segs.services.keyspace import all_shard_keys
+from segs.services.alerts.lifecycle import Condition
+from segs.services.alerts.lifecycle import raise_alert
+from segs.services.shared.keyspace import all_shard_keys
+from segs.services.spine.detection import STATE_LAYOUT
 from segs.tasks.alerts import expire_detection_states
 from segs.tasks.alerts import get_detection_store
 from tests.support import MICRO

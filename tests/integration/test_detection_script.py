@@ -15,12 +15,12 @@ from segs.config import get_settings
 from segs.domain import alerts as rules
 from segs.domain.alerts import MeterState
 from segs.redis_client import get_redis
-from segs.services.detection import MeterFinding
-from segs.services.detection import pack_readings
-from segs.services.detection import unpack_findings
-from segs.services.keyspace import all_shard_keys
-from segs.services.windows_store import Judged
-from segs.services.windows_store import LateWindows
+from segs.services.shared.keyspace import all_shard_keys
+from segs.services.spine.detection import MeterFinding
+from segs.services.spine.detection import pack_readings
+from segs.services.spine.detection import unpack_findings
+from segs.services.spine.windows_store import Judged
+from segs.services.spine.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_window_store
 from tests.support import MICRO

@@ -10,7 +10,7 @@ import pytest
 
 from bench.redis_cluster import LocalRedis
 from bench.redis_cluster import start_redis
-from segs.services.durability import redis_broker_risk
+from segs.services.spine.durability import redis_broker_risk
 
 pytestmark = pytest.mark.integration
 

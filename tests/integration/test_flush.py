@@ -15,11 +15,11 @@ from segs.domain.readings import from_epoch_us
 from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.redis_client import get_redis
-from segs.services import flush
-from segs.services.keyspace import shard_keys
-from segs.services.windows_store import FoldResult
-from segs.services.windows_store import Judged
-from segs.services.windows_store import LateWindows
+from segs.services.shared.keyspace import shard_keys
+from segs.services.spine import flush
+from segs.services.spine.windows_store import FoldResult
+from segs.services.spine.windows_store import Judged
+from segs.services.spine.windows_store import LateWindows
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt

@@ -25,10 +25,10 @@ from segs.db import session_scope
 from segs.domain.billing import month_bounds
 from segs.domain.signatures import signature
 from segs.domain.signatures import signature_problem
-from segs.services import notifications
-from segs.services.billing_run import run_billing
-from segs.services.partitions import ensure_partitions
-from segs.services.webhook_client import fixed_resolver
+from segs.services.alerts import notifications
+from segs.services.alerts.webhook_client import fixed_resolver
+from segs.services.pricing.billing_run import run_billing
+from segs.services.spine.partitions import ensure_partitions
 from segs.web import create_app
 from tests.accounts import create_account
 from tests.support import execute
@@ -506,7 +506,7 @@ def test_a_feed_ticket_opens_one_stream_once(app, client, clean_state):
 
 def test_open_streams_are_capped_per_account_and_in_total(app, clean_state):
     from segs.redis_client import get_redis
-    from segs.services import feed_access
+    from segs.services.alerts import feed_access
 
     customer = create_account(app, region=REGION)
     neighbour = create_account(app, region=REGION)

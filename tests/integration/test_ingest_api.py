@@ -17,9 +17,9 @@ from segs.domain.sharding import shard_for
 from segs.ingestion_client import get_codec
 from segs.ingestion_client import get_ingestor
 from segs.redis_client import get_redis
-from segs.services.dedupe import RedisDedupeMarks
-from segs.services.ingestion import IngestionUnavailableError
-from segs.services.ingestion import Ingestor
+from segs.services.spine.dedupe import RedisDedupeMarks
+from segs.services.spine.ingestion import IngestionUnavailableError
+from segs.services.spine.ingestion import Ingestor
 from segs.tasks.queues import BacklogGuard
 from segs.tasks.readings import fold_batch
 from simulator.meters import build_fleet

@@ -16,10 +16,10 @@ from segs.domain.ingestion_keys import KeyScope
 from segs.domain.ingestion_keys import key_digest
 from segs.domain.ingestion_keys import new_plain_key
 from segs.redis_client import get_redis
-from segs.services import registry_cache
-from segs.services.audit import SYSTEM
-from segs.services.ingestion_keys import revoke_key
-from segs.services.registry_cache import RegistryCache
+from segs.services.accounts.audit import SYSTEM
+from segs.services.spine import registry_cache
+from segs.services.spine.ingestion_keys import revoke_key
+from segs.services.spine.registry_cache import RegistryCache
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import REPO

@@ -13,8 +13,8 @@ from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
-from segs.services.archive import archive_and_fold
-from segs.services.flush import flush_closed_windows
+from segs.services.spine.archive import archive_and_fold
+from segs.services.spine.flush import flush_closed_windows
 from segs.tasks.alerts import get_detection_store
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed

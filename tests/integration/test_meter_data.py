@@ -279,7 +279,7 @@ def test_the_json_history_is_what_the_schema_dumps(
 ) -> None:
     """PostgreSQL writes the JSON points; they must equal HistorySchema's dump of the rows."""
     from segs.db import session_scope
-    from segs.services.readings_query import meter_history
+    from segs.services.grid.readings_query import meter_history
     from segs.web.json_provider import SegsJSONProvider
     from segs.web.meter_data.schemas import HistorySchema
 

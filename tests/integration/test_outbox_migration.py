@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 
 from segs.db import session_scope
-from segs.services import notifications
+from segs.services.alerts import notifications
 from segs.web.cli import _alembic_config
 from tests.support import execute
 from tests.support import query

@@ -12,9 +12,9 @@ import pytest
 
 from segs.config import get_settings
 from segs.db import raw_connection
-from segs.services.partitions import delete_expired_rows
-from segs.services.partitions import drop_expired_partitions
-from segs.services.partitions import ensure_partitions
+from segs.services.spine.partitions import delete_expired_rows
+from segs.services.spine.partitions import drop_expired_partitions
+from segs.services.spine.partitions import ensure_partitions
 from segs.tasks.maintenance import maintain_partitions
 from tests.support import MICRO
 from tests.support import archive_in_process

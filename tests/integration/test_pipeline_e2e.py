@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import pytest
 
 from segs.redis_client import get_redis
-from segs.services.dedupe import mark_of
+from segs.services.spine.dedupe import mark_of
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt

@@ -1,4 +1,4 @@
-"""Rebuilding aggregates from raw_readings (segs.services.recompute): exact, idempotent, and
+"""Rebuilding aggregates from raw_readings (segs.services.spine.recompute): exact, idempotent, and
 safe beside windows still in Redis and batches not yet folded."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 
 from segs.db import raw_connection
 from segs.redis_client import get_redis
-from segs.services import recompute
-from segs.services.archive import Batch
-from segs.services.archive import _insert
-from segs.services.keyspace import FLUSH_LOCK
+from segs.services.shared.keyspace import FLUSH_LOCK
+from segs.services.spine import recompute
+from segs.services.spine.archive import Batch
+from segs.services.spine.archive import _insert
 from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed

@@ -13,8 +13,8 @@ from decimal import Decimal as D
 import pytest
 
 from segs.db import raw_connection
-from segs.services.archive import Batch
-from segs.services.archive import _insert
+from segs.services.spine.archive import Batch
+from segs.services.spine.archive import _insert
 from segs.tasks.readings import _fold
 from segs.tasks.readings import fold_batch
 from segs.tasks.stores import get_pending_ledger

@@ -1,4 +1,4 @@
-"""A Redis that loses its memory heals itself (segs.services.healing): the windows it held and
+"""A Redis that loses its memory heals itself (segs.services.spine.healing): the windows it held and
 the double folds its lost marks let through are rebuilt from raw_readings, with no manual step."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
-from segs.services import alerting
-from segs.services import healing
-from segs.services.keyspace import FLUSH_LOCK
+from segs.services.alerts import rules as alerting
+from segs.services.shared.keyspace import FLUSH_LOCK
+from segs.services.spine import healing
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_pending_ledger
 from tests.support import MICRO

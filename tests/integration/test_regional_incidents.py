@@ -1,7 +1,7 @@
 """Regional incidents: meter outages and drops of one region at once become one alert, told once.
 
 Findings are stored and silent meters swept by the functions the worker and beat run
-(segs.services.alerting), in this process, so each test states exactly which transitions were
+(segs.services.alerts.rules), in this process, so each test states exactly which transitions were
 handed to the notification queue. The notification itself goes through a real worker and SMTP
 server in the first test. Each test starts from empty tables.
 """
@@ -23,8 +23,8 @@ from segs.domain.alerts import Clear
 from segs.domain.alerts import Raise
 from segs.domain.incidents import IncidentRule
 from segs.redis_client import get_redis
-from segs.services import alerting
-from segs.services.detection import MeterFinding
+from segs.services.alerts import rules as alerting
+from segs.services.spine.detection import MeterFinding
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
 from segs.tasks.notifications import redispatch_stale_transitions

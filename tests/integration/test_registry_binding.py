@@ -18,8 +18,8 @@ from segs.domain.identifiers import ID_RULE
 from segs.domain.readings import HARD_MAX_QUANTITY
 from segs.domain.windows import WINDOW_SIZES
 from segs.redis_client import get_redis
-from segs.services import meters
-from segs.services.audit import SYSTEM
+from segs.services.accounts.audit import SYSTEM
+from segs.services.grid import meters
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed

@@ -70,7 +70,7 @@ def test_a_second_beat_waits_and_takes_over_when_the_first_dies(clean_state, tmp
 
 def test_beat_carries_on_after_redis_loses_its_memory(clean_state, tmp_path):
     """Redis restarted empty: the lock and the schedule are gone. Beat takes the lock again,
-    writes its schedule back and goes on sending (the healing of segs.services.healing runs
+    writes its schedule back and goes on sending (the healing of segs.services.spine.healing runs
     from beat, so beat must outlive the loss)."""
     log = tmp_path / "beat.log"
     beat = start_beat(log)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from segs.config import get_settings
-from segs.services.passwords import Passwords
+from segs.services.accounts.passwords import Passwords
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.support import execute

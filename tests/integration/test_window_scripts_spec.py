@@ -38,14 +38,14 @@ from segs.domain.windows import WindowKey
 from segs.domain.windows import WindowStats
 from segs.domain.windows import rollup_target
 from segs.domain.windows import window_start_us
-from segs.services.detection import pack_readings
-from segs.services.keyspace import all_shard_keys
-from segs.services.keyspace import parse_flushing_name
-from segs.services.keyspace import shard_keys
-from segs.services.windows_store import FoldResult
-from segs.services.windows_store import Judged
-from segs.services.windows_store import LateWindows
-from segs.services.windows_store import WindowStore
+from segs.services.shared.keyspace import all_shard_keys
+from segs.services.shared.keyspace import parse_flushing_name
+from segs.services.shared.keyspace import shard_keys
+from segs.services.spine.detection import pack_readings
+from segs.services.spine.windows_store import FoldResult
+from segs.services.spine.windows_store import Judged
+from segs.services.spine.windows_store import LateWindows
+from segs.services.spine.windows_store import WindowStore
 from tests.redis_model import Model
 from tests.redis_model import assert_holds
 from tests.redis_model import b
@@ -208,7 +208,7 @@ class Lockstep:
         self.store = WindowStore(self.client, SHARDS)
 
     def seed_pending(self, shard: int, batch_id: str) -> None:
-        """A batch recorded in the ledger as it is published (segs.services.pending)."""
+        """A batch recorded in the ledger as it is published (segs.services.spine.pending)."""
         names = shard_keys(shard)
         self.client.hset(names.pending, batch_id, f"[{shard}, 0, 1]")
         self.client.zadd(names.pending_at, {batch_id: 1_767_225_600})

@@ -18,7 +18,7 @@ from segs.domain.codes import code_digest
 from segs.domain.codes import code_mail
 from segs.domain.codes import digests_match
 from segs.domain.codes import new_code
-from segs.services.mail import build_message
+from segs.services.alerts.mail import build_message
 
 NO_DIGIT = "must contain a digit"
 

@@ -205,7 +205,7 @@ def test_backoff_doubles():
 
 def test_overload_is_judged_on_each_regions_newest_flushed_1m_window():
     from segs.domain.windows import WindowKey
-    from segs.services.alerting import newest_regional_windows
+    from segs.services.alerts.rules import newest_regional_windows
 
     flushed = [
         WindowKey("1m", "Pune-West", 60_000_000),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from segs.domain.accounts import password_problems
-from segs.services.demo import DEMO_ACCOUNTS
+from segs.services.grid.demo import DEMO_ACCOUNTS
 from segs.web.cli import new_demo_password
 from simulator.meters import REGIONS
 from simulator.meters import build_fleet

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from segs.services.archive import Batch
+from segs.services.spine.archive import Batch
 from segs.tasks.readings import Message
 from segs.tasks.readings import _groups
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 from segs.models import Invoice
 from segs.models import InvoiceLineItem
 from segs.models import InvoicePayment
-from segs.services.invoice_pdf import latin1
-from segs.services.invoice_pdf import money
-from segs.services.invoice_pdf import render_invoice
+from segs.services.pricing.invoice_pdf import latin1
+from segs.services.pricing.invoice_pdf import money
+from segs.services.pricing.invoice_pdf import render_invoice
 
 
 def test_money_and_text():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segs.services.lua import Layout
+from segs.services.shared.lua import Layout
 
 FOLD_LIKE = (
     "--- KEYS: open markers[batches] windows[...]\n"

@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from segs.services.readings_query import Bucket
-from segs.services.readings_query import History
-from segs.services.readings_query import HistoryRange
+from segs.services.grid.readings_query import Bucket
+from segs.services.grid.readings_query import History
+from segs.services.grid.readings_query import HistoryRange
 from segs.web.meter_data.schemas import history_csv
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -16,9 +16,9 @@ from segs.domain.windows import WindowStats
 from segs.domain.windows import fold_rows
 from segs.domain.windows import rollup_target
 from segs.domain.windows import window_start_us
-from segs.services.keyspace import FlushingWindow
-from segs.services.keyspace import parse_flushing_name
-from segs.services.keyspace import shard_keys
+from segs.services.shared.keyspace import FlushingWindow
+from segs.services.shared.keyspace import parse_flushing_name
+from segs.services.shared.keyspace import shard_keys
 
 # 2026-01-01T00:00:00Z, a multiple of 900 s.
 T0 = 1_767_225_600 * MICRO

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from segs.db import session_scope
 from segs.domain.access import ADMIN
-from segs.services import stats
+from segs.services.grid import stats
 from segs.web.admin.schemas import SystemStatsSchema
 from segs.web.parsing import Blueprint
 from segs.web.security import roles_required

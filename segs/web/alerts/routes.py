@@ -9,8 +9,8 @@ from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.models import Alert
-from segs.services import alerts
-from segs.services import incidents
+from segs.services.alerts import incidents
+from segs.services.alerts import lifecycle as alerts
 from segs.tasks.notifications import enqueue_transitions
 from segs.web.actor import current_actor
 from segs.web.alerts.schemas import AlertDetailSchema

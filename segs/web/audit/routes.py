@@ -6,7 +6,7 @@ from typing import Any
 
 from segs.db import session_scope
 from segs.domain.access import ADMIN
-from segs.services import audit
+from segs.services.accounts import audit
 from segs.web.audit.schemas import AuditEntryPageSchema
 from segs.web.audit.schemas import AuditQueryArgsSchema
 from segs.web.parsing import Blueprint

@@ -4,7 +4,7 @@ password.
 Every view that takes an email address or a password is limited per client address (one
 budget for all of them) and per account and client address (a budget for each view, so
 password reset does not spend the login budget). Failed logins are counted apart, with growing
-delays (segs.services.login_guard).
+delays (segs.services.accounts.login_guard).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from flask_limiter.util import get_remote_address
 
 from segs.db import session_scope
 from segs.domain.codes import OutgoingMail
-from segs.services import accounts
-from segs.services import tokens
+from segs.services.accounts import identity as accounts
+from segs.services.accounts import tokens
 from segs.tasks.mail import send_email
 from segs.web.auth.schemas import ChangePasswordSchema
 from segs.web.auth.schemas import CodeRequestSchema

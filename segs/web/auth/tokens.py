@@ -15,11 +15,11 @@ from segs.config import Settings
 from segs.db import session_scope
 from segs.errors import AuthenticationError
 from segs.redis_client import get_redis
-from segs.services.accounts import AuthContext
-from segs.services.login_guard import LoginGuard
-from segs.services.passwords import Passwords
-from segs.services.tokens import RefreshClaims
-from segs.services.tokens import SessionGrant
+from segs.services.accounts.identity import AuthContext
+from segs.services.accounts.login_guard import LoginGuard
+from segs.services.accounts.passwords import Passwords
+from segs.services.accounts.tokens import RefreshClaims
+from segs.services.accounts.tokens import SessionGrant
 from segs.web.security import revocation_list
 
 

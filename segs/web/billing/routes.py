@@ -24,10 +24,10 @@ from segs.errors import InvalidInputError
 from segs.models import Invoice
 from segs.models import InvoicePayment
 from segs.models import User
-from segs.services import audit
-from segs.services import billing
-from segs.services import payments
-from segs.services.invoice_pdf import render_invoice
+from segs.services.accounts import audit
+from segs.services.pricing import billing
+from segs.services.pricing import payments
+from segs.services.pricing.invoice_pdf import render_invoice
 from segs.tasks.billing import generate_invoices
 from segs.web.actor import current_actor
 from segs.web.billing.schemas import BillingAnalyticsArgsSchema

@@ -8,7 +8,7 @@ from marshmallow import validate
 
 from segs.domain.billing import PeriodError
 from segs.domain.billing import parse_period
-from segs.services.billing import STATUSES
+from segs.services.pricing.billing import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema

@@ -10,7 +10,7 @@ from typing import Any
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
-from segs.services import dead_letters
+from segs.services.spine import dead_letters
 from segs.tasks.readings import publish_batches
 from segs.web.actor import current_actor
 from segs.web.dead_letters.schemas import DeadLetterDetailSchema

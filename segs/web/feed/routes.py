@@ -6,7 +6,7 @@ from flask import current_app
 
 from segs.config import Settings
 from segs.redis_client import get_redis
-from segs.services import feed_access
+from segs.services.alerts import feed_access
 from segs.web.feed.schemas import FeedTicketSchema
 from segs.web.parsing import Blueprint
 from segs.web.security import current_account

@@ -33,9 +33,9 @@ from segs.models import User
 from segs.redis_client import cluster_mode
 from segs.redis_client import connect
 from segs.redis_client import get_redis
-from segs.services import feed_access
-from segs.services.feed import FeedReader
-from segs.services.feed import audience_feeds
+from segs.services.alerts import feed_access
+from segs.services.alerts.feed import FeedReader
+from segs.services.alerts.feed import audience_feeds
 from segs.web.security import current_account
 
 bp = Blueprint("feed", __name__, url_prefix="/api/v1")

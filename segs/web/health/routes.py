@@ -16,7 +16,7 @@ from segs import metrics
 from segs.celery_app import app as celery_app
 from segs.db import get_engine
 from segs.redis_client import get_redis
-from segs.services.durability import redis_broker_risk
+from segs.services.spine.durability import redis_broker_risk
 from segs.web.errors import error_response
 
 bp = Blueprint("health", __name__)

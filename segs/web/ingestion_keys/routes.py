@@ -16,7 +16,7 @@ from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
-from segs.services import ingestion_keys
+from segs.services.spine import ingestion_keys
 from segs.web.actor import current_actor
 from segs.web.ingestion_keys.schemas import IngestionKeyCreateSchema
 from segs.web.ingestion_keys.schemas import IngestionKeyPageSchema

@@ -9,8 +9,8 @@ from segs.domain.identifiers import ID_PATTERN
 from segs.domain.identifiers import ID_RULE
 from segs.domain.ingestion_keys import DEVICE
 from segs.domain.ingestion_keys import HEAD_END
-from segs.services.ingestion_keys import NAME_MAX_LENGTH
-from segs.services.ingestion_keys import STATUSES
+from segs.services.spine.ingestion_keys import NAME_MAX_LENGTH
+from segs.services.spine.ingestion_keys import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import page_schema
 

@@ -16,7 +16,7 @@ from flask import Response
 from flask import jsonify
 
 from segs.db import session_scope
-from segs.services import readings_query
+from segs.services.grid import readings_query
 from segs.web.meter_data.schemas import CompareQueryArgsSchema
 from segs.web.meter_data.schemas import ComparisonSchema
 from segs.web.meter_data.schemas import DailyQueryArgsSchema

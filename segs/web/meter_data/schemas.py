@@ -17,9 +17,9 @@ from marshmallow import fields
 from marshmallow import validate
 
 from segs.domain.rollups import RESOLUTIONS
-from segs.services.readings_query import History
-from segs.services.readings_query import HistoryJson
-from segs.services.readings_query import is_time_zone
+from segs.services.grid.readings_query import History
+from segs.services.grid.readings_query import HistoryJson
+from segs.services.grid.readings_query import is_time_zone
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import page_schema
 

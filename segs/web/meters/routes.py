@@ -12,7 +12,7 @@ from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
-from segs.services import meters
+from segs.services.grid import meters
 from segs.web.actor import current_actor
 from segs.web.meters.schemas import MeterAssignmentSchema
 from segs.web.meters.schemas import MeterCreateSchema

@@ -9,9 +9,9 @@ from flask import current_app
 
 from segs.db import session_scope
 from segs.models import Webhook
-from segs.services import alerts
-from segs.services import notifications
-from segs.services import webhook_client
+from segs.services.alerts import lifecycle as alerts
+from segs.services.alerts import notifications
+from segs.services.alerts import webhook_client
 from segs.web.actor import current_actor
 from segs.web.alerts.schemas import CustomerAlertPageSchema
 from segs.web.alerts.schemas import MyAlertQueryArgsSchema

@@ -9,7 +9,7 @@ from typing import Any
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
-from segs.services import quarantine
+from segs.services.spine import quarantine
 from segs.tasks.stores import get_window_store
 from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint

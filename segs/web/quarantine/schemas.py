@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import fields
 from marshmallow import validate
 
-from segs.services.quarantine import STATUSES
+from segs.services.spine.quarantine import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema

@@ -10,8 +10,8 @@ from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.models import Region
-from segs.services import regions
-from segs.services import regions_query
+from segs.services.grid import regions
+from segs.services.grid import regions_query
 from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint
 from segs.web.regions.schemas import RegionCurrentLoadSchema

@@ -18,7 +18,7 @@ from segs.errors import InvalidInputError
 from segs.models import Region
 from segs.models import TariffOverride
 from segs.redis_client import get_redis
-from segs.services import tariffs
+from segs.services.pricing import tariffs
 from segs.tasks.tariffs import recalculate
 from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint

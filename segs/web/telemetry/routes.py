@@ -33,7 +33,7 @@ from segs.ingestion_client import rejected
 from segs.ingestion_client import submit
 from segs.ingestion_client import unavailable
 from segs.ingestion_client import verify_key
-from segs.services.ingestion import IngestionUnavailableError
+from segs.services.spine.ingestion import IngestionUnavailableError
 from segs.web.extensions import limiter
 
 bp = Blueprint("telemetry", __name__)

@@ -13,8 +13,8 @@ from flask import url_for
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
-from segs.services import users
-from segs.services.passwords import Passwords
+from segs.services.accounts import users
+from segs.services.accounts.passwords import Passwords
 from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
