@@ -19,11 +19,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.access import USER
+from segs.domain.accounts import ACTIVE
+from segs.domain.accounts import DEFAULT_TIMEZONE
 from segs.models.base import Base
-
-ROLES = ("USER", "OPERATOR", "ADMIN")
-STATUSES = ("active", "suspended")
-CODE_PURPOSES = ("verify_email", "reset_password")
 
 
 class User(Base):
@@ -36,12 +35,12 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     name: Mapped[str] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(20))
-    role: Mapped[str] = mapped_column(String(16), default="USER")
+    role: Mapped[str] = mapped_column(String(16), default=USER)
     region: Mapped[str | None] = mapped_column(ForeignKey("regions.name"))
-    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     password_hash: Mapped[str | None] = mapped_column(Text)
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     suspended_reason: Mapped[str | None] = mapped_column(Text)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -53,7 +52,7 @@ class User(Base):
     @property
     def is_usable(self) -> bool:
         """May this account act at all (checked on every request)?"""
-        return self.deleted_at is None and self.status == "active"
+        return self.deleted_at is None and self.status == ACTIVE
 
 
 class VerificationCode(Base):

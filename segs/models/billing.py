@@ -19,6 +19,8 @@ from sqlalchemy import func
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.billing import PENDING
+from segs.domain.billing import SUCCEEDED
 from segs.models.base import Base
 
 Price = Numeric(12, 6)
@@ -82,7 +84,7 @@ class Invoice(Base):
     tax_minor: Mapped[int] = mapped_column(BigInteger)
     total_minor: Mapped[int] = mapped_column(BigInteger)
     paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)  # INVOICE_STATUSES
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -123,9 +125,7 @@ class InvoicePayment(Base):
     method: Mapped[str] = mapped_column(String(32))
     reference: Mapped[str | None] = mapped_column(String(128))
     paid_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    status: Mapped[str] = mapped_column(
-        String(16), default="succeeded"
-    )  # pending | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16), default=SUCCEEDED)  # PAYMENT_STATUSES
     provider: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

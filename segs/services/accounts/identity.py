@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
+from segs.domain.accounts import ACTIVE
 from segs.domain.accounts import normalize_email
 from segs.domain.accounts import password_problems
 from segs.domain.codes import RESET_PASSWORD
@@ -106,7 +107,7 @@ def register(
         role="USER",
         region=region,
         timezone=timezone,
-        status="active",
+        status=ACTIVE,
     )
     session.add(account)
     try:
@@ -123,7 +124,7 @@ def _mail_for_taken_address(
     session: Session, settings: Settings, account: User, now: datetime
 ) -> OutgoingMail | None:
     if account.email_verified_at is None:
-        if account.status != "active":
+        if account.status != ACTIVE:
             return None
         code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
         return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
@@ -132,7 +133,7 @@ def _mail_for_taken_address(
 
 def _awaiting_verification(session: Session, email: str) -> User | None:
     account = _active_account(session, email)
-    if account is None or account.email_verified_at is not None or account.status != "active":
+    if account is None or account.email_verified_at is not None or account.status != ACTIVE:
         return None
     return account
 
@@ -201,7 +202,7 @@ def login(
             attack_warning_mail(account.email) if tell_owner and account is not None else None
         )
     ctx.login_guard.record_success(key, client_address)
-    if account.status != "active":
+    if account.status != ACTIVE:
         raise PermissionDeniedError("the account is suspended", code="ACCOUNT_SUSPENDED")
     if account.email_verified_at is None:
         raise PermissionDeniedError(
@@ -250,7 +251,7 @@ def change_password(
 
 def _resettable(session: Session, email: str) -> User | None:
     account = _active_account(session, email)
-    if account is None or account.email_verified_at is None or account.status != "active":
+    if account is None or account.email_verified_at is None or account.status != ACTIVE:
         return None
     return account
 
