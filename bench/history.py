@@ -593,8 +593,8 @@ def _plan(config: Config) -> list[str]:
 
     from segs.db import session_scope
     from segs.services.accounts.access import ALL_TIME
-    from segs.services.grid.readings_query import POINT_JSON
-    from segs.services.grid.readings_query import history_json_sql
+    from segs.services.grid.readings_sql import POINT_JSON
+    from segs.services.grid.readings_sql import history_json_sql
 
     end = config.data_end - LAST_RANGE_END_GAP
     query = text("EXPLAIN (ANALYZE, BUFFERS, SUMMARY) " + history_json_sql("1m"))

@@ -8,6 +8,8 @@ default the caller's account time zone.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -16,6 +18,8 @@ from flask import Response
 from flask import jsonify
 
 from segs.db import session_scope
+from segs.errors import InvalidInputError
+from segs.services.grid import query_ranges
 from segs.services.grid import readings_query
 from segs.web.meter_data.schemas import CompareQueryArgsSchema
 from segs.web.meter_data.schemas import ComparisonSchema
@@ -47,6 +51,27 @@ bp = Blueprint(
 )
 
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+# The query fields that name what readings_query's errors name by meaning (query_ranges).
+_START_END_FIELDS = {query_ranges.RANGE_END: "end"}
+_DAILY_FIELDS = {query_ranges.RANGE_START: "startDate", query_ranges.RANGE_END: "endDate"}
+_MONTHLY_FIELDS = {query_ranges.RANGE_START: "startMonth", query_ranges.RANGE_END: "endMonth"}
+_COMPARE_FIELDS = {query_ranges.PERIOD1_END: "period1End", query_ranges.PERIOD2_END: "period2End"}
+
+
+@contextmanager
+def _answering_in(fields: dict[str, str]) -> Iterator[None]:
+    """Re-raise a refused query argument under the name this endpoint's query gives it."""
+    try:
+        yield
+    except query_ranges.QueryArgumentError as error:
+        names = {query_ranges.ZONE: "timezone", **fields}
+        reason = error.reason
+        if error.not_before is not None:
+            reason = f"must not be before {names[error.not_before]}"
+        details = {"query": {names[error.argument]: [reason]}}
+        raise InvalidInputError(error.message, details) from None
 
 
 def _zone(args: dict[str, Any]) -> str:
@@ -105,7 +130,7 @@ def latest(meter_id: str) -> readings_query.MeterLatest:
 @bp.response(200, HistorySchema)
 def history(args: dict[str, Any], meter_id: str) -> Response:
     """Show a meter's history at 1m, 15m, 1h or 1d resolution (default: the last 24 hours)."""
-    with session_scope() as session:
+    with _answering_in(_START_END_FIELDS), session_scope() as session:
         found = readings_query.meter_history_json(session, **_history_args(meter_id, args))
     return jsonify(history_body(found))
 
@@ -122,7 +147,7 @@ def history(args: dict[str, Any], meter_id: str) -> Response:
 )
 def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
     """Export a meter's history as CSV; times carry their UTC offset."""
-    with session_scope() as session:
+    with _answering_in(_START_END_FIELDS), session_scope() as session:
         found = readings_query.meter_history(session, **_history_args(meter_id, args))
     covered = found.range
     name = _UNSAFE_IN_FILENAME.sub("_", covered.meter_id)
@@ -140,7 +165,7 @@ def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
 @bp.response(200, MeterPeriodStatsSchema)
 def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
     """Show a meter's energy, mean, lowest and highest power over a period (default: 7 days)."""
-    with session_scope() as session:
+    with _answering_in(_START_END_FIELDS), session_scope() as session:
         return readings_query.meter_stats(
             session,
             **_meter_query(
@@ -159,7 +184,7 @@ def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
 @bp.response(200, DailyTotalsSchema)
 def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local day, end day included (default: the last 30 days)."""
-    with session_scope() as session:
+    with _answering_in(_DAILY_FIELDS), session_scope() as session:
         return readings_query.meter_daily(
             session,
             **_meter_query(
@@ -178,7 +203,7 @@ def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, MonthlyTotalsSchema)
 def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local month, end month included (default: the last 12)."""
-    with session_scope() as session:
+    with _answering_in(_MONTHLY_FIELDS), session_scope() as session:
         return readings_query.meter_monthly(
             session,
             **_meter_query(
@@ -197,7 +222,7 @@ def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, ComparisonSchema)
 def compare(args: dict[str, Any], meter_id: str) -> readings_query.Comparison:
     """Compare a meter's totals over two periods."""
-    with session_scope() as session:
+    with _answering_in(_COMPARE_FIELDS), session_scope() as session:
         return readings_query.compare_periods(
             session,
             **_meter_query(
