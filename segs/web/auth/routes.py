@@ -119,6 +119,33 @@ def _enqueue(mail: OutgoingMail | None) -> None:
         logger.exception("could not queue a mail")
 
 
+def _mail_a_code(
+    request_code: Callable[..., OutgoingMail | None], body: dict[str, Any]
+) -> dict[str, str]:
+    """Store a code with *request_code*, queue its mail once committed, and answer CODE_SENT,
+    which tells nothing of whether the address has an account."""
+    with session_scope() as session:
+        mail = request_code(session, current_settings(), **body, now=_now())
+    _enqueue(mail)
+    return CODE_SENT
+
+
+def _code_request(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The limits and documented answers of a view that mails a code to an address."""
+    for decorate in reversed(
+        (
+            per_ip,
+            per_account(),
+            bp.arguments(CodeRequestSchema),
+            bp.response(202, CodeSentSchema),
+            LIMITED,
+            bp.doc(security=[]),
+        )
+    ):
+        view = decorate(view)
+    return view
+
+
 @bp.post("/register")
 @per_ip
 @per_account()
@@ -131,10 +158,7 @@ def register(body: dict[str, Any]) -> dict[str, str]:
 
     Answers the same whether or not the address is taken; a taken address's owner is told by
     mail instead."""
-    with session_scope() as session:
-        mail = accounts.register(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.register, body)
 
 
 @bp.post("/verify-email")
@@ -157,18 +181,10 @@ def verify_email(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("/resend-code")
-@per_ip
-@per_account()
-@bp.arguments(CodeRequestSchema)
-@bp.response(202, CodeSentSchema)
-@LIMITED
-@bp.doc(security=[])
+@_code_request
 def resend_code(body: dict[str, Any]) -> dict[str, str]:
     """Send a new verification code; earlier codes stop working. Says the same for any address."""
-    with session_scope() as session:
-        mail = accounts.resend_verification(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.resend_verification, body)
 
 
 @bp.post("/login")
@@ -264,18 +280,10 @@ def change_password(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("/forgot-password")
-@per_ip
-@per_account()
-@bp.arguments(CodeRequestSchema)
-@bp.response(202, CodeSentSchema)
-@LIMITED
-@bp.doc(security=[])
+@_code_request
 def forgot_password(body: dict[str, Any]) -> dict[str, str]:
     """Email a password reset code. Says the same whether or not the address has an account."""
-    with session_scope() as session:
-        mail = accounts.request_password_reset(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.request_password_reset, body)
 
 
 @bp.post("/reset-password")
