@@ -235,14 +235,14 @@ def change_password(
     if not ctx.passwords.verify(account.password_hash, current_password):
         raise InvalidInputError(
             "the current password is not correct",
-            {"currentPassword": ["is not correct"]},
+            {"current_password": ["is not correct"]},
             code="INVALID_CURRENT_PASSWORD",
         )
-    _require_password_rule(new_password, account.email, "newPassword")
+    _require_password_rule(new_password, account.email, "new_password")
     if new_password == current_password:
         raise InvalidInputError(
             "the new password is the current one",
-            {"newPassword": ["must differ from the current password"]},
+            {"new_password": ["must differ from the current password"]},
         )
     account.password_hash = ctx.passwords.hash(new_password)
     tokens.end_all_sessions(session, ctx.settings, ctx.revocations, account.id, now, access)
@@ -277,7 +277,7 @@ def reset_password(
     now: datetime,
 ) -> None:
     """Set a new password with an emailed reset code and end every session of the account."""
-    _require_password_rule(new_password, normalize_email(email), "newPassword")
+    _require_password_rule(new_password, normalize_email(email), "new_password")
     account = _resettable(session, email)
     if account is None:
         raise codes.no_valid_code()

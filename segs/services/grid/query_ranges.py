@@ -49,7 +49,6 @@ class QueryArgumentError(InvalidInputError):
     ) -> None:
         super().__init__(message, {"query": {argument: [reason]}})
         self.argument = argument
-        self.reason = reason
         self.not_before = not_before
 
 

@@ -37,6 +37,7 @@ from segs.web.auth.tokens import current_settings
 from segs.web.auth.tokens import refresh_claims
 from segs.web.auth.tokens import token_body
 from segs.web.extensions import limiter
+from segs.web.field_names import answering_with
 from segs.web.limits import account_and_client
 from segs.web.limits import client_ip
 from segs.web.limits import token_or_ip
@@ -56,6 +57,12 @@ bp = Blueprint(
 )
 
 CODE_SENT = {"message": "if this address can receive a code, one is on its way"}
+# The request's names for what the account services' errors name by meaning.
+API_FIELDS = {
+    "current_password": "currentPassword",
+    "new_password": "newPassword",
+    "attempts_left": "attemptsLeft",
+}
 
 
 def _error(status: int, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -175,7 +182,7 @@ def verify_email(body: dict[str, Any]) -> dict[str, Any]:
     A code allows 5 tries (SEGS_VERIFICATION_CODE_ATTEMPTS); a wrong one answers 401
     INVALID_CODE with ``attemptsLeft``.
     """
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         grant = accounts.verify_email(session, auth_context(), **body, now=_now())
         return token_body(grant)
 
@@ -267,7 +274,7 @@ def logout_all() -> None:
 @roles_required()
 def change_password(body: dict[str, Any]) -> dict[str, Any]:
     """Change the password with the current one; every login ends and a new one starts."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         grant = accounts.change_password(
             session,
             auth_context(),
@@ -296,5 +303,5 @@ def forgot_password(body: dict[str, Any]) -> dict[str, str]:
 @bp.doc(security=[])
 def reset_password(body: dict[str, Any]) -> None:
     """Set a new password with the emailed reset code; every login of the account ends."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         accounts.reset_password(session, auth_context(), **body, now=_now())

@@ -18,9 +18,9 @@ from flask import Response
 from flask import jsonify
 
 from segs.db import session_scope
-from segs.errors import InvalidInputError
 from segs.services.grid import query_ranges
 from segs.services.grid import readings_query
+from segs.web.field_names import answering_with
 from segs.web.meter_data.schemas import CompareQueryArgsSchema
 from segs.web.meter_data.schemas import ComparisonSchema
 from segs.web.meter_data.schemas import DailyQueryArgsSchema
@@ -62,16 +62,16 @@ _COMPARE_FIELDS = {query_ranges.PERIOD1_END: "period1End", query_ranges.PERIOD2_
 
 @contextmanager
 def _answering_in(fields: dict[str, str]) -> Iterator[None]:
-    """Re-raise a refused query argument under the name this endpoint's query gives it."""
-    try:
-        yield
-    except query_ranges.QueryArgumentError as error:
-        names = {query_ranges.ZONE: "timezone", **fields}
-        reason = error.reason
-        if error.not_before is not None:
-            reason = f"must not be before {names[error.not_before]}"
-        details = {"query": {names[error.argument]: [reason]}}
-        raise InvalidInputError(error.message, details) from None
+    """Answer a refused query argument under the name this endpoint's query gives it."""
+    names = {query_ranges.ZONE: "timezone", **fields}
+    with answering_with(names):
+        try:
+            yield
+        except query_ranges.QueryArgumentError as error:
+            if error.not_before is not None:
+                reason = f"must not be before {names[error.not_before]}"
+                error.details = {"query": {error.argument: [reason]}}
+            raise
 
 
 def _zone(args: dict[str, Any]) -> str:
