@@ -96,7 +96,6 @@ def stats_range(
 class CalendarRange:
     """Local days or months, *first* to *last* inclusive, and the UTC instants they span."""
 
-    kind: str  # "1d" or "month", the bucket of readings_query's local rows
     first: date
     last: date
     start: datetime
@@ -122,7 +121,7 @@ def day_calendar(
     _check_order(first, last)
     if (last - first).days + 1 > MAX_DAYS:
         raise _invalid(RANGE_END, f"the range may cover at most {MAX_DAYS} days")
-    return CalendarRange("1d", first, last, *day_range(first, last, zone))
+    return CalendarRange(first, last, *day_range(first, last, zone))
 
 
 def month_calendar(
@@ -134,4 +133,4 @@ def month_calendar(
     _check_order(first, last)
     if months_between(first, last) > MAX_MONTHS:
         raise _invalid(RANGE_END, f"the range may cover at most {MAX_MONTHS} months")
-    return CalendarRange("month", first, last, *month_range(first, last, zone))
+    return CalendarRange(first, last, *month_range(first, last, zone))

@@ -31,7 +31,6 @@ from segs.services.accounts import readable_meter
 from segs.services.grid.query_ranges import MAX_STATS_SPAN
 from segs.services.grid.query_ranges import PERIOD1_END
 from segs.services.grid.query_ranges import PERIOD2_END
-from segs.services.grid.query_ranges import CalendarRange
 from segs.services.grid.query_ranges import check_range
 from segs.services.grid.query_ranges import day_calendar
 from segs.services.grid.query_ranges import history_range
@@ -315,20 +314,29 @@ def meter_stats(
     return MeterStats(meter_id, _period_totals(session, meter_id, owned, start, end, zone))
 
 
-# How a calendar names its first and last day or month.
-_CALENDAR_LABELS = {"1d": "%Y-%m-%d", "month": "%Y-%m"}
+# The local days or months a calendar covers, and how it names its first and last one.
+_CALENDARS = {"1d": (day_calendar, "%Y-%m-%d"), "month": (month_calendar, "%Y-%m")}
 
 
-def _calendar(
+def meter_calendar(
     session: Session,
     account_id: uuid.UUID,
     role: str,
     meter_id: str,
-    zone: ZoneInfo,
-    covered: CalendarRange,
+    *,
+    kind: str,
+    first: date | None,
+    last: date | None,
+    zone_name: str,
+    now: datetime,
 ) -> Calendar:
+    """Return the meter's totals per local day (*kind* 1d; default: the last 30 days) or per
+    local month (*kind* month; default: the last 12), *first* to *last* inclusive."""
+    zone = load_zone(zone_name)
+    calendar, label = _CALENDARS[kind]
+    covered = calendar(first, last, zone, now)
     _, owned = readable_meter(session, account_id, role, meter_id)
-    unit, step = LOCAL_UNITS[covered.kind]
+    unit, step = LOCAL_UNITS[kind]
     params = {
         "meter_id": meter_id,
         "owned": owned,
@@ -338,48 +346,13 @@ def _calendar(
         "step": step,
         "zone": zone.key,
     }
-    label = _CALENDAR_LABELS[covered.kind]
     return Calendar(
         meter_id,
         zone.key,
         covered.first.strftime(label),
         covered.last.strftime(label),
-        _buckets(session, covered.kind, params, zone),
+        _buckets(session, kind, params, zone),
     )
-
-
-def meter_daily(
-    session: Session,
-    account_id: uuid.UUID,
-    role: str,
-    meter_id: str,
-    *,
-    first: date | None,
-    last: date | None,
-    zone_name: str,
-    now: datetime,
-) -> Calendar:
-    """Return the meter's totals per local day, *first* to *last* inclusive (default: 30 days)."""
-    zone = load_zone(zone_name)
-    covered = day_calendar(first, last, zone, now)
-    return _calendar(session, account_id, role, meter_id, zone, covered)
-
-
-def meter_monthly(
-    session: Session,
-    account_id: uuid.UUID,
-    role: str,
-    meter_id: str,
-    *,
-    first: date | None,
-    last: date | None,
-    zone_name: str,
-    now: datetime,
-) -> Calendar:
-    """Return the meter's totals per local month, *first* to *last* inclusive (default: 12)."""
-    zone = load_zone(zone_name)
-    covered = month_calendar(first, last, zone, now)
-    return _calendar(session, account_id, role, meter_id, zone, covered)
 
 
 def compare_periods(
