@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
+from segs.domain.access import USER
 from segs.domain.accounts import ACTIVE
 from segs.domain.accounts import normalize_email
 from segs.domain.accounts import password_problems
@@ -72,7 +73,16 @@ def _require_password_rule(password: str, email: str, field: str) -> None:
         raise InvalidInputError("the password does not meet the rule", {field: problems})
 
 
-def _code_mail(settings: Settings, account: User, purpose: str, code: str) -> OutgoingMail:
+def _new_code_mail(
+    session: Session, settings: Settings, account: User | None, purpose: str, now: datetime
+) -> OutgoingMail | None:
+    """Issue a *purpose* code to *account* and return the mail that carries it; None without
+    an account, or when the account may ask for no more codes today."""
+    if account is None:
+        return None
+    code = codes.issue_code(session, settings, account.id, purpose, now)
+    if code is None:
+        return None
     return code_mail(purpose, account.email, code, settings.verification_code_ttl_s)
 
 
@@ -104,7 +114,7 @@ def register(
         email=normalize_email(email),
         name=name.strip(),
         phone=phone,
-        role="USER",
+        role=USER,
         region=region,
         timezone=timezone,
         status=ACTIVE,
@@ -116,8 +126,7 @@ def register(
     except IntegrityError:  # a concurrent registration of the same address won
         session.expunge(account)
         return None
-    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+    return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
 
 
 def _mail_for_taken_address(
@@ -126,8 +135,7 @@ def _mail_for_taken_address(
     if account.email_verified_at is None:
         if account.status != ACTIVE:
             return None
-        code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-        return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+        return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
     return account_exists_mail(account.email)
 
 
@@ -161,10 +169,7 @@ def resend_verification(
 ) -> OutgoingMail | None:
     """Replace the pending verification code, if the address awaits one (else do nothing)."""
     account = _awaiting_verification(session, email)
-    if account is None:
-        return None
-    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+    return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
 
 
 def login(
@@ -261,10 +266,7 @@ def request_password_reset(
 ) -> OutgoingMail | None:
     """Issue a reset code if the address belongs to a verified, active account."""
     account = _resettable(session, email)
-    if account is None:
-        return None
-    code = codes.issue_code(session, settings, account.id, RESET_PASSWORD, now)
-    return None if code is None else _code_mail(settings, account, RESET_PASSWORD, code)
+    return _new_code_mail(session, settings, account, RESET_PASSWORD, now)
 
 
 def reset_password(
