@@ -13,6 +13,10 @@ ACTIVE = "active"
 SUSPENDED = "suspended"
 STATUSES = (ACTIVE, SUSPENDED)
 
+# The longest address SMTP can deliver to (RFC 5321), and the longest display name.
+EMAIL_MAX_LENGTH = 254
+NAME_MAX_LENGTH = 100
+
 MIN_PASSWORD_LENGTH = 10
 # argon2 accepts any length; the cap keeps a single request from hashing megabytes.
 MAX_PASSWORD_LENGTH = 128

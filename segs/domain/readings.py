@@ -61,7 +61,8 @@ def _bounded(upper: float) -> Any:
     return Annotated[float, msgspec.Meta(ge=0, le=upper)]
 
 
-RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+REGION_MAX_LENGTH = 64
+RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=REGION_MAX_LENGTH)]
 
 
 def reading_type(limits: ReadingLimits) -> type[msgspec.Struct]:

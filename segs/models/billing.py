@@ -21,6 +21,7 @@ from sqlalchemy.orm import mapped_column
 
 from segs.domain.billing import PENDING
 from segs.domain.billing import SUCCEEDED
+from segs.domain.identifiers import ID_MAX_LENGTH
 from segs.models.base import Base
 
 Price = Numeric(12, 6)
@@ -68,7 +69,7 @@ class Invoice(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     invoice_number: Mapped[str] = mapped_column(String(32))
-    meter_id: Mapped[str] = mapped_column(String(128))
+    meter_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     region: Mapped[str] = mapped_column(ForeignKey("regions.name"))
     period: Mapped[str] = mapped_column(String(7))
