@@ -1,7 +1,8 @@
 """What a meter measured: its latest reading, its history, and its totals per period, day, month.
 
-Every read checks scope (services.access.readable_meter): a USER reads only the meters they own
-or owned, and only for the time they owned them.
+Every read checks scope (segs.services.accounts.readable_meter): a USER reads only the meters
+they own or owned, and only for the time they owned them. Ranges, zones and their limits are
+checked in segs.services.grid.query_ranges; the SQL is in segs.services.grid.readings_sql.
 Figures are exact: PostgreSQL adds the windows' sums and counts, and each mean is the summed
 power over the summed reading count, rounded half away from zero to 6 places (the rule of
 segs.domain.rollups.mean and of the flush), never a mean of means. Timestamps come back in the

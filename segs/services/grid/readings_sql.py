@@ -19,10 +19,10 @@ _IN_RANGE = (
     "AND CAST(:owned AS tstzmultirange) @> window_start"
 )
 
-# A bucket row has the fields of Bucket: bucket_start, bucket_end, reading_count, energy_kwh,
-# avg_power_kw, min_power_kw, max_power_kw, voltage_avg. The stored windows (1m, 15m) are read
-# through their (meter_id, window_start) key, with the means the flush stored: round(sum / count,
-# 6).
+# A bucket row has the fields of readings_query.Bucket: bucket_start, bucket_end, reading_count,
+# energy_kwh, avg_power_kw, min_power_kw, max_power_kw, voltage_avg. The stored windows (1m, 15m)
+# are read through their (meter_id, window_start) key, with the means the flush stored:
+# round(sum / count, 6).
 _WINDOW_BUCKETS = {
     size: (
         "SELECT window_start AS bucket_start, "  # noqa: S608 - fixed names, no input
