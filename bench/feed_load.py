@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from bench.pipeline import _wait_ready
+from tools import commands
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-feed-password-1"  # noqa: S105 - the throwaway bench account's
@@ -179,34 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     _prepare()
     api_url = f"http://127.0.0.1:{args.api_port}"
     feed_url = f"http://127.0.0.1:{args.feed_port}"
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
     processes = [
-        _start(
-            "api",
-            [
-                gunicorn,
-                "segs.web:create_app()",
-                "--config",
-                "deploy/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{args.api_port}",
-                "--workers",
-                "2",
-            ],
-            env,
-        ),
-        _start(
-            "feed",
-            [
-                gunicorn,
-                "segs.web.feed_app:create_feed_app()",
-                "--config",
-                "deploy/gunicorn_feed.conf.py",
-                "--bind",
-                f"127.0.0.1:{args.feed_port}",
-            ],
-            env,
-        ),
+        _start("api", commands.api(f"127.0.0.1:{args.api_port}", "--workers", "2"), env),
+        _start("feed", commands.feed(f"127.0.0.1:{args.feed_port}"), env),
     ]
     stop = threading.Event()
     try:

@@ -43,8 +43,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from tools import commands
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = commands.BIN
 MINUTES_PER_DAY = 1440
 LAST_RANGE_END_GAP = timedelta(hours=5, minutes=17)
 # Measured on the full week with migration 0003's covering index: heap 16.8 GB and indexes
@@ -526,16 +528,7 @@ def _gunicorn(config: Config) -> Iterator[str]:
         env["PROMETHEUS_MULTIPROC_DIR"] = tmp
         log = open(Path(tmp) / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "segs.web:create_app()",
-                "--config",
-                "deploy/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{config.api_port}",
-                "--workers",
-                str(config.api_workers),
-            ],
+            commands.api(f"127.0.0.1:{config.api_port}", "--workers", str(config.api_workers)),
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -593,8 +586,8 @@ def _plan(config: Config) -> list[str]:
 
     from segs.db import session_scope
     from segs.services.accounts.access import ALL_TIME
-    from segs.services.grid.readings_query import POINT_JSON
-    from segs.services.grid.readings_query import history_json_sql
+    from segs.services.grid.readings_sql import POINT_JSON
+    from segs.services.grid.readings_sql import history_json_sql
 
     end = config.data_end - LAST_RANGE_END_GAP
     query = text("EXPLAIN (ANALYZE, BUFFERS, SUMMARY) " + history_json_sql("1m"))

@@ -39,7 +39,6 @@ from typing import Any
 
 import psycopg
 
-from bench.pipeline import BIN
 from bench.pipeline import BenchConfig
 from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
@@ -47,6 +46,7 @@ from bench.pipeline import _stop
 from bench.pipeline import quantiles
 from bench.redis_cluster import start_redis
 from segs.config import Settings
+from tools import commands
 
 REGION = "Pune-West"
 
@@ -296,11 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="segs-bench-incidents-"))
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(logs / "metrics"))
     (logs / "metrics").mkdir()
-    celery = str(BIN / "celery")
-    worker = _spawn("worker", [celery, "-A", "segs", "worker", "--loglevel", "WARNING"], env, logs)
+    worker = _spawn("worker", commands.celery("worker", "--loglevel", "WARNING"), env, logs)
     beat = _spawn(
         "beat",
-        [celery, "-A", "segs", "beat", "--loglevel", "WARNING", "--schedule", str(logs / "beat")],
+        commands.celery("beat", "--loglevel", "WARNING", "--schedule", str(logs / "beat")),
         env,
         logs,
     )

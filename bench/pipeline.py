@@ -20,7 +20,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,9 +35,10 @@ from typing import Any
 
 from bench.netns import WorkerHost
 from bench.netns import across_the_bridge
+from tools import commands
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = commands.BIN
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -384,12 +384,12 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
 
 
 def _celery_worker(concurrency: int | None, *options: str) -> list[str]:
-    return [
-        str(BIN / "celery"),
-        *("-A", "segs", "worker", "--loglevel", "WARNING"),
+    return commands.celery(
+        "worker",
+        *("--loglevel", "WARNING"),
         *(["--concurrency", str(concurrency)] if concurrency else []),
         *options,
-    ]
+    )
 
 
 def _reading_queues(config: BenchConfig) -> str:
@@ -419,31 +419,15 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
     groups = {
         "api (gunicorn)": _spawn(
             "api",
-            [
-                str(BIN / "gunicorn"),
-                "segs.web:create_app()",
-                "--config",
-                "deploy/gunicorn.conf.py",
-                "--bind",
-                f"127.0.0.1:{config.api_port}",
-                "--workers",
-                str(config.api_workers),
-            ],
+            commands.api(f"127.0.0.1:{config.api_port}", "--workers", str(config.api_workers)),
             config.env(api_metrics),
             logs,
         ),
         "beat (celery)": _spawn(
             "beat",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "segs",
-                "beat",
-                "--loglevel",
-                "WARNING",
-                "--schedule",
-                str(logs / "celerybeat-schedule"),
-            ],
+            commands.celery(
+                "beat", "--loglevel", "WARNING", "--schedule", str(logs / "celerybeat-schedule")
+            ),
             config.env(),
             logs,
         ),
@@ -591,10 +575,8 @@ def _flush_lag(config: BenchConfig, since: datetime, until: datetime) -> dict[st
 
 def simulator_command(config: BenchConfig, key: str, *extra: str) -> list[str]:
     """The simulator's command line for *config*'s load, sending with *key*."""
-    return [
-        sys.executable,
-        *("-m", "simulator"),
-        *("--url", f"http://127.0.0.1:{config.api_port}/telemetry/batch"),
+    return commands.simulator(
+        f"http://127.0.0.1:{config.api_port}/telemetry/batch",
         *("--key", key),
         *("--meters", str(config.meters)),
         *("--interval", str(config.interval_s)),
@@ -604,7 +586,7 @@ def simulator_command(config: BenchConfig, key: str, *extra: str) -> list[str]:
         "--quiet",
         *(["--spread"] if config.spread else []),
         *extra,
-    ]
+    )
 
 
 def run(config: BenchConfig) -> BenchResult:

@@ -29,6 +29,7 @@ from bench.billing_data import DEFAULT_BROKER_URL
 from bench.billing_data import DEFAULT_DATABASE_URL
 from bench.billing_data import DEFAULT_REDIS_URL
 from bench.billing_data import configure
+from tools import commands
 
 REGION = "Pune-West"
 METERS = 20
@@ -55,12 +56,7 @@ def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "segs",
+            commands.celery(
                 "worker",
                 "-Q",
                 "default",
@@ -72,7 +68,7 @@ def _start_worker(log_path: Path) -> subprocess.Popen[bytes]:
                 "INFO",
                 "-n",
                 f"{name}@%h",
-            ],
+            ),
             cwd=REPO,
             env=dict(os.environ, SEGS_WORKER_METRICS_PORT="0"),
             stdout=log,

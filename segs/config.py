@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
+from segs.domain.alerts import RELEARN_AFTER
 from segs.domain.digests import DigestRule
 from segs.domain.incidents import IncidentRule
 from segs.domain.ingestion_keys import rate_limit_problem
@@ -218,7 +219,7 @@ class Settings:
     silent_after_intervals: int = 3
     silent_sweep_interval_s: float = 10.0
     # Spikes or drops in a row after which their level becomes the meter's baseline (0: never)
-    anomaly_relearn_after: int = 30
+    anomaly_relearn_after: int = RELEARN_AFTER
     # A meter silent this long with no open alert forgets its baseline and silence deadline
     detection_state_ttl_days: int = 30
     overload_raise_percent: float = 90.0

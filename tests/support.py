@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +25,8 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import sql
+
+from tools import commands
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = 1_000_000
@@ -443,12 +444,7 @@ class WorkerProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "segs",
+                commands.celery(
                     "worker",
                     "--loglevel",
                     "INFO",
@@ -462,7 +458,7 @@ class WorkerProcess:
                     "--without-mingle",
                     "--without-gossip",
                     *(["--task-events"] if self.events else []),
-                ],
+                ),
                 cwd=REPO,
                 env=env,
                 stdout=log,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -26,8 +27,10 @@ from honcho import manager as honcho_manager
 from honcho.compat import ProcessManager
 from honcho.printer import Printer
 
+from tools import commands
+
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = commands.BIN
 VAR = ROOT / "var"
 MAIL_PORT = 1025
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -55,21 +58,33 @@ def _commands(api_port: int, feed_port: int, flower_port: int) -> dict[str, str]
     api_url = f"http://127.0.0.1:{api_port}"
     # Honcho runs each command through sh; exec makes the process itself the one it signals.
     return {
-        "api": f'exec {BIN}/gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py '
-        f"--bind 127.0.0.1:{api_port} --log-level {_log_level('api')}",
-        "feed": f'exec {BIN}/gunicorn "segs.web.feed_app:create_feed_app()" '
-        f"--config deploy/gunicorn_feed.conf.py --bind 127.0.0.1:{feed_port} "
-        f"--log-level {_log_level('feed')}",
-        "worker": f"exec {BIN}/celery -A segs worker --loglevel {_log_level('worker')}",
-        "beat": f"exec {BIN}/celery -A segs beat --loglevel {_log_level('beat')} "
-        f"--schedule {VAR}/celerybeat-schedule",
-        "flower": f"exec {BIN}/celery -A segs flower --port={flower_port} --address=127.0.0.1 "
-        f"--logging={_log_level('flower')}",
+        "api": _exec(commands.api(f"127.0.0.1:{api_port}", "--log-level", _log_level("api"))),
+        "feed": _exec(commands.feed(f"127.0.0.1:{feed_port}", "--log-level", _log_level("feed"))),
+        "worker": _exec(commands.celery("worker", "--loglevel", _log_level("worker"))),
+        "beat": _exec(
+            commands.celery(
+                "beat",
+                *("--loglevel", _log_level("beat")),
+                *("--schedule", f"{VAR}/celerybeat-schedule"),
+            )
+        ),
+        "flower": _exec(
+            commands.celery(
+                "flower",
+                f"--port={flower_port}",
+                "--address=127.0.0.1",
+                f"--logging={_log_level('flower')}",
+            )
+        ),
         # A local mail sink: verification and reset codes are printed here instead of sent.
         "mail": f"exec {BIN}/python -m aiosmtpd -n -l 127.0.0.1:{MAIL_PORT}",
         "simulator": f"{BIN}/python tools/wait_http.py {api_url}/ready 60 && "
-        f"exec {BIN}/python -m simulator --url {api_url}/telemetry/batch",
+        + _exec(commands.simulator(f"{api_url}/telemetry/batch")),
     }
+
+
+def _exec(command: list[str]) -> str:
+    return f"exec {shlex.join(command)}"
 
 
 def _simulator_key() -> str:

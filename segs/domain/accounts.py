@@ -8,6 +8,15 @@ from zoneinfo import available_timezones
 
 DEFAULT_TIMEZONE = "Asia/Kolkata"
 
+# An account is active, or suspended by staff (it may not sign in or act until reactivated).
+ACTIVE = "active"
+SUSPENDED = "suspended"
+STATUSES = (ACTIVE, SUSPENDED)
+
+# The longest address SMTP can deliver to (RFC 5321), and the longest display name.
+EMAIL_MAX_LENGTH = 254
+NAME_MAX_LENGTH = 100
+
 MIN_PASSWORD_LENGTH = 10
 # argon2 accepts any length; the cap keeps a single request from hashing megabytes.
 MAX_PASSWORD_LENGTH = 128
@@ -38,11 +47,13 @@ def password_problems(password: str, email: str | None = None) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _timezones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    # "localtime" is whatever the host is set to, which PostgreSQL and Python may not agree on.
+    return frozenset(available_timezones() - {"localtime"})
 
 
 def is_timezone(name: str) -> bool:
-    """True for an IANA time zone name known to this system, such as ``Asia/Kolkata``."""
+    """True for an IANA time zone name known to this system, such as ``Asia/Kolkata``, that
+    local days and hours can be cut in (not the host's ``localtime``)."""
     return name in _timezones()
 
 

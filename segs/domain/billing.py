@@ -24,6 +24,15 @@ INTERVAL = timedelta(minutes=15)
 MINOR_UNITS = 100  # INR: 100 paise to the rupee
 CURRENCY = "INR"
 
+# An invoice is pending until paid; unpaid after its due date it is overdue. A disputed one is
+# resolved by staff; a cancelled one is owed no more. A payment started with a provider is
+# pending until the provider's callback says it succeeded or failed.
+PENDING = "pending"
+INVOICE_STATUSES = (PENDING, "paid", "overdue", "disputed", "resolved", "cancelled")
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED)
+
 
 class PeriodError(ValueError):
     """A billing period is not a valid YYYY-MM month."""

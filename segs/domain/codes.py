@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 - a code purpose, not a password
-PURPOSES = (VERIFY_EMAIL, RESET_PASSWORD)
 
 CODE_DIGITS = 6
 CODE_PATTERN = re.compile(rf"^\d{{{CODE_DIGITS}}}$")

@@ -14,6 +14,7 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Annotated
 from typing import Any
+from typing import TypeVar
 
 import msgspec
 
@@ -60,7 +61,8 @@ def _bounded(upper: float) -> Any:
     return Annotated[float, msgspec.Meta(ge=0, le=upper)]
 
 
-RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+REGION_MAX_LENGTH = 64
+RegionName = Annotated[str, msgspec.Meta(min_length=1, max_length=REGION_MAX_LENGTH)]
 
 
 def reading_type(limits: ReadingLimits) -> type[msgspec.Struct]:
@@ -117,6 +119,7 @@ ReadingRow = list[Any]
 ROW_METER, ROW_REGION, ROW_READING_ID, ROW_TS = 0, 1, 2, 3
 ROW_POWER, ROW_ENERGY, ROW_VOLTAGE = 4, 5, 6
 
+_Decoded = TypeVar("_Decoded")
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
@@ -162,14 +165,19 @@ def split_batch(body: bytes, *, max_items: int) -> list[msgspec.Raw]:
     :raises BodyShapeError: the body is not a JSON array.
     :raises BatchTooLargeError: the array holds more than *max_items* readings.
     """
-    try:
-        items = _raw_list_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BodyShapeError(f"body must be a JSON array of readings: {exc}") from exc
-    except RecursionError as exc:
-        raise BodyShapeError(f"body must be a JSON array of readings: {_TOO_DEEP}") from exc
+    items = _decoded(_raw_list_decoder, body, "a JSON array of readings")
     _check_count(len(items), max_items)
     return items
+
+
+def _decoded(decoder: msgspec.json.Decoder[_Decoded], body: bytes, shape: str) -> _Decoded:
+    """Decode *body*; one that is malformed or nested too deeply is not *shape*."""
+    try:
+        return decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BodyShapeError(f"body must be {shape}: {exc}") from exc
+    except RecursionError as exc:
+        raise BodyShapeError(f"body must be {shape}: {_TOO_DEEP}") from exc
 
 
 def _check_count(count: int, max_items: int) -> None:
@@ -197,12 +205,7 @@ def single_as_batch(body: bytes) -> list[msgspec.Raw]:
 
     :raises BodyShapeError: the body is not a JSON object.
     """
-    try:
-        raw = _raw_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BodyShapeError(f"body must be a JSON object: {exc}") from exc
-    except RecursionError as exc:
-        raise BodyShapeError(f"body must be a JSON object: {_TOO_DEEP}") from exc
+    raw = _decoded(_raw_decoder, body, "a JSON object")
     if not bytes(raw).lstrip().startswith(b"{"):
         raise BodyShapeError("body must be a JSON object holding one reading")
     return [raw]

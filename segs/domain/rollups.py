@@ -24,9 +24,6 @@ from decimal import Decimal
 
 RESOLUTIONS = ("1m", "15m", "1h", "1d")
 
-# The stored window table each resolution is read from: 1h and 1d roll up 15-minute windows.
-SOURCE_WINDOW = {"1m": "1m", "15m": "15m", "1h": "15m", "1d": "15m"}
-
 # The longest range one history request may cover, so one response stays a few thousand points.
 MAX_HISTORY_SPAN = {
     "1m": timedelta(days=7),

@@ -19,11 +19,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.access import USER
+from segs.domain.accounts import ACTIVE
+from segs.domain.accounts import DEFAULT_TIMEZONE
+from segs.domain.accounts import EMAIL_MAX_LENGTH
+from segs.domain.accounts import NAME_MAX_LENGTH
 from segs.models.base import Base
-
-ROLES = ("USER", "OPERATOR", "ADMIN")
-STATUSES = ("active", "suspended")
-CODE_PURPOSES = ("verify_email", "reset_password")
 
 
 class User(Base):
@@ -33,15 +34,15 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # Stored lower-cased; unique among accounts that are not deleted (partial index).
-    email: Mapped[str] = mapped_column(String(254))
-    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
     phone: Mapped[str | None] = mapped_column(String(20))
-    role: Mapped[str] = mapped_column(String(16), default="USER")
+    role: Mapped[str] = mapped_column(String(16), default=USER)
     region: Mapped[str | None] = mapped_column(ForeignKey("regions.name"))
-    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Kolkata")
+    timezone: Mapped[str] = mapped_column(String(64), default=DEFAULT_TIMEZONE)
     password_hash: Mapped[str | None] = mapped_column(Text)
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     suspended_reason: Mapped[str | None] = mapped_column(Text)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -53,7 +54,7 @@ class User(Base):
     @property
     def is_usable(self) -> bool:
         """May this account act at all (checked on every request)?"""
-        return self.deleted_at is None and self.status == "active"
+        return self.deleted_at is None and self.status == ACTIVE
 
 
 class VerificationCode(Base):
@@ -108,7 +109,7 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    actor_email: Mapped[str | None] = mapped_column(String(254))
+    actor_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
     actor_role: Mapped[str | None] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
     entity_type: Mapped[str] = mapped_column(String(32))

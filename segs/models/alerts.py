@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.identifiers import ID_MAX_LENGTH
 from segs.models.base import Base
 
 
@@ -41,7 +42,7 @@ class Alert(Base):
     severity: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     region: Mapped[str] = mapped_column(ForeignKey("regions.name"))
-    meter_id: Mapped[str | None] = mapped_column(String(128))
+    meter_id: Mapped[str | None] = mapped_column(String(ID_MAX_LENGTH))
     message: Mapped[str] = mapped_column(Text)
     occurrence_count: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -19,6 +19,9 @@ from sqlalchemy import func
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.billing import PENDING
+from segs.domain.billing import SUCCEEDED
+from segs.domain.identifiers import ID_MAX_LENGTH
 from segs.models.base import Base
 
 Price = Numeric(12, 6)
@@ -66,7 +69,7 @@ class Invoice(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     invoice_number: Mapped[str] = mapped_column(String(32))
-    meter_id: Mapped[str] = mapped_column(String(128))
+    meter_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH))
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     region: Mapped[str] = mapped_column(ForeignKey("regions.name"))
     period: Mapped[str] = mapped_column(String(7))
@@ -82,7 +85,7 @@ class Invoice(Base):
     tax_minor: Mapped[int] = mapped_column(BigInteger)
     total_minor: Mapped[int] = mapped_column(BigInteger)
     paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)  # INVOICE_STATUSES
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -123,9 +126,7 @@ class InvoicePayment(Base):
     method: Mapped[str] = mapped_column(String(32))
     reference: Mapped[str | None] = mapped_column(String(128))
     paid_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    status: Mapped[str] = mapped_column(
-        String(16), default="succeeded"
-    )  # pending | succeeded | failed
+    status: Mapped[str] = mapped_column(String(16), default=SUCCEEDED)  # PAYMENT_STATUSES
     provider: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -18,6 +18,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.identifiers import ID_MAX_LENGTH
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.models.base import Base
 
 
@@ -26,7 +28,7 @@ class Region(Base):
 
     __tablename__ = "regions"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(REGION_MAX_LENGTH), primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64))
     capacity_kw: Mapped[Decimal] = mapped_column(Numeric(14, 3))
     # Pricing (segs.domain.tariffs): price = base x load band x time-of-use multiplier.
@@ -48,7 +50,7 @@ class Meter(Base):
 
     __tablename__ = "meters"
 
-    meter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
     region: Mapped[str] = mapped_column(ForeignKey("regions.name"), index=True)
     # Empty until the first reading arrives, for a meter an admin registered ahead of it.
     first_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

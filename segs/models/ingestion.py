@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.models.base import Base
 
 
@@ -34,7 +35,7 @@ class IngestionKey(Base):
     key_prefix: Mapped[str] = mapped_column(String(16))
     key_digest: Mapped[str] = mapped_column(String(64), unique=True)
     meter_id: Mapped[str | None] = mapped_column(ForeignKey("meters.meter_id"))
-    regions: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)))
+    regions: Mapped[list[str] | None] = mapped_column(ARRAY(String(REGION_MAX_LENGTH)))
     rate_limit: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_by: Mapped[uuid.UUID | None] = mapped_column(
@@ -83,7 +84,7 @@ class QuarantinedWindow(Base):
     # The window's hash name while it was being flushed: the flush log's key for it.
     flush_key: Mapped[str] = mapped_column(Text, unique=True)
     size: Mapped[str] = mapped_column(String(8))
-    region: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(REGION_MAX_LENGTH))
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # {meter_id: [count, power_sum, power_min, power_max, energy_sum, voltage_sum,
     #  voltage_count, last_ts_us]} in micro-units (segs.domain.windows.WindowStats)

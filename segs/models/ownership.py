@@ -13,6 +13,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.identifiers import ID_MAX_LENGTH
 from segs.models.base import Base
 
 
@@ -24,7 +25,7 @@ class MeterAssignment(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     meter_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("meters.meter_id", ondelete="CASCADE")
+        String(ID_MAX_LENGTH), ForeignKey("meters.meter_id", ondelete="CASCADE")
     )
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     assigned_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))

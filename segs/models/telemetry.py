@@ -16,6 +16,8 @@ from sqlalchemy import Uuid
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from segs.domain.identifiers import ID_MAX_LENGTH
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.models.base import Base
 
 Quantity = Numeric(16, 6)
@@ -29,10 +31,10 @@ class RawReading(Base):
     __tablename__ = "raw_readings"
     __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}
 
-    meter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     reading_id: Mapped[str] = mapped_column(Text)
-    region: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(REGION_MAX_LENGTH))
     power_kw: Mapped[Decimal] = mapped_column(Quantity)
     energy_kwh: Mapped[Decimal | None] = mapped_column(Quantity)
     voltage: Mapped[Decimal | None] = mapped_column(Quantity)
@@ -48,9 +50,9 @@ class RawReading(Base):
 class _MeterWindow:
     """Columns shared by the per-meter window tables."""
 
-    meter_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(ID_MAX_LENGTH), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    region: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(REGION_MAX_LENGTH))
     reading_count: Mapped[int] = mapped_column(Integer)
     power_sum_kw: Mapped[Decimal] = mapped_column(Sum)
     avg_power_kw: Mapped[Decimal] = mapped_column(Quantity)
@@ -82,7 +84,7 @@ class _RegionWindow:
     a region has, within the reading bounds, no sum can overflow and stop the flush (0007).
     """
 
-    region: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(String(REGION_MAX_LENGTH), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     meter_count: Mapped[int] = mapped_column(Integer)
     reading_count: Mapped[int] = mapped_column(BigInteger)

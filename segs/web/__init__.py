@@ -91,7 +91,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         SEGS_SETTINGS=settings,
         # Slightly above the ingestion limit so the view can answer 413 with the contract's body.
         MAX_CONTENT_LENGTH=settings.max_body_bytes + 1,
-        JSON_SORT_KEYS=False,
     )
     register_extensions(app, settings)
     register_blueprints(app, settings)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from tests.support import REPO
 from tests.support import redis_client
 from tests.support import wait_for
+from tools import commands
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def start_beat(log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, SEGS_BEAT_LOCK_TIMEOUT_S=str(LOCK_TIMEOUT_S))
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "segs", "beat", "--loglevel", "INFO"],
+            commands.celery("beat", "--loglevel", "INFO"),
             cwd=REPO,
             env=env,
             stdout=out,

@@ -29,15 +29,6 @@ def visible_meter(session: Session, account_id: uuid.UUID, role: str, meter_id: 
     return meter
 
 
-def owned_meter_ids(session: Session, account_id: uuid.UUID) -> list[str]:
-    """The meters assigned to an account, in id order."""
-    return list(
-        session.scalars(
-            select(Meter.meter_id).where(Meter.owner_id == account_id).order_by(Meter.meter_id)
-        )
-    )
-
-
 def is_staff(role: str) -> bool:
     return role in STAFF
 

@@ -97,6 +97,6 @@ def consume_code(
         attempts_left = allowed - current.attempts
         session.commit()
         raise AuthenticationError(
-            "the code is not correct", {"attemptsLeft": attempts_left}, code="INVALID_CODE"
+            "the code is not correct", {"attempts_left": attempts_left}, code="INVALID_CODE"
         )
     current.consumed_at = now

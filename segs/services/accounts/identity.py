@@ -18,6 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
+from segs.domain.access import USER
+from segs.domain.accounts import ACTIVE
 from segs.domain.accounts import normalize_email
 from segs.domain.accounts import password_problems
 from segs.domain.codes import RESET_PASSWORD
@@ -71,7 +73,16 @@ def _require_password_rule(password: str, email: str, field: str) -> None:
         raise InvalidInputError("the password does not meet the rule", {field: problems})
 
 
-def _code_mail(settings: Settings, account: User, purpose: str, code: str) -> OutgoingMail:
+def _new_code_mail(
+    session: Session, settings: Settings, account: User | None, purpose: str, now: datetime
+) -> OutgoingMail | None:
+    """Issue a *purpose* code to *account* and return the mail that carries it; None without
+    an account, or when the account may ask for no more codes today."""
+    if account is None:
+        return None
+    code = codes.issue_code(session, settings, account.id, purpose, now)
+    if code is None:
+        return None
     return code_mail(purpose, account.email, code, settings.verification_code_ttl_s)
 
 
@@ -103,10 +114,10 @@ def register(
         email=normalize_email(email),
         name=name.strip(),
         phone=phone,
-        role="USER",
+        role=USER,
         region=region,
         timezone=timezone,
-        status="active",
+        status=ACTIVE,
     )
     session.add(account)
     try:
@@ -115,24 +126,22 @@ def register(
     except IntegrityError:  # a concurrent registration of the same address won
         session.expunge(account)
         return None
-    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+    return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
 
 
 def _mail_for_taken_address(
     session: Session, settings: Settings, account: User, now: datetime
 ) -> OutgoingMail | None:
     if account.email_verified_at is None:
-        if account.status != "active":
+        if account.status != ACTIVE:
             return None
-        code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-        return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+        return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
     return account_exists_mail(account.email)
 
 
 def _awaiting_verification(session: Session, email: str) -> User | None:
     account = _active_account(session, email)
-    if account is None or account.email_verified_at is not None or account.status != "active":
+    if account is None or account.email_verified_at is not None or account.status != ACTIVE:
         return None
     return account
 
@@ -160,10 +169,7 @@ def resend_verification(
 ) -> OutgoingMail | None:
     """Replace the pending verification code, if the address awaits one (else do nothing)."""
     account = _awaiting_verification(session, email)
-    if account is None:
-        return None
-    code = codes.issue_code(session, settings, account.id, VERIFY_EMAIL, now)
-    return None if code is None else _code_mail(settings, account, VERIFY_EMAIL, code)
+    return _new_code_mail(session, settings, account, VERIFY_EMAIL, now)
 
 
 def login(
@@ -201,7 +207,7 @@ def login(
             attack_warning_mail(account.email) if tell_owner and account is not None else None
         )
     ctx.login_guard.record_success(key, client_address)
-    if account.status != "active":
+    if account.status != ACTIVE:
         raise PermissionDeniedError("the account is suspended", code="ACCOUNT_SUSPENDED")
     if account.email_verified_at is None:
         raise PermissionDeniedError(
@@ -234,14 +240,14 @@ def change_password(
     if not ctx.passwords.verify(account.password_hash, current_password):
         raise InvalidInputError(
             "the current password is not correct",
-            {"currentPassword": ["is not correct"]},
+            {"current_password": ["is not correct"]},
             code="INVALID_CURRENT_PASSWORD",
         )
-    _require_password_rule(new_password, account.email, "newPassword")
+    _require_password_rule(new_password, account.email, "new_password")
     if new_password == current_password:
         raise InvalidInputError(
             "the new password is the current one",
-            {"newPassword": ["must differ from the current password"]},
+            {"new_password": ["must differ from the current password"]},
         )
     account.password_hash = ctx.passwords.hash(new_password)
     tokens.end_all_sessions(session, ctx.settings, ctx.revocations, account.id, now, access)
@@ -250,7 +256,7 @@ def change_password(
 
 def _resettable(session: Session, email: str) -> User | None:
     account = _active_account(session, email)
-    if account is None or account.email_verified_at is None or account.status != "active":
+    if account is None or account.email_verified_at is None or account.status != ACTIVE:
         return None
     return account
 
@@ -260,10 +266,7 @@ def request_password_reset(
 ) -> OutgoingMail | None:
     """Issue a reset code if the address belongs to a verified, active account."""
     account = _resettable(session, email)
-    if account is None:
-        return None
-    code = codes.issue_code(session, settings, account.id, RESET_PASSWORD, now)
-    return None if code is None else _code_mail(settings, account, RESET_PASSWORD, code)
+    return _new_code_mail(session, settings, account, RESET_PASSWORD, now)
 
 
 def reset_password(
@@ -276,7 +279,7 @@ def reset_password(
     now: datetime,
 ) -> None:
     """Set a new password with an emailed reset code and end every session of the account."""
-    _require_password_rule(new_password, normalize_email(email), "newPassword")
+    _require_password_rule(new_password, normalize_email(email), "new_password")
     account = _resettable(session, email)
     if account is None:
         raise codes.no_valid_code()

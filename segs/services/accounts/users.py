@@ -30,7 +30,9 @@ from sqlalchemy.orm import Session
 from segs.config import Settings
 from segs.domain.access import ROLES
 from segs.domain.access import USER
+from segs.domain.accounts import ACTIVE
 from segs.domain.accounts import DEFAULT_TIMEZONE
+from segs.domain.accounts import SUSPENDED
 from segs.domain.accounts import is_timezone
 from segs.domain.accounts import normalize_email
 from segs.domain.accounts import password_problems
@@ -157,7 +159,7 @@ def create_user(
         timezone=new.timezone,
         password_hash=passwords.hash(new.password),
         email_verified_at=func.now(),
-        status="active",
+        status=ACTIVE,
     )
     session.add(user)
     try:
@@ -227,9 +229,9 @@ def suspend_user(
     user = _live_user(session, user_id, lock=True)
     if user.id == actor.id:
         raise ConflictError("an admin cannot suspend their own account", code="OWN_ACCOUNT")
-    if user.status == "suspended":
+    if user.status == SUSPENDED:
         raise ConflictError(f"account {user.id} is already suspended", code="ALREADY_SUSPENDED")
-    user.status = "suspended"
+    user.status = SUSPENDED
     user.suspended_reason = reason
     # Access tokens are revoked by login family, so activating the account does not revive them.
     families = tokens.live_families(session, settings, user.id, now)
@@ -250,7 +252,7 @@ def suspend_user(
 def activate_user(session: Session, actor: Actor, user_id: uuid.UUID) -> AccountView:
     """Lift a suspension. Tokens it revoked stay revoked, so the account logs in again."""
     user = _live_user(session, user_id, lock=True)
-    if user.status == "active":
+    if user.status == ACTIVE:
         raise ConflictError(f"account {user.id} is already active", code="ALREADY_ACTIVE")
     audit.record(
         session,
@@ -260,7 +262,7 @@ def activate_user(session: Session, actor: Actor, user_id: uuid.UUID) -> Account
         user.id,
         {"suspendedReason": user.suspended_reason},
     )
-    user.status = "active"
+    user.status = ACTIVE
     user.suspended_reason = None
     session.flush()
     return _view(user, _meters_of(session, [user.id])[user.id])

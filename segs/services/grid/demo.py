@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.domain.access import USER
+from segs.domain.accounts import ACTIVE
 from segs.errors import ConflictError
 from segs.errors import SegsError
 from segs.models import Meter
@@ -125,12 +126,12 @@ def _refresh(session: Session, passwords: Passwords, password: str, user: User) 
     details = {
         "passwordReset": True,
         "verified": user.email_verified_at is None,
-        "reactivated": user.status != "active",
+        "reactivated": user.status != ACTIVE,
     }
     user.password_hash = passwords.hash(password)
     if user.email_verified_at is None:
         user.email_verified_at = func.now()
-    user.status = "active"
+    user.status = ACTIVE
     user.suspended_reason = None
     record_audit(session, SYSTEM, "user.demo_reset", "user", user.id, details)
 

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from segs.domain.access import ROLES
-from segs.models.accounts import STATUSES
+from segs.domain.accounts import STATUSES
 
 DAY = timedelta(hours=24)
 

@@ -37,6 +37,7 @@ from segs.web.auth.tokens import current_settings
 from segs.web.auth.tokens import refresh_claims
 from segs.web.auth.tokens import token_body
 from segs.web.extensions import limiter
+from segs.web.field_names import answering_with
 from segs.web.limits import account_and_client
 from segs.web.limits import client_ip
 from segs.web.limits import token_or_ip
@@ -56,6 +57,12 @@ bp = Blueprint(
 )
 
 CODE_SENT = {"message": "if this address can receive a code, one is on its way"}
+# The request's names for what the account services' errors name by meaning.
+API_FIELDS = {
+    "current_password": "currentPassword",
+    "new_password": "newPassword",
+    "attempts_left": "attemptsLeft",
+}
 
 
 def _error(status: int, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -119,6 +126,33 @@ def _enqueue(mail: OutgoingMail | None) -> None:
         logger.exception("could not queue a mail")
 
 
+def _mail_a_code(
+    request_code: Callable[..., OutgoingMail | None], body: dict[str, Any]
+) -> dict[str, str]:
+    """Store a code with *request_code*, queue its mail once committed, and answer CODE_SENT,
+    which tells nothing of whether the address has an account."""
+    with session_scope() as session:
+        mail = request_code(session, current_settings(), **body, now=_now())
+    _enqueue(mail)
+    return CODE_SENT
+
+
+def _code_request(view: Callable[..., Any]) -> Callable[..., Any]:
+    """The limits and documented answers of a view that mails a code to an address."""
+    for decorate in reversed(
+        (
+            per_ip,
+            per_account(),
+            bp.arguments(CodeRequestSchema),
+            bp.response(202, CodeSentSchema),
+            LIMITED,
+            bp.doc(security=[]),
+        )
+    ):
+        view = decorate(view)
+    return view
+
+
 @bp.post("/register")
 @per_ip
 @per_account()
@@ -131,10 +165,7 @@ def register(body: dict[str, Any]) -> dict[str, str]:
 
     Answers the same whether or not the address is taken; a taken address's owner is told by
     mail instead."""
-    with session_scope() as session:
-        mail = accounts.register(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.register, body)
 
 
 @bp.post("/verify-email")
@@ -151,24 +182,16 @@ def verify_email(body: dict[str, Any]) -> dict[str, Any]:
     A code allows 5 tries (SEGS_VERIFICATION_CODE_ATTEMPTS); a wrong one answers 401
     INVALID_CODE with ``attemptsLeft``.
     """
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         grant = accounts.verify_email(session, auth_context(), **body, now=_now())
         return token_body(grant)
 
 
 @bp.post("/resend-code")
-@per_ip
-@per_account()
-@bp.arguments(CodeRequestSchema)
-@bp.response(202, CodeSentSchema)
-@LIMITED
-@bp.doc(security=[])
+@_code_request
 def resend_code(body: dict[str, Any]) -> dict[str, str]:
     """Send a new verification code; earlier codes stop working. Says the same for any address."""
-    with session_scope() as session:
-        mail = accounts.resend_verification(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.resend_verification, body)
 
 
 @bp.post("/login")
@@ -251,7 +274,7 @@ def logout_all() -> None:
 @roles_required()
 def change_password(body: dict[str, Any]) -> dict[str, Any]:
     """Change the password with the current one; every login ends and a new one starts."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         grant = accounts.change_password(
             session,
             auth_context(),
@@ -264,18 +287,10 @@ def change_password(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("/forgot-password")
-@per_ip
-@per_account()
-@bp.arguments(CodeRequestSchema)
-@bp.response(202, CodeSentSchema)
-@LIMITED
-@bp.doc(security=[])
+@_code_request
 def forgot_password(body: dict[str, Any]) -> dict[str, str]:
     """Email a password reset code. Says the same whether or not the address has an account."""
-    with session_scope() as session:
-        mail = accounts.request_password_reset(session, current_settings(), **body, now=_now())
-    _enqueue(mail)
-    return CODE_SENT
+    return _mail_a_code(accounts.request_password_reset, body)
 
 
 @bp.post("/reset-password")
@@ -288,5 +303,5 @@ def forgot_password(body: dict[str, Any]) -> dict[str, str]:
 @bp.doc(security=[])
 def reset_password(body: dict[str, Any]) -> None:
     """Set a new password with the emailed reset code; every login of the account ends."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         accounts.reset_password(session, auth_context(), **body, now=_now())

@@ -9,21 +9,30 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates
 
+from segs.domain.access import ROLES
 from segs.domain.accounts import DEFAULT_TIMEZONE
+from segs.domain.accounts import EMAIL_MAX_LENGTH
 from segs.domain.accounts import MAX_PASSWORD_LENGTH
+from segs.domain.accounts import MIN_PASSWORD_LENGTH
+from segs.domain.accounts import NAME_MAX_LENGTH
 from segs.domain.accounts import PHONE_PATTERN
 from segs.domain.accounts import is_timezone
+from segs.domain.codes import CODE_DIGITS
 from segs.domain.codes import CODE_PATTERN
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.domain.text import has_control_characters
 from segs.web.schemas import CamelSchema
 
-_RULE_TEXT = "10 to 128 characters with at least one letter and one digit, not the email address"
+_RULE_TEXT = (
+    f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters with at least one letter and "
+    "one digit, not the email address"
+)
 
 
 def _email() -> fields.Email:
     return fields.Email(
         required=True,
-        validate=validate.Length(max=254),
+        validate=validate.Length(max=EMAIL_MAX_LENGTH),
         metadata={"description": "the account's address (case does not matter)"},
     )
 
@@ -31,8 +40,10 @@ def _email() -> fields.Email:
 def _code() -> fields.String:
     return fields.String(
         required=True,
-        validate=validate.Regexp(CODE_PATTERN, error="must be the 6 digits from the email"),
-        metadata={"description": "the 6-digit code from the email"},
+        validate=validate.Regexp(
+            CODE_PATTERN, error=f"must be the {CODE_DIGITS} digits from the email"
+        ),
+        metadata={"description": f"the {CODE_DIGITS}-digit code from the email"},
     )
 
 
@@ -58,7 +69,7 @@ class AccountSchema(CamelSchema):
     email = fields.String()
     name = fields.String()
     phone = fields.String(allow_none=True)
-    role = fields.String(metadata={"description": "USER | OPERATOR | ADMIN"})
+    role = fields.String(metadata={"description": " | ".join(ROLES)})
     region = fields.String(allow_none=True)
     timezone = fields.String()
     email_verified = fields.Function(
@@ -70,7 +81,7 @@ class AccountSchema(CamelSchema):
 class RegisterSchema(CamelSchema):
     name = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=100),
+        validate=validate.Length(min=1, max=NAME_MAX_LENGTH),
         metadata={"description": "display name"},
     )
     email = _email()
@@ -82,7 +93,7 @@ class RegisterSchema(CamelSchema):
     )
     region = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=64),
+        validate=validate.Length(min=1, max=REGION_MAX_LENGTH),
         metadata={"description": "grid region of the account's meters (GET /regions)"},
     )
     timezone = fields.String(

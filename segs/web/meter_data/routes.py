@@ -8,15 +8,21 @@ default the caller's account time zone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from typing import Any
+from typing import TypeVar
 
 from flask import Response
 from flask import jsonify
 
 from segs.db import session_scope
+from segs.services.grid import query_ranges
 from segs.services.grid import readings_query
+from segs.web.field_names import answering_with
 from segs.web.meter_data.schemas import CompareQueryArgsSchema
 from segs.web.meter_data.schemas import ComparisonSchema
 from segs.web.meter_data.schemas import DailyQueryArgsSchema
@@ -46,27 +52,58 @@ bp = Blueprint(
     "or owned, for the time they owned them (others answer 404).",
 )
 
+T = TypeVar("T")
+
 _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def _zone(args: dict[str, Any]) -> str:
-    return args.get("timezone") or current_account().timezone
+# The query fields that name what readings_query's errors name by meaning (query_ranges).
+_START_END_FIELDS = {query_ranges.RANGE_END: "end"}
+_DAILY_FIELDS = {query_ranges.RANGE_START: "startDate", query_ranges.RANGE_END: "endDate"}
+_MONTHLY_FIELDS = {query_ranges.RANGE_START: "startMonth", query_ranges.RANGE_END: "endMonth"}
+_COMPARE_FIELDS = {query_ranges.PERIOD1_END: "period1End", query_ranges.PERIOD2_END: "period2End"}
 
 
-def _meter_query(meter_id: str, args: dict[str, Any], **query: Any) -> dict[str, Any]:
-    """The arguments every readings_query meter read takes: who asks, for which meter, where."""
+@contextmanager
+def _answering_in(fields: dict[str, str]) -> Iterator[None]:
+    """Answer a refused query argument under the name this endpoint's query gives it."""
+    names = {query_ranges.ZONE: "timezone", **fields}
+    with answering_with(names):
+        try:
+            yield
+        except query_ranges.QueryArgumentError as error:
+            if error.not_before is not None:
+                reason = f"must not be before {names[error.not_before]}"
+                error.details = {"query": {error.argument: [reason]}}
+            raise
+
+
+def _read(
+    read: Callable[..., T],
+    fields: dict[str, str],
+    meter_id: str,
+    args: dict[str, Any],
+    **query: Any,
+) -> T:
+    """Run the readings_query *read* of *meter_id* for the caller, in the zone the query *args*
+    name (default: the caller's), answering a refused argument with this endpoint's *fields*."""
     account = current_account()
-    return {
-        "account_id": account.id,
-        "role": account.role,
-        "meter_id": meter_id,
-        "zone_name": _zone(args),
-        **query,
-    }
+    zone_name = args.get("timezone") or account.timezone
+    with _answering_in(fields), session_scope() as session:
+        return read(
+            session,
+            account_id=account.id,
+            role=account.role,
+            meter_id=meter_id,
+            zone_name=zone_name,
+            **query,
+        )
 
 
-def _history_args(meter_id: str, args: dict[str, Any]) -> dict[str, Any]:
-    return _meter_query(
+def _history(read: Callable[..., T], meter_id: str, args: dict[str, Any]) -> T:
+    return _read(
+        read,
+        _START_END_FIELDS,
         meter_id,
         args,
         resolution=args["resolution"],
@@ -105,8 +142,7 @@ def latest(meter_id: str) -> readings_query.MeterLatest:
 @bp.response(200, HistorySchema)
 def history(args: dict[str, Any], meter_id: str) -> Response:
     """Show a meter's history at 1m, 15m, 1h or 1d resolution (default: the last 24 hours)."""
-    with session_scope() as session:
-        found = readings_query.meter_history_json(session, **_history_args(meter_id, args))
+    found = _history(readings_query.meter_history_json, meter_id, args)
     return jsonify(history_body(found))
 
 
@@ -122,8 +158,7 @@ def history(args: dict[str, Any], meter_id: str) -> Response:
 )
 def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
     """Export a meter's history as CSV; times carry their UTC offset."""
-    with session_scope() as session:
-        found = readings_query.meter_history(session, **_history_args(meter_id, args))
+    found = _history(readings_query.meter_history, meter_id, args)
     covered = found.range
     name = _UNSAFE_IN_FILENAME.sub("_", covered.meter_id)
     filename = f"{name}-{covered.resolution}-{covered.start:%Y%m%dT%H%M}.csv"
@@ -140,17 +175,31 @@ def history_as_csv(args: dict[str, Any], meter_id: str) -> Response:
 @bp.response(200, MeterPeriodStatsSchema)
 def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
     """Show a meter's energy, mean, lowest and highest power over a period (default: 7 days)."""
-    with session_scope() as session:
-        return readings_query.meter_stats(
-            session,
-            **_meter_query(
-                meter_id,
-                args,
-                start=args.get("start"),
-                end=args.get("end"),
-                now=datetime.now(UTC),
-            ),
-        )
+    return _read(
+        readings_query.meter_stats,
+        _START_END_FIELDS,
+        meter_id,
+        args,
+        start=args.get("start"),
+        end=args.get("end"),
+        now=datetime.now(UTC),
+    )
+
+
+def _calendar(
+    meter_id: str, args: dict[str, Any], kind: str, fields: dict[str, str], first: str, last: str
+) -> readings_query.Calendar:
+    """Totals per local day or month, from the query's *first* to its *last* argument."""
+    return _read(
+        readings_query.meter_calendar,
+        fields,
+        meter_id,
+        args,
+        kind=kind,
+        first=args.get(first),
+        last=args.get(last),
+        now=datetime.now(UTC),
+    )
 
 
 @bp.get("/<meter_id>/daily")
@@ -159,17 +208,7 @@ def stats(args: dict[str, Any], meter_id: str) -> readings_query.MeterStats:
 @bp.response(200, DailyTotalsSchema)
 def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local day, end day included (default: the last 30 days)."""
-    with session_scope() as session:
-        return readings_query.meter_daily(
-            session,
-            **_meter_query(
-                meter_id,
-                args,
-                first=args.get("start_date"),
-                last=args.get("end_date"),
-                now=datetime.now(UTC),
-            ),
-        )
+    return _calendar(meter_id, args, "1d", _DAILY_FIELDS, "start_date", "end_date")
 
 
 @bp.get("/<meter_id>/monthly")
@@ -178,17 +217,7 @@ def daily(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, MonthlyTotalsSchema)
 def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
     """Show a meter's totals per local month, end month included (default: the last 12)."""
-    with session_scope() as session:
-        return readings_query.meter_monthly(
-            session,
-            **_meter_query(
-                meter_id,
-                args,
-                first=args.get("start_month"),
-                last=args.get("end_month"),
-                now=datetime.now(UTC),
-            ),
-        )
+    return _calendar(meter_id, args, "month", _MONTHLY_FIELDS, "start_month", "end_month")
 
 
 @bp.get("/<meter_id>/compare")
@@ -197,13 +226,11 @@ def monthly(args: dict[str, Any], meter_id: str) -> readings_query.Calendar:
 @bp.response(200, ComparisonSchema)
 def compare(args: dict[str, Any], meter_id: str) -> readings_query.Comparison:
     """Compare a meter's totals over two periods."""
-    with session_scope() as session:
-        return readings_query.compare_periods(
-            session,
-            **_meter_query(
-                meter_id,
-                args,
-                period1=(args["period1_start"], args["period1_end"]),
-                period2=(args["period2_start"], args["period2_end"]),
-            ),
-        )
+    return _read(
+        readings_query.compare_periods,
+        _COMPARE_FIELDS,
+        meter_id,
+        args,
+        period1=(args["period1_start"], args["period1_end"]),
+        period2=(args["period2_start"], args["period2_end"]),
+    )

@@ -16,10 +16,10 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
+from segs.domain.accounts import is_timezone
 from segs.domain.rollups import RESOLUTIONS
 from segs.services.grid.readings_query import History
 from segs.services.grid.readings_query import HistoryJson
-from segs.services.grid.readings_query import is_time_zone
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import page_schema
 
@@ -35,7 +35,7 @@ _IN_YEARS = f"between {EARLIEST.year} and {LATEST.year}"
 
 
 def _known_zone(name: str) -> None:
-    if not is_time_zone(name):
+    if not is_timezone(name):
         raise ValidationError(f"not an IANA time zone: {name!r}")
 
 

@@ -12,7 +12,7 @@ from segs.domain.access import USER
 from segs.domain.accounts import DEFAULT_TIMEZONE
 from segs.domain.accounts import MAX_PASSWORD_LENGTH
 from segs.domain.accounts import PHONE_PATTERN
-from segs.models.accounts import STATUSES
+from segs.domain.accounts import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
