@@ -11,7 +11,6 @@ WORKDIR /app
 COPY setup.cfg pyproject.toml README.md ./
 COPY segs/ segs/
 COPY simulator/ simulator/
-COPY bench/ bench/
 COPY migrations/ migrations/
 COPY alembic.ini celeryconfig.py beat_schedule.py ./
 # The API and feed commands load their settings from deploy/, relative to /app; the API's loads
