@@ -88,10 +88,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     configure(args.database_url, args.redis_url, args.broker_url)
     from segs.config import get_settings
+    from segs.db import configure_database
     from segs.db import raw_connection
     from segs.services.pricing.billing_run import run_billing
 
     settings = get_settings()
+    configure_database(settings)
     start, end = month_bounds(args.period, TIMEZONE)
     prepare_database(end)
     started = time.perf_counter()

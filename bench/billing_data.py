@@ -38,7 +38,7 @@ def prepare_database(period_end: datetime) -> None:
     from segs.services.spine.partitions import ensure_partitions
     from segs.web.cli import migrate_database
 
-    migrate_database()
+    migrate_database(get_settings())
     settings = replace(get_settings(), max_reading_age_s=45 * 86400, raw_retention_days=45)
     with raw_connection() as conn:
         conn.execute(

@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from segs.web.cli import migrate_database
 
     settings = get_settings()
-    migrate_database()
+    migrate_database(settings)
     with raw_connection() as conn:
         regions = [
             (name, timezone)

@@ -93,7 +93,7 @@ def _prepare() -> None:
     from segs.services.accounts.passwords import Passwords
     from segs.web.cli import migrate_database
 
-    migrate_database()
+    migrate_database(get_settings())
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     first = now - timedelta(hours=24, minutes=now.minute % 15)
     with session_scope() as session:

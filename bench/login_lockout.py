@@ -70,11 +70,13 @@ def _reset_and_create_accounts(emails: list[str]) -> None:
 
     from segs.config import get_settings
     from segs.db import session_scope
+    from segs.redis_client import configure_redis
     from segs.redis_client import get_redis
     from segs.services.accounts.passwords import Passwords
     from segs.web.cli import migrate_database
 
-    migrate_database()
+    migrate_database(get_settings())
+    configure_redis(get_settings())
     get_redis().flushdb()  # the benchmark's own Redis database: limits and revocations
     password_hash = Passwords(get_settings()).hash(PASSWORD)
     with session_scope() as session:

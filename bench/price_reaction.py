@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["SEGS_WINDOW_GRACE_S"] = "1"
     from segs.config import get_settings
     from segs.db import raw_connection
+    from segs.redis_client import configure_redis
     from segs.redis_client import get_redis
     from segs.services.spine.archive import archive_and_fold
     from segs.services.spine.windows_store import WindowStore
@@ -107,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from segs.web.cli import migrate_database
 
     settings = get_settings()
-    migrate_database()
+    migrate_database(settings)
+    configure_redis(settings)
     get_redis().flushdb()
     with raw_connection() as conn:
         conn.execute("DELETE FROM tariffs WHERE region = %s", (REGION,))

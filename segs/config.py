@@ -6,6 +6,7 @@ Every setting has an environment variable and a documented default (README, "Con
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -19,13 +20,16 @@ from segs.domain.readings import ReadingLimits
 
 ENVIRONMENTS = ("development", "testing", "production")
 
+# Where settings are read from: os.environ, or variables of the same names given by hand (tests).
+Environment = Mapping[str, str]
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value SEGS cannot use."""
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
+def _int(env: Environment, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -37,8 +41,8 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _float(name: str, default: float, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name)
+def _float(env: Environment, name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -50,8 +54,10 @@ def _float(name: str, default: float, minimum: float = 0.0) -> float:
     return value
 
 
-def _decimal(name: str, default: Decimal, minimum: Decimal, maximum: Decimal) -> Decimal:
-    raw = os.environ.get(name)
+def _decimal(
+    env: Environment, name: str, default: Decimal, minimum: Decimal, maximum: Decimal
+) -> Decimal:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -63,12 +69,12 @@ def _decimal(name: str, default: Decimal, minimum: Decimal, maximum: Decimal) ->
     return value
 
 
-def _str(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def _str(env: Environment, name: str, default: str) -> str:
+    return env.get(name) or default
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+def _bool(env: Environment, name: str, default: bool) -> bool:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     if raw.lower() in ("1", "true", "yes", "on"):
@@ -85,9 +91,9 @@ TESTING_JWT_KEY = "segs-development-only-signing-key-do-not-deploy"
 PortRanges = tuple[tuple[int, int], ...]
 
 
-def _ports(name: str, default: PortRanges) -> PortRanges:
+def _ports(env: Environment, name: str, default: PortRanges) -> PortRanges:
     """``443,8443`` or ranges such as ``1024-65535``."""
-    raw = os.environ.get(name)
+    raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     ranges = []
@@ -105,9 +111,9 @@ def _ports(name: str, default: PortRanges) -> PortRanges:
     return tuple(sorted(ranges))
 
 
-def _host_table(name: str) -> tuple[tuple[str, str], ...]:
+def _host_table(env: Environment, name: str) -> tuple[tuple[str, str], ...]:
     """``name=address,name=address`` (the tests' stand-in for DNS)."""
-    raw = os.environ.get(name) or ""
+    raw = env.get(name) or ""
     table: dict[str, str] = {}
     for entry in filter(None, (part.strip() for part in raw.split(","))):
         host, sep, address = entry.partition("=")
@@ -338,18 +344,18 @@ class Settings:
         return [f"readings.{shard}" for shard in range(self.shards)]
 
 
-def _redis_cluster() -> bool | None:
+def _redis_cluster(env: Environment) -> bool | None:
     """SEGS_REDIS_CLUSTER: auto (the default) asks the server, 1 forces cluster mode, 0 a single
     Redis."""
-    raw = os.environ.get("SEGS_REDIS_CLUSTER", "auto").lower()
+    raw = env.get("SEGS_REDIS_CLUSTER", "auto").lower()
     if raw in ("auto", ""):
         return None
-    return _bool("SEGS_REDIS_CLUSTER", False)
+    return _bool(env, "SEGS_REDIS_CLUSTER", False)
 
 
-def _pending_ledger(broker_url: str) -> bool:
+def _pending_ledger(env: Environment, broker_url: str) -> bool:
     """On by default with the Redis broker, which can lose a killed worker's message."""
-    raw = os.environ.get("SEGS_PENDING_LEDGER", "auto").lower()
+    raw = env.get("SEGS_PENDING_LEDGER", "auto").lower()
     if raw == "auto":
         return broker_url.startswith(("redis", "rediss"))
     if raw in ("1", "true", "yes", "on"):
@@ -359,178 +365,198 @@ def _pending_ledger(broker_url: str) -> bool:
     raise SettingsError(f"SEGS_PENDING_LEDGER must be auto, on or off, got {raw!r}")
 
 
-def load_settings() -> Settings:
-    """Read the settings from the environment, failing loudly on unusable values."""
-    environment = _str("SEGS_ENV", "development")
-    broker_url = _str("CELERY_BROKER_URL", Settings.broker_url)
+def load_settings(env: Environment | None = None) -> Settings:
+    """Read the settings from *env* (default: this process's environment), failing loudly on
+    unusable values."""
+    env = os.environ if env is None else env
+    environment = _str(env, "SEGS_ENV", "development")
+    broker_url = _str(env, "CELERY_BROKER_URL", Settings.broker_url)
     settings = Settings(
-        database_url=_str("DATABASE_URL", Settings.database_url),
-        redis_url=_str("REDIS_URL", Settings.redis_url),
-        redis_cluster=_redis_cluster(),
-        beat_lock_timeout_s=_int("SEGS_BEAT_LOCK_TIMEOUT_S", Settings.beat_lock_timeout_s, 2),
-        redis_loss_settle_s=_float("SEGS_REDIS_LOSS_SETTLE_S", Settings.redis_loss_settle_s, 0),
+        database_url=_str(env, "DATABASE_URL", Settings.database_url),
+        redis_url=_str(env, "REDIS_URL", Settings.redis_url),
+        redis_cluster=_redis_cluster(env),
+        beat_lock_timeout_s=_int(env, "SEGS_BEAT_LOCK_TIMEOUT_S", Settings.beat_lock_timeout_s, 2),
+        redis_loss_settle_s=_float(
+            env, "SEGS_REDIS_LOSS_SETTLE_S", Settings.redis_loss_settle_s, 0
+        ),
         broker_url=broker_url,
-        shards=_int("SEGS_SHARDS", Settings.shards, minimum=1),
+        shards=_int(env, "SEGS_SHARDS", Settings.shards, minimum=1),
         environment=environment,
-        jwt_secret_key=os.environ.get("JWT_SECRET_KEY") or None,
-        max_batch_readings=_int("SEGS_MAX_BATCH_READINGS", Settings.max_batch_readings, 1),
-        max_body_bytes=_int("SEGS_MAX_BODY_BYTES", Settings.max_body_bytes, 1024),
-        max_reading_age_s=_int("SEGS_MAX_READING_AGE_S", Settings.max_reading_age_s, 60),
-        max_future_skew_s=_int("SEGS_MAX_FUTURE_SKEW_S", Settings.max_future_skew_s),
-        dedupe_mark_ttl_s=_int("SEGS_DEDUPE_MARK_TTL_S", Settings.dedupe_mark_ttl_s, 1),
-        max_queue_backlog=_int("SEGS_MAX_QUEUE_BACKLOG", Settings.max_queue_backlog, 1),
+        jwt_secret_key=env.get("JWT_SECRET_KEY") or None,
+        max_batch_readings=_int(env, "SEGS_MAX_BATCH_READINGS", Settings.max_batch_readings, 1),
+        max_body_bytes=_int(env, "SEGS_MAX_BODY_BYTES", Settings.max_body_bytes, 1024),
+        max_reading_age_s=_int(env, "SEGS_MAX_READING_AGE_S", Settings.max_reading_age_s, 60),
+        max_future_skew_s=_int(env, "SEGS_MAX_FUTURE_SKEW_S", Settings.max_future_skew_s),
+        dedupe_mark_ttl_s=_int(env, "SEGS_DEDUPE_MARK_TTL_S", Settings.dedupe_mark_ttl_s, 1),
+        max_queue_backlog=_int(env, "SEGS_MAX_QUEUE_BACKLOG", Settings.max_queue_backlog, 1),
         backlog_check_interval_s=_float(
-            "SEGS_BACKLOG_CHECK_INTERVAL_S", Settings.backlog_check_interval_s
+            env, "SEGS_BACKLOG_CHECK_INTERVAL_S", Settings.backlog_check_interval_s
         ),
-        retry_after_s=_int("SEGS_RETRY_AFTER_S", Settings.retry_after_s, 1),
-        max_power_kw=_float("SEGS_MAX_POWER_KW", Settings.max_power_kw),
-        max_energy_kwh=_float("SEGS_MAX_ENERGY_KWH", Settings.max_energy_kwh),
-        max_voltage_v=_float("SEGS_MAX_VOLTAGE_V", Settings.max_voltage_v),
-        max_current_a=_float("SEGS_MAX_CURRENT_A", Settings.max_current_a),
-        max_frequency_hz=_float("SEGS_MAX_FREQUENCY_HZ", Settings.max_frequency_hz),
-        ingestion_rate_limit=_str("SEGS_INGESTION_RATE_LIMIT", Settings.ingestion_rate_limit),
-        ingestion_cache_s=_float("SEGS_INGESTION_CACHE_S", Settings.ingestion_cache_s, 0.1),
-        ingestion_check_s=_float("SEGS_INGESTION_CHECK_S", Settings.ingestion_check_s),
-        meter_cache_size=_int("SEGS_METER_CACHE_SIZE", Settings.meter_cache_size, 1000),
+        retry_after_s=_int(env, "SEGS_RETRY_AFTER_S", Settings.retry_after_s, 1),
+        max_power_kw=_float(env, "SEGS_MAX_POWER_KW", Settings.max_power_kw),
+        max_energy_kwh=_float(env, "SEGS_MAX_ENERGY_KWH", Settings.max_energy_kwh),
+        max_voltage_v=_float(env, "SEGS_MAX_VOLTAGE_V", Settings.max_voltage_v),
+        max_current_a=_float(env, "SEGS_MAX_CURRENT_A", Settings.max_current_a),
+        max_frequency_hz=_float(env, "SEGS_MAX_FREQUENCY_HZ", Settings.max_frequency_hz),
+        ingestion_rate_limit=_str(env, "SEGS_INGESTION_RATE_LIMIT", Settings.ingestion_rate_limit),
+        ingestion_cache_s=_float(env, "SEGS_INGESTION_CACHE_S", Settings.ingestion_cache_s, 0.1),
+        ingestion_check_s=_float(env, "SEGS_INGESTION_CHECK_S", Settings.ingestion_check_s),
+        meter_cache_size=_int(env, "SEGS_METER_CACHE_SIZE", Settings.meter_cache_size, 1000),
         key_rotation_overlap_s=_int(
-            "SEGS_KEY_ROTATION_OVERLAP_S", Settings.key_rotation_overlap_s, 0
+            env, "SEGS_KEY_ROTATION_OVERLAP_S", Settings.key_rotation_overlap_s, 0
         ),
-        data_error_attempts=_int("SEGS_DATA_ERROR_ATTEMPTS", Settings.data_error_attempts, 1),
-        fold_group_messages=_int("SEGS_FOLD_GROUP_MESSAGES", Settings.fold_group_messages, 1),
-        fold_group_wait_s=_float("SEGS_FOLD_GROUP_WAIT_S", Settings.fold_group_wait_s, 0.001),
-        fold_group_readings=_int("SEGS_FOLD_GROUP_READINGS", Settings.fold_group_readings, 1),
-        window_grace_s=_int("SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
-        late_window_hold_s=_int("SEGS_LATE_WINDOW_HOLD_S", Settings.late_window_hold_s),
-        flush_interval_s=_float("SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
-        applied_mark_ttl_s=_int("SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),
-        visibility_timeout_s=_int("SEGS_VISIBILITY_TIMEOUT_S", Settings.visibility_timeout_s, 1),
-        pending_ledger=_pending_ledger(broker_url),
-        requeue_after_s=_int("SEGS_REQUEUE_AFTER_S", Settings.requeue_after_s, 1),
-        raw_retention_days=_int("SEGS_RAW_RETENTION_DAYS", Settings.raw_retention_days, 1),
-        agg_1m_retention_days=_int("SEGS_AGG_1M_RETENTION_DAYS", Settings.agg_1m_retention_days, 1),
+        data_error_attempts=_int(env, "SEGS_DATA_ERROR_ATTEMPTS", Settings.data_error_attempts, 1),
+        fold_group_messages=_int(env, "SEGS_FOLD_GROUP_MESSAGES", Settings.fold_group_messages, 1),
+        fold_group_wait_s=_float(env, "SEGS_FOLD_GROUP_WAIT_S", Settings.fold_group_wait_s, 0.001),
+        fold_group_readings=_int(env, "SEGS_FOLD_GROUP_READINGS", Settings.fold_group_readings, 1),
+        window_grace_s=_int(env, "SEGS_WINDOW_GRACE_S", Settings.window_grace_s),
+        late_window_hold_s=_int(env, "SEGS_LATE_WINDOW_HOLD_S", Settings.late_window_hold_s),
+        flush_interval_s=_float(env, "SEGS_FLUSH_INTERVAL_S", Settings.flush_interval_s, 0.5),
+        applied_mark_ttl_s=_int(env, "SEGS_APPLIED_MARK_TTL_S", Settings.applied_mark_ttl_s, 60),
+        visibility_timeout_s=_int(
+            env, "SEGS_VISIBILITY_TIMEOUT_S", Settings.visibility_timeout_s, 1
+        ),
+        pending_ledger=_pending_ledger(env, broker_url),
+        requeue_after_s=_int(env, "SEGS_REQUEUE_AFTER_S", Settings.requeue_after_s, 1),
+        raw_retention_days=_int(env, "SEGS_RAW_RETENTION_DAYS", Settings.raw_retention_days, 1),
+        agg_1m_retention_days=_int(
+            env, "SEGS_AGG_1M_RETENTION_DAYS", Settings.agg_1m_retention_days, 1
+        ),
         agg_15m_retention_days=_int(
-            "SEGS_AGG_15M_RETENTION_DAYS", Settings.agg_15m_retention_days, 1
+            env, "SEGS_AGG_15M_RETENTION_DAYS", Settings.agg_15m_retention_days, 1
         ),
         partition_premake_days=_int(
-            "SEGS_PARTITION_PREMAKE_DAYS", Settings.partition_premake_days, 1
+            env, "SEGS_PARTITION_PREMAKE_DAYS", Settings.partition_premake_days, 1
         ),
-        worker_metrics_port=_int("SEGS_WORKER_METRICS_PORT", Settings.worker_metrics_port),
+        worker_metrics_port=_int(env, "SEGS_WORKER_METRICS_PORT", Settings.worker_metrics_port),
         worker_metrics_ports=_int(
-            "SEGS_WORKER_METRICS_PORTS", Settings.worker_metrics_ports, minimum=1
+            env, "SEGS_WORKER_METRICS_PORTS", Settings.worker_metrics_ports, minimum=1
         ),
-        jwt_access_ttl_s=_int("SEGS_JWT_ACCESS_TTL_S", Settings.jwt_access_ttl_s, 10),
-        jwt_refresh_ttl_s=_int("SEGS_JWT_REFRESH_TTL_S", Settings.jwt_refresh_ttl_s, 60),
-        argon2_time_cost=_int("SEGS_ARGON2_TIME_COST", Settings.argon2_time_cost, 1),
-        argon2_memory_kib=_int("SEGS_ARGON2_MEMORY_KIB", Settings.argon2_memory_kib, 8),
+        jwt_access_ttl_s=_int(env, "SEGS_JWT_ACCESS_TTL_S", Settings.jwt_access_ttl_s, 10),
+        jwt_refresh_ttl_s=_int(env, "SEGS_JWT_REFRESH_TTL_S", Settings.jwt_refresh_ttl_s, 60),
+        argon2_time_cost=_int(env, "SEGS_ARGON2_TIME_COST", Settings.argon2_time_cost, 1),
+        argon2_memory_kib=_int(env, "SEGS_ARGON2_MEMORY_KIB", Settings.argon2_memory_kib, 8),
         verification_code_ttl_s=_int(
-            "SEGS_VERIFICATION_CODE_TTL_S", Settings.verification_code_ttl_s, 1
+            env, "SEGS_VERIFICATION_CODE_TTL_S", Settings.verification_code_ttl_s, 1
         ),
         verification_code_attempts=_int(
-            "SEGS_VERIFICATION_CODE_ATTEMPTS", Settings.verification_code_attempts, 1
+            env, "SEGS_VERIFICATION_CODE_ATTEMPTS", Settings.verification_code_attempts, 1
         ),
-        smtp_host=_str("SEGS_SMTP_HOST", Settings.smtp_host),
-        smtp_port=_int("SEGS_SMTP_PORT", Settings.smtp_port, 1),
-        smtp_username=os.environ.get("SEGS_SMTP_USERNAME") or None,
-        smtp_password=os.environ.get("SEGS_SMTP_PASSWORD") or None,
-        smtp_starttls=_bool("SEGS_SMTP_STARTTLS", Settings.smtp_starttls),
-        smtp_timeout_s=_float("SEGS_SMTP_TIMEOUT_S", Settings.smtp_timeout_s, 0.1),
-        mail_from=_str("SEGS_MAIL_FROM", Settings.mail_from),
+        smtp_host=_str(env, "SEGS_SMTP_HOST", Settings.smtp_host),
+        smtp_port=_int(env, "SEGS_SMTP_PORT", Settings.smtp_port, 1),
+        smtp_username=env.get("SEGS_SMTP_USERNAME") or None,
+        smtp_password=env.get("SEGS_SMTP_PASSWORD") or None,
+        smtp_starttls=_bool(env, "SEGS_SMTP_STARTTLS", Settings.smtp_starttls),
+        smtp_timeout_s=_float(env, "SEGS_SMTP_TIMEOUT_S", Settings.smtp_timeout_s, 0.1),
+        mail_from=_str(env, "SEGS_MAIL_FROM", Settings.mail_from),
         silent_after_intervals=_int(
-            "SEGS_SILENT_AFTER_INTERVALS", Settings.silent_after_intervals, 1
+            env, "SEGS_SILENT_AFTER_INTERVALS", Settings.silent_after_intervals, 1
         ),
         silent_sweep_interval_s=_float(
-            "SEGS_SILENT_SWEEP_INTERVAL_S", Settings.silent_sweep_interval_s, 0.5
+            env, "SEGS_SILENT_SWEEP_INTERVAL_S", Settings.silent_sweep_interval_s, 0.5
         ),
-        anomaly_relearn_after=_int("SEGS_ANOMALY_RELEARN_AFTER", Settings.anomaly_relearn_after, 0),
+        anomaly_relearn_after=_int(
+            env, "SEGS_ANOMALY_RELEARN_AFTER", Settings.anomaly_relearn_after, 0
+        ),
         detection_state_ttl_days=_int(
-            "SEGS_DETECTION_STATE_TTL_DAYS", Settings.detection_state_ttl_days, 1
+            env, "SEGS_DETECTION_STATE_TTL_DAYS", Settings.detection_state_ttl_days, 1
         ),
         overload_raise_percent=_float(
-            "SEGS_OVERLOAD_RAISE_PERCENT", Settings.overload_raise_percent
+            env, "SEGS_OVERLOAD_RAISE_PERCENT", Settings.overload_raise_percent
         ),
         overload_clear_percent=_float(
-            "SEGS_OVERLOAD_CLEAR_PERCENT", Settings.overload_clear_percent
+            env, "SEGS_OVERLOAD_CLEAR_PERCENT", Settings.overload_clear_percent
         ),
         overload_critical_percent=_float(
-            "SEGS_OVERLOAD_CRITICAL_PERCENT", Settings.overload_critical_percent
+            env, "SEGS_OVERLOAD_CRITICAL_PERCENT", Settings.overload_critical_percent
         ),
-        overload_windows=_int("SEGS_OVERLOAD_WINDOWS", Settings.overload_windows, 1),
+        overload_windows=_int(env, "SEGS_OVERLOAD_WINDOWS", Settings.overload_windows, 1),
         # An incident groups at least two meters.
-        incident_min_meters=_int("SEGS_INCIDENT_MIN_METERS", Settings.incident_min_meters, 2),
+        incident_min_meters=_int(env, "SEGS_INCIDENT_MIN_METERS", Settings.incident_min_meters, 2),
         incident_min_fraction=_decimal(
-            "SEGS_INCIDENT_MIN_FRACTION", Settings.incident_min_fraction, Decimal(0), Decimal(1)
+            env,
+            "SEGS_INCIDENT_MIN_FRACTION",
+            Settings.incident_min_fraction,
+            Decimal(0),
+            Decimal(1),
         ),
-        incident_window_s=_float("SEGS_INCIDENT_WINDOW_S", Settings.incident_window_s),
-        delivery_attempts=_int("SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
-        delivery_backoff_s=_float("SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
-        webhook_timeout_s=_float("SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
-        notify_max_per_hour=_int("SEGS_NOTIFY_MAX_PER_HOUR", Settings.notify_max_per_hour, 1),
-        notify_digest_s=_float("SEGS_NOTIFY_DIGEST_S", Settings.notify_digest_s, 1.0),
-        webhook_ports=_ports("SEGS_WEBHOOK_PORTS", Settings.webhook_ports),
-        webhook_allow_http=_bool("SEGS_WEBHOOK_ALLOW_HTTP", Settings.webhook_allow_http),
+        incident_window_s=_float(env, "SEGS_INCIDENT_WINDOW_S", Settings.incident_window_s),
+        delivery_attempts=_int(env, "SEGS_DELIVERY_ATTEMPTS", Settings.delivery_attempts, 1),
+        delivery_backoff_s=_float(env, "SEGS_DELIVERY_BACKOFF_S", Settings.delivery_backoff_s),
+        webhook_timeout_s=_float(env, "SEGS_WEBHOOK_TIMEOUT_S", Settings.webhook_timeout_s, 0.1),
+        notify_max_per_hour=_int(env, "SEGS_NOTIFY_MAX_PER_HOUR", Settings.notify_max_per_hour, 1),
+        notify_digest_s=_float(env, "SEGS_NOTIFY_DIGEST_S", Settings.notify_digest_s, 1.0),
+        webhook_ports=_ports(env, "SEGS_WEBHOOK_PORTS", Settings.webhook_ports),
+        webhook_allow_http=_bool(env, "SEGS_WEBHOOK_ALLOW_HTTP", Settings.webhook_allow_http),
         webhook_allow_loopback=_bool(
-            "SEGS_WEBHOOK_ALLOW_LOOPBACK", Settings.webhook_allow_loopback
+            env, "SEGS_WEBHOOK_ALLOW_LOOPBACK", Settings.webhook_allow_loopback
         ),
-        webhook_test_hosts=_host_table("SEGS_WEBHOOK_TEST_HOSTS"),
-        feed_heartbeat_s=_float("SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
-        feed_max_s=_float("SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
-        feed_max_streams=_int("SEGS_FEED_MAX_STREAMS", Settings.feed_max_streams, 1),
+        webhook_test_hosts=_host_table(env, "SEGS_WEBHOOK_TEST_HOSTS"),
+        feed_heartbeat_s=_float(env, "SEGS_FEED_HEARTBEAT_S", Settings.feed_heartbeat_s, 0.1),
+        feed_max_s=_float(env, "SEGS_FEED_MAX_S", Settings.feed_max_s, 0.5),
+        feed_max_streams=_int(env, "SEGS_FEED_MAX_STREAMS", Settings.feed_max_streams, 1),
         feed_max_streams_per_account=_int(
-            "SEGS_FEED_MAX_STREAMS_PER_ACCOUNT", Settings.feed_max_streams_per_account, 1
+            env, "SEGS_FEED_MAX_STREAMS_PER_ACCOUNT", Settings.feed_max_streams_per_account, 1
         ),
-        feed_connect_rate=_str("SEGS_FEED_CONNECT_RATE", Settings.feed_connect_rate),
-        feed_ticket_ttl_s=_int("SEGS_FEED_TICKET_TTL_S", Settings.feed_ticket_ttl_s, 1),
+        feed_connect_rate=_str(env, "SEGS_FEED_CONNECT_RATE", Settings.feed_connect_rate),
+        feed_ticket_ttl_s=_int(env, "SEGS_FEED_TICKET_TTL_S", Settings.feed_ticket_ttl_s, 1),
         dispatch_sweep_interval_s=_float(
-            "SEGS_DISPATCH_SWEEP_INTERVAL_S", Settings.dispatch_sweep_interval_s, 1.0
+            env, "SEGS_DISPATCH_SWEEP_INTERVAL_S", Settings.dispatch_sweep_interval_s, 1.0
         ),
         dispatch_stale_after_s=_float(
-            "SEGS_DISPATCH_STALE_AFTER_S", Settings.dispatch_stale_after_s, 1.0
+            env, "SEGS_DISPATCH_STALE_AFTER_S", Settings.dispatch_stale_after_s, 1.0
         ),
-        rate_limit_default=_str("SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
-        rate_limit_auth_per_ip=_str("SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip),
+        rate_limit_default=_str(env, "SEGS_RATE_LIMIT_DEFAULT", Settings.rate_limit_default),
+        rate_limit_auth_per_ip=_str(
+            env, "SEGS_RATE_LIMIT_AUTH_PER_IP", Settings.rate_limit_auth_per_ip
+        ),
         rate_limit_auth_per_account=_str(
-            "SEGS_RATE_LIMIT_AUTH_PER_ACCOUNT", Settings.rate_limit_auth_per_account
+            env, "SEGS_RATE_LIMIT_AUTH_PER_ACCOUNT", Settings.rate_limit_auth_per_account
         ),
         login_failure_window_s=_int(
-            "SEGS_LOGIN_FAILURE_WINDOW_S", Settings.login_failure_window_s, 1
+            env, "SEGS_LOGIN_FAILURE_WINDOW_S", Settings.login_failure_window_s, 1
         ),
         login_free_failures_per_client=_int(
-            "SEGS_LOGIN_FREE_FAILURES_PER_CLIENT", Settings.login_free_failures_per_client, 1
+            env, "SEGS_LOGIN_FREE_FAILURES_PER_CLIENT", Settings.login_free_failures_per_client, 1
         ),
         login_max_delay_per_client_s=_int(
-            "SEGS_LOGIN_MAX_DELAY_PER_CLIENT_S", Settings.login_max_delay_per_client_s, 1
+            env, "SEGS_LOGIN_MAX_DELAY_PER_CLIENT_S", Settings.login_max_delay_per_client_s, 1
         ),
         login_free_failures_per_account=_int(
-            "SEGS_LOGIN_FREE_FAILURES_PER_ACCOUNT", Settings.login_free_failures_per_account, 1
+            env, "SEGS_LOGIN_FREE_FAILURES_PER_ACCOUNT", Settings.login_free_failures_per_account, 1
         ),
         login_max_delay_per_account_s=_int(
-            "SEGS_LOGIN_MAX_DELAY_PER_ACCOUNT_S", Settings.login_max_delay_per_account_s, 1
+            env, "SEGS_LOGIN_MAX_DELAY_PER_ACCOUNT_S", Settings.login_max_delay_per_account_s, 1
         ),
-        codes_per_day=_int("SEGS_CODES_PER_DAY", Settings.codes_per_day, 1),
-        metrics_token=os.environ.get("SEGS_METRICS_TOKEN") or None,
+        codes_per_day=_int(env, "SEGS_CODES_PER_DAY", Settings.codes_per_day, 1),
+        metrics_token=env.get("SEGS_METRICS_TOKEN") or None,
         tariff_publish_threshold=_decimal(
+            env,
             "SEGS_TARIFF_PUBLISH_THRESHOLD",
             Settings.tariff_publish_threshold,
             Decimal(0),
             Decimal(1),
         ),
         tariff_band_hysteresis=_decimal(
+            env,
             "SEGS_TARIFF_BAND_HYSTERESIS",
             Settings.tariff_band_hysteresis,
             Decimal(0),
             Decimal(100),
         ),
-        tariff_cache_ttl_s=_int("SEGS_TARIFF_CACHE_TTL_S", Settings.tariff_cache_ttl_s, 1),
+        tariff_cache_ttl_s=_int(env, "SEGS_TARIFF_CACHE_TTL_S", Settings.tariff_cache_ttl_s, 1),
         tariff_refresh_interval_s=_int(
-            "SEGS_TARIFF_REFRESH_INTERVAL_S", Settings.tariff_refresh_interval_s, 1
+            env, "SEGS_TARIFF_REFRESH_INTERVAL_S", Settings.tariff_refresh_interval_s, 1
         ),
-        tariff_overview_hours=_int("SEGS_TARIFF_OVERVIEW_HOURS", Settings.tariff_overview_hours, 1),
+        tariff_overview_hours=_int(
+            env, "SEGS_TARIFF_OVERVIEW_HOURS", Settings.tariff_overview_hours, 1
+        ),
         billing_tax_rate=_decimal(
-            "SEGS_BILLING_TAX_RATE", Settings.billing_tax_rate, Decimal(0), Decimal(1)
+            env, "SEGS_BILLING_TAX_RATE", Settings.billing_tax_rate, Decimal(0), Decimal(1)
         ),
-        billing_due_days=_int("SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
-        payment_provider=_str("SEGS_PAYMENT_PROVIDER", Settings.payment_provider),
-        payment_callback_secret=os.environ.get("SEGS_PAYMENT_CALLBACK_SECRET") or None,
+        billing_due_days=_int(env, "SEGS_BILLING_DUE_DAYS", Settings.billing_due_days, 0),
+        payment_provider=_str(env, "SEGS_PAYMENT_PROVIDER", Settings.payment_provider),
+        payment_callback_secret=env.get("SEGS_PAYMENT_CALLBACK_SECRET") or None,
     )
     limit_problem = rate_limit_problem(settings.ingestion_rate_limit)
     if limit_problem is not None:
@@ -566,5 +592,6 @@ def load_settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """Return the process-wide settings, read on first use."""
+    """The environment's settings, read on first use: for a process's entry point (the WSGI
+    app, celeryconfig, the CLI, scripts), which hands them to what it builds."""
     return load_settings()

@@ -1,4 +1,8 @@
-"""The one place that owns the database engine and sessions, for the web app and the workers."""
+"""The one place that owns the database engine and sessions, for the web app and the workers.
+
+A process's entry point (the app factory, the Celery worker, a script) calls
+:func:`configure_database` with its settings; everything else takes sessions from here.
+"""
 
 from __future__ import annotations
 
@@ -17,34 +21,58 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
-from segs.config import get_settings
+from segs.config import Settings
 
 
-@lru_cache(maxsize=1)
+class _Database:
+    """An engine and its session factory."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(
+            url,
+            pool_pre_ping=True,  # a PostgreSQL restart must not surface as one failed task per slot
+            pool_size=5,
+            max_overflow=5,
+        )
+        self.sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+
+# One engine per database URL in a process, however often it is configured (an app per test).
+@lru_cache(maxsize=4)
+def _database_at(url: str) -> _Database:
+    return _Database(url)
+
+
+_configured: list[_Database] = []
+
+
+def configure_database(settings: Settings) -> None:
+    """Make the database of *settings* this process's (its engine is built once per URL)."""
+    _configured[:] = [_database_at(settings.database_url)]
+
+
+def _database() -> _Database:
+    if not _configured:
+        raise RuntimeError("no database configured: call segs.db.configure_database first")
+    return _configured[0]
+
+
 def get_engine() -> Engine:
-    """Return the process-wide engine (recreated in each forked worker by :func:`reset_engine`)."""
-    return create_engine(
-        get_settings().database_url,
-        pool_pre_ping=True,  # a PostgreSQL restart must not surface as one failed task per slot
-        pool_size=5,
-        max_overflow=5,
-    )
-
-
-@lru_cache(maxsize=1)
-def _session_factory() -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(), expire_on_commit=False)
+    """Return the process's engine (its pool is renewed in each forked worker by
+    :func:`reset_engine`)."""
+    return _database().engine
 
 
 def reset_engine() -> None:
     """Drop pooled connections inherited from a parent process (SQLAlchemy fork guidance)."""
-    get_engine().dispose(close=False)
+    if _configured:
+        get_engine().dispose(close=False)
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """Yield a session that commits on success and rolls back on error."""
-    session = _session_factory()()
+    session = _database().sessions()
     try:
         yield session
         session.commit()

@@ -19,7 +19,9 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from segs.config import Settings
 from segs.config import get_settings
+from segs.db import configure_database
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.domain.ingestion_keys import KeyScope
@@ -32,6 +34,7 @@ from segs.domain.readings import ReadingCodec
 from segs.domain.readings import to_epoch_us
 from segs.errors import error_body
 from segs.models import Region
+from segs.redis_client import configure_redis
 from segs.redis_client import get_redis
 from segs.services.spine.dedupe import RedisDedupeMarks
 from segs.services.spine.detection import record_refusal
@@ -96,38 +99,67 @@ class _KnownRegions:
             return self._names
 
 
-@lru_cache(maxsize=1)
+class _Ingestion:
+    """Ingestion's parts built from one Settings: the cache of keys and meters, the codec and
+    the ingestor."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry_cache = RegistryCache(
+            get_redis(),
+            settings.ingestion_cache_s,
+            settings.meter_cache_size,
+            check_every_s=settings.ingestion_check_s,
+        )
+        self.codec = ReadingCodec(settings.reading_limits, max_items=settings.max_batch_readings)
+        self.ingestor = Ingestor(
+            settings=settings,
+            known_regions=_KnownRegions(),
+            directory=MeterDirectory(self.registry_cache, raw_connection),
+            marks=RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
+            publish=publish_batches,
+            backlog_exceeded=BacklogGuard(
+                settings.reading_queues,
+                settings.max_queue_backlog,
+                settings.backlog_check_interval_s,
+            ),
+        )
+
+
+# Built once per settings in a process, however often it is configured (an app per test).
+@lru_cache(maxsize=4)
+def _ingestion_for(settings: Settings) -> _Ingestion:
+    return _Ingestion(settings)
+
+
+_configured: list[_Ingestion] = []
+
+
+def configure_ingestion(settings: Settings) -> None:
+    """Ingest with *settings*: they make this process's engine, Redis client and ingestion."""
+    configure_database(settings)
+    configure_redis(settings)
+    _configured[:] = [_ingestion_for(settings)]
+
+
+def _ingestion() -> _Ingestion:
+    if not _configured:
+        raise RuntimeError("ingestion is not configured: call configure_ingestion first")
+    return _configured[0]
+
+
 def get_registry_cache() -> RegistryCache:
     """This process's cache of ingestion keys and meter places."""
-    settings = get_settings()
-    return RegistryCache(
-        get_redis(),
-        settings.ingestion_cache_s,
-        settings.meter_cache_size,
-        check_every_s=settings.ingestion_check_s,
-    )
+    return _ingestion().registry_cache
 
 
-@lru_cache(maxsize=1)
 def get_codec() -> ReadingCodec:
-    settings = get_settings()
-    return ReadingCodec(settings.reading_limits, max_items=settings.max_batch_readings)
+    return _ingestion().codec
 
 
-@lru_cache(maxsize=1)
 def get_ingestor() -> Ingestor:
-    """Return the process-wide ingestor."""
-    settings = get_settings()
-    return Ingestor(
-        settings=settings,
-        known_regions=_KnownRegions(),
-        directory=MeterDirectory(get_registry_cache(), raw_connection),
-        marks=RedisDedupeMarks(get_redis(), settings.dedupe_mark_ttl_s),
-        publish=publish_batches,
-        backlog_exceeded=BacklogGuard(
-            settings.reading_queues, settings.max_queue_backlog, settings.backlog_check_interval_s
-        ),
-    )
+    """Return the process's ingestor."""
+    return _ingestion().ingestor
 
 
 def verify_key(presented: str | None) -> KeyScope:
@@ -143,8 +175,9 @@ def verify_key(presented: str | None) -> KeyScope:
     if not is_well_formed(presented):
         raise KeyRejectedError.invalid()
     now = datetime.now(UTC)
-    cache = get_registry_cache()
-    retry_after = get_settings().retry_after_s
+    ingestion = _ingestion()
+    cache = ingestion.registry_cache
+    retry_after = ingestion.settings.retry_after_s
     try:
         cache.sync()
     except redis.RedisError as exc:
@@ -167,14 +200,15 @@ def verify_key(presented: str | None) -> KeyScope:
 
 def submit(body: bytes, *, single: bool, scope: KeyScope) -> Answer:
     """Ingest a request body sent with a key of *scope*; returns (status, JSON body, headers)."""
-    settings = get_settings()
+    ingestion = _ingestion()
+    settings = ingestion.settings
     if len(body) > settings.max_body_bytes:
         return (
             413,
             error_body("PAYLOAD_TOO_LARGE", f"body exceeds {settings.max_body_bytes} bytes"),
             {},
         )
-    codec = get_codec()
+    codec = ingestion.codec
     try:
         batch = codec.decode_single(body) if single else codec.decode_batch(body)
     except BatchTooLargeError as exc:
@@ -182,7 +216,7 @@ def submit(body: bytes, *, single: bool, scope: KeyScope) -> Answer:
     except BodyShapeError as exc:
         return 400, error_body("BAD_REQUEST", str(exc)), {}
     try:
-        result = get_ingestor().ingest(batch, scope, datetime.now(UTC))
+        result = ingestion.ingestor.ingest(batch, scope, datetime.now(UTC))
     except IngestionUnavailableError as exc:
         return unavailable(exc)
     return result.status, result.body(), {}
@@ -208,7 +242,13 @@ def _note_refusal() -> None:
 
 
 def submit_batch(body: bytes, key: str) -> tuple[int, dict[str, Any]]:
-    """Ingest a JSON array of readings with *key*, as ``POST /telemetry/batch`` would."""
+    """Ingest a JSON array of readings with *key*, as ``POST /telemetry/batch`` would.
+
+    The simulator's way in (its ``queue`` target): a process that configured nothing ingests
+    with the environment's settings.
+    """
+    if not _configured:
+        configure_ingestion(get_settings())
     try:
         scope = verify_key(key)
     except KeyRejectedError as exc:

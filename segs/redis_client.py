@@ -4,6 +4,9 @@ REDIS_URL may name a single Redis or any node of a Redis Cluster. SEGS_REDIS_CLU
 default) asks the server (``INFO cluster``); 1 or 0 decide without asking. Both clients offer
 the same commands, and every key a script touches carries one hash tag
 (segs.services.shared.keyspace), so the code above this module is the same for both.
+
+A process's entry point calls :func:`configure_redis` with its settings; everything else takes
+the client from :func:`get_redis`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from urllib.parse import urlunsplit
 
 import redis
 
-from segs.config import get_settings
+from segs.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +64,27 @@ def limits_storage_uri(url: str, forced: bool | None) -> str:
     return urlunsplit(("redis+cluster", parts.netloc, "", "", ""))
 
 
-@lru_cache(maxsize=1)
-def get_redis() -> redis.Redis:
-    """Return the process-wide client; short timeouts so an outage becomes a 503, not a hang."""
-    settings = get_settings()
+# One client per Redis in a process, however often it is configured (an app per test).
+@lru_cache(maxsize=4)
+def _client_for(url: str, forced_cluster: bool | None) -> redis.Redis:
+    """Short timeouts, so that an outage becomes a 503, not a hang."""
     options: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2}
-    cluster = cluster_mode(settings.redis_url, settings.redis_cluster)
+    cluster = cluster_mode(url, forced_cluster)
     if not cluster:
         options["health_check_interval"] = 30
-    return connect(settings.redis_url, cluster, **options)
+    return connect(url, cluster, **options)
+
+
+_configured: list[redis.Redis] = []
+
+
+def configure_redis(settings: Settings) -> None:
+    """Make the Redis of *settings* this process's."""
+    _configured[:] = [_client_for(settings.redis_url, settings.redis_cluster)]
+
+
+def get_redis() -> redis.Redis:
+    """Return the process's client."""
+    if not _configured:
+        raise RuntimeError("no Redis configured: call segs.redis_client.configure_redis first")
+    return _configured[0]

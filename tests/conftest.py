@@ -1,13 +1,20 @@
 """Shared fixtures: test settings, the test database, a clean slate, a real Celery worker.
 
-The environment defaults below must be in place before anything imports segs: settings are read
-once per process (segs.config.get_settings) and the Celery app reads celeryconfig on first use.
+The test settings are built here once, as a real deployment's are: from variables, the tests'
+values below under whatever the environment sets itself (DATABASE_URL, REDIS_URL... keep runs
+apart). This process hands them to what it configures, before anything imports the tasks: the
+Celery app, the database, Redis and ingestion; the app fixture hands them to the app factory.
+A worker or beat subprocess is configured as a real one is, through its environment, and gets
+the same variables: they are exported to this process's environment, which those subprocesses
+copy (as do the tests that read segs.config.get_settings() for an expected value).
 Unit tests use none of the service fixtures, so they run without PostgreSQL, Redis or a broker.
 """
 
 from __future__ import annotations
 
 import os
+
+from segs.config import load_settings
 
 BROKERS = {
     "redis": "redis://localhost:6379/15",
@@ -17,49 +24,68 @@ TEST_BROKER = os.environ.get("SEGS_TEST_BROKER", "redis")
 if TEST_BROKER not in BROKERS:
     raise RuntimeError(f"SEGS_TEST_BROKER must be one of {', '.join(BROKERS)}, got {TEST_BROKER!r}")
 
+TEST_VALUES = {
+    "SEGS_ENV": "testing",
+    "DATABASE_URL": "postgresql+psycopg:///segs_test",
+    "REDIS_URL": "redis://localhost:6379/14",
+    "CELERY_BROKER_URL": BROKERS[TEST_BROKER],
+    "SEGS_SHARDS": "4",
+    "SEGS_WORKER_METRICS_PORT": "0",
+    "SEGS_WINDOW_GRACE_S": "1",
+    # Tests fold readings into windows that ended long ago and flush at once; test_late_windows
+    # holds them as the default does.
+    "SEGS_LATE_WINDOW_HOLD_S": "0",
+    "SEGS_VISIBILITY_TIMEOUT_S": "5",
+    # The Redis broker's safety net re-publishes a batch still unfolded after this long.
+    "SEGS_REQUEUE_AFTER_S": "3",
+    # Cheap password hashing and no general rate limit, unless a test sets its own.
+    "SEGS_ARGON2_TIME_COST": "1",
+    "SEGS_ARGON2_MEMORY_KIB": "1024",
+    "SEGS_RATE_LIMIT_DEFAULT": "100000 per minute",
+    # A poison batch is tried 4 times, 1 + 2 + 4 s apart: longer than SEGS_REQUEUE_AFTER_S, so
+    # a re-publisher that copied a retrying batch would be caught doing it.
+    "SEGS_DATA_ERROR_ATTEMPTS": "4",
+    # Several tests drive a region's whole load with one meter, above a real meter's 1,000 kW.
+    "SEGS_MAX_POWER_KW": "100000",
+    # Short live-feed connections and notification retries, so tests do not wait long for them.
+    "SEGS_FEED_MAX_S": "0.5",
+    "SEGS_FEED_HEARTBEAT_S": "0.25",
+    "SEGS_DELIVERY_BACKOFF_S": "0.2",
+    # Webhooks go to the tests' own receivers on loopback (any high port, plain http), and names
+    # resolve from this table only: no test makes a DNS query or reaches past this machine.
+    "SEGS_WEBHOOK_ALLOW_LOOPBACK": "1",
+    "SEGS_WEBHOOK_ALLOW_HTTP": "1",
+    "SEGS_WEBHOOK_PORTS": "443,1024-65535",
+    "SEGS_WEBHOOK_TEST_HOSTS": "receiver.segs.test=127.0.0.1",
+    "SEGS_PAYMENT_CALLBACK_SECRET": "test-provider-secret",
+    "SEGS_METRICS_TOKEN": "test-metrics-token",
+}
+TEST_VARIABLES = {**TEST_VALUES, **os.environ}
+
 # SEGS_TEST_REDIS=cluster runs the tests against a real three-node Redis Cluster started here.
 TEST_REDIS = os.environ.get("SEGS_TEST_REDIS", "single")
 if TEST_REDIS == "cluster":
     from bench.redis_cluster import start_cluster
 
-    os.environ["REDIS_URL"] = start_cluster().url
+    TEST_VARIABLES["REDIS_URL"] = start_cluster().url
 elif TEST_REDIS != "single":
     raise RuntimeError(f"SEGS_TEST_REDIS must be single or cluster, got {TEST_REDIS!r}")
 
-os.environ.setdefault("SEGS_ENV", "testing")
-os.environ.setdefault("DATABASE_URL", "postgresql+psycopg:///segs_test")
-os.environ.setdefault("REDIS_URL", "redis://localhost:6379/14")
-os.environ.setdefault("CELERY_BROKER_URL", BROKERS[TEST_BROKER])
-os.environ.setdefault("SEGS_SHARDS", "4")
-os.environ.setdefault("SEGS_WORKER_METRICS_PORT", "0")
-os.environ.setdefault("SEGS_WINDOW_GRACE_S", "1")
-# Tests fold readings into windows that ended long ago and flush at once; test_late_windows
-# holds them as the default does.
-os.environ.setdefault("SEGS_LATE_WINDOW_HOLD_S", "0")
-os.environ.setdefault("SEGS_VISIBILITY_TIMEOUT_S", "5")
-# The Redis broker's safety net re-publishes a batch still unfolded after this long.
-os.environ.setdefault("SEGS_REQUEUE_AFTER_S", "3")
-# Cheap password hashing and no general rate limit, unless a test sets its own.
-os.environ.setdefault("SEGS_ARGON2_TIME_COST", "1")
-os.environ.setdefault("SEGS_ARGON2_MEMORY_KIB", "1024")
-os.environ.setdefault("SEGS_RATE_LIMIT_DEFAULT", "100000 per minute")
-# A poison batch is tried 4 times, 1 + 2 + 4 s apart: longer than SEGS_REQUEUE_AFTER_S, so a
-# re-publisher that copied a retrying batch would be caught doing it.
-os.environ.setdefault("SEGS_DATA_ERROR_ATTEMPTS", "4")
-# Several tests drive a region's whole load with one meter, above a real meter's 1,000 kW.
-os.environ.setdefault("SEGS_MAX_POWER_KW", "100000")
-# Short live-feed connections and notification retries, so tests do not wait long for them.
-os.environ.setdefault("SEGS_FEED_MAX_S", "0.5")
-os.environ.setdefault("SEGS_FEED_HEARTBEAT_S", "0.25")
-os.environ.setdefault("SEGS_DELIVERY_BACKOFF_S", "0.2")
-# Webhooks go to the tests' own receivers on loopback (any high port, plain http), and names
-# resolve from this table only: no test makes a DNS query or reaches past this machine.
-os.environ.setdefault("SEGS_WEBHOOK_ALLOW_LOOPBACK", "1")
-os.environ.setdefault("SEGS_WEBHOOK_ALLOW_HTTP", "1")
-os.environ.setdefault("SEGS_WEBHOOK_PORTS", "443,1024-65535")
-os.environ.setdefault("SEGS_WEBHOOK_TEST_HOSTS", "receiver.segs.test=127.0.0.1")
-os.environ.setdefault("SEGS_PAYMENT_CALLBACK_SECRET", "test-provider-secret")
-os.environ.setdefault("SEGS_METRICS_TOKEN", "test-metrics-token")
+TEST_SETTINGS = load_settings(TEST_VARIABLES)
+os.environ.update(TEST_VARIABLES)
+
+
+def _configure_this_process() -> None:
+    from segs.celery_app import app
+
+    # First: the task modules read the Celery app's settings when they are imported.
+    app.configure_from(TEST_SETTINGS)
+    from segs.ingestion_client import configure_ingestion
+
+    configure_ingestion(TEST_SETTINGS)
+
+
+_configure_this_process()
 
 import pytest  # noqa: E402
 
@@ -72,7 +98,7 @@ def database():
     from segs.db import get_engine
     from segs.web.cli import migrate_database
 
-    migrate_database()
+    migrate_database(TEST_SETTINGS)
     yield
     # Close this process's pooled connections before the interpreter does it noisily.
     from segs.celery_app import app
@@ -118,7 +144,7 @@ def worker(clean_state: None, tmp_path):
 def app(database: None):
     from segs.web import create_app
 
-    return create_app()
+    return create_app(TEST_SETTINGS)
 
 
 @pytest.fixture
@@ -136,10 +162,11 @@ def published():
 
 @pytest.fixture(scope="module")
 def mailbox():
-    """A real SMTP server for the module; SEGS_SMTP_HOST/PORT point at it meanwhile."""
+    """A real SMTP server for the module; the tasks of this process and of a worker started
+    meanwhile (SEGS_SMTP_HOST/PORT) send their mail there."""
     from tests.mailbox import running_mailbox
 
-    with running_mailbox() as box:
+    with running_mailbox() as box, support.task_settings(smtp_host=box.host, smtp_port=box.port):
         yield box
 
 

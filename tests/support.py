@@ -1,6 +1,6 @@
 """Helpers shared by the integration tests: database access, waiting, a worker process, recompute.
 
-Imported by tests/conftest.py after the test environment defaults are set.
+Imported by tests/conftest.py once it has configured this process with the test settings.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from decimal import Decimal
@@ -68,9 +69,24 @@ DATA_TABLES = (
 
 
 def settings():
-    from segs.config import get_settings
+    """The settings this process's tasks run with (conftest configured the Celery app)."""
+    from segs.celery_app import app
 
-    return get_settings()
+    return app.segs_settings
+
+
+@contextmanager
+def task_settings(**changes: Any) -> Iterator[None]:
+    """Run this process's tasks with *changes* to their settings meanwhile (a worker started
+    meanwhile needs them in its environment as well)."""
+    from segs.celery_app import app
+
+    before = app.segs_settings
+    app.configure_from(replace(before, **changes))
+    try:
+        yield
+    finally:
+        app.configure_from(before)
 
 
 def now_us() -> int:
@@ -707,10 +723,9 @@ def fold_one(
 
 
 def shard_of(meter_id: str) -> int:
-    from segs.config import get_settings
     from segs.domain.sharding import shard_for
 
-    return shard_for(meter_id, get_settings().shards)
+    return shard_for(meter_id, settings().shards)
 
 
 def keys_of(meter_id: str) -> Any:
@@ -721,20 +736,18 @@ def keys_of(meter_id: str) -> Any:
 
 
 def window_store() -> Any:
-    from segs.config import get_settings
     from segs.redis_client import get_redis
     from segs.services.spine.windows_store import WindowStore
 
-    return WindowStore(get_redis(), get_settings().shards)
+    return WindowStore(get_redis(), settings().shards)
 
 
 def applied_marks(batch_id: str) -> int:
     """In how many shards the batch is marked folded (segs.services.shared.keyspace)."""
-    from segs.config import get_settings
     from segs.services.shared.keyspace import all_shard_keys
 
     pipe = redis_client().pipeline(transaction=False)
-    for names in all_shard_keys(get_settings().shards):
+    for names in all_shard_keys(settings().shards):
         pipe.exists(names.applied(batch_id))
     return sum(pipe.execute())
 
@@ -746,7 +759,6 @@ def open_window_count() -> int:
 
 def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> Any:
     """Run the worker's archive-and-fold service here, as a fresh batch, against the test DB."""
-    from segs.config import get_settings
     from segs.db import raw_connection
     from segs.services.spine.archive import archive_and_fold
     from segs.tasks.alerts import get_detection_store
@@ -756,7 +768,7 @@ def archive_in_process(rows: list[list[Any]], now: datetime | None = None) -> An
             conn,
             window_store(),
             get_detection_store(),
-            get_settings(),
+            settings(),
             batch_id=str(uuid.uuid4()),
             rows=rows,
             received_at_us=now_us(),

@@ -91,6 +91,8 @@ def _simulator_key() -> str:
     """The ingestion key of ``make run``'s simulator: kept in var/ between runs, and created
     (a head-end key for every region) when there is none or it no longer works."""
     # Imported here: the stack's processes must not inherit a connection pool from this one.
+    from segs.config import get_settings
+    from segs.db import configure_database
     from segs.db import get_engine
     from segs.db import session_scope
     from segs.domain.ingestion_keys import is_well_formed
@@ -100,6 +102,7 @@ def _simulator_key() -> str:
     from segs.services.spine.ingestion_keys import create_key
     from segs.services.spine.ingestion_keys import scope_by_digest
 
+    configure_database(get_settings())
     path = VAR / "simulator.key"
     key = path.read_text().strip() if path.exists() else ""
     now = datetime.now(UTC)
@@ -158,9 +161,14 @@ def _print_summary(started_at: datetime, stopped_at: datetime) -> None:
     # Imported late: the stack's processes must not inherit a connection pool from here.
     from sqlalchemy import text
 
+    from segs.config import get_settings
+    from segs.db import configure_database
     from segs.db import get_engine
+    from segs.redis_client import configure_redis
     from segs.tasks.windows import flush_closed_windows
 
+    configure_database(get_settings())
+    configure_redis(get_settings())
     flushed = flush_closed_windows.run()
     with get_engine().connect() as conn:
         raw = conn.execute(

@@ -9,7 +9,6 @@ from functools import lru_cache
 
 from segs import metrics
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.redis_client import get_redis
 from segs.services.alerts import rules as alerting
@@ -20,7 +19,7 @@ from segs.tasks.notifications import enqueue_transitions
 
 @lru_cache(maxsize=1)
 def get_detection_store() -> DetectionStore:
-    settings = get_settings()
+    settings = app.segs_settings
     # Sweeps further apart than this mean beat or the workers were down (see DetectionStore).
     return DetectionStore(
         get_redis(), settings.shards, sweep_gap_s=max(30.0, 3 * settings.silent_sweep_interval_s)
@@ -36,7 +35,7 @@ def store_findings(shard: int, batch_id: str, findings: list[MeterFinding]) -> N
     """
     with session_scope() as session:
         transitions = alerting.record_findings(
-            session, findings, datetime.now(UTC), get_settings().incident_rule
+            session, findings, datetime.now(UTC), app.segs_settings.incident_rule
         )
     enqueue_transitions(transitions)
     get_detection_store().forget_findings(shard, batch_id)
@@ -48,7 +47,7 @@ def evaluate_overloads(windows: dict[str, int]) -> int:
     started = time.perf_counter()
     with session_scope() as session:
         transitions = alerting.evaluate_overloads(
-            session, get_settings(), windows, datetime.now(UTC)
+            session, app.segs_settings, windows, datetime.now(UTC)
         )
     enqueue_transitions(transitions)
     metrics.TASK_DURATION.labels("evaluate_overloads").observe(time.perf_counter() - started)
@@ -60,7 +59,7 @@ def sweep_silent_meters() -> int:
     """Raise METER_OUTAGE for meters that missed SEGS_SILENT_AFTER_INTERVALS readings; then
     settle regional incidents: tell the alerts held past SEGS_INCIDENT_WINDOW_S one by one, and
     resolve the incidents that cleared. Each in its own transaction."""
-    rule = get_settings().incident_rule
+    rule = app.segs_settings.incident_rule
     store = get_detection_store()
     with session_scope() as session:
         transitions = alerting.sweep_silent_meters(session, store, datetime.now(UTC), rule)
@@ -79,5 +78,5 @@ def expire_detection_states() -> int:
             session,
             get_detection_store(),
             datetime.now(UTC),
-            get_settings().detection_state_ttl_days,
+            app.segs_settings.detection_state_ttl_days,
         )

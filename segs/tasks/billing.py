@@ -9,7 +9,6 @@ from celery.utils.log import get_task_logger
 
 from segs import metrics
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.services.pricing import billing
@@ -24,7 +23,7 @@ def generate_invoices(period: str | None = None) -> dict[str, int | str]:
 
     Idempotent: meters already invoiced for the period are skipped.
     """
-    settings = get_settings()
+    settings = app.segs_settings
     now = datetime.now(UTC)
     period = period or billing_run.previous_month(now)
     with raw_connection() as conn:

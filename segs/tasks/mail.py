@@ -5,7 +5,6 @@ from __future__ import annotations
 import smtplib
 
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.domain.codes import OutgoingMail
 from segs.services.alerts import mail
 
@@ -26,4 +25,4 @@ MAX_RETRIES = 5
 )
 def send_email(to: str, subject: str, body: str) -> None:
     """Send one plain-text message. A redelivery may send it twice, which is harmless here."""
-    mail.send_email(get_settings(), OutgoingMail(to=to, subject=subject, body=body))
+    mail.send_email(app.segs_settings, OutgoingMail(to=to, subject=subject, body=body))

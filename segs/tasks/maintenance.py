@@ -8,7 +8,6 @@ from datetime import datetime
 from celery.utils.log import get_task_logger
 
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.services.spine import partitions
 
@@ -18,7 +17,7 @@ logger = get_task_logger(__name__)
 @app.task(name="segs.tasks.maintenance.maintain_partitions", acks_late=True)
 def maintain_partitions() -> dict[str, int]:
     """Create the coming partitions and drop expired ones (both idempotent)."""
-    settings = get_settings()
+    settings = app.segs_settings
     now = datetime.now(UTC)
     with raw_connection() as conn:
         created = partitions.ensure_partitions(conn, settings, now)

@@ -18,7 +18,6 @@ from celery.utils.log import get_task_logger
 
 from segs import metrics
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.alerts import backoff_s
 from segs.redis_client import get_redis
@@ -71,7 +70,7 @@ def dispatch_transition(transition_id: int) -> int:
 def redispatch_stale_transitions() -> int:
     """Dispatch again the transitions still in the outbox SEGS_DISPATCH_STALE_AFTER_S after
     their commit: a crash or a failed dispatch left them there."""
-    settings = get_settings()
+    settings = app.segs_settings
     with session_scope() as session:
         stale = notifications.stale_transitions(
             session, settings.dispatch_stale_after_s, REDISPATCH_BATCH
@@ -130,7 +129,7 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     meanwhile looks again later, and then finds it delivered (or the claim of a holder that
     died expired, so it is still delivered once).
     """
-    settings = get_settings()
+    settings = app.segs_settings
     delivery = Delivery(**fields)
     client = get_redis()
     token = notifications.claim_delivery(
@@ -178,7 +177,7 @@ def send_due_digests() -> int:
     SEGS_NOTIFY_DIGEST_S. A digest still queued when this runs again gets another copy, which
     finds nothing held once the first has sent it."""
     with session_scope() as session:
-        due = notifications.recipients_with_due_digests(session, get_settings().digest_rule)
+        due = notifications.recipients_with_due_digests(session, app.segs_settings.digest_rule)
     for recipient in due:
         deliver_digest.apply_async(kwargs=recipient.as_task_args(), queue=QUEUE)
     return len(due)
@@ -194,7 +193,7 @@ def deliver_digest(self: Task, attempt: int = 1, **fields: Any) -> str:
     notifications held meanwhile wait for the recipient's next digest. A failed attempt leaves
     them held, and the retry carries them with any held since.
     """
-    settings = get_settings()
+    settings = app.segs_settings
     recipient = Recipient(**fields)
     with session_scope() as session:
         digest = notifications.take_digest(session, recipient)

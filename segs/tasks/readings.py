@@ -17,7 +17,6 @@ from celery_batches import SimpleRequest
 
 from segs import metrics
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import own_connection
 from segs.domain.readings import ReadingRow
 from segs.domain.sharding import queue_for_shard
@@ -38,7 +37,7 @@ logger = get_task_logger(__name__)
 # Longest wait between two tries of a batch.
 _BACKOFF_MAX_S = 60
 
-_settings = get_settings()
+_settings = app.segs_settings
 _REDIS_BROKER = _settings.broker_url.startswith(("redis", "rediss"))
 
 
@@ -80,7 +79,7 @@ def fold_batch(self: AckedBatches, requests: list[SimpleRequest]) -> dict[str, d
     started = time.perf_counter()
     messages = _read_messages(requests)
     settled: dict[str, dict[str, Any]] = {}
-    for group in _groups(messages, get_settings().fold_group_readings):
+    for group in _groups(messages, app.segs_settings.fold_group_readings):
         settled.update(_fold_or_retry(group))
         metrics.FOLD_GROUP_BATCHES.observe(len(group))
     metrics.TASK_DURATION.labels("fold_batch").observe(time.perf_counter() - started)
@@ -163,7 +162,7 @@ def _fold(batches: list[Batch]) -> GroupOutcome:
             conn,
             get_window_store(),
             get_detection_store(),
-            get_settings(),
+            app.segs_settings,
             batches,
             datetime.now(UTC),
         )
@@ -176,7 +175,7 @@ def _fold(batches: list[Batch]) -> GroupOutcome:
 def _after_data_failure(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
     """Retry a batch that failed for a reason other than an outage, or set it aside."""
     failed = replace(message, data_failures=message.data_failures + 1)
-    if failed.data_failures < get_settings().data_error_attempts:
+    if failed.data_failures < app.segs_settings.data_error_attempts:
         return _retry_later(failed, exc)
     try:
         _set_aside(failed, exc)
@@ -204,7 +203,7 @@ def _retry_later(message: Message, exc: Exception) -> dict[str, dict[str, Any]]:
         _send(
             batch.batch_id,
             queue_for_shard(batch.shard),
-            None if get_settings().pending_ledger else batch.rows,
+            None if app.segs_settings.pending_ledger else batch.rows,
             batch.received_at_us,
             countdown=countdown,
             kwargs={"data_failures": message.data_failures, "retries": message.retries + 1},
@@ -263,7 +262,7 @@ def publish_batches(
     ledger = get_pending_ledger()
     # With the ledger the rows wait there and the message only names its batch; with RabbitMQ
     # the message carries them and the ledger only times the batch (ingestion watermark).
-    keeps_rows = get_settings().pending_ledger
+    keeps_rows = app.segs_settings.pending_ledger
     ledger.record(
         [(ids[shard], shard, rows if keeps_rows else None) for shard, rows in by_shard.items()],
         received_at_us,
@@ -316,7 +315,7 @@ def _send(
 @app.task(name="segs.tasks.readings.requeue_stalled_batches", acks_late=True)
 def requeue_stalled_batches() -> int:
     """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded."""
-    settings = get_settings()
+    settings = app.segs_settings
     if not settings.pending_ledger:
         return 0  # RabbitMQ keeps unacknowledged messages itself; the ledger holds no rows
     ledger = get_pending_ledger()

@@ -8,7 +8,6 @@ from datetime import datetime
 from celery.utils.log import get_task_logger
 
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.redis_client import get_redis
 from segs.services.pricing import tariffs
@@ -45,7 +44,7 @@ def announce(changes: list[PublishedChange]) -> None:
 
 def recalculate(regions: list[str] | None) -> list[PublishedChange]:
     """Run the engine now for *regions* (all if None), refresh the cache, announce the changes."""
-    settings = get_settings()
+    settings = app.segs_settings
     with session_scope() as session:
         changes = tariffs.recalculate_prices(
             session,

@@ -10,7 +10,6 @@ from celery.utils.log import get_task_logger
 
 from segs import metrics
 from segs.celery_app import app
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.redis_client import get_redis
 from segs.services.alerts import rules as alerting
@@ -38,7 +37,7 @@ def flush_closed_windows() -> dict[str, int]:
     try:
         with raw_connection() as conn:
             report = flush.flush_closed_windows(
-                conn, get_window_store(), get_settings(), datetime.now(UTC)
+                conn, get_window_store(), app.segs_settings, datetime.now(UTC)
             )
     finally:
         lock.release()
@@ -76,7 +75,7 @@ def heal_after_redis_loss() -> dict[str, int]:
             get_window_store(),
             get_pending_ledger(),
             get_detection_store(),
-            get_settings(),
+            app.segs_settings,
             datetime.now(UTC),
         )
     if report.lost:
@@ -93,7 +92,7 @@ def heal_after_redis_loss() -> dict[str, int]:
 @app.task(name="segs.tasks.windows.sample_queue_depths", ignore_result=True)
 def sample_queue_depths() -> None:
     """Publish queue depths and open-window counts as gauges."""
-    settings = get_settings()
+    settings = app.segs_settings
     for queue, depth in queue_depths(
         ["default", "notifications", *settings.reading_queues]
     ).items():

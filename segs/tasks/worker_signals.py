@@ -18,11 +18,21 @@ from prometheus_client.core import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from segs import metrics
-from segs.config import get_settings
+from segs.celery_app import app
+from segs.db import configure_database
 from segs.db import reset_engine
+from segs.redis_client import configure_redis
 from segs.services.spine.durability import redis_broker_risk
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def connect_to_stores(**_: Any) -> None:
+    """Build the worker's engine and Redis client from the settings its Celery app has; its
+    pool processes inherit them."""
+    configure_database(app.segs_settings)
+    configure_redis(app.segs_settings)
 
 
 @worker_init.connect
@@ -32,7 +42,7 @@ def expose_metrics(**_: Any) -> None:
     # Samples of a previous run would otherwise be added to this one's.
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
-    settings = get_settings()
+    settings = app.segs_settings
     first = settings.worker_metrics_port
     if not first:
         return
@@ -62,7 +72,7 @@ def say_metrics_port(**_: Any) -> None:
 
 @worker_ready.connect
 def warn_about_durability(**_: Any) -> None:
-    settings = get_settings()
+    settings = app.segs_settings
     risk = redis_broker_risk(settings.broker_url, settings.redis_url)
     if risk:
         logger.warning("%s", risk)

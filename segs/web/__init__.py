@@ -14,6 +14,7 @@ from segs.config import Settings
 from segs.config import SettingsError
 from segs.config import get_settings
 from segs.domain.keys import signing_key_problem
+from segs.ingestion_client import configure_ingestion
 from segs.redis_client import limits_storage_uri
 from segs.web import cli
 from segs.web import errors
@@ -78,13 +79,16 @@ API_BLUEPRINTS: tuple = (
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Create the API application from *settings* (default: the environment)."""
+    """Create the API application from *settings* (default: the environment's, for gunicorn
+    and the flask command)."""
     settings = settings or get_settings()
     if settings.jwt_secret_key is None and _loaded_for_a_cli_command():
         # No other process has to trust what a CLI command signs (and most sign nothing:
         # migrate, create-ingestion-key...), so a random key of its own does.
         settings = replace(settings, jwt_secret_key=secrets.token_urlsafe(32))
     require_signing_key(settings)
+    # The engine, the Redis client and ingestion are built from the app's settings.
+    configure_ingestion(settings)
     app = Flask(__name__)
     app.json = SegsJSONProvider(app)
     app.config.from_mapping(

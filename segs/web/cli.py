@@ -15,10 +15,12 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from flask import Flask
+from flask import current_app
 from marshmallow import ValidationError
 from marshmallow import validate
 
-from segs.config import get_settings
+from segs.config import Settings
+from segs.db import configure_database
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.dbadmin import create_database_if_missing
@@ -53,11 +55,18 @@ def _alembic_config() -> Config:
     return config
 
 
-def migrate_database() -> None:
-    """Create the database if needed, apply every migration and create the current partitions."""
-    settings = get_settings()
+def _settings() -> Settings:
+    """The settings of the app the command runs in."""
+    settings: Settings = current_app.config["SEGS_SETTINGS"]
+    return settings
+
+
+def migrate_database(settings: Settings) -> None:
+    """Create the database of *settings* if needed, apply every migration and create the current
+    partitions."""
     if create_database_if_missing(settings.database_url):
         click.echo("created the database")
+    configure_database(settings)
     command.upgrade(_alembic_config(), "head")
     with raw_connection() as conn:
         created = ensure_partitions(conn, settings, datetime.now(UTC))
@@ -83,7 +92,7 @@ def _email(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 
 def create_account(new: users.NewAccount) -> users.AccountView:
     """Create a verified account as the system (audited with no actor)."""
-    passwords = Passwords(get_settings())
+    passwords = Passwords(_settings())
     try:
         with session_scope() as session:
             account = users.create_user(session, passwords, SYSTEM, new)
@@ -100,12 +109,12 @@ def new_demo_password() -> str:
 
 def seed_demo(password: str | None) -> None:
     """Create or refresh the demo accounts and print how to log in with them."""
-    if get_settings().is_production:
+    if _settings().is_production:
         raise click.ClickException("seed-demo does not run with SEGS_ENV=production")
     password = password or new_demo_password()
     try:
         with session_scope() as session:
-            seeded = demo.seed_demo(session, Passwords(get_settings()), password)
+            seeded = demo.seed_demo(session, Passwords(_settings()), password)
     except SegsError as exc:
         raise _failure(exc) from exc
     click.echo(f"demo accounts, all with the password {password}")
@@ -319,7 +328,7 @@ def register_commands(app: Flask) -> None:
     @app.cli.command("migrate")
     def migrate() -> None:
         """Create the database if missing, migrate it to the latest schema, seed the regions."""
-        migrate_database()
+        migrate_database(_settings())
 
     @app.cli.command("create-admin")
     @click.option("--email", required=True, callback=_email, help="The admin's login.")

@@ -12,6 +12,8 @@ from flask_limiter import Limiter
 
 from segs.config import Settings
 from segs.config import get_settings
+from segs.db import configure_database
+from segs.redis_client import configure_redis
 from segs.redis_client import limits_storage_uri
 from segs.web import errors
 from segs.web import require_signing_key
@@ -26,6 +28,8 @@ def create_feed_app(settings: Settings | None = None) -> Flask:
     """Create the feed process's application from *settings* (default: the environment)."""
     settings = settings or get_settings()
     require_signing_key(settings)
+    configure_database(settings)
+    configure_redis(settings)
     app = Flask(__name__)
     app.json = SegsJSONProvider(app)
     app.config.from_mapping(

@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from segs.web import cli
 from tests.accounts import create_account
 from tests.support import execute
 from tests.support import query
@@ -219,14 +218,14 @@ def test_seed_demo_leaves_a_meter_someone_else_owns(runner, app):
     assert scalar("SELECT owner_id FROM meters WHERE meter_id = 'MTR-00000008'") == owner.id
 
 
-def test_seed_demo_refuses_a_weak_password_or_production(runner, monkeypatch):
+def test_seed_demo_refuses_a_weak_password_or_production(app, runner, monkeypatch):
     weak = runner.invoke(args=["seed-demo", "--password", "password"])
     assert weak.exit_code == 1
     assert "must contain a digit" in weak.output
     assert scalar("SELECT count(*) FROM users") == 0
 
-    production = dataclasses.replace(cli.get_settings(), environment="production")
-    monkeypatch.setattr(cli, "get_settings", lambda: production)
+    production = dataclasses.replace(app.config["SEGS_SETTINGS"], environment="production")
+    monkeypatch.setitem(app.config, "SEGS_SETTINGS", production)
     refused = runner.invoke(args=["seed-demo", "--password", DEMO_PASSWORD])
     assert refused.exit_code == 1
     assert refused.output == "Error: seed-demo does not run with SEGS_ENV=production\n"

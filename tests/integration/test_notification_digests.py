@@ -16,7 +16,6 @@ from datetime import datetime
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.domain.digests import DIGEST_EVENT
@@ -51,10 +50,12 @@ DIGEST_S = 900
 @pytest.fixture(scope="module")
 def digest_worker(mailbox, database, tmp_path_factory):
     """A worker (and this process's settings) allowing LIMIT notifications an hour."""
-    with pytest.MonkeyPatch.context() as env:
+    with (
+        pytest.MonkeyPatch.context() as env,
+        support.task_settings(notify_max_per_hour=LIMIT, notify_digest_s=DIGEST_S),
+    ):
         env.setenv("SEGS_NOTIFY_MAX_PER_HOUR", str(LIMIT))
         env.setenv("SEGS_NOTIFY_DIGEST_S", str(DIGEST_S))
-        get_settings.cache_clear()
         support.reset_state()
         proc = support.WorkerProcess(tmp_path_factory.mktemp("digest-worker"))
         proc.start()
@@ -62,7 +63,6 @@ def digest_worker(mailbox, database, tmp_path_factory):
             yield proc
         finally:
             proc.kill()
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
+from flask import current_app
 from flask import url_for
 
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
@@ -110,7 +110,9 @@ def rotate_key(
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Create a successor with the same name and scope; the old key keeps working beside it
     for overlapSeconds."""
-    overlap = body.get("overlap_seconds", get_settings().key_rotation_overlap_s)
+    overlap = body.get(
+        "overlap_seconds", current_app.config["SEGS_SETTINGS"].key_rotation_overlap_s
+    )
     with session_scope() as session:
         created = ingestion_keys.rotate_key(
             session,

@@ -6,9 +6,9 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+from flask import current_app
 from flask import url_for
 
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
@@ -112,7 +112,7 @@ def move_meter(body: dict[str, Any], meter_id: str) -> meters.MoveView:
             body["region"],
             body.get("effective_from"),
             now=datetime.now(UTC),
-            max_future_skew_s=get_settings().max_future_skew_s,
+            max_future_skew_s=current_app.config["SEGS_SETTINGS"].max_future_skew_s,
         )
 
 

@@ -19,12 +19,12 @@ from functools import lru_cache
 import redis
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import jsonify
 from flask import request
 from limits import RateLimitItem
 from limits import parse
 
-from segs.config import get_settings
 from segs.domain.ingestion_keys import KeyScope
 from segs.errors import error_body
 from segs.ingestion_client import Answer
@@ -53,7 +53,7 @@ def _parsed(limit: str) -> RateLimitItem:
 
 def _over_limit(scope: KeyScope) -> Answer | None:
     """The 429 answer if this request is over its key's limit, else None (and it counts)."""
-    item = _parsed(scope.rate_limit or get_settings().ingestion_rate_limit)
+    item = _parsed(scope.rate_limit or current_app.config["SEGS_SETTINGS"].ingestion_rate_limit)
     if limiter.limiter.hit(item, "ingestion-key", scope.key_id):
         return None
     reset_at = limiter.limiter.get_window_stats(item, "ingestion-key", scope.key_id).reset_time
@@ -74,7 +74,9 @@ def _answer(key_in_path: str | None, *, single: bool) -> Response:
         status, body, headers = unavailable(exc)
     except redis.RedisError:
         status, body, headers = unavailable(
-            IngestionUnavailableError("Redis is unavailable", get_settings().retry_after_s)
+            IngestionUnavailableError(
+                "Redis is unavailable", current_app.config["SEGS_SETTINGS"].retry_after_s
+            )
         )
     response = jsonify(body)
     response.status_code = status

@@ -1,0 +1,190 @@
+"""Celery's configuration as a function of the settings: the worker's, beat's and flower's
+(celeryconfig, from the environment) or the tests' own (segs.celery_app.SegsCelery)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from celery.schedules import crontab
+from kombu import Queue
+
+from segs.config import Settings
+from segs.redis_client import cluster_mode
+
+TASK_MODULES = (
+    "segs.tasks.readings",
+    "segs.tasks.windows",
+    "segs.tasks.maintenance",
+    "segs.tasks.mail",
+    "segs.tasks.alerts",
+    "segs.tasks.notifications",
+    "segs.tasks.worker_signals",
+    "segs.tasks.tariffs",
+    "segs.tasks.billing",
+)
+
+# Reading batches name their shard queue when sent; everything else runs on "default".
+TASK_ROUTES = {
+    "segs.tasks.windows.*": {"queue": "default"},
+    "segs.tasks.maintenance.*": {"queue": "default"},
+    "segs.tasks.mail.*": {"queue": "default"},
+    "segs.tasks.alerts.*": {"queue": "default"},
+    "segs.tasks.notifications.*": {"queue": "notifications"},
+    "segs.tasks.tariffs.*": {"queue": "default"},
+    "segs.tasks.billing.*": {"queue": "default"},
+    "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
+}
+
+# Give up publishing quickly: the API answers 503 and the client retries.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+
+
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    if settings.broker_url.startswith(("amqp", "pyamqp")):
+        # RabbitMQ: basic_publish returns only once the broker confirms it holds the message.
+        return {"confirm_publish": True}
+    # Redis: SEGS sends no task priorities, so each queue is one list; kombu's default of four
+    # lists per queue made every BRPOP name 40 keys instead of 10.
+    options: dict[str, object] = {"priority_steps": [0]}
+    if settings.pending_ledger:
+        # The pending ledger keeps every batch until the fold that settles it, and beat sends a
+        # stalled one again (segs.services.spine.pending), so kombu's own bookkeeping of
+        # unacknowledged messages, two round trips per message in the worker's single consuming
+        # thread, is not needed and is off (BENCHMARKS.md, "Issue 16").
+        return {**options, "ack_emulation": False}
+    # Without the ledger: an unacknowledged message returns to its queue after this long.
+    return {**options, "visibility_timeout": settings.visibility_timeout_s}
+
+
+def celery_settings(settings: Settings) -> dict[str, Any]:
+    """Celery's settings (lowercase, Celery 4+ style) for SEGS *settings*."""
+    return dict(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_transport_options(settings),
+        task_serializer="orjson",  # registered in segs.celery_app
+        accept_content=["orjson", "json"],
+        timezone="UTC",
+        enable_utc=True,
+        task_ignore_result=True,
+        imports=TASK_MODULES,
+        task_default_queue="default",
+        # "notifications" is its own queue so a slow SMTP server or webhook never delays
+        # readings.
+        task_queues=[Queue("default"), Queue("notifications")]
+        + [Queue(name) for name in settings.reading_queues],
+        task_create_missing_queues=False,
+        task_routes=TASK_ROUTES,
+        # Every task is idempotent (see each task's docstring), so a killed worker's task runs
+        # again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Reading batch messages wait unacknowledged in the worker's main process until their
+        # group is folded (segs.tasks.batched): room for a few groups per pool process.
+        worker_prefetch_multiplier=2 * settings.fold_group_messages,
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
+        beat_schedule=beat_schedule(settings),
+        # Beat runs once: RedBeat keeps the schedule in Redis under a lock, so a second
+        # `celery -A segs beat` (a standby on another host) waits, and takes over within
+        # redbeat_lock_timeout when the first one dies. Its keys share one hash tag (Redis
+        # Cluster). segs.tasks.beat keeps beat alive through a Redis outage or a Redis that lost
+        # its memory.
+        beat_scheduler="segs.tasks.beat:SegsBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_redis_options={"cluster": cluster_mode(settings.redis_url, settings.redis_cluster)},
+        redbeat_key_prefix="segs:{beat}:",
+        redbeat_lock_key="segs:{beat}:lock",
+        redbeat_lock_timeout=settings.beat_lock_timeout_s,
+        # The lock is renewed at each wake-up, so beat wakes well within its timeout.
+        beat_max_loop_interval=min(5, settings.beat_lock_timeout_s / 3),
+    )
+
+
+# One schedule per settings, so celeryconfig's and beat_schedule's are the same object.
+@lru_cache(maxsize=2)
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The periodic jobs run by ``celery -A segs beat`` (one at a time: RedBeat)."""
+    return {
+        "flush-closed-windows": {
+            "task": "segs.tasks.windows.flush_closed_windows",
+            # Run every SEGS_FLUSH_INTERVAL_S (5 s); expire so a stalled worker does not pile
+            # them up
+            "schedule": timedelta(seconds=settings.flush_interval_s),
+            "options": {"expires": settings.flush_interval_s, "queue": "default"},
+        },
+        "heal-after-redis-loss": {
+            "task": "segs.tasks.windows.heal_after_redis_loss",
+            # Every 15 s: notices a Redis that lost its memory, and rebuilds what it held.
+            "schedule": timedelta(seconds=15),
+            "options": {"expires": 15, "queue": "default"},
+        },
+        "sample-queue-depths": {
+            "task": "segs.tasks.windows.sample_queue_depths",
+            # Run every 5 seconds
+            "schedule": timedelta(seconds=5),
+            "options": {"expires": 5, "queue": "default"},
+        },
+        "requeue-stalled-batches": {
+            "task": "segs.tasks.readings.requeue_stalled_batches",
+            # Run every 15 seconds: the Redis broker's safety net (segs.services.spine.pending)
+            "schedule": timedelta(seconds=15),
+            "options": {"expires": 15, "queue": "default"},
+        },
+        "sweep-silent-meters": {
+            "task": "segs.tasks.alerts.sweep_silent_meters",
+            # Run every SEGS_SILENT_SWEEP_INTERVAL_S (10 s): meters that stopped reporting
+            "schedule": timedelta(seconds=settings.silent_sweep_interval_s),
+            "options": {"expires": settings.silent_sweep_interval_s, "queue": "default"},
+        },
+        "maintain-partitions": {
+            "task": "segs.tasks.maintenance.maintain_partitions",
+            # Run every hour: create the coming days' partitions, drop expired ones
+            "schedule": timedelta(hours=1),
+            "options": {"expires": 3600, "queue": "default"},
+        },
+        "expire-detection-states": {
+            "task": "segs.tasks.alerts.expire_detection_states",
+            # Run every hour: meters silent for SEGS_DETECTION_STATE_TTL_DAYS forget their state
+            "schedule": timedelta(hours=1),
+            "options": {"expires": 3600, "queue": "default"},
+        },
+        "recalculate-prices": {
+            "task": "segs.tasks.tariffs.recalculate_prices",
+            # Run every SEGS_TARIFF_REFRESH_INTERVAL_S (60 s): time-of-use hours and override
+            # windows change prices even when no flush runs
+            "schedule": timedelta(seconds=settings.tariff_refresh_interval_s),
+            "options": {"expires": settings.tariff_refresh_interval_s, "queue": "default"},
+        },
+        "generate-invoices": {
+            "task": "segs.tasks.billing.generate_invoices",
+            # Run at 06:00 UTC on the 1st and 2nd of each month: every region's local month has
+            # ended; the second run picks up late readings' meters (re-runs are idempotent)
+            "schedule": crontab(minute=0, hour=6, day_of_month="1,2"),
+            "options": {"expires": 3600, "queue": "default"},
+        },
+        "mark-overdue-invoices": {
+            "task": "segs.tasks.billing.mark_overdue",
+            # Run every hour: pending invoices past their due date become overdue
+            "schedule": timedelta(hours=1),
+            "options": {"expires": 3600, "queue": "default"},
+        },
+        "redispatch-stale-transitions": {
+            "task": "segs.tasks.notifications.redispatch_stale_transitions",
+            # Run every SEGS_DISPATCH_SWEEP_INTERVAL_S (15 s): the alert notifications' outbox
+            "schedule": timedelta(seconds=settings.dispatch_sweep_interval_s),
+            "options": {"expires": settings.dispatch_sweep_interval_s, "queue": "default"},
+        },
+        "send-due-digests": {
+            "task": "segs.tasks.notifications.send_due_digests",
+            # Run every 30 s: a recipient's digest goes out at most 30 s after SEGS_NOTIFY_DIGEST_S
+            "schedule": timedelta(seconds=30),
+            "options": {"expires": 30, "queue": "default"},
+        },
+    }
