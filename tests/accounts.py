@@ -16,7 +16,7 @@ from flask_jwt_extended import create_access_token
 
 from segs.config import get_settings
 from segs.services.accounts.passwords import Passwords
-from segs.services.alerts.notifications import Delivery
+from segs.services.alerts.planning import Delivery
 from tests.support import execute
 
 PASSWORD = "correct-horse-42"

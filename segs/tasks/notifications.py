@@ -4,7 +4,7 @@ holds up the reading path: fan a transition or a tariff change out, then deliver
 Email and webhooks over a recipient's limit are held, and beat sends each recipient's held ones
 as one digest when its period ends (segs.domain.digests).
 
-Alert transitions are an outbox (segs.services.alerts.notifications): beat dispatches again those
+Alert transitions are an outbox (segs.services.alerts.outbox): beat dispatches again those
 whose dispatch never finished, so a crash between a transition's commit and enqueue_transitions
 delays its notifications instead of losing them.
 """
@@ -21,10 +21,13 @@ from segs.celery_app import app
 from segs.db import session_scope
 from segs.domain.alerts import backoff_s
 from segs.redis_client import get_redis
-from segs.services.alerts import notifications
-from segs.services.alerts.notifications import Delivery
-from segs.services.alerts.notifications import Plan
-from segs.services.alerts.notifications import Recipient
+from segs.services.alerts import deliveries
+from segs.services.alerts import digests
+from segs.services.alerts import outbox
+from segs.services.alerts import planning
+from segs.services.alerts.digests import Recipient
+from segs.services.alerts.planning import Delivery
+from segs.services.alerts.planning import Plan
 from segs.services.shared.outages import OUTAGES
 
 logger = get_task_logger(__name__)
@@ -57,12 +60,12 @@ def dispatch_transition(transition_id: int) -> int:
     """Publish one alert transition on the live feed, queue its deliveries, then take it out
     of the outbox."""
     with session_scope() as session:
-        plan = notifications.plan_transition(session, transition_id)
+        plan = planning.plan_transition(session, transition_id)
     if plan is None:
         return 0
     queued = _fan_out(f"transition:{transition_id}", plan)
     with session_scope() as session:
-        notifications.mark_transition_dispatched(session, transition_id)
+        outbox.mark_transition_dispatched(session, transition_id)
     return queued
 
 
@@ -72,10 +75,8 @@ def redispatch_stale_transitions() -> int:
     their commit: a crash or a failed dispatch left them there."""
     settings = app.segs_settings
     with session_scope() as session:
-        stale = notifications.stale_transitions(
-            session, settings.dispatch_stale_after_s, REDISPATCH_BATCH
-        )
-    taken = notifications.take_for_redispatch(get_redis(), stale, settings.dispatch_stale_after_s)
+        stale = outbox.stale_transitions(session, settings.dispatch_stale_after_s, REDISPATCH_BATCH)
+    taken = outbox.take_for_redispatch(get_redis(), stale, settings.dispatch_stale_after_s)
     enqueue_transitions(taken)
     if taken:
         logger.warning("dispatching %d stale alert transitions again", len(taken))
@@ -88,7 +89,7 @@ def announce_tariff_change(
 ) -> int:
     """Tell a region's customers (and staff) about a tariff change; sent by issue 5's tariffs."""
     with session_scope() as session:
-        plan = notifications.plan_tariff_change(
+        plan = planning.plan_tariff_change(
             session,
             region=region,
             previous_price=previous_price,
@@ -104,13 +105,13 @@ def _fan_out(subject: str, plan: Plan) -> int:
     dispatch redelivered after a crash queues them again, and each copy whose notification was
     delivered sends nothing; the live feed shows the event once whatever happens."""
     client = get_redis()
-    if notifications.was_dispatched(client, subject):
+    if outbox.was_dispatched(client, subject):
         return 0
-    notifications.publish(client, subject, plan)
+    planning.publish(client, subject, plan)
     for delivery in plan.deliveries:
         deliver_notification.apply_async(kwargs=delivery.as_task_args(), queue=QUEUE)
         metrics.NOTIFICATIONS_QUEUED.labels(delivery.channel).inc()
-    notifications.mark_dispatched(client, subject)
+    outbox.mark_dispatched(client, subject)
     return len(plan.deliveries)
 
 
@@ -132,24 +133,22 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     settings = app.segs_settings
     delivery = Delivery(**fields)
     client = get_redis()
-    token = notifications.claim_delivery(
-        client, delivery, notifications.claim_ttl_s(settings, delivery.channel)
-    )
+    token = outbox.claim_delivery(client, delivery, outbox.claim_ttl_s(settings, delivery.channel))
     if token is None:
         metrics.NOTIFICATIONS.labels(delivery.channel, "busy").inc()
         raise self.retry(countdown=settings.delivery_backoff_s)
     try:
-        if notifications.was_delivered(client, delivery):
+        if outbox.was_delivered(client, delivery):
             metrics.NOTIFICATIONS.labels(delivery.channel, "duplicate").inc()
             return "already sent"
         with session_scope() as session:
-            held = notifications.hold_for_digest(session, settings, delivery)
-            error = None if held else notifications.deliver(session, settings, delivery, attempt)
+            held = digests.hold_for_digest(session, settings, delivery)
+            error = None if held else deliveries.deliver(session, settings, delivery, attempt)
         if error is None:
             # Before the release: the next holder of the claim finds it delivered (or held).
-            notifications.mark_delivered(client, delivery)
+            outbox.mark_delivered(client, delivery)
     finally:
-        notifications.release_delivery(client, delivery, token)
+        outbox.release_delivery(client, delivery, token)
     if held:
         metrics.NOTIFICATIONS.labels(delivery.channel, "held").inc()
         return "held"
@@ -163,7 +162,7 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
             kwargs={**fields, "attempt": attempt + 1},
         )
     with session_scope() as session:
-        notifications.dead_letter(session, delivery, attempt, error)
+        deliveries.dead_letter(session, delivery, attempt, error)
     metrics.NOTIFICATIONS.labels(delivery.channel, "dead").inc()
     logger.warning(
         "gave up on %s %s after %d attempts: %s", delivery.channel, delivery.subject, attempt, error
@@ -177,7 +176,7 @@ def send_due_digests() -> int:
     SEGS_NOTIFY_DIGEST_S. A digest still queued when this runs again gets another copy, which
     finds nothing held once the first has sent it."""
     with session_scope() as session:
-        due = notifications.recipients_with_due_digests(session, app.segs_settings.digest_rule)
+        due = digests.recipients_with_due_digests(session, app.segs_settings.digest_rule)
     for recipient in due:
         deliver_digest.apply_async(kwargs=recipient.as_task_args(), queue=QUEUE)
     return len(due)
@@ -196,15 +195,15 @@ def deliver_digest(self: Task, attempt: int = 1, **fields: Any) -> str:
     settings = app.segs_settings
     recipient = Recipient(**fields)
     with session_scope() as session:
-        digest = notifications.take_digest(session, recipient)
+        digest = digests.take_digest(session, recipient)
         if digest is None:
             return "nothing held"
-        error = notifications.deliver(session, settings, digest.delivery, attempt)
+        error = deliveries.deliver(session, settings, digest.delivery, attempt)
         gave_up = error is not None and attempt >= settings.delivery_attempts
         if error is None or gave_up:
-            notifications.settle_digest(session, digest)
+            digests.settle_digest(session, digest)
         if error is not None and gave_up:
-            notifications.dead_letter(session, digest.delivery, attempt, error)
+            deliveries.dead_letter(session, digest.delivery, attempt, error)
     if error is None:
         metrics.NOTIFICATIONS.labels(recipient.channel, "sent").inc()
         return "sent"

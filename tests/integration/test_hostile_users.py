@@ -25,7 +25,8 @@ from segs.db import session_scope
 from segs.domain.billing import month_bounds
 from segs.domain.signatures import signature
 from segs.domain.signatures import signature_problem
-from segs.services.alerts import notifications
+from segs.services.alerts import deliveries
+from segs.services.alerts.planning import Delivery
 from segs.services.alerts.webhook_client import fixed_resolver
 from segs.services.pricing.billing_run import run_billing
 from segs.services.spine.partitions import ensure_partitions
@@ -140,20 +141,20 @@ def test_a_webhook_to_a_public_address_is_saved_without_connecting(clean_state):
     assert response.status_code == 201
 
 
-def _webhook(owner, url: str) -> notifications.Delivery:
+def _webhook(owner, url: str) -> Delivery:
     hook_id = uuid.uuid4()
     execute(
         "INSERT INTO webhooks (id, user_id, url, secret) VALUES (%s, %s, %s, 'hook-secret')",
         (hook_id, owner.id, url),
     )
-    return notifications.Delivery(
+    return Delivery(
         "transition:1", "webhook", str(owner.id), str(hook_id), "t", {"event": "alert.created"}
     )
 
 
 def _deliver(delivery, settings, table) -> str | None:
     with session_scope() as session:
-        return notifications.deliver(session, settings, delivery, 1, fixed_resolver(table))
+        return deliveries.deliver(session, settings, delivery, 1, fixed_resolver(table))
 
 
 def test_a_name_that_resolves_to_loopback_at_send_time_is_not_connected_to(app, clean_state):

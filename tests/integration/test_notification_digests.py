@@ -24,10 +24,10 @@ from segs.domain.webhooks import DELIVERY_HEADER
 from segs.domain.webhooks import SIGNATURE_HEADER
 from segs.domain.webhooks import TIMESTAMP_HEADER
 from segs.redis_client import get_redis
+from segs.services.alerts.digests import Recipient
 from segs.services.alerts.lifecycle import Condition
 from segs.services.alerts.lifecycle import clear_condition
 from segs.services.alerts.lifecycle import raise_alert
-from segs.services.alerts.notifications import Recipient
 from segs.tasks.notifications import deliver_digest
 from segs.tasks.notifications import deliver_notification
 from segs.tasks.notifications import enqueue_transitions

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 
 from segs.db import session_scope
-from segs.services.alerts import notifications
+from segs.services.alerts import outbox
 from segs.web.cli import _alembic_config
 from tests.support import execute
 from tests.support import query
@@ -36,4 +36,4 @@ def test_transitions_there_before_the_upgrade_count_as_dispatched(clean_state):
         command.upgrade(config, "head")
     assert query("SELECT dispatched_at = at FROM alert_transitions") == [(True,)]
     with session_scope() as session:
-        assert notifications.stale_transitions(session, stale_after_s=30, limit=10) == []
+        assert outbox.stale_transitions(session, stale_after_s=30, limit=10) == []

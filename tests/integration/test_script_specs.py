@@ -23,9 +23,9 @@ from segs.services.alerts.feed_access import ACCOUNT_FULL
 from segs.services.alerts.feed_access import ALL_FULL
 from segs.services.alerts.feed_access import StreamSlot
 from segs.services.alerts.feed_access import take_slot
-from segs.services.alerts.notifications import Delivery
-from segs.services.alerts.notifications import claim_delivery
-from segs.services.alerts.notifications import release_delivery
+from segs.services.alerts.outbox import claim_delivery
+from segs.services.alerts.outbox import release_delivery
+from segs.services.alerts.planning import Delivery
 from segs.services.shared.keyspace import DOWNTIME
 from segs.services.shared.keyspace import LAST_SWEEP
 from segs.services.shared.keyspace import REFUSED_AT

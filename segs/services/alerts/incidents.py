@@ -42,11 +42,11 @@ from segs.models import Meter
 from segs.services.accounts import is_staff
 from segs.services.alerts.lifecycle import Condition
 from segs.services.alerts.lifecycle import clear_condition
-from segs.services.alerts.lifecycle import get_alert
 from segs.services.alerts.lifecycle import lock_group
-from segs.services.alerts.lifecycle import owned_when_raised
 from segs.services.alerts.lifecycle import raise_alert
 from segs.services.alerts.lifecycle import route_transitions
+from segs.services.alerts.queries import get_alert
+from segs.services.alerts.queries import owned_when_raised
 from segs.services.shared.paging import Page
 from segs.services.spine import DetectionStore
 

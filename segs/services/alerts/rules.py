@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
@@ -29,9 +32,8 @@ from segs.services.alerts.incidents import release_held
 from segs.services.alerts.incidents import resolve_cleared
 from segs.services.alerts.lifecycle import Condition
 from segs.services.alerts.lifecycle import apply_finding
-from segs.services.alerts.lifecycle import has_open
 from segs.services.alerts.lifecycle import raise_alert
-from segs.services.alerts.lifecycle import recent_loads
+from segs.services.alerts.queries import has_open
 from segs.services.spine import DetectionStore
 from segs.services.spine import MeterFinding
 
@@ -87,6 +89,28 @@ def evaluate_overloads(
         if finding is not None:
             transitions.extend(apply_finding(session, condition, finding, now))
     return transitions
+
+
+def recent_loads(session: Session, region: str, window_start: datetime, windows: int) -> list[Any]:
+    """The region's 1m loads of the *windows* windows ending with *window_start*, oldest first;
+    shorter when a window in between has no row (the streak is broken)."""
+    starts = [window_start - timedelta(minutes=back) for back in range(windows - 1, -1, -1)]
+    rows: dict[datetime, Any] = dict(
+        session.execute(
+            text(
+                "SELECT window_start, load_percentage FROM regional_aggregates_1m "
+                "WHERE region = :region AND window_start = ANY(:starts)"
+            ),
+            {"region": region, "starts": starts},
+        ).all()
+    )
+    loads: list[Any] = []
+    for start in starts:
+        if start not in rows:
+            loads = []  # a gap: only windows after it are consecutive
+            continue
+        loads.append(rows[start])
+    return loads
 
 
 def sweep_silent_meters(

@@ -10,7 +10,8 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.models import Alert
 from segs.services.alerts import incidents
-from segs.services.alerts import lifecycle as alerts
+from segs.services.alerts import lifecycle
+from segs.services.alerts import queries
 from segs.tasks.notifications import enqueue_transitions
 from segs.web.actor import current_actor
 from segs.web.alerts.schemas import AlertDetailSchema
@@ -46,7 +47,7 @@ bp = Blueprint(
 @bp.response(200, AlertPageSchema)
 def list_alerts(args: dict[str, Any]) -> dict[str, Any]:
     """List alerts matching every given filter, newest first."""
-    filters = alerts.AlertFilters(
+    filters = queries.AlertFilters(
         status=args.get("status"),
         severity=args.get("severity"),
         type=args.get("type"),
@@ -57,7 +58,7 @@ def list_alerts(args: dict[str, Any]) -> dict[str, Any]:
         incident_id=args.get("incident_id"),
     )
     with session_scope() as session:
-        page = alerts.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
+        page = queries.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
     return page_body(page.items, page.total, args)
 
 
@@ -65,10 +66,10 @@ def list_alerts(args: dict[str, Any]) -> dict[str, Any]:
 @roles_required(OPERATOR, ADMIN)
 @bp.arguments(StatsArgsSchema, location="query")
 @bp.response(200, AlertStatsSchema)
-def alert_stats(args: dict[str, Any]) -> alerts.AlertStats:
+def alert_stats(args: dict[str, Any]) -> queries.AlertStats:
     """Counts by status, type and region; mean time to acknowledge and to resolve (seconds)."""
     with session_scope() as session:
-        return alerts.stats(session, args.get("since"), args.get("until"))
+        return queries.stats(session, args.get("since"), args.get("until"))
 
 
 @bp.get("/<int:alert_id>")
@@ -78,8 +79,8 @@ def alert_stats(args: dict[str, Any]) -> alerts.AlertStats:
 def get_alert(alert_id: int) -> dict[str, Any]:
     """One alert with its transition history."""
     with session_scope() as session:
-        alert = alerts.get_alert(session, alert_id)
-        return _detail(alert, alerts.transitions_of(session, alert_id))
+        alert = queries.get_alert(session, alert_id)
+        return _detail(alert, queries.transitions_of(session, alert_id))
 
 
 @bp.get("/<int:alert_id>/meters")
@@ -113,7 +114,7 @@ def alert_meters(args: dict[str, Any], alert_id: int) -> dict[str, Any]:
 def acknowledge_alert(body: dict[str, Any], alert_id: int) -> Alert:
     """Take an active alert on."""
     with session_scope() as session:
-        alert, transitions = alerts.acknowledge(
+        alert, transitions = lifecycle.acknowledge(
             session, current_actor(), alert_id, body.get("note")
         )
     enqueue_transitions(transitions)
@@ -129,7 +130,7 @@ def acknowledge_alert(body: dict[str, Any], alert_id: int) -> Alert:
 def resolve_alert(body: dict[str, Any], alert_id: int) -> Alert:
     """Close an open alert (acknowledging first is not required)."""
     with session_scope() as session:
-        alert, transitions = alerts.resolve(session, current_actor(), alert_id, body.get("note"))
+        alert, transitions = lifecycle.resolve(session, current_actor(), alert_id, body.get("note"))
     enqueue_transitions(transitions)
     return alert
 
@@ -141,7 +142,7 @@ def resolve_alert(body: dict[str, Any], alert_id: int) -> Alert:
 def bulk_resolve(body: dict[str, Any]) -> dict[str, list[int]]:
     """Resolve many alerts at once; unknown or already resolved ids are reported as skipped."""
     with session_scope() as session:
-        resolved, skipped, transitions = alerts.bulk_resolve(
+        resolved, skipped, transitions = lifecycle.bulk_resolve(
             session, current_actor(), sorted(set(body["ids"])), body.get("note")
         )
     enqueue_transitions(transitions)

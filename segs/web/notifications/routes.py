@@ -9,9 +9,10 @@ from flask import current_app
 
 from segs.db import session_scope
 from segs.models import Webhook
-from segs.services.alerts import lifecycle as alerts
-from segs.services.alerts import notifications
+from segs.services.alerts import preferences
+from segs.services.alerts import queries
 from segs.services.alerts import webhook_client
+from segs.services.alerts import webhooks
 from segs.web.actor import current_actor
 from segs.web.alerts.schemas import CustomerAlertPageSchema
 from segs.web.alerts.schemas import MyAlertQueryArgsSchema
@@ -41,31 +42,31 @@ bp = Blueprint(
 def my_alerts(args: dict[str, Any]) -> dict[str, Any]:
     """Alerts raised on the caller's meters while they owned them, newest first (without
     staff's names and notes)."""
-    filters = alerts.AlertFilters(
+    filters = queries.AlertFilters(
         status=args.get("status"), meter_id=args.get("meter_id"), owner_id=current_account().id
     )
     with session_scope() as session:
-        page = alerts.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
+        page = queries.list_alerts(session, filters, page=args["page"], page_size=args["page_size"])
     return page_body(page.items, page.total, args)
 
 
 @bp.get("/notification-preferences")
 @roles_required()
 @bp.response(200, PreferencesViewSchema)
-def get_preferences() -> notifications.PreferencesView:
+def get_preferences() -> preferences.PreferencesView:
     """The caller's preferences (the defaults until they set theirs)."""
     with session_scope() as session:
-        return notifications.get_preferences(session, current_account().id)
+        return preferences.get_preferences(session, current_account().id)
 
 
 @bp.put("/notification-preferences")
 @roles_required()
 @bp.arguments(PreferencesSchema)
 @bp.response(200, PreferencesViewSchema)
-def set_preferences(body: dict[str, Any]) -> notifications.PreferencesView:
+def set_preferences(body: dict[str, Any]) -> preferences.PreferencesView:
     """Replace the caller's preferences: channels, kinds and the minimum severity."""
     with session_scope() as session:
-        return notifications.set_preferences(
+        return preferences.set_preferences(
             session, current_actor(), body["channels"], body["kinds"], body["min_severity"]
         )
 
@@ -76,7 +77,7 @@ def set_preferences(body: dict[str, Any]) -> notifications.PreferencesView:
 def list_webhooks() -> list[Webhook]:
     """The caller's webhooks (their secrets are not shown again)."""
     with session_scope() as session:
-        return notifications.list_webhooks(session, current_account().id)
+        return webhooks.list_webhooks(session, current_account().id)
 
 
 @bp.post("/webhooks")
@@ -92,7 +93,7 @@ def create_webhook(body: dict[str, Any]) -> Webhook:
     (422 WEBHOOK_URL_REFUSED says why); each delivery checks again."""
     settings = current_app.config["SEGS_SETTINGS"]
     with session_scope() as session:
-        return notifications.create_webhook(
+        return webhooks.create_webhook(
             session,
             current_actor(),
             body["url"],
@@ -108,4 +109,4 @@ def create_webhook(body: dict[str, Any]) -> Webhook:
 def delete_webhook(webhook_id: uuid.UUID) -> None:
     """Remove one of the caller's webhooks."""
     with session_scope() as session:
-        notifications.delete_webhook(session, current_actor(), webhook_id)
+        webhooks.delete_webhook(session, current_actor(), webhook_id)
