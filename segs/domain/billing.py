@@ -34,6 +34,50 @@ FAILED = "failed"
 PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED)
 
 
+# The invoice lifecycle, written once: each status and the statuses it may become. Beat turns
+# pending invoices overdue after their due date; an operator resolves a dispute by upholding the
+# bill (resolved, payable again) or voiding it (cancelled). Paid and cancelled are final.
+PENDING = "pending"
+PAID = "paid"
+OVERDUE = "overdue"
+DISPUTED = "disputed"
+RESOLVED = "resolved"
+CANCELLED = "cancelled"
+INVOICE_STATUSES = (PENDING, PAID, OVERDUE, DISPUTED, RESOLVED, CANCELLED)
+INVOICE_TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({PAID, OVERDUE, DISPUTED, CANCELLED}),
+    OVERDUE: frozenset({PAID, DISPUTED, CANCELLED}),
+    DISPUTED: frozenset({RESOLVED, CANCELLED}),
+    RESOLVED: frozenset({PAID}),
+    PAID: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+class InvoiceTransitionError(ValueError):
+    """An invoice cannot move from its status to the one asked for."""
+
+    def __init__(self, status: str, target: str) -> None:
+        super().__init__(f"a {status} invoice cannot be {target}")
+        self.status = status
+        self.allowed = statuses_that_may_become(target)
+
+
+def statuses_that_may_become(target: str) -> tuple[str, ...]:
+    """The statuses an invoice may be in to move to *target*, in INVOICE_STATUSES order."""
+    return tuple(status for status in INVOICE_STATUSES if target in INVOICE_TRANSITIONS[status])
+
+
+def may_become(status: str, target: str) -> bool:
+    return target in INVOICE_TRANSITIONS.get(status, frozenset())
+
+
+def check_transition(status: str, target: str) -> None:
+    """Raise InvoiceTransitionError unless an invoice in *status* may move to *target*."""
+    if not may_become(status, target):
+        raise InvoiceTransitionError(status, target)
+
+
 class PeriodError(ValueError):
     """A billing period is not a valid YYYY-MM month."""
 

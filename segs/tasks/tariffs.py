@@ -10,59 +10,34 @@ from celery.utils.log import get_task_logger
 from segs.celery_app import app
 from segs.db import session_scope
 from segs.redis_client import get_redis
-from segs.services.pricing import tariffs
-from segs.services.pricing.tariffs import PublishedChange
+from segs.services.pricing.engine import PublishedChange
+from segs.services.pricing.repricing import reprice
 
 logger = get_task_logger(__name__)
 
 ANNOUNCE_TASK = "segs.tasks.notifications.announce_tariff_change"
 
 
-def announce(changes: list[PublishedChange]) -> None:
-    """Send each published price change to the notification channels (the alerts issue's task).
-
-    A new interval at the same price (the first measured load re-basing an unchanged price)
-    changes nothing a customer pays, so it is not announced.
-    """
-    for change in changes:
-        if change.triggered_by == "load" and change.previous_price == change.price:
-            continue
-        app.send_task(
-            ANNOUNCE_TASK,
-            kwargs={
-                "region": change.region,
-                "previous_price": None
-                if change.previous_price is None
-                else str(change.previous_price),
-                "price": str(change.price),
-                "effective_from": change.effective_from.astimezone(UTC).isoformat(),
-                "reason": change.reason,
-            },
-            queue="notifications",
-        )
+def announce(change: PublishedChange) -> None:
+    """Queue a published price change for the notification channels (the alerts issue's task)."""
+    app.send_task(
+        ANNOUNCE_TASK,
+        kwargs={
+            "region": change.region,
+            "previous_price": None if change.previous_price is None else str(change.previous_price),
+            "price": str(change.price),
+            "effective_from": change.effective_from.astimezone(UTC).isoformat(),
+            "reason": change.reason,
+        },
+        queue="notifications",
+    )
 
 
 def recalculate(regions: list[str] | None) -> list[PublishedChange]:
-    """Run the engine now for *regions* (all if None), refresh the cache, announce the changes."""
+    """Reprice *regions* (all if None) now with this process's settings, announcing through
+    Celery."""
     settings = app.segs_settings
-    with session_scope() as session:
-        changes = tariffs.recalculate_prices(
-            session,
-            regions,
-            datetime.now(UTC),
-            settings.tariff_publish_threshold,
-            settings.tariff_band_hysteresis,
-        )
-    if changes:
-        with session_scope() as session:
-            tariffs.cache_current(
-                session,
-                get_redis(),
-                [change.region for change in changes],
-                settings.tariff_cache_ttl_s,
-            )
-        announce(changes)
-    return changes
+    return reprice(session_scope, get_redis(), settings, regions, datetime.now(UTC), announce)
 
 
 @app.task(name="segs.tasks.tariffs.recalculate_prices", acks_late=True)

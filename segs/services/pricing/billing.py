@@ -1,8 +1,7 @@
 """Invoices after the run: reads in scope, payments, disputes, statuses, estimates, exports.
 
-Statuses: pending -> paid | overdue | disputed | cancelled; overdue -> paid | disputed |
-cancelled; disputed -> resolved (an operator upholds the bill) | cancelled (an operator voids
-it); resolved -> paid. Beat marks pending invoices overdue after their due date.
+Every status change goes through the lifecycle of ``segs.domain.billing.INVOICE_TRANSITIONS``;
+:func:`require_transition` turns a move it does not allow into a 409.
 """
 
 from __future__ import annotations
@@ -21,13 +20,20 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from segs.domain.billing import CANCELLED
+from segs.domain.billing import DISPUTED
 from segs.domain.billing import INTERVAL
+from segs.domain.billing import OVERDUE
+from segs.domain.billing import RESOLVED
 from segs.domain.billing import CycleProjection
+from segs.domain.billing import InvoiceTransitionError
+from segs.domain.billing import check_transition
 from segs.domain.billing import compute_invoice
 from segs.domain.billing import ended_intervals
 from segs.domain.billing import month_bounds
 from segs.domain.billing import period_of
 from segs.domain.billing import project_cycle
+from segs.domain.billing import statuses_that_may_become
 from segs.domain.text import spreadsheet_safe
 from segs.errors import ConflictError
 from segs.errors import NotFoundError
@@ -43,11 +49,6 @@ from segs.services.pricing.billing_run import meter_charges
 from segs.services.pricing.billing_run import plan_region
 from segs.services.shared.paging import Page
 from segs.services.shared.paging import fetch_page
-
-STATUSES = ("pending", "paid", "overdue", "disputed", "resolved", "cancelled")
-PAYABLE = ("pending", "overdue", "resolved")
-DISPUTABLE = ("pending", "overdue")
-CANCELLABLE = ("pending", "overdue", "disputed")
 
 
 @dataclass(frozen=True)
@@ -119,19 +120,19 @@ def payments(session: Session, invoice_id: int) -> list[InvoicePayment]:
     )
 
 
-def _require(invoice: Invoice, allowed: tuple[str, ...], action: str) -> None:
-    if invoice.status not in allowed:
-        raise ConflictError(
-            f"a {invoice.status} invoice cannot be {action}",
-            {"status": invoice.status, "allowed": list(allowed)},
-        )
+def require_transition(invoice: Invoice, target: str) -> None:
+    """Refuse (409, naming the statuses that could) to move *invoice* to *target*."""
+    try:
+        check_transition(invoice.status, target)
+    except InvoiceTransitionError as exc:
+        raise ConflictError(str(exc), {"status": exc.status, "allowed": list(exc.allowed)}) from exc
 
 
 def dispute(session: Session, actor: Actor, invoice_id: int, reason: str, now: datetime) -> Invoice:
     assert actor.account is not None
     invoice = get_invoice(session, actor.account.id, actor.account.role, invoice_id, lock=True)
-    _require(invoice, DISPUTABLE, "disputed")
-    invoice.status = "disputed"
+    require_transition(invoice, DISPUTED)
+    invoice.status = DISPUTED
     invoice.disputed_at = now
     invoice.dispute_reason = reason
     return invoice
@@ -143,14 +144,15 @@ def resolve(
     """An operator closes a dispute: ``uphold`` (the bill stands, payable) or ``void``."""
     assert actor.account is not None
     invoice = get_invoice(session, actor.account.id, actor.account.role, invoice_id, lock=True)
-    _require(invoice, ("disputed",), "resolved")
+    # Only a disputed invoice has a dispute to close, whichever the outcome.
+    require_transition(invoice, RESOLVED)
     invoice.resolved_at = now
     invoice.resolution = resolution
     if outcome == "void":
-        invoice.status = "cancelled"
+        invoice.status = CANCELLED
         invoice.cancelled_at = now
     else:
-        invoice.status = "resolved"
+        invoice.status = RESOLVED
     record_audit(
         session,
         actor,
@@ -165,8 +167,8 @@ def resolve(
 def cancel(session: Session, actor: Actor, invoice_id: int, reason: str, now: datetime) -> Invoice:
     assert actor.account is not None
     invoice = get_invoice(session, actor.account.id, actor.account.role, invoice_id, lock=True)
-    _require(invoice, CANCELLABLE, "cancelled")
-    invoice.status = "cancelled"
+    require_transition(invoice, CANCELLED)
+    invoice.status = CANCELLED
     invoice.cancelled_at = now
     invoice.resolution = reason
     record_audit(session, actor, "invoice.cancel", "invoice", invoice.id, {"reason": reason})
@@ -177,8 +179,8 @@ def mark_overdue(session: Session, now: datetime) -> int:
     """Pending invoices past their due date become overdue; returns how many."""
     result = session.execute(
         update(Invoice)
-        .where(Invoice.status == "pending", Invoice.due_at < now)
-        .values(status="overdue", updated_at=now)
+        .where(Invoice.status.in_(statuses_that_may_become(OVERDUE)), Invoice.due_at < now)
+        .values(status=OVERDUE, updated_at=now)
         .returning(Invoice.id)
     )
     return len(result.fetchall())
@@ -212,12 +214,12 @@ def analytics(session: Session, period: str | None) -> PeriodAnalytics:
     billed = paid = overdue = 0
     for status, count, kwh, total, paid_amount in session.execute(statement):
         by_status[status] = int(count)
-        if status == "cancelled":
+        if status == CANCELLED:
             continue
         energy += kwh
         billed += int(total)
         paid += int(paid_amount)
-        if status == "overdue":
+        if status == OVERDUE:
             overdue += int(total) - int(paid_amount)
     return PeriodAnalytics(
         period, sum(by_status.values()), by_status, energy, billed, paid, billed - paid, overdue

@@ -20,17 +20,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
+from segs.domain.billing import PAID
+from segs.domain.billing import may_become
 from segs.domain.signatures import signature_problem
 from segs.errors import AuthenticationError
-from segs.errors import ConflictError
 from segs.errors import InvalidInputError
 from segs.errors import NotFoundError
 from segs.models import Invoice
 from segs.models import InvoicePayment
 from segs.services.accounts import Actor
 from segs.services.accounts import record_audit
-from segs.services.pricing.billing import PAYABLE
 from segs.services.pricing.billing import get_invoice
+from segs.services.pricing.billing import require_transition
 
 PENDING = "pending"
 SUCCEEDED = "succeeded"
@@ -39,11 +40,7 @@ OUTCOMES = (SUCCEEDED, FAILED)
 
 
 def _require_payable(invoice: Invoice, amount_minor: int) -> None:
-    if invoice.status not in PAYABLE:
-        raise ConflictError(
-            f"a {invoice.status} invoice cannot be paid",
-            {"status": invoice.status, "allowed": list(PAYABLE)},
-        )
+    require_transition(invoice, PAID)
     outstanding = invoice.total_minor - invoice.paid_minor
     if amount_minor != outstanding:
         raise InvalidInputError(
@@ -56,7 +53,7 @@ def _settle(invoice: Invoice, payment: InvoicePayment, now: datetime) -> None:
     payment.status = SUCCEEDED
     payment.paid_at = now
     invoice.paid_minor += payment.amount_minor
-    invoice.status = "paid"
+    invoice.status = PAID
     invoice.paid_at = now
 
 
@@ -205,7 +202,7 @@ def provider_callback(
         payment.status = FAILED
         action = "invoice.payment.failed"
     elif (
-        invoice.status in PAYABLE
+        may_become(invoice.status, PAID)
         and invoice.total_minor - invoice.paid_minor == payment.amount_minor
     ):
         _settle(invoice, payment, now)

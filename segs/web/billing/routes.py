@@ -18,6 +18,7 @@ from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.domain.access import USER
 from segs.domain.billing import CURRENCY
+from segs.domain.billing import OVERDUE
 from segs.domain.webhooks import SIGNATURE_HEADER
 from segs.domain.webhooks import TIMESTAMP_HEADER
 from segs.errors import InvalidInputError
@@ -274,7 +275,7 @@ def overdue(args: dict[str, Any]) -> dict[str, Any]:
             session,
             account.id,
             account.role,
-            billing.InvoiceFilters(status="overdue", region=args.get("region")),
+            billing.InvoiceFilters(status=OVERDUE, region=args.get("region")),
             page=args["page"],
             page_size=args["page_size"],
         )

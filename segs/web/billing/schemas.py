@@ -6,9 +6,9 @@ from marshmallow import ValidationError
 from marshmallow import fields
 from marshmallow import validate
 
+from segs.domain.billing import INVOICE_STATUSES
 from segs.domain.billing import PeriodError
 from segs.domain.billing import parse_period
-from segs.services.pricing.billing import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
@@ -79,7 +79,7 @@ class InvoiceSchema(CamelSchema):
     tax_minor = _amount("tax")
     total_minor = _amount("total")
     paid_minor = _amount("paid so far")
-    status = fields.String(metadata={"description": " | ".join(STATUSES)})
+    status = fields.String(metadata={"description": " | ".join(INVOICE_STATUSES)})
     issued_at = fields.DateTime()
     due_at = fields.DateTime()
     paid_at = fields.DateTime(allow_none=True)
@@ -99,7 +99,7 @@ InvoicePageSchema = page_schema(InvoiceSchema, "InvoicePage")
 
 
 class InvoiceQueryArgsSchema(PageArgsSchema):
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.String(validate=validate.OneOf(INVOICE_STATUSES))
     period = Period()
     meter_id = fields.String()
     region = fields.String()
@@ -111,7 +111,7 @@ class OverdueInvoiceArgsSchema(PageArgsSchema):
 
 class InvoiceExportArgsSchema(CamelSchema):
     period = Period()
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    status = fields.String(validate=validate.OneOf(INVOICE_STATUSES))
 
 
 class BillingAnalyticsArgsSchema(CamelSchema):

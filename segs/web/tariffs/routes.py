@@ -18,8 +18,14 @@ from segs.errors import InvalidInputError
 from segs.models import Region
 from segs.models import TariffOverride
 from segs.redis_client import get_redis
-from segs.services.pricing import tariffs
-from segs.tasks.tariffs import recalculate
+from segs.services.pricing import history
+from segs.services.pricing import overrides
+from segs.services.pricing import rules
+from segs.services.pricing.estimates import estimate_cost
+from segs.services.pricing.price_cache import CurrentPrice
+from segs.services.pricing.price_cache import current_price
+from segs.services.pricing.repricing import reprice
+from segs.tasks.tariffs import announce
 from segs.web.actor import current_actor
 from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
@@ -63,9 +69,14 @@ def _region_of_caller(args: dict[str, Any]) -> str:
     return region
 
 
-def _current(region: str) -> tariffs.CurrentPrice:
+def _current(region: str) -> CurrentPrice:
     with session_scope() as session:
-        return tariffs.current_price(session, get_redis(), region, _settings().tariff_cache_ttl_s)
+        return current_price(session, get_redis(), region, _settings().tariff_cache_ttl_s)
+
+
+def _reprice(region: str) -> None:
+    """Apply an admin's change at once instead of at the next flush or beat run."""
+    reprice(session_scope, get_redis(), _settings(), [region], datetime.now(UTC), announce)
 
 
 @bp.get("/current")
@@ -73,7 +84,7 @@ def _current(region: str) -> tariffs.CurrentPrice:
 @bp.arguments(TariffRegionArgsSchema, location="query")
 @bp.response(200, TariffCurrentPriceSchema)
 @bp.alt_response(404, response="NOT_FOUND")
-def my_current_price(args: dict[str, Any]) -> tariffs.CurrentPrice:
+def my_current_price(args: dict[str, Any]) -> CurrentPrice:
     """Show the price in force now in the caller's region (or the region named)."""
     return _current(_region_of_caller(args))
 
@@ -82,7 +93,7 @@ def my_current_price(args: dict[str, Any]) -> tariffs.CurrentPrice:
 @roles_required()
 @bp.response(200, TariffCurrentPriceSchema)
 @bp.alt_response(404, response="NOT_FOUND")
-def region_current_price(region: str) -> tariffs.CurrentPrice:
+def region_current_price(region: str) -> CurrentPrice:
     """Show a region's price in force now (served from the Redis cache when it has it)."""
     return _current(region)
 
@@ -97,7 +108,7 @@ def region_history(args: dict[str, Any], region: str) -> dict[str, Any]:
     end = args.get("end") or datetime.now(UTC)
     start = args.get("start") or end - DEFAULT_HISTORY_SPAN
     with session_scope() as session:
-        items = tariffs.history(session, region, start, end)
+        items = history.history(session, region, start, end)
     return {"region": region, "start": start, "end": end, "items": items}
 
 
@@ -108,7 +119,7 @@ def region_history(args: dict[str, Any], region: str) -> dict[str, Any]:
 @bp.alt_response(404, response="NOT_FOUND")
 def estimate(args: dict[str, Any]) -> dict[str, Any]:
     """Price a number of kWh at the current price, with tax, as an invoice line would be."""
-    found = tariffs.estimate_cost(
+    found = estimate_cost(
         _current(_region_of_caller(args)), args["kwh"], _settings().billing_tax_rate
     )
     return {**found.__dict__, "currency": CURRENCY}
@@ -124,7 +135,7 @@ def overview() -> dict[str, Any]:
     now = datetime.now(UTC)
     span = timedelta(hours=settings.tariff_overview_hours)
     with session_scope() as session:
-        regions = tariffs.overview(session, get_redis(), now, span, settings.tariff_cache_ttl_s)
+        regions = history.overview(session, get_redis(), now, span, settings.tariff_cache_ttl_s)
     return {"window_start": now - span, "window_end": now, "regions": regions}
 
 
@@ -135,7 +146,7 @@ def overview() -> dict[str, Any]:
 def region_rules(region: str) -> Region:
     """Show a region's pricing rules: base price, load bands, time-of-use grid, demand rate."""
     with session_scope() as session:
-        return tariffs.get_region(session, region)
+        return rules.get_region(session, region)
 
 
 @bp.patch("/regions/<region>/rules")
@@ -146,8 +157,8 @@ def region_rules(region: str) -> Region:
 def update_region_rules(body: dict[str, Any], region: str) -> Region:
     """Change a region's pricing rules (audited); the engine reprices the region at once."""
     with session_scope() as session:
-        updated = tariffs.update_rules(session, current_actor(), region, body)
-    recalculate([updated.name])
+        updated = rules.update_rules(session, current_actor(), region, body)
+    _reprice(updated.name)
     return updated
 
 
@@ -158,7 +169,7 @@ def update_region_rules(body: dict[str, Any], region: str) -> Region:
 def list_overrides(args: dict[str, Any]) -> dict[str, Any]:
     """List overrides, latest start first (removed ones only with includeRemoved)."""
     with session_scope() as session:
-        page = tariffs.list_overrides(
+        page = overrides.list_overrides(
             session,
             args.get("region"),
             args["include_removed"],
@@ -177,7 +188,7 @@ def list_overrides(args: dict[str, Any]) -> dict[str, Any]:
 def create_override(body: dict[str, Any]) -> TariffOverride:
     """Fix a region's price over a validity window; it applies at once if valid now."""
     with session_scope() as session:
-        created = tariffs.create_override(
+        created = overrides.create_override(
             session,
             current_actor(),
             body["region"],
@@ -187,7 +198,7 @@ def create_override(body: dict[str, Any]) -> TariffOverride:
             body["reason"],
             datetime.now(UTC),
         )
-    recalculate([created.region])
+    _reprice(created.region)
     return created
 
 
@@ -198,7 +209,7 @@ def create_override(body: dict[str, Any]) -> TariffOverride:
 def get_override(override_id: int) -> TariffOverride:
     """Show one override."""
     with session_scope() as session:
-        return tariffs.get_override(session, override_id)
+        return overrides.get_override(session, override_id)
 
 
 @bp.patch("/overrides/<int:override_id>")
@@ -210,10 +221,10 @@ def get_override(override_id: int) -> TariffOverride:
 def update_override(body: dict[str, Any], override_id: int) -> TariffOverride:
     """Change an override's price, window or reason; pricing follows at once."""
     with session_scope() as session:
-        updated = tariffs.update_override(
+        updated = overrides.update_override(
             session, current_actor(), override_id, body, datetime.now(UTC)
         )
-    recalculate([updated.region])
+    _reprice(updated.region)
     return updated
 
 
@@ -225,5 +236,7 @@ def update_override(body: dict[str, Any], override_id: int) -> TariffOverride:
 def remove_override(override_id: int) -> None:
     """Remove an override (only the override is touched); automatic pricing resumes."""
     with session_scope() as session:
-        removed = tariffs.remove_override(session, current_actor(), override_id, datetime.now(UTC))
-    recalculate([removed.region])
+        removed = overrides.remove_override(
+            session, current_actor(), override_id, datetime.now(UTC)
+        )
+    _reprice(removed.region)
