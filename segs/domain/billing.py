@@ -24,16 +24,6 @@ INTERVAL = timedelta(minutes=15)
 MINOR_UNITS = 100  # INR: 100 paise to the rupee
 CURRENCY = "INR"
 
-# An invoice is pending until paid; unpaid after its due date it is overdue. A disputed one is
-# resolved by staff; a cancelled one is owed no more. A payment started with a provider is
-# pending until the provider's callback says it succeeded or failed.
-PENDING = "pending"
-INVOICE_STATUSES = (PENDING, "paid", "overdue", "disputed", "resolved", "cancelled")
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED)
-
-
 # The invoice lifecycle, written once: each status and the statuses it may become. Beat turns
 # pending invoices overdue after their due date; an operator resolves a dispute by upholding the
 # bill (resolved, payable again) or voiding it (cancelled). Paid and cancelled are final.
@@ -52,6 +42,13 @@ INVOICE_TRANSITIONS: dict[str, frozenset[str]] = {
     PAID: frozenset(),
     CANCELLED: frozenset(),
 }
+
+
+# A payment started with a provider is pending until the provider's callback says it succeeded
+# or failed.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PAYMENT_STATUSES = (PENDING, SUCCEEDED, FAILED)
 
 
 class InvoiceTransitionError(ValueError):

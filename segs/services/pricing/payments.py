@@ -20,7 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from segs.config import Settings
+from segs.domain.billing import FAILED
 from segs.domain.billing import PAID
+from segs.domain.billing import PENDING
+from segs.domain.billing import SUCCEEDED
 from segs.domain.billing import may_become
 from segs.domain.signatures import signature_problem
 from segs.errors import AuthenticationError
@@ -32,11 +35,6 @@ from segs.services.accounts import Actor
 from segs.services.accounts import record_audit
 from segs.services.pricing.billing import get_invoice
 from segs.services.pricing.billing import require_transition
-
-PENDING = "pending"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-OUTCOMES = (SUCCEEDED, FAILED)
 
 
 def _require_payable(invoice: Invoice, amount_minor: int) -> None:
