@@ -43,7 +43,7 @@ def _require_payable(invoice: Invoice, amount_minor: int) -> None:
     if amount_minor != outstanding:
         raise InvalidInputError(
             "the amount must equal the outstanding balance",
-            {"amountMinor": [f"must be {outstanding}"]},
+            {"amount_minor": [f"must be {outstanding}"]},
         )
 
 
@@ -186,7 +186,7 @@ def provider_callback(
         raise NotFoundError(f"no payment {message['reference']!r}")
     if payment.amount_minor != message["amount_minor"]:
         raise InvalidInputError(
-            "the amount is not the payment's", {"amountMinor": [f"must be {payment.amount_minor}"]}
+            "the amount is not the payment's", {"amount_minor": [f"must be {payment.amount_minor}"]}
         )
     if payment.status != PENDING:
         return CallbackResult(payment.id, payment.invoice_id, payment.status)
