@@ -51,19 +51,11 @@ task_queues = [Queue("default"), Queue("notifications")] + [
     Queue(name) for name in _settings.reading_queues
 ]
 task_create_missing_queues = False
-# Reading batches name their shard queue when sent; everything else runs on "default".
-task_routes = {
-    "segs.tasks.windows.*": {"queue": "default"},
-    "segs.tasks.maintenance.*": {"queue": "default"},
-    "segs.tasks.mail.*": {"queue": "default"},
-    "segs.tasks.alerts.*": {"queue": "default"},
-    "segs.tasks.notifications.*": {"queue": "notifications"},
-    "segs.tasks.tariffs.*": {"queue": "default"},
-    "segs.tasks.billing.*": {"queue": "default"},
-    "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
-}
+# No task_routes: each task names its queue in its decorator (segs.tasks), and reading batches
+# name their shard queue when sent.
 
-# Every task is idempotent (see each task's docstring), so a killed worker's task runs again.
+# A killed worker's task runs again: each task's docstring says why that is safe (or what a
+# second run does).
 task_acks_late = True
 task_reject_on_worker_lost = True
 # Reading batch messages wait unacknowledged in the worker's main process until their group is

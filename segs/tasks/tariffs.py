@@ -13,6 +13,7 @@ from segs.db import session_scope
 from segs.redis_client import get_redis
 from segs.services.pricing import tariffs
 from segs.services.pricing.tariffs import PublishedChange
+from segs.tasks.retries import RETRY_SHORT_OUTAGES
 
 logger = get_task_logger(__name__)
 
@@ -66,11 +67,17 @@ def recalculate(regions: list[str] | None) -> list[PublishedChange]:
     return changes
 
 
-@app.task(name="segs.tasks.tariffs.recalculate_prices", acks_late=True)
+@app.task(
+    name="segs.tasks.tariffs.recalculate_prices",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def recalculate_prices(regions: list[str] | None = None) -> dict[str, int]:
     """Reprice *regions* (all if None) from their newest load, time of use and overrides.
 
-    Idempotent: a second run at the same load finds nothing to change.
+    Safe twice: runs take their regions' rows in turn (FOR NO KEY UPDATE), and a second run at
+    the same load finds the price already published, so it changes and announces nothing.
     """
     changes = recalculate(regions)
     for change in changes:
