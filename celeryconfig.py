@@ -52,7 +52,7 @@ task_queues = [Queue("default"), Queue("notifications")] + [
 ]
 task_create_missing_queues = False
 # No task_routes: each task names its queue in its decorator (segs.tasks), and reading batches
-# name their shard queue when sent.
+# name their shard queue when sent. app.send_task, which sends by name only, names the queue too.
 
 # A killed worker's task runs again: each task's docstring says why that is safe (or what a
 # second run does).
