@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from unittest import mock
 
+import psycopg
 import pytest
 
 import celeryconfig
@@ -124,3 +125,13 @@ def test_notifications_are_retried_for_as_long_as_an_outage_lasts(name):
     assert task.autoretry_for == OUTAGES
     assert task.retry_backoff is True
     assert task.max_retries is None
+
+
+def test_an_outage_is_retried_a_bounded_number_of_times_then_the_run_fails():
+    task = app.tasks["segs.tasks.maintenance.maintain_partitions"]
+    outage = psycopg.OperationalError("the server closed the connection")
+    # Run eagerly: each retry runs at once, without its backoff.
+    with mock.patch("segs.tasks.maintenance.raw_connection", side_effect=outage) as connect:
+        result = task.apply()
+    assert connect.call_count == 1 + task.max_retries
+    assert result.failed() and result.result is outage
