@@ -14,7 +14,8 @@ from typing import Any
 
 from segs.services.shared.outages import OUTAGES
 
-# Up to about five minutes of outage: retries 1, 2, 4, ... 32 s, then 60 s apart (or sooner).
+# Up to about five minutes of outage: retries 1, 2, 4, ... 32 s, then 60 s apart (jittered:
+# each wait is at most that).
 _BOUNDED_OUTAGE_RETRIES = 10
 
 
@@ -32,8 +33,8 @@ def _outage_retry(max_retries: int | None) -> dict[str, Any]:
 # Work nothing else would redo, such as a notification: never lost to an outage.
 RETRY_UNTIL_OUTAGE_ENDS = _outage_retry(None)
 
-# Work that the next run (or the next flush) would redo: retried through a short outage, then
-# the run fails and is left to that next one.
+# Work that a later run redoes or supersedes (beat's next run, the next flush's evaluation):
+# retried through a short outage; after a longer one the run fails and that later run does it.
 RETRY_SHORT_OUTAGES = _outage_retry(_BOUNDED_OUTAGE_RETRIES)
 
 # Beat sends these every few seconds, and the next run is their retry: one retrying meanwhile
