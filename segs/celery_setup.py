@@ -25,18 +25,6 @@ TASK_MODULES = (
     "segs.tasks.billing",
 )
 
-# Reading batches name their shard queue when sent; everything else runs on "default".
-TASK_ROUTES = {
-    "segs.tasks.windows.*": {"queue": "default"},
-    "segs.tasks.maintenance.*": {"queue": "default"},
-    "segs.tasks.mail.*": {"queue": "default"},
-    "segs.tasks.alerts.*": {"queue": "default"},
-    "segs.tasks.notifications.*": {"queue": "notifications"},
-    "segs.tasks.tariffs.*": {"queue": "default"},
-    "segs.tasks.billing.*": {"queue": "default"},
-    "segs.tasks.readings.requeue_stalled_batches": {"queue": "default"},
-}
-
 # Give up publishing quickly: the API answers 503 and the client retries.
 PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
@@ -81,9 +69,11 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         task_queues=[Queue("default"), Queue("notifications")]
         + [Queue(name) for name in settings.reading_queues],
         task_create_missing_queues=False,
-        task_routes=TASK_ROUTES,
-        # Every task is idempotent (see each task's docstring), so a killed worker's task runs
-        # again.
+        # No task_routes: each task names its queue in its decorator (segs.tasks), and reading
+        # batches name their shard queue when sent. app.send_task, which sends by name only,
+        # names the queue too.
+        # A killed worker's task runs again: each task's docstring says why that is safe (or
+        # what a second run does).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         # Reading batch messages wait unacknowledged in the worker's main process until their

@@ -15,6 +15,7 @@ from segs.services.alerts import rules as alerting
 from segs.services.spine.detection import DetectionStore
 from segs.services.spine.detection import MeterFinding
 from segs.tasks.notifications import enqueue_transitions
+from segs.tasks.retries import RETRY_SHORT_OUTAGES
 
 
 @lru_cache(maxsize=1)
@@ -41,9 +42,18 @@ def store_findings(shard: int, batch_id: str, findings: list[MeterFinding]) -> N
     get_detection_store().forget_findings(shard, batch_id)
 
 
-@app.task(name="segs.tasks.alerts.evaluate_overloads", acks_late=True)
+@app.task(
+    name="segs.tasks.alerts.evaluate_overloads",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def evaluate_overloads(windows: dict[str, int]) -> int:
-    """Judge regional overload on the 1m windows a flush just stored ({region: start µs})."""
+    """Judge regional overload on the 1m windows a flush just stored ({region: start µs}).
+
+    Twice for the same windows opens no second alert (a condition has one open alert at a
+    time): the open one counts one more occurrence, and a cleared one stays resolved.
+    """
     started = time.perf_counter()
     with session_scope() as session:
         transitions = alerting.evaluate_overloads(
@@ -54,11 +64,20 @@ def evaluate_overloads(windows: dict[str, int]) -> int:
     return len(transitions)
 
 
-@app.task(name="segs.tasks.alerts.sweep_silent_meters", acks_late=True)
+@app.task(
+    name="segs.tasks.alerts.sweep_silent_meters",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def sweep_silent_meters() -> int:
     """Raise METER_OUTAGE for meters that missed SEGS_SILENT_AFTER_INTERVALS readings; then
     settle regional incidents: tell the alerts held past SEGS_INCIDENT_WINDOW_S one by one, and
-    resolve the incidents that cleared. Each in its own transaction."""
+    resolve the incidents that cleared. Each in its own transaction.
+
+    Safe twice: a silent meter's deadline is popped from Redis as it is reported (and put back
+    if the transaction fails), and a second settling finds the alerts released and the
+    incidents resolved under the same group locks."""
     rule = app.segs_settings.incident_rule
     store = get_detection_store()
     with session_scope() as session:
@@ -70,9 +89,17 @@ def sweep_silent_meters() -> int:
     return len(transitions) + len(settled)
 
 
-@app.task(name="segs.tasks.alerts.expire_detection_states", acks_late=True)
+@app.task(
+    name="segs.tasks.alerts.expire_detection_states",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def expire_detection_states() -> int:
-    """Forget the detection state of meters silent for SEGS_DETECTION_STATE_TTL_DAYS."""
+    """Forget the detection state of meters silent for SEGS_DETECTION_STATE_TTL_DAYS.
+
+    Safe twice: a second run finds those states forgotten already.
+    """
     with session_scope() as session:
         return alerting.expire_detection_states(
             session,

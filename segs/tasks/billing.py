@@ -13,15 +13,22 @@ from segs.db import raw_connection
 from segs.db import session_scope
 from segs.services.pricing import billing
 from segs.services.pricing import billing_run
+from segs.tasks.retries import RETRY_SHORT_OUTAGES
 
 logger = get_task_logger(__name__)
 
 
-@app.task(name="segs.tasks.billing.generate_invoices", acks_late=True)
+@app.task(
+    name="segs.tasks.billing.generate_invoices",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def generate_invoices(period: str | None = None) -> dict[str, int | str]:
     """Invoice *period* (YYYY-MM; default: the month before the current UTC month).
 
-    Idempotent: meters already invoiced for the period are skipped.
+    Safe twice: an invoice is unique per meter, period and owner (ON CONFLICT DO NOTHING), so a
+    second run only invoices the meters the first did not.
     """
     settings = app.segs_settings
     now = datetime.now(UTC)
@@ -42,9 +49,15 @@ def generate_invoices(period: str | None = None) -> dict[str, int | str]:
     return {"period": period, "created": report.created, "meters": report.meters}
 
 
-@app.task(name="segs.tasks.billing.mark_overdue", acks_late=True)
+@app.task(
+    name="segs.tasks.billing.mark_overdue",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def mark_overdue() -> dict[str, int]:
-    """Pending invoices past their due date become overdue (idempotent)."""
+    """Pending invoices past their due date become overdue. Safe twice: only pending invoices
+    change, so a second run finds those already overdue."""
     with session_scope() as session:
         count = billing.mark_overdue(session, datetime.now(UTC))
     return {"overdue": count}

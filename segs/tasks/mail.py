@@ -13,6 +13,7 @@ MAX_RETRIES = 5
 
 @app.task(
     name="segs.tasks.mail.send_email",
+    queue="default",
     # A server that is down or slow (OSError covers refused connections and timeouts) or
     # answers with a temporary SMTP error gets the message again, after 1, 2, 4, 8, 16 s...
     autoretry_for=(smtplib.SMTPException, OSError),

@@ -10,13 +10,23 @@ from celery.utils.log import get_task_logger
 from segs.celery_app import app
 from segs.db import raw_connection
 from segs.services.spine import partitions
+from segs.tasks.retries import RETRY_SHORT_OUTAGES
 
 logger = get_task_logger(__name__)
 
 
-@app.task(name="segs.tasks.maintenance.maintain_partitions", acks_late=True)
+@app.task(
+    name="segs.tasks.maintenance.maintain_partitions",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def maintain_partitions() -> dict[str, int]:
-    """Create the coming partitions and drop expired ones (both idempotent)."""
+    """Create the coming partitions, drop expired ones and trim the small tables.
+
+    Safe twice: partitions are made and dropped under an advisory lock, each only if still
+    missing or expired, and only rows past retention are deleted; a second run finds nothing to do.
+    """
     settings = app.segs_settings
     now = datetime.now(UTC)
     with raw_connection() as conn:

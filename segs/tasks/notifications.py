@@ -28,21 +28,12 @@ from segs.services.alerts import planning
 from segs.services.alerts.digests import Recipient
 from segs.services.alerts.planning import Delivery
 from segs.services.alerts.planning import Plan
-from segs.services.shared.outages import OUTAGES
+from segs.tasks.retries import RETRIED_BY_NEXT_RUN
+from segs.tasks.retries import RETRY_UNTIL_OUTAGE_ENDS
 
 logger = get_task_logger(__name__)
 
 QUEUE = "notifications"
-
-
-# PostgreSQL or Redis being down (or restarting) only delays a notification: the task is
-# retried with backoff instead of failing, which would acknowledge it and lose it.
-OUTAGE_RETRY: dict[str, Any] = {
-    "autoretry_for": OUTAGES,
-    "max_retries": None,
-    "retry_backoff": True,
-    "retry_backoff_max": 60,
-}
 
 
 # Undispatched transitions re-enqueued per sweep at most; the rest wait for the next sweeps.
@@ -55,10 +46,16 @@ def enqueue_transitions(transition_ids: list[int]) -> None:
         dispatch_transition.apply_async(args=(transition_id,), queue=QUEUE)
 
 
-@app.task(name="segs.tasks.notifications.dispatch_transition", acks_late=True, **OUTAGE_RETRY)
+@app.task(
+    name="segs.tasks.notifications.dispatch_transition",
+    queue=QUEUE,
+    acks_late=True,
+    **RETRY_UNTIL_OUTAGE_ENDS,
+)
 def dispatch_transition(transition_id: int) -> int:
     """Publish one alert transition on the live feed, queue its deliveries, then take it out
-    of the outbox."""
+    of the outbox. Safe twice: a fan-out done already is not repeated (see _fan_out), and a
+    transition out of the outbox stays out."""
     with session_scope() as session:
         plan = planning.plan_transition(session, transition_id)
     if plan is None:
@@ -69,10 +66,20 @@ def dispatch_transition(transition_id: int) -> int:
     return queued
 
 
-@app.task(name="segs.tasks.notifications.redispatch_stale_transitions", acks_late=True)
+@app.task(
+    # A sweep of the outbox, not a delivery: it runs with the other periodic work.
+    name="segs.tasks.notifications.redispatch_stale_transitions",
+    queue="default",
+    acks_late=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def redispatch_stale_transitions() -> int:
     """Dispatch again the transitions still in the outbox SEGS_DISPATCH_STALE_AFTER_S after
-    their commit: a crash or a failed dispatch left them there."""
+    their commit: a crash or a failed dispatch left them there.
+
+    Safe twice: each transition is taken for a new dispatch at most once per
+    SEGS_DISPATCH_STALE_AFTER_S (a Redis SET NX), and a dispatch that runs twice is harmless.
+    """
     settings = app.segs_settings
     with session_scope() as session:
         stale = outbox.stale_transitions(session, settings.dispatch_stale_after_s, REDISPATCH_BATCH)
@@ -83,11 +90,17 @@ def redispatch_stale_transitions() -> int:
     return len(taken)
 
 
-@app.task(name="segs.tasks.notifications.announce_tariff_change", acks_late=True, **OUTAGE_RETRY)
+@app.task(
+    name="segs.tasks.notifications.announce_tariff_change",
+    queue=QUEUE,
+    acks_late=True,
+    **RETRY_UNTIL_OUTAGE_ENDS,
+)
 def announce_tariff_change(
     region: str, previous_price: str | None, price: str, effective_from: str, reason: str
 ) -> int:
-    """Tell a region's customers (and staff) about a tariff change; sent by issue 5's tariffs."""
+    """Tell a region's customers (and staff) about a tariff change; sent by issue 5's tariffs.
+    Safe twice: the change is dispatched once per region and effective time (see _fan_out)."""
     with session_scope() as session:
         plan = planning.plan_tariff_change(
             session,
@@ -117,11 +130,12 @@ def _fan_out(subject: str, plan: Plan) -> int:
 
 @app.task(
     name="segs.tasks.notifications.deliver_notification",
+    queue=QUEUE,
     bind=True,
     acks_late=True,
     # Channel failures are bounded by *attempt* below; waits for another copy's claim and
     # outages of PostgreSQL or Redis are not attempts.
-    **OUTAGE_RETRY,
+    **RETRY_UNTIL_OUTAGE_ENDS,
 )
 def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     """One attempt on one channel; retried with exponential backoff, then dead-lettered.
@@ -170,7 +184,13 @@ def deliver_notification(self: Task, attempt: int = 1, **fields: Any) -> str:
     return "dead"
 
 
-@app.task(name="segs.tasks.notifications.send_due_digests", acks_late=True)
+@app.task(
+    # A sweep, not a delivery: it runs with the other periodic work.
+    name="segs.tasks.notifications.send_due_digests",
+    queue="default",
+    acks_late=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def send_due_digests() -> int:
     """Queue the digest of every recipient whose first held notification waited
     SEGS_NOTIFY_DIGEST_S. A digest still queued when this runs again gets another copy, which
@@ -182,7 +202,13 @@ def send_due_digests() -> int:
     return len(due)
 
 
-@app.task(name="segs.tasks.notifications.deliver_digest", bind=True, acks_late=True, **OUTAGE_RETRY)
+@app.task(
+    name="segs.tasks.notifications.deliver_digest",
+    queue=QUEUE,
+    bind=True,
+    acks_late=True,
+    **RETRY_UNTIL_OUTAGE_ENDS,
+)
 def deliver_digest(self: Task, attempt: int = 1, **fields: Any) -> str:
     """One attempt at a recipient's digest: everything held for them, as one email or one
     webhook POST; retried and dead-lettered as a single delivery is.

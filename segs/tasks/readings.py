@@ -29,6 +29,7 @@ from segs.tasks.alerts import get_detection_store
 from segs.tasks.alerts import store_findings
 from segs.tasks.batched import AckedBatches
 from segs.tasks.queues import queue_depths
+from segs.tasks.retries import RETRIED_BY_NEXT_RUN
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 
@@ -54,8 +55,11 @@ class Message:
 @app.task(
     base=AckedBatches,
     name="segs.tasks.readings.fold_batch",
+    # No queue here: each batch is sent to its shard's queue, readings.<k> (publish_batches).
+    # No retry policy here: _fold_or_retry sends a failed batch again itself (see below).
     bind=True,
-    # Idempotent (see segs.services.spine.archive): safe to run again after a killed worker.
+    # Safe to run again after a killed worker: a batch's readings are archived once (the
+    # raw_readings key) and folded once (its "applied" mark, segs.services.spine.archive).
     acks_late=True,
     # A group is cut at this many messages, or after this long (the worker's main process
     # buffers them meanwhile; worker_prefetch_multiplier leaves room for a few groups).
@@ -312,9 +316,19 @@ def _send(
     )
 
 
-@app.task(name="segs.tasks.readings.requeue_stalled_batches", acks_late=True)
+@app.task(
+    name="segs.tasks.readings.requeue_stalled_batches",
+    queue="default",
+    acks_late=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def requeue_stalled_batches() -> int:
-    """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded."""
+    """Re-publish batches published SEGS_REQUEUE_AFTER_S ago and still not folded.
+
+    Safe twice: a re-published batch gets a new time in the ledger, so a later run leaves it
+    for another SEGS_REQUEUE_AFTER_S; two runs at once may both send a batch, and the second
+    copy folds nothing (segs.services.spine.archive).
+    """
     settings = app.segs_settings
     if not settings.pending_ledger:
         return 0  # RabbitMQ keeps unacknowledged messages itself; the ledger holds no rows

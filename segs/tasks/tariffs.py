@@ -12,6 +12,7 @@ from segs.db import session_scope
 from segs.redis_client import get_redis
 from segs.services.pricing.engine import PublishedChange
 from segs.services.pricing.repricing import reprice
+from segs.tasks.retries import RETRY_SHORT_OUTAGES
 
 logger = get_task_logger(__name__)
 
@@ -40,11 +41,17 @@ def recalculate(regions: list[str] | None) -> list[PublishedChange]:
     return reprice(session_scope, get_redis(), settings, regions, datetime.now(UTC), announce)
 
 
-@app.task(name="segs.tasks.tariffs.recalculate_prices", acks_late=True)
+@app.task(
+    name="segs.tasks.tariffs.recalculate_prices",
+    queue="default",
+    acks_late=True,
+    **RETRY_SHORT_OUTAGES,
+)
 def recalculate_prices(regions: list[str] | None = None) -> dict[str, int]:
     """Reprice *regions* (all if None) from their newest load, time of use and overrides.
 
-    Idempotent: a second run at the same load finds nothing to change.
+    Safe twice: runs take their regions' rows in turn (FOR NO KEY UPDATE), and a second run at
+    the same load finds the price already published, so it changes and announces nothing.
     """
     changes = recalculate(regions)
     for change in changes:

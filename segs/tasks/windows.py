@@ -19,15 +19,25 @@ from segs.services.spine import healing
 from segs.tasks.alerts import evaluate_overloads
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.queues import queue_depths
+from segs.tasks.retries import RETRIED_BY_NEXT_RUN
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 
 logger = get_task_logger(__name__)
 
 
-@app.task(name="segs.tasks.windows.flush_closed_windows", acks_late=True)
+@app.task(
+    name="segs.tasks.windows.flush_closed_windows",
+    queue="default",
+    acks_late=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def flush_closed_windows() -> dict[str, int]:
-    """Merge every closed window into PostgreSQL (idempotent: see segs.services.spine.flush)."""
+    """Merge every closed window into PostgreSQL.
+
+    Safe twice: one run at a time holds the flush lock (another skips), and the flush log
+    keeps a window moved out of Redis from being merged twice (segs.services.spine.flush).
+    """
     client = get_redis()
     # One flush at a time: a slow run must not race the next beat tick over the same windows.
     lock = client.lock(FLUSH_LOCK, timeout=300, blocking=False)
@@ -64,10 +74,20 @@ def flush_closed_windows() -> dict[str, int]:
     }
 
 
-@app.task(name="segs.tasks.windows.heal_after_redis_loss", acks_late=True)
+@app.task(
+    name="segs.tasks.windows.heal_after_redis_loss",
+    queue="default",
+    acks_late=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def heal_after_redis_loss() -> dict[str, int]:
     """Notice a Redis that lost its memory, and rebuild the aggregates its windows held once the
-    batches from before the loss have settled (segs.services.spine.healing)."""
+    batches from before the loss have settled (segs.services.spine.healing).
+
+    Safe twice: a loss is recorded by one run only, the one whose SET NX puts the generation
+    marker back, and a rebuild rewrites a quarter-hour from raw_readings, so doing it again
+    gives the same rows.
+    """
     with raw_connection() as conn:
         report = healing.heal(
             conn,
@@ -89,9 +109,14 @@ def heal_after_redis_loss() -> dict[str, int]:
     return {"rebuilt": report.rebuilt, "waiting": report.waiting, "healed": report.healed}
 
 
-@app.task(name="segs.tasks.windows.sample_queue_depths", ignore_result=True)
+@app.task(
+    name="segs.tasks.windows.sample_queue_depths",
+    queue="default",
+    ignore_result=True,
+    **RETRIED_BY_NEXT_RUN,
+)
 def sample_queue_depths() -> None:
-    """Publish queue depths and open-window counts as gauges."""
+    """Publish queue depths and open-window counts as gauges (safe twice: it only sets them)."""
     settings = app.segs_settings
     for queue, depth in queue_depths(
         ["default", "notifications", *settings.reading_queues]

@@ -138,6 +138,6 @@ def test_broker_transport_options_follow_the_broker():
         }
 
 
-def test_notification_tasks_route_to_their_own_queue():
-    route = celeryconfig.task_routes["segs.tasks.notifications.*"]
-    assert route == {"queue": "notifications"}
+def test_notification_tasks_run_on_their_own_queue(registered_tasks):
+    for name in ("deliver_notification", "deliver_digest", "dispatch_transition"):
+        assert app.tasks[f"segs.tasks.notifications.{name}"].queue == "notifications"
