@@ -51,6 +51,15 @@ class NewIngestionKeySchema(IngestionKeySchema):
 IngestionKeyPageSchema = page_schema(IngestionKeySchema, "IngestionKeyPage")
 
 
+# The request's names for the values the key services' errors name by meaning (the API's
+# answers and the CLI's messages both use them).
+KEY_REQUEST_FIELDS = {
+    "meter_id": "meterId",
+    "register_in": "registerIn",
+    "rate_limit": "rateLimit",
+}
+
+
 class IngestionKeyCreateSchema(CamelSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX_LENGTH))
     meter_id = fields.String(
