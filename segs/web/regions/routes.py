@@ -37,7 +37,7 @@ bp = Blueprint(
 )
 
 # The request's names for the values the region services' errors name by meaning.
-_CAPACITY_FIELDS = {"capacity_kw": "capacityKw"}
+API_FIELDS = {"capacity_kw": "capacityKw"}
 _RANGE_FIELDS = {query_ranges.RANGE_END: "end"}
 
 
@@ -74,7 +74,7 @@ def update_region(body: dict[str, Any], region: str) -> Region:
 
     Regions are not created here: an unknown region is a 404.
     """
-    with answering_with(_CAPACITY_FIELDS), session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         return regions.set_capacity(session, current_actor(), region, body["capacity_kw"]).region
 
 
