@@ -2,9 +2,9 @@
 
 ``make screenshots`` runs it. It serves the real app on a loopback port, opens its pages in
 headless Chromium (tools.browser) and writes PNGs under docs/images/: Swagger UI, and Flower
-watching a worker it starts (``celery -A segs worker -E`` and ``celery -A segs flower``, on the
-configured broker and database, as ``make run`` uses them). Nothing leaves the machine: the run
-fails if a page asked any other host for anything.
+watching a worker it starts (``celery -A segs worker -E`` and ``celery -A segs flower`` from
+tools.commands, on the configured broker and database, as ``make run`` uses them). Nothing
+leaves the machine: the run fails if a page asked any other host for anything.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from segs.config import get_settings
 from segs.web import create_app
+from tools import commands
 from tools.browser import browser_missing
 from tools.browser import chromium
 from tools.browser import documented_operations
@@ -37,7 +38,6 @@ from tools.browser import serving
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "docs" / "images"
-BIN = Path(sys.executable).parent
 FLOWER_PORT = 5599
 
 
@@ -68,15 +68,15 @@ def _flower_watching_a_worker(port: int) -> Iterator[str]:
     worker. Both are stopped on leaving."""
     # Flower's API answers the readiness poll without a login; it listens on loopback only.
     env = {**os.environ, "SEGS_WORKER_METRICS_PORT": "0", "FLOWER_UNAUTHENTICATED_API": "1"}
-    commands = [
-        [str(BIN / "celery"), "-A", "segs", "worker", "-E", "--loglevel", "warning"],
-        [str(BIN / "celery"), "-A", "segs", "flower", f"--port={port}", "--address=127.0.0.1"],
+    command_lines = [
+        commands.celery("worker", "-E", "--loglevel", "warning"),
+        commands.celery("flower", f"--port={port}", "--address=127.0.0.1"),
     ]
     processes = [
         subprocess.Popen(  # noqa: S603 (fixed commands)
             command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        for command in commands
+        for command in command_lines
     ]
     url = f"http://127.0.0.1:{port}"
     try:

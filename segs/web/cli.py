@@ -45,6 +45,8 @@ from segs.tasks.readings import publish_batches
 from segs.tasks.stores import get_pending_ledger
 from segs.tasks.stores import get_window_store
 from segs.tasks.windows import flush_closed_windows
+from segs.web.field_names import answering_with
+from segs.web.ingestion_keys.schemas import KEY_REQUEST_FIELDS
 
 _ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
 
@@ -132,7 +134,7 @@ def seed_demo(password: str | None) -> None:
 def create_ingestion_key(request: ingestion_keys.KeyRequest) -> str:
     """Create a key as the system (audited with no actor); return the plain key."""
     try:
-        with session_scope() as session:
+        with answering_with(KEY_REQUEST_FIELDS), session_scope() as session:
             created = ingestion_keys.create_key(session, SYSTEM, request, datetime.now(UTC))
     except SegsError as exc:
         raise _failure(exc) from exc

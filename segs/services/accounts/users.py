@@ -10,6 +10,9 @@ Rules kept here:
 - Deleting is soft: the row stays so the audit log still names it, the email is free again,
   the meters are unassigned and the refresh tokens revoked. Access tokens stop working at once
   because every request reloads the account and refuses deleted or suspended ones.
+
+An error names a value by what it means (``meter_ids``); the web layer answers with the API's
+names for them (segs.web.users).
 """
 
 from __future__ import annotations
@@ -202,7 +205,7 @@ def update_user(
         raise ConflictError(
             f"the account owns {len(owned)} meter(s); unassign them before changing its "
             "role or region",
-            {"meterIds": owned},
+            {"meter_ids": owned},
             code="OWNS_METERS",
         )
     if role != user.role:

@@ -14,6 +14,9 @@ Rules kept here:
   accepted (segs.domain.registry); an assigned or retired meter does not move.
 - Retiring and moving are announced to the API's caches once committed, so ingestion holds
   readings to them from the next request on (segs.services.spine.registry_cache).
+
+An error names a value by what it means (``meter_id``, ``user_id``, ``owner_id``,
+``effective_from``); the web layer answers with the API's names for them (segs.web.meters).
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ def create_meter(session: Session, actor: Actor, meter_id: str, region: str) -> 
     :raises ConflictError: the meter is registered already (by an admin or by a reading).
     """
     if not is_valid_id(meter_id):
-        raise InvalidInputError("not a meter id", {"meterId": [ID_RULE]})
+        raise InvalidInputError("not a meter id", {"meter_id": [ID_RULE]})
     if session.get(Region, region) is None:
         raise InvalidInputError(f"unknown region {region!r}", {"region": ["unknown region"]})
     created = session.scalar(
@@ -189,7 +192,7 @@ def move_meter(
     if meter.owner_id is not None:
         raise ConflictError(
             f"meter {meter_id} is assigned to an account of {meter.region}; unassign it first",
-            {"ownerId": str(meter.owner_id)},
+            {"owner_id": str(meter.owner_id)},
             code="METER_ASSIGNED",
         )
     if session.get(Region, region) is None:
@@ -215,7 +218,7 @@ def move_meter(
     )
     if problem is not None:
         raise InvalidInputError(
-            f"the move cannot start then: {problem}", {"effectiveFrom": [problem]}
+            f"the move cannot start then: {problem}", {"effective_from": [problem]}
         )
     move = MeterMove(
         meter_id=meter_id,
@@ -281,21 +284,21 @@ def assign_meter(
         raise NotFoundError(f"meter {meter_id} not found")
     user = session.get(User, user_id, with_for_update={"read": True})
     if user is None or user.deleted_at is not None:
-        raise InvalidInputError(f"user {user_id} not found", {"userId": ["no such account"]})
+        raise InvalidInputError(f"user {user_id} not found", {"user_id": ["no such account"]})
     meter = _locked_meter(session, meter_id)
     if meter.retired_at is not None:
         raise ConflictError(f"meter {meter_id} is retired", code="METER_RETIRED")
     if user.role != USER:
         raise InvalidInputError(
             f"a {user.role} account cannot own meters",
-            {"userId": ["only USER accounts own meters"]},
+            {"user_id": ["only USER accounts own meters"]},
             code="NOT_A_CUSTOMER",
         )
     if not can_own_meter(user.region, meter.region):
         raise InvalidInputError(
             f"meter {meter_id} is in {meter.region} but the account's region is "
             f"{user.region or 'not set'}",
-            {"userId": [f"the account must be of the meter's region {meter.region}"]},
+            {"user_id": [f"the account must be of the meter's region {meter.region}"]},
             code="REGION_MISMATCH",
         )
     if meter.owner_id == user.id:
@@ -303,7 +306,7 @@ def assign_meter(
     if meter.owner_id is not None and not reassign:
         raise ConflictError(
             f"meter {meter_id} is assigned to another account; unassign it first or reassign",
-            {"ownerId": str(meter.owner_id)},
+            {"owner_id": str(meter.owner_id)},
             code="METER_ASSIGNED",
         )
     previous = meter.owner_id

@@ -6,6 +6,8 @@ and the ingestion keys scoped to it, and is added by a migration (0001 seeds the
 A new capacity applies to every regional window the flush writes from then on (a late reading
 or a recompute rewrites its window with the capacity in force at that time); windows already
 written keep the capacity they were computed with, in their own ``capacity_kw`` column.
+
+A refused capacity is named ``capacity_kw``; each caller answers with its own name for it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from segs.errors import NotFoundError
 from segs.models import Region
 from segs.services.accounts import Actor
 from segs.services.accounts import record_audit
-
-CAPACITY_FIELD = "capacityKw"
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def set_capacity(session: Session, actor: Actor, name: str, capacity_kw: Decimal
     """
     problem = capacity_problem(capacity_kw)
     if problem is not None:
-        raise InvalidInputError(f"{CAPACITY_FIELD} {problem}", {CAPACITY_FIELD: [problem]})
+        raise InvalidInputError(f"not a usable capacity: {problem}", {"capacity_kw": [problem]})
     # FOR NO KEY UPDATE, as the tariff engine locks a region: the flush's foreign keys only
     # take KEY SHARE locks, so readings keep flowing while the row changes.
     region = session.scalar(

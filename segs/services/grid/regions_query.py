@@ -2,7 +2,8 @@
 
 Regional figures come from the regional window rows (each the sum over the region's meters);
 per-meter figures (active meters, rankings) from the meters' 15-minute windows. Times are given
-in the region's own time zone, with their UTC offset.
+in the region's own time zone, with their UTC offset. A refused range is named by its meaning
+(query_ranges.RANGE_END); the web layer answers with its own name for it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from sqlalchemy.orm import Session
 from segs.domain.rollups import covering_range
 from segs.domain.rollups import mean
 from segs.domain.rollups import range_problem
-from segs.errors import InvalidInputError
 from segs.errors import NotFoundError
 from segs.models import Region
+from segs.services.grid.query_ranges import RANGE_END
+from segs.services.grid.query_ranges import QueryArgumentError
 
 DEFAULT_STATS_SPAN = timedelta(days=7)
 DEFAULT_TOP_SPAN = timedelta(days=30)
@@ -127,7 +129,7 @@ def _range(
     start = start or end - default
     problem = range_problem(start, end, MAX_REGION_SPAN)
     if problem is not None:
-        raise InvalidInputError("the request is not valid", {"query": {"end": [problem]}})
+        raise QueryArgumentError("the request is not valid", RANGE_END, problem)
     # Whole 15-minute windows, aligned to UTC.
     return covering_range(start, end, "15m", UTC)
 

@@ -8,6 +8,10 @@ Rules kept here:
   without losing a reading.
 - Every change is audited with the change, and announced to the API processes' caches once it
   has committed (segs.services.spine.registry_cache).
+
+An error names a value by what it means (``meter_id``, ``register_in``, ``rate_limit``); each
+caller answers with its own names for them. A reason that points the client at another field
+says it as the API does.
 """
 
 from __future__ import annotations
@@ -223,12 +227,12 @@ def _check_request(session: Session, actor: Actor, request: KeyRequest) -> None:
     if request.register_in is not None and request.meter_id is None:
         raise InvalidInputError(
             "only a device key registers its meter",
-            {"registerIn": ["needs meterId"]},
+            {"register_in": ["needs meterId"]},
         )
     if request.rate_limit is not None:
         problem = rate_limit_problem(request.rate_limit)
         if problem is not None:
-            raise InvalidInputError("not a usable rate limit", {"rateLimit": [problem]})
+            raise InvalidInputError("not a usable rate limit", {"rate_limit": [problem]})
     known = set(session.scalars(select(Region.name)))
     unknown = sorted(
         {*request.regions, *([request.register_in] if request.register_in else [])} - known
@@ -236,7 +240,7 @@ def _check_request(session: Session, actor: Actor, request: KeyRequest) -> None:
     if unknown:
         raise InvalidInputError(
             f"unknown regions: {', '.join(unknown)}",
-            {"regions" if request.regions else "registerIn": ["unknown region"]},
+            {"regions" if request.regions else "register_in": ["unknown region"]},
         )
     if request.meter_id is not None:
         _check_device_meter(session, actor, request.meter_id, request.register_in)
@@ -246,25 +250,25 @@ def _check_device_meter(
     session: Session, actor: Actor, meter_id: str, register_in: str | None
 ) -> None:
     if not is_valid_id(meter_id):
-        raise InvalidInputError("not a meter id", {"meterId": [ID_RULE]})
+        raise InvalidInputError("not a meter id", {"meter_id": [ID_RULE]})
     meter = session.get(Meter, meter_id)
     if meter is None:
         if register_in is None:
             raise InvalidInputError(
                 f"meter {meter_id} is not registered",
-                {"meterId": ["register the meter first, or name its region (registerIn)"]},
+                {"meter_id": ["register the meter first, or name its region (registerIn)"]},
             )
         session.add(Meter(meter_id=meter_id, region=register_in))
         session.flush()
         record_audit(session, actor, "meter.create", "meter", meter_id, {"region": register_in})
     elif meter.retired_at is not None:
         raise InvalidInputError(
-            f"meter {meter_id} is retired", {"meterId": ["a retired meter sends no readings"]}
+            f"meter {meter_id} is retired", {"meter_id": ["a retired meter sends no readings"]}
         )
     elif register_in is not None and meter.region != register_in:
         raise InvalidInputError(
             f"meter {meter_id} is registered in region {meter.region}",
-            {"registerIn": [f"the meter is in {meter.region}"]},
+            {"register_in": [f"the meter is in {meter.region}"]},
         )
 
 

@@ -8,6 +8,8 @@ from marshmallow import fields
 from marshmallow import validate
 
 from segs.domain import alerts as rules
+from segs.domain.identifiers import ID_MAX_LENGTH
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.models.base import BIGINT_MAX
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
@@ -80,8 +82,8 @@ class AlertQueryArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.OneOf(rules.STATUSES))
     severity = fields.String(validate=validate.OneOf(rules.SEVERITIES))
     type = fields.String(validate=validate.OneOf(rules.ALERT_TYPES))
-    region = fields.String(validate=validate.Length(max=64))
-    meter_id = fields.String(validate=validate.Length(max=128))
+    region = fields.String(validate=validate.Length(max=REGION_MAX_LENGTH))
+    meter_id = fields.String(validate=validate.Length(max=ID_MAX_LENGTH))
     since = fields.AwareDateTime(
         default_timezone=UTC, metadata={"description": "created at or after; UTC if no offset"}
     )
@@ -110,7 +112,7 @@ AlertMeterPageSchema = page_schema(AlertMeterSchema, "AlertMeterPage")
 
 class MyAlertQueryArgsSchema(PageArgsSchema):
     status = fields.String(validate=validate.OneOf(rules.STATUSES))
-    meter_id = fields.String(validate=validate.Length(max=128))
+    meter_id = fields.String(validate=validate.Length(max=ID_MAX_LENGTH))
 
 
 class NoteSchema(CamelSchema):

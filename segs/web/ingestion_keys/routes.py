@@ -18,6 +18,8 @@ from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
 from segs.services.spine import ingestion_keys
 from segs.web.actor import current_actor
+from segs.web.field_names import answering_with
+from segs.web.ingestion_keys.schemas import KEY_REQUEST_FIELDS
 from segs.web.ingestion_keys.schemas import IngestionKeyCreateSchema
 from segs.web.ingestion_keys.schemas import IngestionKeyPageSchema
 from segs.web.ingestion_keys.schemas import IngestionKeyRotateSchema
@@ -71,7 +73,7 @@ def create_key(body: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str
         register_in=body.get("register_in"),
         rate_limit=body.get("rate_limit"),
     )
-    with session_scope() as session:
+    with answering_with(KEY_REQUEST_FIELDS), session_scope() as session:
         created = ingestion_keys.create_key(session, current_actor(), request, datetime.now(UTC))
     return _shown_once(created)
 

@@ -9,6 +9,7 @@ from segs.domain.identifiers import ID_PATTERN
 from segs.domain.identifiers import ID_RULE
 from segs.domain.ingestion_keys import DEVICE
 from segs.domain.ingestion_keys import HEAD_END
+from segs.domain.readings import REGION_MAX_LENGTH
 from segs.services.spine.ingestion_keys import NAME_MAX_LENGTH
 from segs.services.spine.ingestion_keys import STATUSES
 from segs.web.schemas import CamelSchema
@@ -50,6 +51,15 @@ class NewIngestionKeySchema(IngestionKeySchema):
 IngestionKeyPageSchema = page_schema(IngestionKeySchema, "IngestionKeyPage")
 
 
+# The request's names for the values the key services' errors name by meaning (the API's
+# answers and the CLI's messages both use them).
+KEY_REQUEST_FIELDS = {
+    "meter_id": "meterId",
+    "register_in": "registerIn",
+    "rate_limit": "rateLimit",
+}
+
+
 class IngestionKeyCreateSchema(CamelSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX_LENGTH))
     meter_id = fields.String(
@@ -57,13 +67,13 @@ class IngestionKeyCreateSchema(CamelSchema):
         metadata={"description": "a device key: the one meter it sends readings of"},
     )
     regions = fields.List(
-        fields.String(validate=validate.Length(min=1, max=64)),
+        fields.String(validate=validate.Length(min=1, max=REGION_MAX_LENGTH)),
         load_default=list,
         validate=validate.Length(max=100),
         metadata={"description": "a head-end key's regions; none: every region"},
     )
     register_in = fields.String(
-        validate=validate.Length(min=1, max=64),
+        validate=validate.Length(min=1, max=REGION_MAX_LENGTH),
         metadata={"description": "with meterId: register the meter in this region if it is new"},
     )
     rate_limit = fields.String(

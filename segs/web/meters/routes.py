@@ -14,6 +14,7 @@ from segs.domain.access import ADMIN
 from segs.redis_client import get_redis
 from segs.services.grid import meters
 from segs.web.actor import current_actor
+from segs.web.field_names import answering_with
 from segs.web.meters.schemas import MeterAssignmentSchema
 from segs.web.meters.schemas import MeterCreateSchema
 from segs.web.meters.schemas import MeterMoveSchema
@@ -33,6 +34,14 @@ bp = Blueprint(
     description="The meter registry. A USER sees only the meters assigned to them (others "
     "answer 404); operators and admins see all; only admins register, retire and assign.",
 )
+
+# The request's and answer's names for the fields the registry's errors name by meaning.
+API_FIELDS = {
+    "meter_id": "meterId",
+    "user_id": "userId",
+    "owner_id": "ownerId",
+    "effective_from": "effectiveFrom",
+}
 
 
 @bp.get("")
@@ -67,7 +76,7 @@ def list_meters(args: dict[str, Any]) -> dict[str, Any]:
 @bp.alt_response(409, response="CONFLICT")
 def create_meter(body: dict[str, Any]) -> tuple[meters.MeterView, dict[str, str]]:
     """Register a meter ahead of its first reading."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         created = meters.create_meter(session, current_actor(), body["meter_id"], body["region"])
     return created, {"Location": url_for("meters.get_meter", meter_id=created.meter_id)}
 
@@ -103,7 +112,7 @@ def retire_meter(meter_id: str) -> meters.MeterView:
 def move_meter(body: dict[str, Any], meter_id: str) -> meters.MoveView:
     """Move a meter to another region from a 15-minute boundary on; readings before it still
     belong to the region it leaves. An assigned or retired meter does not move."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         return meters.move_meter(
             session,
             get_redis(),
@@ -135,7 +144,7 @@ def list_moves(meter_id: str) -> list[meters.MoveView]:
 @bp.alt_response(409, response="CONFLICT")
 def assign_meter(body: dict[str, Any], meter_id: str) -> meters.MeterView:
     """Assign a meter to a USER account of its region."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         return meters.assign_meter(
             session, current_actor(), meter_id, body["user_id"], reassign=body["reassign"]
         )

@@ -10,9 +10,11 @@ from segs.db import session_scope
 from segs.domain.access import ADMIN
 from segs.domain.access import OPERATOR
 from segs.models import Region
+from segs.services.grid import query_ranges
 from segs.services.grid import regions
 from segs.services.grid import regions_query
 from segs.web.actor import current_actor
+from segs.web.field_names import answering_with
 from segs.web.parsing import Blueprint
 from segs.web.regions.schemas import RegionCurrentLoadSchema
 from segs.web.regions.schemas import RegionPageSchema
@@ -33,6 +35,10 @@ bp = Blueprint(
     description="Grid regions with their capacity and time zone; for operators and admins, "
     "each region's energy, top consumers and current load; for admins, setting a capacity.",
 )
+
+# The request's names for the values the region services' errors name by meaning.
+API_FIELDS = {"capacity_kw": "capacityKw"}
+_RANGE_FIELDS = {query_ranges.RANGE_END: "end"}
 
 
 @bp.get("")
@@ -68,7 +74,7 @@ def update_region(body: dict[str, Any], region: str) -> Region:
 
     Regions are not created here: an unknown region is a 404.
     """
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         return regions.set_capacity(session, current_actor(), region, body["capacity_kw"]).region
 
 
@@ -78,7 +84,7 @@ def update_region(body: dict[str, Any], region: str) -> Region:
 @bp.response(200, RegionPeriodStatsSchema)
 def region_stats(args: dict[str, Any], region: str) -> regions_query.RegionStats:
     """Show a region's energy, active meters and peak load over a period (default: 7 days)."""
-    with session_scope() as session:
+    with answering_with(_RANGE_FIELDS), session_scope() as session:
         return regions_query.region_stats(
             session, region, start=args.get("start"), end=args.get("end"), now=datetime.now(UTC)
         )
@@ -90,7 +96,7 @@ def region_stats(args: dict[str, Any], region: str) -> regions_query.RegionStats
 @bp.response(200, TopConsumersSchema)
 def top_consumers(args: dict[str, Any], region: str) -> regions_query.TopConsumers:
     """Rank a region's meters by energy used over a period (default: 30 days)."""
-    with session_scope() as session:
+    with answering_with(_RANGE_FIELDS), session_scope() as session:
         return regions_query.top_consumers(
             session,
             region,

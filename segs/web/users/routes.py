@@ -16,6 +16,7 @@ from segs.domain.access import OPERATOR
 from segs.services.accounts import users
 from segs.services.accounts.passwords import Passwords
 from segs.web.actor import current_actor
+from segs.web.field_names import answering_with
 from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
@@ -36,6 +37,9 @@ bp = Blueprint(
     description="Accounts. Everyone reads and edits their own profile at /users/me; operators "
     "read accounts; only admins create, change, suspend, activate and delete them.",
 )
+
+# The answer's names for the values the account services' errors name by meaning.
+API_FIELDS = {"meter_ids": "meterIds"}
 
 
 @bp.get("/me")
@@ -102,7 +106,7 @@ def get_user(user_id: uuid.UUID) -> users.AccountView:
 @bp.alt_response(409, response="CONFLICT")
 def update_user(changes: dict[str, Any], user_id: uuid.UUID) -> users.AccountView:
     """Change an account's name, phone, region, time zone or role."""
-    with session_scope() as session:
+    with answering_with(API_FIELDS), session_scope() as session:
         return users.update_user(session, current_actor(), user_id, changes)
 
 

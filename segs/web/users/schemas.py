@@ -10,14 +10,16 @@ from marshmallow import validate
 from segs.domain.access import ROLES
 from segs.domain.access import USER
 from segs.domain.accounts import DEFAULT_TIMEZONE
+from segs.domain.accounts import EMAIL_MAX_LENGTH
 from segs.domain.accounts import MAX_PASSWORD_LENGTH
+from segs.domain.accounts import NAME_MAX_LENGTH
 from segs.domain.accounts import PHONE_PATTERN
 from segs.domain.accounts import STATUSES
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
 
-_NAME = validate.Length(min=1, max=100)
+_NAME = validate.Length(min=1, max=NAME_MAX_LENGTH)
 _PHONE = validate.Regexp(PHONE_PATTERN, error="must be a phone number in E.164 form")
 
 
@@ -69,14 +71,15 @@ class UserQueryArgsSchema(PageArgsSchema):
     role = fields.String(validate=validate.OneOf(ROLES))
     region = fields.String()
     status = fields.String(validate=validate.OneOf(STATUSES))
+    # No part of an address or a name is longer than the longest address.
     q = fields.String(
-        validate=validate.Length(min=1, max=254),
+        validate=validate.Length(min=1, max=EMAIL_MAX_LENGTH),
         metadata={"description": "case-insensitive part of the email address or name"},
     )
 
 
 class UserCreateSchema(CamelSchema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = fields.Email(required=True, validate=validate.Length(max=EMAIL_MAX_LENGTH))
     name = _name(required=True)
     password = fields.String(
         required=True,
