@@ -11,6 +11,8 @@ from marshmallow import fields
 from marshmallow import pre_load
 from marshmallow import validate
 
+from segs.domain.access import ROLES
+
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Keeps OFFSET = (page - 1) x pageSize far inside PostgreSQL's bigint.
@@ -46,6 +48,18 @@ class CamelSchema(Schema):
             if bad:
                 raise ValidationError(bad)
         return data
+
+
+class AccountFieldsSchema(CamelSchema):
+    """What every answer showing an account says of it: who, where, and which role."""
+
+    id = fields.UUID()
+    email = fields.String()
+    name = fields.String()
+    phone = fields.String(allow_none=True)
+    role = fields.String(metadata={"description": " | ".join(ROLES)})
+    region = fields.String(allow_none=True)
+    timezone = fields.String()
 
 
 class PageArgsSchema(CamelSchema):

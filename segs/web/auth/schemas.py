@@ -9,7 +9,6 @@ from marshmallow import fields
 from marshmallow import validate
 from marshmallow import validates
 
-from segs.domain.access import ROLES
 from segs.domain.accounts import DEFAULT_TIMEZONE
 from segs.domain.accounts import EMAIL_MAX_LENGTH
 from segs.domain.accounts import MAX_PASSWORD_LENGTH
@@ -21,6 +20,7 @@ from segs.domain.codes import CODE_DIGITS
 from segs.domain.codes import CODE_PATTERN
 from segs.domain.readings import REGION_MAX_LENGTH
 from segs.domain.text import has_control_characters
+from segs.web.schemas import AccountFieldsSchema
 from segs.web.schemas import CamelSchema
 
 _RULE_TEXT = (
@@ -62,16 +62,9 @@ def _refuse_control_characters(value: str) -> None:
         raise ValidationError("must not contain control characters")
 
 
-class AccountSchema(CamelSchema):
+class AccountSchema(AccountFieldsSchema):
     """The logged-in account, as login and registration show it."""
 
-    id = fields.UUID()
-    email = fields.String()
-    name = fields.String()
-    phone = fields.String(allow_none=True)
-    role = fields.String(metadata={"description": " | ".join(ROLES)})
-    region = fields.String(allow_none=True)
-    timezone = fields.String()
     email_verified = fields.Function(
         lambda account: account.email_verified_at is not None,
         metadata={"description": "true once the emailed code was entered"},

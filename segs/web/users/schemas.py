@@ -15,6 +15,7 @@ from segs.domain.accounts import MAX_PASSWORD_LENGTH
 from segs.domain.accounts import NAME_MAX_LENGTH
 from segs.domain.accounts import PHONE_PATTERN
 from segs.domain.accounts import STATUSES
+from segs.web.schemas import AccountFieldsSchema
 from segs.web.schemas import CamelSchema
 from segs.web.schemas import PageArgsSchema
 from segs.web.schemas import page_schema
@@ -43,16 +44,9 @@ def _timezone(**kwargs: Any) -> fields.String:
     )
 
 
-class UserSchema(CamelSchema):
+class UserSchema(AccountFieldsSchema):
     """An account (never its password)."""
 
-    id = fields.UUID()
-    email = fields.String()
-    name = fields.String()
-    phone = fields.String(allow_none=True)
-    role = fields.String(metadata={"description": " | ".join(ROLES)})
-    region = fields.String(allow_none=True)
-    timezone = fields.String()
     status = fields.String(metadata={"description": " | ".join(STATUSES)})
     suspended_reason = fields.String(allow_none=True)
     email_verified = fields.Boolean()
