@@ -63,9 +63,11 @@ def get_override(session: Session, override_id: int) -> TariffOverride:
 
 def _check_window(valid_from: datetime, valid_to: datetime, now: datetime) -> None:
     if valid_to <= valid_from:
-        raise InvalidInputError("validTo must be after validFrom", {"validTo": ["after validFrom"]})
+        raise InvalidInputError(
+            "validTo must be after validFrom", {"valid_to": ["after validFrom"]}
+        )
     if valid_to <= now:
-        raise InvalidInputError("validTo must be in the future", {"validTo": ["in the future"]})
+        raise InvalidInputError("validTo must be in the future", {"valid_to": ["in the future"]})
 
 
 def _flush_override(session: Session) -> None:

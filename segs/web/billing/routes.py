@@ -56,7 +56,7 @@ from segs.web.security import current_account
 from segs.web.security import roles_required
 
 # The payment services name the amount by meaning; requests call it amountMinor.
-_PAYMENT_FIELDS = {"amount_minor": "amountMinor"}
+API_FIELDS = {"amount_minor": "amountMinor"}
 
 bp = Blueprint(
     "billing",
@@ -148,7 +148,7 @@ def pay_invoice(body: dict[str, Any], invoice_id: int) -> InvoicePayment:
 
     Answers the pending payment (the one already pending, if any) with the reference the
     provider's checkout takes; the invoice is paid when the provider confirms it."""
-    with session_scope() as session, answering_with(_PAYMENT_FIELDS):
+    with session_scope() as session, answering_with(API_FIELDS):
         return payments.start_payment(
             session,
             _settings(),
@@ -168,7 +168,7 @@ def pay_invoice(body: dict[str, Any], invoice_id: int) -> InvoicePayment:
 @bp.alt_response(409, response="CONFLICT")
 def record_payment(body: dict[str, Any], invoice_id: int) -> dict[str, Any]:
     """Record a payment received for the whole outstanding balance; the invoice is paid."""
-    with session_scope() as session, answering_with(_PAYMENT_FIELDS):
+    with session_scope() as session, answering_with(API_FIELDS):
         invoice = payments.record_payment(
             session,
             current_actor(),
@@ -193,7 +193,7 @@ def payment_callback(body: dict[str, Any], provider: str) -> payments.CallbackRe
     Headers ``X-SEGS-Timestamp`` (unix seconds) and ``X-SEGS-Signature``
     (``sha256=`` HMAC-SHA256 of ``<timestamp>.<body>`` with SEGS_PAYMENT_CALLBACK_SECRET);
     a timestamp more than 5 minutes away is refused. Repeating a callback changes nothing."""
-    with session_scope() as session, answering_with(_PAYMENT_FIELDS):
+    with session_scope() as session, answering_with(API_FIELDS):
         return payments.provider_callback(
             session,
             _settings(),

@@ -27,6 +27,7 @@ from segs.services.pricing.price_cache import current_price
 from segs.services.pricing.repricing import reprice
 from segs.tasks.tariffs import announce
 from segs.web.actor import current_actor
+from segs.web.field_names import answering_with
 from segs.web.parsing import Blueprint
 from segs.web.schemas import page_body
 from segs.web.security import current_account
@@ -44,6 +45,9 @@ from segs.web.tariffs.schemas import TariffOverrideUpdateSchema
 from segs.web.tariffs.schemas import TariffOverviewSchema
 from segs.web.tariffs.schemas import TariffRegionArgsSchema
 from segs.web.tariffs.schemas import TariffRulesSchema
+
+# The override services name the window's end by meaning; requests call it validTo.
+API_FIELDS = {"valid_to": "validTo"}
 
 bp = Blueprint(
     "tariffs",
@@ -187,7 +191,7 @@ def list_overrides(args: dict[str, Any]) -> dict[str, Any]:
 @bp.alt_response(409, response="CONFLICT")
 def create_override(body: dict[str, Any]) -> TariffOverride:
     """Fix a region's price over a validity window; it applies at once if valid now."""
-    with session_scope() as session:
+    with session_scope() as session, answering_with(API_FIELDS):
         created = overrides.create_override(
             session,
             current_actor(),
@@ -220,7 +224,7 @@ def get_override(override_id: int) -> TariffOverride:
 @bp.alt_response(409, response="CONFLICT")
 def update_override(body: dict[str, Any], override_id: int) -> TariffOverride:
     """Change an override's price, window or reason; pricing follows at once."""
-    with session_scope() as session:
+    with session_scope() as session, answering_with(API_FIELDS):
         updated = overrides.update_override(
             session, current_actor(), override_id, body, datetime.now(UTC)
         )
