@@ -31,6 +31,11 @@ _SUSTAINED = re.compile(r"sustained \(kept up\)\s+: (.*)")
 _CPU_TOTAL = re.compile(r"CPU during the load \(([\d.]+) CPU-s")
 _CPU_API = re.compile(r"^\s+api \(gunicorn\)\s+([\d.]+) CPU-s", re.MULTILINE)
 _TOTALS = re.compile(r"totals check\s+: (\w+)")
+# The closed loop's report (make bench's default shape, issue 16).
+_CLOSED_RATE = re.compile(r"readings/s end to end\s+: ([\d,]+)\s+\(([\d,]+) accepted")
+_CLOSED_CPU = re.compile(
+    r"CPU\s+: [\d.]+ CPU-s, ([\d.]+) µs per reading: api \(gunicorn\) ([\d.]+)"
+)
 
 
 @dataclass(frozen=True)
@@ -45,12 +50,24 @@ class Run:
 
 
 def parse_report(label: str, text: str) -> Run:
-    """The figures of one ``make bench`` report."""
+    """The figures of one ``make bench`` report: the closed loop (the default) or a fixed-rate
+    run (``--fixed-rate``). With several stacks in one report, the first one's."""
+    totals = _TOTALS.search(text)
+    closed_rate, closed_cpu = _CLOSED_RATE.search(text), _CLOSED_CPU.search(text)
+    if closed_rate and closed_cpu and totals:
+        return Run(
+            label=label,
+            rate=float(closed_rate.group(1).replace(",", "")),
+            accepted=int(closed_rate.group(2).replace(",", "")),
+            sustained="closed loop",
+            cpu_us_per_reading=float(closed_cpu.group(1)),
+            api_cpu_us_per_reading=float(closed_cpu.group(2)),
+            totals=totals.group(1),
+        )
     accepted = _ACCEPTED.search(text)
     cpu_total = _CPU_TOTAL.search(text)
     cpu_api = _CPU_API.search(text)
     sustained = _SUSTAINED.search(text)
-    totals = _TOTALS.search(text)
     if not (accepted and cpu_total and cpu_api and sustained and totals):
         raise ValueError(f"not a complete make bench report:\n{text[-3000:]}")
     count = max(int(accepted.group(2).replace(",", "")), 1)
@@ -138,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         f"current {cpu['current']:.1f} µs (API {api['baseline']:.1f} -> {api['current']:.1f} µs)"
     )
     print(f"throughput kept (CPU-bound): {cpu['baseline'] / cpu['current']:.3f}x the baseline")
+    rate = {side: statistics.median(r.rate for r in group) for side, group in sides.items()}
+    print(
+        f"median readings/s: baseline {rate['baseline']:,.0f}, current {rate['current']:,.0f} "
+        f"({rate['current'] / rate['baseline']:.3f}x)"
+    )
     return 0
 
 
