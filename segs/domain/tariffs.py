@@ -239,7 +239,11 @@ def next_price(
 ) -> PriceChange | None:
     """The change to publish at *now*, or None when the current price stands. A falling load
     leaves the current price's band only *band_hysteresis* points below its edge (HeldBand)."""
-    change = _next_price(current, rules, load_percent, overrides, now, threshold, band_hysteresis)
+    override = next((item for item in overrides if item.is_valid_at(now)), None)
+    if override is not None:
+        change = _override_change(current, override, now)
+    else:
+        change = _automatic_next(current, rules, load_percent, now, threshold, band_hysteresis)
     # History intervals are never empty: a change at the current interval's own start waits.
     if change is not None and current is not None:
         if change.effective_from <= current.effective_from:
@@ -247,34 +251,37 @@ def next_price(
     return change
 
 
-def _next_price(
+def _override_change(
+    current: CurrentTariff | None, override: Override, now: datetime
+) -> PriceChange | None:
+    """The change an override in force asks for (None once its price is the current one)."""
+    if current is not None and current.override_id == override.id:
+        return None
+    # Start where the override starts, unless history already runs past that instant.
+    start = override.valid_from
+    if current is not None and start <= current.effective_from:
+        start = now
+    return PriceChange(
+        override.price,
+        start,
+        f"override: {override.reason}",
+        "override",
+        None,
+        None,
+        None,
+        override.id,
+    )
+
+
+def _automatic_next(
     current: CurrentTariff | None,
     rules: PricingRules,
     load_percent: Decimal | None,
-    overrides: Sequence[Override],
     now: datetime,
     threshold: Decimal,
     band_hysteresis: Decimal,
 ) -> PriceChange | None:
-    override = next((item for item in overrides if item.is_valid_at(now)), None)
-    if override is not None:
-        if current is not None and current.override_id == override.id:
-            return None
-        # Start where the override starts, unless history already runs past that instant.
-        start = override.valid_from
-        if current is not None and start <= current.effective_from:
-            start = now
-        return PriceChange(
-            override.price,
-            start,
-            f"override: {override.reason}",
-            "override",
-            None,
-            None,
-            None,
-            override.id,
-        )
-
+    """The change automatic pricing asks for, with no override in force."""
     held = None
     if current is not None and current.override_id is None:
         held = HeldBand.of(

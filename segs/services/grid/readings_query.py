@@ -19,10 +19,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from typing import NamedTuple
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+from typing_extensions import Unpack
 
 from segs.domain.rollups import EnergyChange
 from segs.domain.rollups import WindowTotals
@@ -193,19 +195,22 @@ def meter_latest(session: Session, account_id: uuid.UUID, role: str, meter_id: s
     return MeterLatest(meter.meter_id, meter.region, _reading(row))
 
 
+class HistoryQuery(TypedDict):
+    """What a history read asks for: the bucket size, the range (defaults below) and the zone."""
+
+    resolution: str
+    start: datetime | None
+    end: datetime | None
+    zone_name: str
+    now: datetime
+
+
 def _history_range(
-    session: Session,
-    account_id: uuid.UUID,
-    role: str,
-    meter_id: str,
-    resolution: str,
-    start: datetime | None,
-    end: datetime | None,
-    zone_name: str,
-    now: datetime,
+    session: Session, account_id: uuid.UUID, role: str, meter_id: str, query: HistoryQuery
 ) -> HistoryRange:
-    zone = load_zone(zone_name)
-    start, end = history_range(resolution, start, end, now)
+    zone = load_zone(query["zone_name"])
+    resolution = query["resolution"]
+    start, end = history_range(resolution, query["start"], query["end"], query["now"])
     _, owned = readable_meter(session, account_id, role, meter_id)
     first, last = covering_range(start, end, resolution, zone)
     return HistoryRange(
@@ -231,16 +236,7 @@ def _buckets(session: Session, kind: str, params: dict[str, Any], zone: ZoneInfo
 
 
 def meter_history(
-    session: Session,
-    account_id: uuid.UUID,
-    role: str,
-    meter_id: str,
-    *,
-    resolution: str,
-    start: datetime | None,
-    end: datetime | None,
-    zone_name: str,
-    now: datetime,
+    session: Session, account_id: uuid.UUID, role: str, meter_id: str, **query: Unpack[HistoryQuery]
 ) -> History:
     """Return the meter's history at *resolution* over [start, end), widened to whole buckets.
 
@@ -248,31 +244,18 @@ def meter_history(
     per local hour or day. Empty buckets are left out. The range defaults to the 24 hours
     before *end* (default: now).
     """
-    covered = _history_range(
-        session, account_id, role, meter_id, resolution, start, end, zone_name, now
-    )
-    return History(covered, _buckets(session, resolution, covered.params, covered.zone))
+    covered = _history_range(session, account_id, role, meter_id, query)
+    return History(covered, _buckets(session, covered.resolution, covered.params, covered.zone))
 
 
 def meter_history_json(
-    session: Session,
-    account_id: uuid.UUID,
-    role: str,
-    meter_id: str,
-    *,
-    resolution: str,
-    start: datetime | None,
-    end: datetime | None,
-    zone_name: str,
-    now: datetime,
+    session: Session, account_id: uuid.UUID, role: str, meter_id: str, **query: Unpack[HistoryQuery]
 ) -> HistoryJson:
     """Return what meter_history returns, with the buckets written as JSON by PostgreSQL."""
-    covered = _history_range(
-        session, account_id, role, meter_id, resolution, start, end, zone_name, now
-    )
+    covered = _history_range(session, account_id, role, meter_id, query)
     session.execute(SET_ZONE, {"zone": covered.zone.key})  # for this transaction only
-    query = text(history_json_sql(resolution))
-    points = session.execute(query, {**covered.params, "point": POINT_JSON}).scalar_one()
+    sql = text(history_json_sql(covered.resolution))
+    points = session.execute(sql, {**covered.params, "point": POINT_JSON}).scalar_one()
     return HistoryJson(covered, points)
 
 
