@@ -14,9 +14,9 @@ from itertools import count
 from flask import Flask
 from flask_jwt_extended import create_access_token
 
-from segs.config import get_settings
 from segs.services.accounts.passwords import Passwords
 from segs.services.alerts.planning import Delivery
+from tests import support
 from tests.support import execute
 
 PASSWORD = "correct-horse-42"
@@ -77,7 +77,7 @@ def create_account(
             role,
             region,
             timezone,
-            Passwords(get_settings()).hash(password),
+            Passwords(support.settings()).hash(password),
         ),
     )
     # Owned since long before any test's data, so the owner reads (and is billed for) all of it.

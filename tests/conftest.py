@@ -6,7 +6,7 @@ apart). This process hands them to what it configures, before anything imports t
 Celery app, the database, Redis and ingestion; the app fixture hands them to the app factory.
 A worker or beat subprocess is configured as a real one is, through its environment, and gets
 the same variables: they are exported to this process's environment, which those subprocesses
-copy (as do the tests that read segs.config.get_settings() for an expected value).
+copy. A test reads an expected value from support.settings(), the settings handed out here.
 Unit tests use none of the service fixtures, so they run without PostgreSQL, Redis or a broker.
 """
 

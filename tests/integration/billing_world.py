@@ -11,7 +11,6 @@ from datetime import datetime
 from datetime import timedelta
 from decimal import Decimal
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import MICRO
 from segs.domain.readings import to_epoch_us
@@ -21,6 +20,7 @@ from segs.services.spine.partitions import drop_expired_partitions
 from segs.services.spine.partitions import ensure_partitions
 from segs.services.spine.windows_store import WindowStore
 from segs.tasks.alerts import get_detection_store
+from tests import support
 from tests.support import execute
 from tests.support import flush_now
 
@@ -123,12 +123,12 @@ def dst_day_readings(meter: str) -> list[list]:
 def drop_old_partitions() -> None:
     """Drop the October partitions made for the test, as retention would (they slow TRUNCATE)."""
     with raw_connection() as conn:
-        drop_expired_partitions(conn, get_settings(), datetime.now(UTC))
+        drop_expired_partitions(conn, support.settings(), datetime.now(UTC))
 
 
 def load_through_pipeline(rows: list[list]) -> None:
     """Archive and fold the rows as a worker would, then flush them into the aggregates."""
-    settings = replace(get_settings(), max_reading_age_s=45 * 86400, raw_retention_days=45)
+    settings = replace(support.settings(), max_reading_age_s=45 * 86400, raw_retention_days=45)
     with raw_connection() as conn:
         ensure_partitions(conn, settings, PAST_NOW)
         for start in range(0, len(rows), 5000):

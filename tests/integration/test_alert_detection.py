@@ -17,7 +17,6 @@ from datetime import timedelta
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.domain import alerts as rules
@@ -39,6 +38,7 @@ from simulator.meters import Scenario
 from simulator.meters import build_fleet
 from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
+from tests import support
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import flush_now
@@ -172,7 +172,7 @@ def test_findings_wait_in_redis_until_stored(mail_worker):
                 conn,
                 get_window_store(),
                 get_detection_store(),
-                get_settings(),
+                support.settings(),
                 batch_id=batch_id,
                 rows=rows,
                 received_at_us=now_us(),

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from segs.config import get_settings
+from tests import support
 from tests.support import MICRO
 from tests.support import archive_in_process
 from tests.support import assert_stored_equals_recomputed
@@ -112,5 +112,5 @@ def test_postgres_failure_while_reading_regions_answers_503(client, clean_state,
         "/telemetry/batch", data=json.dumps(batch), content_type="application/json", headers=headers
     )
     assert response.status_code == 503
-    assert response.headers["Retry-After"] == str(get_settings().retry_after_s)
+    assert response.headers["Retry-After"] == str(support.settings().retry_after_s)
     assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"

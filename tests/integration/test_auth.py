@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from flask_jwt_extended import decode_token
 
-from segs.config import get_settings
 from segs.domain.codes import code_digest
 from segs.domain.codes import code_mail
 from segs.services.alerts import mail
+from tests import support
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.mailbox import Mailbox
@@ -134,7 +134,9 @@ def test_register_verify_and_login(client, app, inbox):
     code = received.code
     # Stored only as a keyed hash bound to the account and purpose.
     stored = scalar("SELECT code_hash FROM verification_codes WHERE user_id = %s", (row["id"],))
-    assert stored == code_digest(get_settings().signing_key, "verify_email", str(row["id"]), code)
+    assert stored == code_digest(
+        support.settings().signing_key, "verify_email", str(row["id"]), code
+    )
 
     # No password yet: nothing to log in with.
     response = post(client, "/login", {"email": "asha@example.test", "password": NEW_PASSWORD})
@@ -175,7 +177,7 @@ def test_register_verify_and_login(client, app, inbox):
     assert answer(response) == (401, NO_VALID_CODE)
 
     tokens = login(client, "asha@example.test", NEW_PASSWORD)
-    assert tokens["expiresIn"] == get_settings().jwt_access_ttl_s
+    assert tokens["expiresIn"] == support.settings().jwt_access_ttl_s
     assert tokens["user"]["id"] == str(row["id"])
     access = claims(app, tokens["accessToken"])
     refresh = claims(app, tokens["refreshToken"])
@@ -326,7 +328,10 @@ def test_code_requests_say_the_same_for_any_address(client, app, inbox):
 
 def test_mail_service_talks_smtp(mailbox: Mailbox):
     settings = dataclasses.replace(
-        get_settings(), smtp_host=mailbox.host, smtp_port=mailbox.port, mail_from="Grid <g@x.test>"
+        support.settings(),
+        smtp_host=mailbox.host,
+        smtp_port=mailbox.port,
+        mail_from="Grid <g@x.test>",
     )
     message = code_mail("reset_password", "r@example.test", "012345", 600)
     mail.send_email(settings, message)

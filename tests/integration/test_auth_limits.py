@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from segs.config import get_settings
 from segs.web import create_app
+from tests import support
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.support import REPO
@@ -33,7 +33,7 @@ FAILED_HERE = "too many failed logins for this account from here; try again late
 
 def limited_client(**limits):
     """A client of an app whose auth limits are *limits* (the rest as configured)."""
-    app = create_app(dataclasses.replace(get_settings(), **limits))
+    app = create_app(dataclasses.replace(support.settings(), **limits))
     return app, app.test_client()
 
 
@@ -203,7 +203,7 @@ def test_with_redis_down_requests_get_503_and_logins_fail_closed(database):
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     for name, (status, retry_after, body) in answers.items():
         assert (name, status) == (name, 503), body
-        assert retry_after == str(get_settings().retry_after_s)
+        assert retry_after == str(support.settings().retry_after_s)
         assert json.loads(body)["error"]["code"] == "SERVICE_UNAVAILABLE"
         # Nothing about where Redis lives.
         assert (

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 import orjson
 import pytest
 
-from segs.config import get_settings
 from segs.domain.sharding import shard_for
 from segs.tasks.readings import publish_batches
 from segs.tasks.readings import requeue_stalled_batches
 from segs.tasks.stores import get_pending_ledger
+from tests import support
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import REPO
@@ -61,7 +61,7 @@ def test_a_poison_batch_becomes_a_dead_letter_without_delaying_others(client, wo
     """Put straight into a reading queue, bypassing the API: a NUL in a meter id, which
     PostgreSQL cannot store. It is tried SEGS_DATA_ERROR_ATTEMPTS times, never copied by the
     stalled-batch re-publisher, and the batches behind it in its queue go on."""
-    shards = get_settings().shards
+    shards = support.settings().shards
     start = past_15m_window(45)
     poison_meter = "POISON\x00"
     shard = shard_for(poison_meter, shards)
@@ -93,7 +93,7 @@ def test_a_poison_batch_becomes_a_dead_letter_without_delaying_others(client, wo
     assert (status, attempts, times_dead, count) == ("dead", 4, 1, 1)
     assert error_type == "CharacterNotInRepertoire"
     assert orjson.loads(rows_json) == poison_rows
-    every_shard = range(get_settings().shards)
+    every_shard = range(support.settings().shards)
     assert get_pending_ledger().rows_of_many([(shard, poison_id) for shard in every_shard]) == {}
     # The honest readings did not wait for the poison batch's attempts (1, 2 and 4 s apart).
     assert honest_delay < 3.0, honest_delay
@@ -108,9 +108,9 @@ def test_a_dead_letter_replayed_after_the_fix_folds_exactly_once(app, client, wo
     start = past_15m_window(45)
     batch = [reading(f"REPLAY-{n}", REGION, start + n * S, 1.0 + n, energy=0.1) for n in range(20)]
     poisoned = batch[7]["meterId"]
-    shard = shard_for(poisoned, get_settings().shards)
+    shard = shard_for(poisoned, support.settings().shards)
     same_shard = [
-        item for item in batch if shard_for(item["meterId"], get_settings().shards) == shard
+        item for item in batch if shard_for(item["meterId"], support.settings().shards) == shard
     ]
     honest = [item for item in batch if item not in same_shard]
 

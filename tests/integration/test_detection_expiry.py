@@ -8,7 +8,6 @@ from datetime import datetime
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain import alerts as rules
 from segs.redis_client import get_redis
@@ -18,6 +17,7 @@ from segs.services.shared.keyspace import all_shard_keys
 from segs.services.spine.detection import STATE_LAYOUT
 from segs.tasks.alerts import expire_detection_states
 from segs.tasks.alerts import get_detection_store
+from tests import support
 from tests.support import MICRO
 from tests.support import keys_of
 from tests.support import now_us
@@ -40,7 +40,7 @@ def stored_meters() -> set[str]:
     """The meters holding a state, in every shard."""
     return {
         meter.decode()
-        for names in all_shard_keys(get_settings().shards)
+        for names in all_shard_keys(support.settings().shards)
         for meter in get_redis().hkeys(names.states)
     }
 

@@ -11,7 +11,6 @@ import random
 
 import pytest
 
-from segs.config import get_settings
 from segs.domain import alerts as rules
 from segs.domain.alerts import MeterState
 from segs.redis_client import get_redis
@@ -23,6 +22,7 @@ from segs.services.spine.windows_store import Judged
 from segs.services.spine.windows_store import LateWindows
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_window_store
+from tests import support
 from tests.support import MICRO
 from tests.support import reset_state
 from tests.support import shard_of
@@ -123,7 +123,7 @@ def test_the_script_judges_exactly_as_the_rule(database, seed, relearn_after):
                 deadlines[f"{region}\n{meter}"] = (received + MISSED * state.interval_us) / MICRO
         stored = {
             member: score
-            for names in all_shard_keys(get_settings().shards)
+            for names in all_shard_keys(support.settings().shards)
             for member, score in get_redis().zrange(names.deadlines, 0, -1, withscores=True)
         }
         assert stored == {member.encode(): score for member, score in deadlines.items()}

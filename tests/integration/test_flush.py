@@ -9,7 +9,6 @@ from decimal import Decimal as D
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import from_epoch_us
 from segs.domain.windows import WindowKey
@@ -20,6 +19,7 @@ from segs.services.spine import flush
 from segs.services.spine.windows_store import FoldResult
 from segs.services.spine.windows_store import Judged
 from segs.services.spine.windows_store import LateWindows
+from tests import support
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
@@ -108,7 +108,7 @@ def test_flush_rerun_after_commit_but_before_redis_delete_merges_nothing_twice(w
     # The next flush finds the leftovers, sees they were merged, and only rolls them up and
     # deletes them; the 15-minute window they complete is flushed in the same run.
     with raw_connection() as conn:
-        report = flush.flush_closed_windows(conn, store, get_settings(), datetime.now(UTC))
+        report = flush.flush_closed_windows(conn, store, support.settings(), datetime.now(UTC))
     assert (report.windows, report.rows, report.skipped_already_flushed) == (1, 2, 2)
     assert report.flushed == [WindowKey("15m", REGION, window)]
     assert store.flushing("1m") == store.flushing("15m") == {}
@@ -138,7 +138,7 @@ def test_window_closes_exactly_at_end_plus_grace(clean_state):
     window = past_15m_window(0) + 900 * MICRO
     fold([reading("F-1", REGION, window + 30 * MICRO, 1.0)])
     store = window_store()
-    settings = get_settings()
+    settings = support.settings()
     assert settings.window_grace_s == 1
 
     def flush_at(instant_us: int) -> list[WindowKey]:

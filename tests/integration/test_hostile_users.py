@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.domain.billing import month_bounds
@@ -31,6 +30,7 @@ from segs.services.alerts.webhook_client import fixed_resolver
 from segs.services.pricing.billing_run import run_billing
 from segs.services.spine.partitions import ensure_partitions
 from segs.web import create_app
+from tests import support
 from tests.accounts import create_account
 from tests.support import execute
 from tests.support import query
@@ -93,7 +93,7 @@ OK = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
 
 
 def _settings(**changes):
-    return dataclasses.replace(get_settings(), **changes)
+    return dataclasses.replace(support.settings(), **changes)
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -181,7 +181,7 @@ def test_a_webhook_goes_to_the_checked_address_signed_with_a_timestamp(app, clea
         # hooks.segs.test is in no DNS: the request can only have reached the receiver through
         # the address the check resolved, with the name kept in the Host header.
         before = time.time()
-        assert _deliver(delivery, get_settings(), {"hooks.segs.test": "127.0.0.1"}) is None
+        assert _deliver(delivery, support.settings(), {"hooks.segs.test": "127.0.0.1"}) is None
         [request] = receiver.requests
         head, _, body = request.partition(b"\r\n\r\n")
         lines = head.decode().split("\r\n")
@@ -384,7 +384,7 @@ def test_each_owner_is_billed_and_reads_only_their_own_interval(app, client, cle
     month_start, month_end = month_bounds(period, ZoneInfo("Asia/Kolkata"))
     with raw_connection() as conn:
         # Partitions are kept only as far back as the oldest reading the API accepts.
-        ensure_partitions(conn, get_settings(), month_start + timedelta(days=2))
+        ensure_partitions(conn, support.settings(), month_start + timedelta(days=2))
     before = month_start + timedelta(hours=12)
     handover = month_start + timedelta(days=1)
     after = month_start + timedelta(days=1, hours=12)
@@ -403,7 +403,7 @@ def test_each_owner_is_billed_and_reads_only_their_own_interval(app, client, cle
         report = run_billing(
             conn,
             period,
-            tax_rate=get_settings().billing_tax_rate,
+            tax_rate=support.settings().billing_tax_rate,
             due_days=15,
             now=month_end + timedelta(hours=2),
             regions=[REGION],
@@ -495,7 +495,7 @@ def test_a_feed_ticket_opens_one_stream_once(app, client, clean_state):
     issued = client.post("/api/v1/feed/tickets", headers=customer.headers)
     assert issued.status_code == 201
     ticket = issued.get_json()["ticket"]
-    assert issued.get_json()["expiresIn"] == get_settings().feed_ticket_ttl_s
+    assert issued.get_json()["expiresIn"] == support.settings().feed_ticket_ttl_s
     feed = _feed()
     first = feed.get(f"/api/v1/feed?ticket={ticket}", buffered=True)
     assert first.status_code == 200 and first.mimetype == "text/event-stream"

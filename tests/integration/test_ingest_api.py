@@ -11,7 +11,6 @@ from decimal import Decimal
 import pytest
 import redis
 
-from segs.config import get_settings
 from segs.domain.ingestion_keys import KeyScope
 from segs.domain.sharding import shard_for
 from segs.ingestion_client import get_codec
@@ -25,6 +24,7 @@ from segs.tasks.readings import fold_batch
 from simulator.meters import build_fleet
 from simulator.meters import generate_readings
 from simulator.meters import iso_timestamp
+from tests import support
 from tests.support import MICRO
 from tests.support import dedupe_marks
 from tests.support import fold_one
@@ -88,10 +88,10 @@ def test_mixed_batch_answers_202_with_exact_counts(client, ts):
     # Exactly the two accepted readings hold a dedupe mark.
     assert dedupe_marks() == {("API-1", ts), ("API-2", ts)}
     # And they are queued (no worker runs here): one task per shard.
-    shards = {shard_for(meter, get_settings().shards) for meter in ("API-1", "API-2")}
+    shards = {shard_for(meter, support.settings().shards) for meter in ("API-1", "API-2")}
     assert queue_depths() == {
         name: int(name in {f"readings.{k}" for k in shards})
-        for name in ["default", *get_settings().reading_queues]
+        for name in ["default", *support.settings().reading_queues]
     }
 
 
@@ -178,7 +178,7 @@ def test_more_than_1000_readings_answer_413(client, ts):
 
 
 def test_body_over_the_size_limit_answers_413(client, clean_state):
-    limit = get_settings().max_body_bytes
+    limit = support.settings().max_body_bytes
     body = b"[" + b" " * (limit - 1) + b"]"
     response = client.post(
         "/telemetry/batch", data=body, content_type="application/json", headers=key_header()
@@ -339,7 +339,7 @@ EVERY_REGION = KeyScope(key_id="test", name="every region")
 
 
 def _ingestor(publish, marks=None) -> Ingestor:
-    settings = get_settings()
+    settings = support.settings()
     return Ingestor(
         settings=settings,
         known_regions=lambda: frozenset({REGION}),
@@ -438,6 +438,6 @@ def test_backlog_guard_reads_queue_depths(ts):
         "readings.2": 0,
         "readings.3": 0,
     }
-    queues = get_settings().reading_queues
+    queues = support.settings().reading_queues
     assert BacklogGuard(queues, limit=2, period_s=0)() is True
     assert BacklogGuard(queues, limit=3, period_s=0)() is False

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import support
 from tests.support import MICRO
 from tests.support import WorkerProcess
 from tests.support import assert_stored_equals_recomputed
@@ -163,11 +164,10 @@ def test_batch_in_flight_to_a_killed_worker_is_not_lost(client, worker):
     delivery when the connection drops. The Redis transport's BRPOP removes the message from
     the list before the worker copies it to its ``unacked`` hash, so it must not depend on that.
     """
-    from segs.config import get_settings
     from segs.domain.sharding import shard_for
 
     meter = "INFLIGHT-1"
-    queue = f"readings.{shard_for(meter, get_settings().shards)}"
+    queue = f"readings.{shard_for(meter, support.settings().shards)}"
     moment = now_us() - 600 * MICRO
     accepted = 0
     for attempt in range(10):

@@ -9,13 +9,13 @@ from datetime import datetime
 from datetime import timedelta
 
 from segs.config import Settings
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.domain.readings import to_epoch_us
 from segs.domain.windows import WindowKey
 from segs.services.spine.archive import archive_and_fold
 from segs.services.spine.flush import flush_closed_windows
 from segs.tasks.alerts import get_detection_store
+from tests import support
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import meter_rows
@@ -30,7 +30,7 @@ REGION = "Bangalore-East"
 
 
 def held_settings() -> Settings:
-    return replace(get_settings(), late_window_hold_s=HOLD_S)
+    return replace(support.settings(), late_window_hold_s=HOLD_S)
 
 
 def archive_at(now: datetime, readings: list[dict]) -> None:
@@ -54,7 +54,7 @@ def flush_at(now: datetime) -> list[WindowKey]:
 
 def test_a_backfill_window_gathers_its_late_readings_and_is_flushed_once(clean_state):
     window = past_15m_window(45)
-    grace = get_settings().window_grace_s
+    grace = support.settings().window_grace_s
     start = datetime.now(UTC)
     first = [reading(f"LATE-{n}", REGION, window + n * MICRO, 1.0 + n) for n in range(3)]
     second = [reading(f"LATE-{n}", REGION, window + (10 + n) * MICRO, 2.0) for n in range(3)]
@@ -87,7 +87,7 @@ def test_a_current_window_is_flushed_at_its_end_whatever_the_hold(clean_state):
     start = datetime.now(UTC)
     archive_at(start, [reading("ON-TIME", REGION, window + 5 * MICRO, 1.0)])
     end = datetime.fromtimestamp((window + 60 * MICRO) / MICRO, UTC)
-    grace = timedelta(seconds=get_settings().window_grace_s)
+    grace = timedelta(seconds=support.settings().window_grace_s)
     assert flush_at(end + grace - timedelta(microseconds=1)) == []
     assert flush_at(end + grace) == [WindowKey("1m", REGION, window)]
 
@@ -98,7 +98,7 @@ def test_the_last_minute_of_a_quarter_flushed_on_time_leaves_the_quarter_on_time
     start = datetime.now(UTC)
     archive_at(start, [reading("LAST-MINUTE", REGION, last_minute + 5 * MICRO, 1.0)])
     end = datetime.fromtimestamp((quarter + 900 * MICRO) / MICRO, UTC)
-    grace = timedelta(seconds=get_settings().window_grace_s)
+    grace = timedelta(seconds=support.settings().window_grace_s)
     # Its end is the quarter's: both are flushed by the same run, the quarter not held.
     assert flush_at(end + grace) == [
         WindowKey("1m", REGION, last_minute),

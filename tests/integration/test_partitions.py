@@ -10,12 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.services.spine.partitions import delete_expired_rows
 from segs.services.spine.partitions import drop_expired_partitions
 from segs.services.spine.partitions import ensure_partitions
 from segs.tasks.maintenance import maintain_partitions
+from tests import support
 from tests.support import MICRO
 from tests.support import archive_in_process
 from tests.support import db
@@ -68,7 +68,7 @@ def drop(*names: str) -> None:
 def test_ensure_partitions_covers_max_age_to_premake(database):
     """A month-crossing 'now' far from today, so every partition is new and the count exact."""
     now = datetime(2030, 7, 2, 12, 0, tzinfo=UTC)
-    settings = get_settings()
+    settings = support.settings()
     assert (settings.max_reading_age_s, settings.partition_premake_days) == (7 * 86400, 3)
     # From the oldest accepted reading, now - max age (06-25 12:00), to now + 3 days (07-05).
     expected_days = days(datetime(2030, 6, 25, tzinfo=UTC), datetime(2030, 7, 5, tzinfo=UTC))
@@ -100,7 +100,7 @@ def test_ensure_partitions_covers_max_age_to_premake(database):
 def test_current_partitions_exist(database):
     now = datetime.now(UTC)
     with raw_connection() as conn:
-        ensure_partitions(conn, get_settings(), now)
+        ensure_partitions(conn, support.settings(), now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     oldest = (now - timedelta(days=7)).replace(hour=0, minute=0, second=0, microsecond=0)
     expected = days(oldest, today + timedelta(days=3))
@@ -114,7 +114,7 @@ def test_current_partitions_exist(database):
 
 
 def test_drop_expired_partitions(clean_state):
-    settings = get_settings()
+    settings = support.settings()
     now = datetime.now(UTC)
     with raw_connection() as conn:
         drop_expired_partitions(conn, settings, now)  # whatever earlier runs left behind
@@ -178,7 +178,7 @@ def test_delete_expired_rows_trims_regional_rows_flush_log_and_old_failed_logins
             (now - timedelta(seconds=901), now - timedelta(seconds=899)),
         )
     with raw_connection() as conn:
-        assert delete_expired_rows(conn, get_settings(), now) == 4
+        assert delete_expired_rows(conn, support.settings(), now) == 4
     assert query("SELECT count(*) FROM regional_aggregates_1m") == [(1,)]
     assert query("SELECT count(*) FROM regional_aggregates_15m") == [(1,)]
     assert query("SELECT flush_key FROM window_flushes") == [("new",)]

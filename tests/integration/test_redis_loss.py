@@ -11,7 +11,6 @@ from datetime import timedelta
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import raw_connection
 from segs.db import session_scope
 from segs.services.alerts import rules as alerting
@@ -19,6 +18,7 @@ from segs.services.shared.keyspace import FLUSH_LOCK
 from segs.services.spine import healing
 from segs.tasks.alerts import get_detection_store
 from segs.tasks.stores import get_pending_ledger
+from tests import support
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
 from tests.support import flush_now
@@ -48,7 +48,7 @@ def heal_pass(after_s: float = 0.0) -> healing.HealingReport:
             window_store(),
             get_pending_ledger(),
             get_detection_store(),
-            replace(get_settings(), redis_loss_settle_s=SETTLE_S),
+            replace(support.settings(), redis_loss_settle_s=SETTLE_S),
             datetime.now(UTC) + timedelta(seconds=after_s),
         )
 

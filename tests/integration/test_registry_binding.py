@@ -12,7 +12,6 @@ from decimal import Decimal
 
 import pytest
 
-from segs.config import get_settings
 from segs.db import session_scope
 from segs.domain.identifiers import ID_RULE
 from segs.domain.readings import HARD_MAX_QUANTITY
@@ -20,6 +19,7 @@ from segs.domain.windows import WINDOW_SIZES
 from segs.redis_client import get_redis
 from segs.services.accounts.audit import SYSTEM
 from segs.services.grid import meters
+from tests import support
 from tests.accounts import create_account
 from tests.support import MICRO
 from tests.support import assert_stored_equals_recomputed
@@ -56,7 +56,7 @@ def honest_load(start_us: int, minutes: int = 3) -> list[dict]:
 def test_attacks_get_per_item_errors_while_honest_readings_land_exactly(client, worker, published):
     start = past_15m_window(45)
     honest = honest_load(start)
-    limit = get_settings().max_power_kw
+    limit = support.settings().max_power_kw
     # Registered first, in West, by an honest reading; later readings name East.
     post_batch(client, [reading("MOVER-1", WEST, start, 2.0)])
     # A retired meter: its reading from before the retirement is kept, later ones are refused.
@@ -103,7 +103,7 @@ def test_a_region_full_of_meters_at_the_power_bound_flushes(client, worker, publ
     """4,000 meters at the largest power allowed in one region-minute: once an overflow that
     stopped every flush; now stored like any other window, beside an honest load."""
     start = past_15m_window(45)
-    limit = get_settings().max_power_kw
+    limit = support.settings().max_power_kw
     flood = [reading(f"FLOOD-{n:04d}", WEST, start + 30 * S, limit) for n in range(4000)]
     honest = honest_load(start)
     for chunk in range(0, 4000, 1000):
@@ -213,7 +213,7 @@ def test_the_move_route_takes_effect_at_the_next_safe_boundary(app, client, clea
     moved = client.post("/api/v1/meters/MOVER-3/move", json={"region": EAST}, headers=admin.headers)
     assert moved.status_code == 200, moved.get_json()
     effective = datetime.fromisoformat(moved.get_json()["effectiveFrom"])
-    skew = get_settings().max_future_skew_s
+    skew = support.settings().max_future_skew_s
     assert effective.timestamp() % 900 == 0
     assert 0 < effective.timestamp() - (datetime.now(UTC).timestamp() + skew) <= 900
     # Until then the meter still reports in West.

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from segs.config import get_settings
 from segs.services.accounts.passwords import Passwords
+from tests import support
 from tests.accounts import PASSWORD
 from tests.accounts import create_account
 from tests.support import execute
@@ -263,7 +263,7 @@ def test_admin_creates_an_account_that_can_log_in(client, app, admin):
         "SELECT password_hash, email_verified_at FROM users WHERE id = %s", (new_id,)
     )[0]
     assert stored_hash.startswith("$argon2id$")
-    assert Passwords(get_settings()).verify(stored_hash, GOOD_PASSWORD) is True
+    assert Passwords(support.settings()).verify(stored_hash, GOOD_PASSWORD) is True
     assert verified_at is not None
     assert _audit("user.create") == [
         (
