@@ -13,6 +13,9 @@ Rules kept here:
 
 An error names a value by what it means (``meter_ids``); the web layer answers with the API's
 names for them (segs.web.users).
+
+The module runs a little over 400 lines: each admin action is a short use case, and they share
+the checks at the end; apart, each action would lose sight of the rules above.
 """
 
 from __future__ import annotations
