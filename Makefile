@@ -35,7 +35,7 @@ migrate: install services
 
 ## Start the API, the feed, a worker, beat, Flower and the simulator; Ctrl-C stops them (DURATION=N to stop after N s)
 run: migrate
-	$(BIN)/python tools/run_stack.py
+	$(BIN)/python -m tools.run_stack
 
 # What runs again on a three-node Redis Cluster the suite starts itself (with RabbitMQ).
 CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_redelivery.py \
