@@ -356,6 +356,20 @@ def test_overload_raises_after_two_windows_and_flapping_adds_no_alert(
     ]
 
 
+def post_simulator_cycle(client, worker, fleet, scenario, region, epoch_s, cycle, rng) -> None:
+    """Post the simulator's readings of one cycle for *region*, and wait until they are folded."""
+    readings = generate_readings(
+        fleet,
+        scenario.profiles(epoch_s),
+        seq=cycle,
+        timestamp=iso_timestamp(epoch_s),
+        interval_s=10,
+        duplicate_rate=0,
+        rng=rng,
+    )
+    post_and_fold(client, worker, [item for item in readings if item["region"] == region])
+
+
 def test_the_simulators_overload_scenario_raises_a_regional_overload(client, mail_worker):
     """Two minutes of `python -m simulator --scenario overload` (default 5000 meters) for one
     region: its 500 meters draw 1.9-2.3 x their base load, far above 90 % of its capacity."""
@@ -369,16 +383,7 @@ def test_the_simulators_overload_scenario_raises_a_regional_overload(client, mai
     evaluated = mail_worker.metric("segs_task_duration_seconds_count", task="evaluate_overloads")
     for cycle in (0, 1):
         epoch_s = first_s + cycle * minute_s
-        readings = generate_readings(
-            fleet,
-            scenario.profiles(epoch_s),
-            seq=cycle,
-            timestamp=iso_timestamp(epoch_s),
-            interval_s=10,
-            duplicate_rate=0,
-            rng=rng,
-        )
-        post_and_fold(client, mail_worker, [item for item in readings if item["region"] == region])
+        post_simulator_cycle(client, mail_worker, fleet, scenario, region, epoch_s, cycle, rng)
     flush_now()
     wait_for(
         lambda: (
@@ -414,16 +419,7 @@ def test_the_simulators_outage_scenario_raises_regional_incidents(client, mail_w
     for cycle in range(8):  # 6 normal readings each (the baseline needs 5), then 2 in outage
         epoch_s = first_s + 10 * cycle
         scenario = normal if cycle < 6 else outage
-        readings = generate_readings(
-            fleet,
-            scenario.profiles(epoch_s),
-            seq=cycle,
-            timestamp=iso_timestamp(epoch_s),
-            interval_s=10,
-            duplicate_rate=0,
-            rng=rng,
-        )
-        post_and_fold(client, mail_worker, [item for item in readings if item["region"] == region])
+        post_simulator_cycle(client, mail_worker, fleet, scenario, region, epoch_s, cycle, rng)
 
     def meter_alerts(kind: str) -> list[tuple]:
         return query(
