@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import Generic
+from typing import TypeVar
 
 from segs.domain.alerts import RELEARN_AFTER
 from segs.domain.digests import DigestRule
@@ -121,6 +123,30 @@ def _host_table(env: Environment, name: str) -> tuple[tuple[str, str], ...]:
             raise SettingsError(f"{name} must be name=address pairs, got {entry!r}")
         table[host.lower()] = address
     return tuple(sorted(table.items()))
+
+
+T = TypeVar("T")
+
+
+class ProcessPart(Generic[T]):
+    """A part of the process (engine, Redis client, ingestion) that the process's entry point
+    configures from its settings, and that everything else reads."""
+
+    def __init__(self, configure_with: str) -> None:
+        self._configure_with = configure_with
+        self._value: T | None = None
+
+    def set(self, value: T) -> None:
+        self._value = value
+
+    @property
+    def is_set(self) -> bool:
+        return self._value is not None
+
+    def get(self) -> T:
+        if self._value is None:
+            raise RuntimeError(f"not configured: call {self._configure_with} first")
+        return self._value
 
 
 @dataclass(frozen=True)

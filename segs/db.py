@@ -21,6 +21,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
+from segs.config import ProcessPart
 from segs.config import Settings
 
 
@@ -43,36 +44,30 @@ def _database_at(url: str) -> _Database:
     return _Database(url)
 
 
-_configured: list[_Database] = []
+_DATABASE: ProcessPart[_Database] = ProcessPart("segs.db.configure_database")
 
 
 def configure_database(settings: Settings) -> None:
     """Make the database of *settings* this process's (its engine is built once per URL)."""
-    _configured[:] = [_database_at(settings.database_url)]
-
-
-def _database() -> _Database:
-    if not _configured:
-        raise RuntimeError("no database configured: call segs.db.configure_database first")
-    return _configured[0]
+    _DATABASE.set(_database_at(settings.database_url))
 
 
 def get_engine() -> Engine:
     """Return the process's engine (its pool is renewed in each forked worker by
     :func:`reset_engine`)."""
-    return _database().engine
+    return _DATABASE.get().engine
 
 
 def reset_engine() -> None:
     """Drop pooled connections inherited from a parent process (SQLAlchemy fork guidance)."""
-    if _configured:
+    if _DATABASE.is_set:
         get_engine().dispose(close=False)
 
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """Yield a session that commits on success and rolls back on error."""
-    session = _database().sessions()
+    session = _DATABASE.get().sessions()
     try:
         yield session
         session.commit()

@@ -19,6 +19,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from segs.config import ProcessPart
 from segs.config import Settings
 from segs.config import get_settings
 from segs.db import configure_database
@@ -132,34 +133,28 @@ def _ingestion_for(settings: Settings) -> _Ingestion:
     return _Ingestion(settings)
 
 
-_configured: list[_Ingestion] = []
+_INGESTION: ProcessPart[_Ingestion] = ProcessPart("segs.ingestion_client.configure_ingestion")
 
 
 def configure_ingestion(settings: Settings) -> None:
     """Ingest with *settings*: they make this process's engine, Redis client and ingestion."""
     configure_database(settings)
     configure_redis(settings)
-    _configured[:] = [_ingestion_for(settings)]
-
-
-def _ingestion() -> _Ingestion:
-    if not _configured:
-        raise RuntimeError("ingestion is not configured: call configure_ingestion first")
-    return _configured[0]
+    _INGESTION.set(_ingestion_for(settings))
 
 
 def get_registry_cache() -> RegistryCache:
     """This process's cache of ingestion keys and meter places."""
-    return _ingestion().registry_cache
+    return _INGESTION.get().registry_cache
 
 
 def get_codec() -> ReadingCodec:
-    return _ingestion().codec
+    return _INGESTION.get().codec
 
 
 def get_ingestor() -> Ingestor:
     """Return the process's ingestor."""
-    return _ingestion().ingestor
+    return _INGESTION.get().ingestor
 
 
 def verify_key(presented: str | None) -> KeyScope:
@@ -175,7 +170,7 @@ def verify_key(presented: str | None) -> KeyScope:
     if not is_well_formed(presented):
         raise KeyRejectedError.invalid()
     now = datetime.now(UTC)
-    ingestion = _ingestion()
+    ingestion = _INGESTION.get()
     cache = ingestion.registry_cache
     retry_after = ingestion.settings.retry_after_s
     try:
@@ -200,7 +195,7 @@ def verify_key(presented: str | None) -> KeyScope:
 
 def submit(body: bytes, *, single: bool, scope: KeyScope) -> Answer:
     """Ingest a request body sent with a key of *scope*; returns (status, JSON body, headers)."""
-    ingestion = _ingestion()
+    ingestion = _INGESTION.get()
     settings = ingestion.settings
     if len(body) > settings.max_body_bytes:
         return (
@@ -247,7 +242,7 @@ def submit_batch(body: bytes, key: str) -> tuple[int, dict[str, Any]]:
     The simulator's way in (its ``queue`` target): a process that configured nothing ingests
     with the environment's settings.
     """
-    if not _configured:
+    if not _INGESTION.is_set:
         configure_ingestion(get_settings())
     try:
         scope = verify_key(key)

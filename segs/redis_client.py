@@ -20,6 +20,7 @@ from urllib.parse import urlunsplit
 
 import redis
 
+from segs.config import ProcessPart
 from segs.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -75,16 +76,14 @@ def _client_for(url: str, forced_cluster: bool | None) -> redis.Redis:
     return connect(url, cluster, **options)
 
 
-_configured: list[redis.Redis] = []
+_CLIENT: ProcessPart[redis.Redis] = ProcessPart("segs.redis_client.configure_redis")
 
 
 def configure_redis(settings: Settings) -> None:
     """Make the Redis of *settings* this process's."""
-    _configured[:] = [_client_for(settings.redis_url, settings.redis_cluster)]
+    _CLIENT.set(_client_for(settings.redis_url, settings.redis_cluster))
 
 
 def get_redis() -> redis.Redis:
     """Return the process's client."""
-    if not _configured:
-        raise RuntimeError("no Redis configured: call segs.redis_client.configure_redis first")
-    return _configured[0]
+    return _CLIENT.get()
