@@ -25,6 +25,7 @@ MIN_KEY_BITS = 256
 MIN_DISTINCT_CHARACTERS = 12
 
 _CLASSES = (string.ascii_lowercase, string.ascii_uppercase, string.digits)
+_BASE64 = set(string.ascii_letters + string.digits + "-_+/=")
 
 
 def _alphabet_size(key: str) -> int:
@@ -33,6 +34,14 @@ def _alphabet_size(key: str) -> int:
         key.islower() or key.isupper() or key.isdigit()
     ):
         return 16
+    if (
+        set(key) <= _BASE64
+        and any(char.islower() for char in key)
+        and any(char.isupper() for char in key)
+    ):
+        # Base64 or base64url (secrets.token_urlsafe): a random one may lack digits or
+        # punctuation by chance (about 1 key in 1,700 of 43 characters), not its alphabet.
+        return 64
     size = sum(len(chars) for chars in _CLASSES if any(char in chars for char in key))
     others = {char for char in key if not any(char in chars for chars in _CLASSES)}
     if others:

@@ -142,6 +142,13 @@ def test_random_signing_keys_are_taken(key):
     assert signing_key_problem(key) is None
 
 
+def test_a_urlsafe_key_that_drew_no_digit_or_punctuation_is_taken():
+    # About 1 in 1,700 secrets.token_urlsafe(32) keys looks like this; make run drew one once.
+    key = "AbCdEfGhIjKlMnOpQrStUvWxYzaBcDeFgHiJkLmNoPq"
+    assert (len(key), key.isalpha()) == (43, True)
+    assert signing_key_problem(key) is None
+
+
 def test_login_delays_double_after_the_free_tries_up_to_the_cap():
     assert [delay_s(n, 5, 900) for n in range(4, 10)] == [0, 1, 2, 4, 8, 16]
     assert delay_s(40, 5, 900) == 900
