@@ -33,6 +33,12 @@ PUBLISH_RETRY_POLICY = {
 }
 
 
+def broker_transport(settings: Settings) -> str | None:
+    """kombu's transport for the broker URL: SEGS's own Redis transport (segs.broker) for
+    redis://, kombu's choice by scheme otherwise (a rediss:// URL keeps kombu's TLS defaults)."""
+    return "segs.broker:Transport" if settings.broker_url.startswith("redis://") else None
+
+
 def broker_transport_options(settings: Settings) -> dict[str, object]:
     if settings.broker_url.startswith(("amqp", "pyamqp")):
         # RabbitMQ: basic_publish returns only once the broker confirms it holds the message.
@@ -41,6 +47,8 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
     # lists per queue made every BRPOP name 40 keys instead of 10.
     options: dict[str, object] = {"priority_steps": [0]}
     if settings.pending_ledger:
+        # One pop takes up to a group's worth of messages (segs.broker).
+        options["pop_count"] = settings.fold_group_messages
         # The pending ledger keeps every batch until the fold that settles it, and beat sends a
         # stalled one again (segs.services.spine.pending), so kombu's own bookkeeping of
         # unacknowledged messages, two round trips per message in the worker's single consuming
@@ -55,6 +63,7 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     return dict(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
+        broker_transport=broker_transport(settings),
         broker_transport_options=broker_transport_options(settings),
         task_serializer="orjson",  # registered in segs.celery_app
         accept_content=["orjson", "json"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -120,22 +121,40 @@ def test_billing_runs_monthly_and_prices_refresh_every_interval():
 
 
 def test_broker_transport_options_follow_the_broker():
+    from segs.celery_setup import broker_transport_options
     from segs.config import get_settings
 
-    settings = get_settings()
-    if settings.broker_url.startswith("amqp"):
-        assert celeryconfig.broker_transport_options == {"confirm_publish": True}
-    elif settings.pending_ledger:
-        # The ledger keeps each batch until its fold: kombu's unacked bookkeeping is off.
-        assert celeryconfig.broker_transport_options == {
-            "priority_steps": [0],
-            "ack_emulation": False,
-        }
-    else:
-        assert celeryconfig.broker_transport_options == {
-            "priority_steps": [0],
-            "visibility_timeout": settings.visibility_timeout_s,
-        }
+    defaults = get_settings()
+    amqp = replace(defaults, broker_url="amqp://guest@localhost//", pending_ledger=False)
+    assert broker_transport_options(amqp) == {"confirm_publish": True}
+    ledger = replace(defaults, broker_url="redis://localhost:6379/1", pending_ledger=True)
+    # The ledger keeps each batch until its fold: kombu's unacked bookkeeping is off, and one
+    # pop may take a group's worth of messages (segs.broker).
+    assert broker_transport_options(ledger) == {
+        "priority_steps": [0],
+        "pop_count": defaults.fold_group_messages,
+        "ack_emulation": False,
+    }
+    no_ledger = replace(ledger, pending_ledger=False)
+    assert broker_transport_options(no_ledger) == {
+        "priority_steps": [0],
+        "visibility_timeout": defaults.visibility_timeout_s,
+    }
+
+
+def test_a_plain_redis_broker_uses_the_segs_transport():
+    from segs.celery_setup import broker_transport
+    from segs.config import get_settings
+
+    defaults = get_settings()
+    assert broker_transport(replace(defaults, broker_url="redis://h:6379/1")) == (
+        "segs.broker:Transport"
+    )
+    # kombu's own transports by scheme: RabbitMQ, and TLS Redis with kombu's TLS defaults.
+    assert broker_transport(replace(defaults, broker_url="amqp://guest@h//")) is None
+    assert broker_transport(replace(defaults, broker_url="rediss://h:6380/1")) is None
+    expected = "segs.broker:Transport" if defaults.broker_url.startswith("redis://") else None
+    assert celeryconfig.broker_transport == expected
 
 
 def test_notification_tasks_run_on_their_own_queue(registered_tasks):
