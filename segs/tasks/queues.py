@@ -16,7 +16,9 @@ from segs.celery_app import app
 def queue_depths(queues: list[str]) -> dict[str, int]:
     """Return the number of ready messages in each queue (0 for a queue not declared yet)."""
     depths: dict[str, int] = {}
-    with app.connection_for_read() as connection:
+    # A pooled connection: the API asks every second, and a new connection per call cost a
+    # connect and a handshake each time.
+    with app.pool.acquire(block=True) as connection:
         channel = connection.channel()
         try:
             for queue in queues:
@@ -24,9 +26,10 @@ def queue_depths(queues: list[str]) -> dict[str, int]:
                     depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
                 except (NotFound, ChannelError):
                     # An undeclared queue (RabbitMQ), or an empty one (Redis keeps no empty
-                    # lists). RabbitMQ also closes the channel, so open another.
+                    # lists). RabbitMQ also closes the channel, so open another; Redis's stays.
                     depths[queue] = 0
-                    channel = connection.channel()
+                    if not getattr(channel, "is_open", True):
+                        channel = connection.channel()
         finally:
             channel.close()
     return depths
