@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +34,11 @@ _CPU_API = re.compile(r"^\s+api \(gunicorn\)\s+([\d.]+) CPU-s", re.MULTILINE)
 _TOTALS = re.compile(r"totals check\s+: (\w+)")
 # The closed loop's report (make bench's default shape, issue 16).
 _CLOSED_RATE = re.compile(r"readings/s end to end\s+: ([\d,]+)\s+\(([\d,]+) accepted")
-_CLOSED_CPU = re.compile(
-    r"CPU\s+: [\d.]+ CPU-s, ([\d.]+) µs per reading: api \(gunicorn\) ([\d.]+)"
-)
+# Each process's CPU-s follow, largest first, so the API's may come anywhere in the list.
+_CLOSED_CPU = re.compile(r"CPU\s+: [\d.]+ CPU-s, ([\d.]+) µs per reading: (.*)")
+_PROCESS_CPU_S = re.compile(r"api \(gunicorn\) ([\d.]+)")
+# The ratios a report ends with ("8 shards / 1: 0.80x", "SEGS / peer: 0.28x (goal >= 0.5x)").
+_RATIO = re.compile(r"^([^:\n]+ / [^:\n]+): ([\d.]+)x", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -47,22 +50,27 @@ class Run:
     cpu_us_per_reading: float
     api_cpu_us_per_reading: float
     totals: str
+    ratios: dict[str, float] = field(default_factory=dict)
 
 
 def parse_report(label: str, text: str) -> Run:
     """The figures of one ``make bench`` report: the closed loop (the default) or a fixed-rate
-    run (``--fixed-rate``). With several stacks in one report, the first one's."""
+    run (``--fixed-rate``). With several stacks in one report, the first one's figures, and
+    the ratios the report ends with."""
     totals = _TOTALS.search(text)
     closed_rate, closed_cpu = _CLOSED_RATE.search(text), _CLOSED_CPU.search(text)
-    if closed_rate and closed_cpu and totals:
+    api_cpu_s = _PROCESS_CPU_S.search(closed_cpu.group(2)) if closed_cpu else None
+    if closed_rate and closed_cpu and api_cpu_s and totals:
+        taken = max(int(closed_rate.group(2).replace(",", "")), 1)
         return Run(
             label=label,
             rate=float(closed_rate.group(1).replace(",", "")),
-            accepted=int(closed_rate.group(2).replace(",", "")),
+            accepted=taken,
             sustained="closed loop",
             cpu_us_per_reading=float(closed_cpu.group(1)),
-            api_cpu_us_per_reading=float(closed_cpu.group(2)),
+            api_cpu_us_per_reading=float(api_cpu_s.group(1)) * 1e6 / taken,
             totals=totals.group(1),
+            ratios={name: float(value) for name, value in _RATIO.findall(text)},
         )
     accepted = _ACCEPTED.search(text)
     cpu_total = _CPU_TOTAL.search(text)
@@ -160,6 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         f"median readings/s: baseline {rate['baseline']:,.0f}, current {rate['current']:,.0f} "
         f"({rate['current'] / rate['baseline']:.3f}x)"
     )
+    for name in sorted({name for run in runs for name in run.ratios}):
+        medians = {
+            side: statistics.median(r.ratios[name] for r in group if name in r.ratios)
+            for side, group in sides.items()
+            if any(name in r.ratios for r in group)
+        }
+        print(
+            f"median {name}: "
+            + ", ".join(f"{side} {value:.2f}x" for side, value in medians.items())
+        )
     return 0
 
 
