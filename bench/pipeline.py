@@ -336,6 +336,15 @@ def _run_setup(config: BenchConfig) -> None:
         redis.Redis.from_url(config.broker_url).flushdb()
 
 
+def configure_as_publisher() -> None:
+    """Let this process publish reading batches as the API does (publish_batches needs the
+    process's Redis, for the pending ledger). The environment must already be the bench's."""
+    from segs.celery_app import app
+    from segs.redis_client import configure_redis
+
+    configure_redis(app.segs_settings)
+
+
 def create_ingestion_key(env: dict[str, str], name: str) -> str:
     """A new head-end key for every region, made with the documented command (its last line)."""
     created = subprocess.run(

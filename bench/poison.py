@@ -32,6 +32,7 @@ from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
 from bench.pipeline import add_probe_load_options
+from bench.pipeline import configure_as_publisher
 from bench.pipeline import create_ingestion_key
 from bench.pipeline import probe_load_config
 from bench.pipeline import quantiles
@@ -75,6 +76,7 @@ def _poison(shards: int, count: int) -> None:
     from segs.domain.sharding import shard_for
     from segs.tasks.readings import publish_batches
 
+    configure_as_publisher()
     now_us = to_epoch_us(datetime.now(UTC))
     for _ in range(count):
         meter = f"POISON\x00{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,143 @@
+"""``python -m bench.worker_messages``: what one reading-batch message costs the default worker.
+
+With 8 shards each ingestion request becomes 8 task messages, so the worker's cost per message,
+apart from its readings, is what makes 8 shards dearer than 1 (issue 16). This benchmark starts
+``celery -A segs worker`` with no options, waits until it is idle, publishes ``--messages``
+fold_batch messages round the reading queues as the API does (the pending ledger, one
+publish per request), each an empty batch, and reports, once the worker is idle again, the CPU
+its main process (taking messages off Redis, Celery's requests, the groups) and its pool
+processes (the ledger, the transaction and the fold call that settle each group) spent per
+message. The Redis broker only: with RabbitMQ the broker pushes messages and the ledger keeps no
+rows.
+
+    python -m bench.worker_messages --messages 20000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+from bench.pipeline import BenchConfig
+from bench.pipeline import _cpu_seconds
+from bench.pipeline import _proc_tree
+from bench.pipeline import _spawn
+from bench.pipeline import _stop
+from bench.pipeline import configure_as_publisher
+from tools import commands
+
+# A worker whose CPU grows less than this in a second has finished.
+_IDLE_CPU_S = 0.02
+
+
+def _publish(count: int, shards: int) -> None:
+    """*count* empty batches, published as requests of one batch per shard."""
+    from segs.tasks.readings import publish_batches
+
+    configure_as_publisher()
+    for first in range(0, count, shards):
+        publish_batches({shard: [] for shard in range(min(shards, count - first))}, 0)
+
+
+def _wait_idle(pid: int) -> float:
+    """Wait until the process tree of *pid* spends (almost) no CPU; return its CPU-s then."""
+    previous = -1.0
+    while (total := _cpu_seconds(_proc_tree(pid))) - previous > _IDLE_CPU_S:
+        previous = total
+        time.sleep(1)
+    return total
+
+
+def _measure(config: BenchConfig, count: int) -> tuple[float, float, float]:
+    """Run the default worker, give it *count* messages: (main-process CPU-s, pool CPU-s,
+    seconds from the first message published until its queues were empty)."""
+    for url in (config.redis_url, config.redis_broker_url):
+        redis.Redis.from_url(url).flushdb()
+    broker = redis.Redis.from_url(config.redis_broker_url)
+    queues = [f"readings.{shard}" for shard in range(config.shards)]
+    with tempfile.TemporaryDirectory(prefix="segs-bench-messages-") as logs:
+        worker = _spawn(
+            "worker", commands.celery("worker", "--loglevel", "WARNING"), config.env(), Path(logs)
+        )
+        try:
+            # Its start (imports, forking the pool) is not the messages' cost.
+            while len(_proc_tree(worker.process.pid)) < 2:
+                time.sleep(0.1)
+            _wait_idle(worker.process.pid)
+            pids = _proc_tree(worker.process.pid)
+            main_before = _cpu_seconds(pids[:1])
+            pool_before = _cpu_seconds(pids[1:])
+            started = time.monotonic()
+            _publish(count, config.shards)
+            while sum(int(broker.llen(queue)) for queue in queues):
+                time.sleep(0.05)
+            drained_s = time.monotonic() - started
+            _wait_idle(worker.process.pid)
+            main = _cpu_seconds(pids[:1]) - main_before
+            pool = _cpu_seconds(pids[1:]) - pool_before
+        finally:
+            _stop(worker)
+    for url in (config.redis_url, config.redis_broker_url):
+        redis.Redis.from_url(url).flushdb()
+    return main, pool, drained_s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.worker_messages",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--messages", type=int, default=20_000, help="messages per round")
+    parser.add_argument("--rounds", type=int, default=3, help="runs, for the median")
+    parser.add_argument("--shards", type=int, default=8, help="SEGS_SHARDS")
+    args = parser.parse_args(argv)
+    config = BenchConfig(
+        meters=0,
+        interval_s=1,
+        duration_s=0,
+        api_workers=0,
+        worker_concurrency=None,
+        worker_pool="prefork",
+        worker_nice=0,
+        shards=args.shards,
+        broker="redis",
+        api_port=0,
+        seed=0,
+        client_concurrency=0,
+    )
+    os.environ.update(config.env())
+    print(
+        f"SEGS worker cost per reading-batch message, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores; `celery -A segs worker`, {args.shards} shards, Redis broker; "
+        f"{args.messages:,} messages per round, each an empty batch",
+        flush=True,
+    )
+    mains, pools = [], []
+    for number in range(1, args.rounds + 1):
+        main_s, pool_s, drained_s = _measure(config, args.messages)
+        mains.append(main_s * 1e6 / args.messages)
+        pools.append(pool_s * 1e6 / args.messages)
+        print(
+            f"round {number}: queues empty after {drained_s:.1f} s; main process "
+            f"{mains[-1]:.0f} µs, pool {pools[-1]:.0f} µs CPU per message",
+            flush=True,
+        )
+    print(
+        f"median: main process {statistics.median(mains):.0f} µs, "
+        f"pool {statistics.median(pools):.0f} µs CPU per message"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
