@@ -43,6 +43,7 @@ from bench.pipeline import BenchConfig
 from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stop
+from bench.pipeline import configure_in_process_segs
 from bench.pipeline import quantiles
 from bench.redis_cluster import start_redis
 from segs.config import Settings
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     from segs.dbadmin import libpq_conninfo
 
     _run_setup(config)
+    configure_in_process_segs()
     receiver = _Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     meters = [f"OUT-{index:05d}" for index in range(args.meters)]

@@ -336,12 +336,15 @@ def _run_setup(config: BenchConfig) -> None:
         redis.Redis.from_url(config.broker_url).flushdb()
 
 
-def configure_as_publisher() -> None:
-    """Let this process publish reading batches as the API does (publish_batches needs the
-    process's Redis, for the pending ledger). The environment must already be the bench's."""
+def configure_in_process_segs() -> None:
+    """Give this process its database and Redis, as a worker's start does, for bench code that
+    calls SEGS in-process (publish_batches, store_findings...). The environment must already
+    be the bench's."""
     from segs.celery_app import app
+    from segs.db import configure_database
     from segs.redis_client import configure_redis
 
+    configure_database(app.segs_settings)
     configure_redis(app.segs_settings)
 
 

@@ -32,7 +32,7 @@ from bench.pipeline import _spawn
 from bench.pipeline import _stack
 from bench.pipeline import _stop
 from bench.pipeline import add_probe_load_options
-from bench.pipeline import configure_as_publisher
+from bench.pipeline import configure_in_process_segs
 from bench.pipeline import create_ingestion_key
 from bench.pipeline import probe_load_config
 from bench.pipeline import quantiles
@@ -76,7 +76,6 @@ def _poison(shards: int, count: int) -> None:
     from segs.domain.sharding import shard_for
     from segs.tasks.readings import publish_batches
 
-    configure_as_publisher()
     now_us = to_epoch_us(datetime.now(UTC))
     for _ in range(count):
         meter = f"POISON\x00{uuid.uuid4().hex[:8]}"
@@ -122,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = probe_load_config(args, args.warmup + 2 * args.phase + 10)
     os.environ.update(config.env())
+    configure_in_process_segs()
     from segs.dbadmin import libpq_conninfo
 
     _run_setup(config)

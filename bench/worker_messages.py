@@ -33,7 +33,7 @@ from bench.pipeline import _cpu_seconds
 from bench.pipeline import _proc_tree
 from bench.pipeline import _spawn
 from bench.pipeline import _stop
-from bench.pipeline import configure_as_publisher
+from bench.pipeline import configure_in_process_segs
 from tools import commands
 
 # A worker whose CPU grows less than this in a second has finished.
@@ -44,7 +44,6 @@ def _publish(count: int, shards: int) -> float:
     """Publish *count* empty batches as requests of one batch per shard; the CPU-s it took."""
     from segs.tasks.readings import publish_batches
 
-    configure_as_publisher()
     started = time.process_time()
     for first in range(0, count, shards):
         publish_batches({shard: [] for shard in range(min(shards, count - first))}, 0)
@@ -119,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         client_concurrency=0,
     )
     os.environ.update(config.env())
+    configure_in_process_segs()
     print(
         f"SEGS worker cost per reading-batch message, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{os.cpu_count()} cores; `celery -A segs worker`, {args.shards} shards, Redis broker; "
