@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 from contextlib import AbstractContextManager
 from contextlib import ExitStack
@@ -58,6 +59,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="also run SEGS with readings this many seconds old, for the ratio to current ones",
+    )
+    closed.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the defaults and every comparison this many times, in turns, and print the "
+        "median of each ratio (the host's speed drifts between runs one after the other)",
     )
     closed.add_argument(
         "--compare-durable",
@@ -202,7 +210,11 @@ def _closed_loop(args: argparse.Namespace) -> int:
         if args.broker != "amqp":
             raise SystemExit("--redis-cluster needs --broker amqp (kombu's Redis transport)")
         config = replace(config, redis_url=start_cluster().url, redis_cluster=True)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
     redis_loss = None
+    if args.kill_redis_at is not None and args.rounds > 1:
+        raise SystemExit("--kill-redis-at runs once: it does not take --rounds")
     if args.kill_redis_at is not None:
         if args.broker != "amqp" or args.redis_cluster:
             raise SystemExit("--kill-redis-at needs --broker amqp and a single Redis")
@@ -239,10 +251,40 @@ def _closed_loop_runs(
             f"load and started again empty {redis_loss.down_s:g} s later",
             flush=True,
         )
-    reports = [run_segs(config, shape, "SEGS", redis_loss)]
-    print("\n".join(reports[0].lines()), flush=True)
-    segs_rate = reports[0].rate
-    ok = bool(reports[0].totals.get("ok"))
+    ratios: dict[str, list[float]] = {}
+    ok = True
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"--- round {number} of {args.rounds}", flush=True)
+        round_ok, found = _closed_loop_round(args, shape, config, redis_loss)
+        ok = ok and round_ok
+        for name, value in found.items():
+            ratios.setdefault(name, []).append(value)
+    if args.rounds > 1:
+        for name, values in ratios.items():
+            listed = ", ".join(f"{value:.2f}x" for value in values)
+            print(f"median of {name}: {statistics.median(values):.2f}x ({listed})")
+    return 0 if ok else 1
+
+
+def _closed_loop_round(
+    args: argparse.Namespace,
+    shape: LoadShape,
+    config: BenchConfig,
+    redis_loss: RedisLoss | None,
+) -> tuple[bool, dict[str, float]]:
+    """The defaults, then each comparison asked for: whether every totals check passed, and
+    each ratio by name."""
+    ratios: dict[str, float] = {}
+
+    def ratio(name: str, value: float, note: str = "") -> None:
+        ratios[name] = value
+        print(f"{name}: {value:.2f}x{note}", flush=True)
+
+    defaults = run_segs(config, shape, "SEGS", redis_loss)
+    print("\n".join(defaults.lines()), flush=True)
+    segs_rate = defaults.rate
+    ok = bool(defaults.totals.get("ok"))
     if args.compare_shards:
         other = run_segs(
             replace(config, shards=args.compare_shards),
@@ -251,7 +293,7 @@ def _closed_loop_runs(
         )
         print("\n".join(other.lines()), flush=True)
         ok = ok and bool(other.totals.get("ok"))
-        print(f"{config.shards} shards / {args.compare_shards}: {segs_rate / other.rate:.2f}x")
+        ratio(f"{config.shards} shards / {args.compare_shards}", segs_rate / other.rate)
     if args.backfill:
         late = run_segs(
             config,
@@ -260,7 +302,7 @@ def _closed_loop_runs(
         )
         print("\n".join(late.lines()), flush=True)
         ok = ok and bool(late.totals.get("ok"))
-        print(f"backfill / current readings: {late.rate / segs_rate:.2f}x")
+        ratio("backfill / current readings", late.rate / segs_rate)
     if args.compare_durable:
         durable: list[tuple[BenchConfig, str, AbstractContextManager[None]]] = [
             (replace(config, broker="amqp"), "SEGS with RabbitMQ as broker", nullcontext()),
@@ -275,12 +317,12 @@ def _closed_loop_runs(
                 run = run_segs(durable_config, shape, label)
             print("\n".join(run.lines()), flush=True)
             ok = ok and bool(run.totals.get("ok"))
-            print(f"{label} / defaults: {run.rate / segs_rate:.2f}x")
+            ratio(f"{label} / defaults", run.rate / segs_rate)
     if not args.no_peer:
         peer = run_peer(config, shape)
         print("\n".join(peer.lines()), flush=True)
-        print(f"SEGS / peer: {segs_rate / peer.rate:.2f}x (goal >= 0.5x)")
-    return 0 if ok else 1
+        ratio("SEGS / peer", segs_rate / peer.rate, " (goal >= 0.5x)")
+    return ok, ratios
 
 
 def _report(result: BenchResult) -> str:
