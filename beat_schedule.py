@@ -18,87 +18,66 @@ from celery.schedules import crontab
 from segs.config import Settings
 from segs.config import get_settings
 
+# Jobs run on the default queue (their decorators say so too; the name travels with each message
+# beat sends) and expire after one period, so a stalled worker does not pile them up.
+_HOUR_S = 3600
+
+
+def _job(task: str, schedule: timedelta | crontab, expires_s: float) -> dict[str, Any]:
+    return {
+        "task": task,
+        "schedule": schedule,
+        "options": {"expires": expires_s, "queue": "default"},
+    }
+
+
+def _every(task: str, period_s: float) -> dict[str, Any]:
+    return _job(task, timedelta(seconds=period_s), period_s)
+
 
 # One table per settings, so celeryconfig's schedule and BEAT_SCHEDULE are the same object.
 @lru_cache(maxsize=2)
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The periodic jobs run by ``celery -A segs beat`` (one at a time: RedBeat)."""
     return {
-        "flush-closed-windows": {
-            "task": "segs.tasks.windows.flush_closed_windows",
-            # Run every SEGS_FLUSH_INTERVAL_S (5 s); expire so a stalled worker does not pile
-            # them up
-            "schedule": timedelta(seconds=settings.flush_interval_s),
-            "options": {"expires": settings.flush_interval_s, "queue": "default"},
-        },
-        "heal-after-redis-loss": {
-            "task": "segs.tasks.windows.heal_after_redis_loss",
-            # Every 15 s: notices a Redis that lost its memory, and rebuilds what it held.
-            "schedule": timedelta(seconds=15),
-            "options": {"expires": 15, "queue": "default"},
-        },
-        "sample-queue-depths": {
-            "task": "segs.tasks.windows.sample_queue_depths",
-            # Run every 5 seconds
-            "schedule": timedelta(seconds=5),
-            "options": {"expires": 5, "queue": "default"},
-        },
-        "requeue-stalled-batches": {
-            "task": "segs.tasks.readings.requeue_stalled_batches",
-            # Run every 15 seconds: the Redis broker's safety net (segs.services.spine.pending)
-            "schedule": timedelta(seconds=15),
-            "options": {"expires": 15, "queue": "default"},
-        },
-        "sweep-silent-meters": {
-            "task": "segs.tasks.alerts.sweep_silent_meters",
-            # Run every SEGS_SILENT_SWEEP_INTERVAL_S (10 s): meters that stopped reporting
-            "schedule": timedelta(seconds=settings.silent_sweep_interval_s),
-            "options": {"expires": settings.silent_sweep_interval_s, "queue": "default"},
-        },
-        "maintain-partitions": {
-            "task": "segs.tasks.maintenance.maintain_partitions",
-            # Run every hour: create the coming days' partitions, drop expired ones
-            "schedule": timedelta(hours=1),
-            "options": {"expires": 3600, "queue": "default"},
-        },
-        "expire-detection-states": {
-            "task": "segs.tasks.alerts.expire_detection_states",
-            # Run every hour: meters silent for SEGS_DETECTION_STATE_TTL_DAYS forget their state
-            "schedule": timedelta(hours=1),
-            "options": {"expires": 3600, "queue": "default"},
-        },
-        "recalculate-prices": {
-            "task": "segs.tasks.tariffs.recalculate_prices",
-            # Run every SEGS_TARIFF_REFRESH_INTERVAL_S (60 s): time-of-use hours and override
-            # windows change prices even when no flush runs
-            "schedule": timedelta(seconds=settings.tariff_refresh_interval_s),
-            "options": {"expires": settings.tariff_refresh_interval_s, "queue": "default"},
-        },
-        "generate-invoices": {
-            "task": "segs.tasks.billing.generate_invoices",
-            # Run at 06:00 UTC on the 1st and 2nd of each month: every region's local month has
-            # ended; the second run picks up late readings' meters (re-runs are idempotent)
-            "schedule": crontab(minute=0, hour=6, day_of_month="1,2"),
-            "options": {"expires": 3600, "queue": "default"},
-        },
-        "mark-overdue-invoices": {
-            "task": "segs.tasks.billing.mark_overdue",
-            # Run every hour: pending invoices past their due date become overdue
-            "schedule": timedelta(hours=1),
-            "options": {"expires": 3600, "queue": "default"},
-        },
-        "redispatch-stale-transitions": {
-            "task": "segs.tasks.notifications.redispatch_stale_transitions",
-            # Run every SEGS_DISPATCH_SWEEP_INTERVAL_S (15 s): the alert notifications' outbox
-            "schedule": timedelta(seconds=settings.dispatch_sweep_interval_s),
-            "options": {"expires": settings.dispatch_sweep_interval_s, "queue": "default"},
-        },
-        "send-due-digests": {
-            "task": "segs.tasks.notifications.send_due_digests",
-            # Run every 30 s: a recipient's digest goes out at most 30 s after SEGS_NOTIFY_DIGEST_S
-            "schedule": timedelta(seconds=30),
-            "options": {"expires": 30, "queue": "default"},
-        },
+        # Every SEGS_FLUSH_INTERVAL_S (5 s).
+        "flush-closed-windows": _every(
+            "segs.tasks.windows.flush_closed_windows", settings.flush_interval_s
+        ),
+        # Notices a Redis that lost its memory, and rebuilds what it held.
+        "heal-after-redis-loss": _every("segs.tasks.windows.heal_after_redis_loss", 15),
+        "sample-queue-depths": _every("segs.tasks.windows.sample_queue_depths", 5),
+        # The Redis broker's safety net (segs.services.spine.pending).
+        "requeue-stalled-batches": _every("segs.tasks.readings.requeue_stalled_batches", 15),
+        # Every SEGS_SILENT_SWEEP_INTERVAL_S (10 s): meters that stopped reporting.
+        "sweep-silent-meters": _every(
+            "segs.tasks.alerts.sweep_silent_meters", settings.silent_sweep_interval_s
+        ),
+        # Create the coming days' partitions, drop expired ones.
+        "maintain-partitions": _every("segs.tasks.maintenance.maintain_partitions", _HOUR_S),
+        # Meters silent for SEGS_DETECTION_STATE_TTL_DAYS forget their state.
+        "expire-detection-states": _every("segs.tasks.alerts.expire_detection_states", _HOUR_S),
+        # Every SEGS_TARIFF_REFRESH_INTERVAL_S (60 s): time-of-use hours and override windows
+        # change prices even when no flush runs.
+        "recalculate-prices": _every(
+            "segs.tasks.tariffs.recalculate_prices", settings.tariff_refresh_interval_s
+        ),
+        # 06:00 UTC on the 1st and 2nd of each month: every region's local month has ended; the
+        # second run picks up late readings' meters (re-runs are idempotent).
+        "generate-invoices": _job(
+            "segs.tasks.billing.generate_invoices",
+            crontab(minute=0, hour=6, day_of_month="1,2"),
+            _HOUR_S,
+        ),
+        # Pending invoices past their due date become overdue.
+        "mark-overdue-invoices": _every("segs.tasks.billing.mark_overdue", _HOUR_S),
+        # Every SEGS_DISPATCH_SWEEP_INTERVAL_S (15 s): the alert notifications' outbox.
+        "redispatch-stale-transitions": _every(
+            "segs.tasks.notifications.redispatch_stale_transitions",
+            settings.dispatch_sweep_interval_s,
+        ),
+        # A recipient's digest goes out at most 30 s after SEGS_NOTIFY_DIGEST_S.
+        "send-due-digests": _every("segs.tasks.notifications.send_due_digests", 30),
     }
 
 
