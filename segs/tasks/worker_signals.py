@@ -23,6 +23,7 @@ from segs.db import configure_database
 from segs.db import reset_engine
 from segs.redis_client import configure_redis
 from segs.services.spine.durability import redis_broker_risk
+from segs.tasks.windows import heal_after_redis_loss
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,17 @@ def warn_about_durability(**_: Any) -> None:
     risk = redis_broker_risk(settings.broker_url, settings.redis_url)
     if risk:
         logger.warning("%s", risk)
+
+
+@worker_ready.connect
+def look_for_redis_loss(**_: Any) -> None:
+    """Check Redis for a loss as the worker starts, not at beat's first tick 15 s later.
+
+    A new or emptied Redis found before any batch is folded has nothing to rebuild. Found after
+    the first readings are archived, it counts as a loss: their deadlines are put back and
+    their quarter-hour is rebuilt from raw_readings, work a fresh start does not need.
+    """
+    heal_after_redis_loss.apply_async()
 
 
 @after_setup_logger.connect

@@ -32,6 +32,7 @@ from tests.support import recompute_from_raw
 from tests.support import redis_client
 from tests.support import stored_aggregates
 from tests.support import to_rows
+from tests.support import wait_for
 from tests.support import window_store
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,20 @@ def heal_pass(after_s: float = 0.0) -> healing.HealingReport:
 
 def batch(window: int, meter: str, second: int) -> list[list]:
     return to_rows([reading(meter, REGION, window + second * MICRO, 2.5, energy=0.02)])
+
+
+def test_a_starting_worker_looks_for_a_loss_at_once(worker):
+    """No beat runs here: the worker itself checks the emptied Redis as it starts, and with
+    nothing archived yet, the loss it records is healed at once."""
+    losses = wait_for(
+        lambda: query(
+            "SELECT cardinality(pending_quarters), healed_at IS NOT NULL FROM redis_losses"
+        ),
+        timeout=20,
+        message=lambda: f"no loss recorded:\n{worker.log()}",
+    )
+    assert losses == [(0, True)]
+    assert redis_client().exists(healing.GENERATION) == 1
 
 
 def test_lost_windows_and_double_folds_are_rebuilt_once_the_batches_settled(clean_state):
