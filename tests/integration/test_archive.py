@@ -13,6 +13,7 @@ from tests.support import MICRO
 from tests.support import archive_in_process
 from tests.support import assert_stored_equals_recomputed
 from tests.support import dt
+from tests.support import execute
 from tests.support import flush_now
 from tests.support import fold_one
 from tests.support import key_header
@@ -68,6 +69,31 @@ def test_every_field_is_stored_exactly(clean_state):
     ]
     assert query("SELECT meter_id, region, first_seen, last_seen FROM meters") == [
         ("ARC-1", "Delhi-South", dt(moment), dt(moment))
+    ]
+
+
+def test_archiving_sets_first_seen_only_where_no_reading_set_it(clean_state):
+    """An admin's meter (no first_seen yet) takes its first archived reading's time; a meter
+    first seen before keeps its time."""
+    first = now_us() - 3600 * MICRO
+    execute("INSERT INTO meters (meter_id, region) VALUES ('ARC-NEW', 'Delhi-South')")
+    execute(
+        "INSERT INTO meters (meter_id, region, first_seen, last_seen) "
+        "VALUES ('ARC-OLD', 'Delhi-South', %s, %s)",
+        (dt(first), dt(first)),
+    )
+    later = first + 60 * MICRO
+    rows = to_rows(
+        [
+            reading("ARC-NEW", "Delhi-South", later, 1.0),
+            reading("ARC-NEW", "Delhi-South", later + 30 * MICRO, 1.0),
+            reading("ARC-OLD", "Delhi-South", later, 1.0),
+        ]
+    )
+    assert fold_one(rows, now_us())["owned"] == 3
+    assert query("SELECT meter_id, first_seen FROM meters ORDER BY 1") == [
+        ("ARC-NEW", dt(later)),
+        ("ARC-OLD", dt(first)),
     ]
 
 
