@@ -327,8 +327,8 @@ def _run_setup(config: BenchConfig) -> None:
         conn.execute(
             "TRUNCATE raw_readings, aggregates_1m, aggregates_15m, regional_aggregates_1m, "
             "regional_aggregates_15m, window_flushes, meters, meter_moves, meter_assignments, "
-            "ingestion_keys, dead_letter_batches, quarantined_windows, alerts, alert_transitions "
-            "CASCADE"
+            "ingestion_keys, dead_letter_batches, quarantined_windows, alerts, alert_transitions, "
+            "redis_losses CASCADE"
         )
     for node in redis_nodes(config):
         node.flushdb()
@@ -393,6 +393,20 @@ def _wait_ready(url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.5)
     raise RuntimeError(f"{url} did not become ready in {timeout:.0f} s")
+
+
+def _wait_for_workers(count: int, timeout: float = 60.0) -> None:
+    """Wait until *count* workers answer a ping: a load that starts earlier queues up before any
+    worker runs, and a starting worker's first act, its check for a Redis loss, would find
+    readings already archived."""
+    # The Celery app reads its broker from the environment, as the depth probe's does.
+    from segs.celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(app.control.ping(timeout=1.0)) >= count:
+            return
+    raise RuntimeError(f"{count} workers did not answer a ping in {timeout:.0f} s")
 
 
 def _celery_worker(concurrency: int | None, *options: str) -> list[str]:
@@ -473,6 +487,7 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
         )
     try:
         _wait_ready(f"http://127.0.0.1:{config.api_port}/ready")
+        _wait_for_workers(sum(1 for name in groups if "worker" in name))
         yield groups
     finally:
         for group in groups.values():

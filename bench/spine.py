@@ -103,7 +103,9 @@ def run_segs(
             threading.Timer(redis_loss.at_s, _lose_redis, (redis_loss, back_at)).start()
         with _QueueWatch(config) as watch:
             load = run_load(config.api_port, "/telemetry/batch", key, shape)
-            done_at, archived = wait_archived(counter, load.accepted)
+            done_at, archived = wait_archived(
+                counter, load.accepted, queued=lambda: _reading_queue_depth(config)
+            )
         cpu = meter.stop()
         cpu["load generator"] = _own_cpu() - own
         redis_commands = _redis_command_stats(config)
