@@ -1,17 +1,19 @@
 """What the plain ``gunicorn "segs.web:create_app()"`` needs, read from the repository root.
 
-gunicorn reads ./gunicorn.conf.py when no --config is given. This one only makes the API's
-/metrics whole: every worker process counts into one prometheus-client multiprocess directory,
-and whichever worker answers /metrics reads them all. Without it each worker imported
-segs.metrics by itself after the fork, made a directory of its own, and /metrics showed the
-counts of whichever worker answered: scrapes alternated between values.
+gunicorn reads ./gunicorn.conf.py when no --config is given. This one makes the API's /metrics
+whole: every worker process counts into one prometheus-client multiprocess directory, and
+whichever worker answers /metrics reads them all. Without it each worker imported segs.metrics
+by itself after the fork, made a directory of its own, and /metrics showed the counts of
+whichever worker answered: scrapes alternated between values. It also keeps each worker's
+loaded application out of the garbage collector's full collections (post_worker_init).
 
 Bind address, workers and the rest keep gunicorn's defaults and flags. For the deployed API use
-``--config deploy/gunicorn.conf.py`` instead (it does the same for metrics, and binds 0.0.0.0).
+``--config deploy/gunicorn.conf.py`` instead (it loads these hooks, and binds 0.0.0.0).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -60,3 +62,24 @@ def on_exit(server: Arbiter) -> None:
     directory = _metrics_dir()
     if directory.name.startswith(_OWN_PREFIX) and directory.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def post_worker_init(worker: Worker) -> None:
+    """Leave the loaded application out of the garbage collector's full collections.
+
+    Its modules, classes and caches are some 200,000 objects that live as long as the process;
+    a full collection walked them all, about 100 ms in the middle of a request (BENCHMARKS.md,
+    "Issue 16").
+
+    The first worker also says in the log what a Redis restart would lose of the accepted
+    readings, if anything (segs.services.spine.durability).
+    """
+    gc.freeze()
+    if worker.age == 1:
+        from segs.config import get_settings
+        from segs.services.spine.durability import redis_broker_risk
+
+        settings = get_settings()
+        risk = redis_broker_risk(settings.broker_url, settings.redis_url)
+        if risk:
+            worker.log.warning("%s", risk)

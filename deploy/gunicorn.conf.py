@@ -2,21 +2,17 @@
 
 Used as ``gunicorn "segs.web:create_app()" --config deploy/gunicorn.conf.py``. Flags given on the
 command line win over the values here, so these env-driven defaults only matter for launches that
-leave ``--bind``/``--workers`` out. The prometheus-client multiprocess hooks are the repository
-root's gunicorn.conf.py (the one the plain command reads), loaded here so they live in one file.
+leave ``--bind``/``--workers`` out. The server hooks (multiprocess metrics, the frozen heap of each
+worker) are the repository root's gunicorn.conf.py, the one the plain command reads, loaded here
+so that both commands run the same hooks.
 """
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from gunicorn.workers.base import Worker
 
 
 def _root_config() -> ModuleType:
@@ -30,10 +26,11 @@ def _root_config() -> ModuleType:
 
 
 # Loaded first: it sets PROMETHEUS_MULTIPROC_DIR before anything imports prometheus_client.
-_metrics_hooks = _root_config()
-on_starting = _metrics_hooks.on_starting
-child_exit = _metrics_hooks.child_exit
-on_exit = _metrics_hooks.on_exit
+_root_hooks = _root_config()
+on_starting = _root_hooks.on_starting
+child_exit = _root_hooks.child_exit
+on_exit = _root_hooks.on_exit
+post_worker_init = _root_hooks.post_worker_init
 
 
 def _env_int(name: str, default: int) -> int:
@@ -58,24 +55,3 @@ keepalive = 5
 # Workers must import the app themselves, after on_starting has cleaned the metrics directory.
 # Preloading would create metric files in the master before the wipe and then delete them.
 preload_app = False
-
-
-def post_worker_init(worker: Worker) -> None:
-    """Leave the loaded application out of the garbage collector's full collections.
-
-    Its modules, classes and caches are some 200,000 objects that live as long as the process;
-    a full collection walked them all, about 100 ms in the middle of a request (BENCHMARKS.md,
-    "Issue 16").
-
-    The first worker also says in the log what a Redis restart would lose of the accepted
-    readings, if anything (segs.services.spine.durability).
-    """
-    gc.freeze()
-    if worker.age == 1:
-        from segs.config import get_settings
-        from segs.services.spine.durability import redis_broker_risk
-
-        settings = get_settings()
-        risk = redis_broker_risk(settings.broker_url, settings.redis_url)
-        if risk:
-            worker.log.warning("%s", risk)
