@@ -11,6 +11,7 @@ import os
 import signal
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,9 @@ def test_worker_killed_mid_load(app, worker, published):
             with app.test_client() as client:
                 for batch in batches:
                     answers.append(post_batch(client, batch))
+                    # Paced, so the load outlasts the worker's first groups: each waits up to
+                    # SEGS_FOLD_GROUP_WAIT_S to fill, and the kill must come in mid-load.
+                    time.sleep(0.05)
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
