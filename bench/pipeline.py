@@ -458,7 +458,8 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
             logs,
         ),
     }
-    for index, queues in enumerate(_worker_queues(config)):
+    worker_queues = _worker_queues(config)
+    for index, queues in enumerate(worker_queues):
         # A positive niceness lets the latency-sensitive API win the CPU over the folding.
         command = [
             *(["nice", "-n", str(config.worker_nice)] if config.worker_nice else []),
@@ -487,7 +488,7 @@ def _stack(config: BenchConfig, logs: Path) -> Iterator[dict[str, ProcessGroup]]
         )
     try:
         _wait_ready(f"http://127.0.0.1:{config.api_port}/ready")
-        _wait_for_workers(sum(1 for name in groups if "worker" in name))
+        _wait_for_workers(len(worker_queues) + (1 if config.service_worker else 0))
         yield groups
     finally:
         for group in groups.values():
