@@ -12,9 +12,12 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from celery import signals
 from celery.utils.log import get_task_logger
 from celery_batches import SimpleRequest
+from kombu import serialization
 
+from segs import broker
 from segs import metrics
 from segs.celery_app import app
 from segs.db import own_connection
@@ -261,10 +264,12 @@ def publish_batches(
 ) -> None:
     """Enqueue each shard's rows as one batch; returns once the broker holds every message
     (confirms on AMQP). One round trip to the ledger, and with the Redis broker one to the
-    broker for all of them (kombu's publish batch; other transports send one by one).
+    broker for all of them (a publish batch; other transports send one by one).
 
     *task_ids* name the batches; a replayed dead letter keeps its own.
     """
+    if not by_shard:
+        return
     ids = {shard: (task_ids or {}).get(shard) or str(uuid.uuid4()) for shard in by_shard}
     ledger = get_pending_ledger()
     # With the ledger the rows wait there and the message only names its batch; with RabbitMQ
@@ -276,35 +281,82 @@ def publish_batches(
         time.time(),
     )
     try:
-        with app.producer_or_acquire() as producer, producer.batch():
-            for shard, rows in by_shard.items():
-                _send(
-                    ids[shard],
-                    queue_for_shard(shard),
-                    None if keeps_rows else rows,
-                    received_at_us,
-                    producer=producer,
-                )
+        if keeps_rows:
+            _send_ledger_batches(ids, received_at_us)
+        else:
+            with app.producer_or_acquire() as producer, producer.batch():
+                for shard, rows in by_shard.items():
+                    _send(
+                        ids[shard], queue_for_shard(shard), rows, received_at_us, producer=producer
+                    )
     except BaseException:
         ledger.settle(list(ids.items()))
         raise
 
 
-def _send(
+def _send_ledger_batches(ids: dict[int, str], received_at_us: int) -> None:
+    """Send the messages of batches whose rows wait in the ledger (task ids by shard).
+
+    They differ only in their task id and queue, so Celery builds one message and segs.broker
+    pushes a copy per batch, in one round trip: building and publishing each cost the API about
+    twice as much (BENCHMARKS.md, "Stop 27"). Each copy sends Celery's publish signals, as
+    apply_async would. Another transport (kombu's own, for rediss://) or the task-sent events
+    (task_send_sent_event) take _send's way, message by message.
+    """
+    template = _task_message(next(iter(ids.values())), None, received_at_us)
+    with app.producer_or_acquire() as producer:
+        channel = producer.channel
+        if not isinstance(channel, broker.Channel) or app.conf.task_send_sent_event:
+            with producer.batch():
+                for shard, task_id in ids.items():
+                    _send(task_id, queue_for_shard(shard), None, received_at_us, producer=producer)
+            return
+        copies = [
+            (
+                queue_for_shard(shard),
+                {**template.headers, "id": task_id, "root_id": task_id},
+                # delivery_mode 2 (persistent): what Celery's task_default_delivery_mode asks.
+                {**template.properties, "correlation_id": task_id, "delivery_mode": 2},
+            )
+            for shard, task_id in ids.items()
+        ]
+        content_type, content_encoding, body = serialization.dumps(
+            template.body, serializer=app.conf.task_serializer
+        )
+        for queue, headers, properties in copies:
+            signals.before_task_publish.send(
+                sender=FOLD_BATCH,
+                body=template.body,
+                exchange="",
+                routing_key=queue,
+                declare=[],
+                headers=headers,
+                properties=properties,
+                retry_policy=None,
+            )
+        channel.publish_copies(body, content_type, content_encoding, copies)
+        for queue, headers, _ in copies:
+            signals.after_task_publish.send(
+                sender=FOLD_BATCH,
+                body=template.body,
+                exchange="",
+                routing_key=queue,
+                headers=headers,
+            )
+
+
+def _task_message(
     task_id: str,
-    queue: str,
     rows: list[ReadingRow] | None,
     received_at_us: int,
-    *,
-    countdown: float | None = None,
     kwargs: dict[str, Any] | None = None,
-    producer: Any = None,
-) -> None:
-    """Send one fold_batch message, as fold_batch.apply_async would: Celery builds and sends it
-    (app.amqp), without apply_async's argument check and result object, which cost the API
-    about a third of a millisecond per request of 8 shards."""
+    countdown: float | None = None,
+) -> Any:
+    """A fold_batch message as apply_async would build it (Celery's app.amqp), without
+    apply_async's argument check and result object, which cost the API about a third of a
+    millisecond per request of 8 shards."""
     kwargs = kwargs or {}
-    message = app.amqp.create_task_message(
+    return app.amqp.create_task_message(
         task_id,
         FOLD_BATCH,
         (rows, received_at_us),
@@ -319,6 +371,20 @@ def _send(
         ),
         kwargsrepr=repr(kwargs),
     )
+
+
+def _send(
+    task_id: str,
+    queue: str,
+    rows: list[ReadingRow] | None,
+    received_at_us: int,
+    *,
+    countdown: float | None = None,
+    kwargs: dict[str, Any] | None = None,
+    producer: Any = None,
+) -> None:
+    """Send one fold_batch message."""
+    message = _task_message(task_id, rows, received_at_us, kwargs, countdown)
     with app.producer_or_acquire(producer) as sender:
         app.amqp.send_task_message(
             sender,

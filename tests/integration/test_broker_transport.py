@@ -1,8 +1,10 @@
 """segs.broker on a real Redis: one pop takes many messages of a queue, within the prefetch
-limit, in order, and only where kombu's one-by-one pop was no safer."""
+limit, in order, and only where kombu's one-by-one pop was no safer; copies of one message are
+stored as Celery's own publish stores each."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -86,3 +88,70 @@ def test_with_ack_emulation_a_pop_takes_one_message(queue_name):
     _publish(queue, 3)
 
     assert _received_in_one_read(queue, None, ack=True, ack_emulation=True, pop_count=64) == [0]
+
+
+@pytest.fixture
+def shard_queues() -> Iterator[tuple[str, str]]:
+    """Two reading queues of the test broker, empty before and after the test."""
+    from segs.domain.sharding import queue_for_shard
+
+    if not settings().broker_url.startswith("redis://"):
+        pytest.skip("copies are the Redis broker's way (segs.broker)")
+    names = (queue_for_shard(3), queue_for_shard(5))
+    client = redis.Redis.from_url(settings().broker_url)
+    client.delete(*names)
+    yield names
+    client.delete(*names)
+
+
+def _stored(queue: str) -> list[dict[str, Any]]:
+    """The messages waiting in *queue*, oldest first, as kombu's Redis transport stored them."""
+    raw = redis.Redis.from_url(settings().broker_url).lrange(queue, 0, -1)
+    return [json.loads(item) for item in reversed(raw)]
+
+
+def _without_ids(message: dict[str, Any], task_id: str) -> dict[str, Any]:
+    """The message with its task id replaced and its (random) delivery tag left out."""
+    text = json.dumps(message).replace(task_id, "<task id>")
+    alike = json.loads(text)
+    del alike["properties"]["delivery_tag"]
+    return alike
+
+
+def test_copies_of_a_batch_message_are_stored_as_celerys_own_publish_stores_it(
+    shard_queues, published
+):
+    # The API sends one message per shard of a request as copies of one Celery message
+    # (segs.broker.Channel.publish_copies). A worker must find each as if Celery's
+    # send_task_message and kombu's producer had sent it, and Celery's publish signals fire.
+    from segs.tasks.readings import _send
+    from segs.tasks.readings import _send_ledger_batches
+
+    queue_3, queue_5 = shard_queues
+    received_at_us = 1_765_000_000_123_456
+    _send("celery-sent", queue_3, None, received_at_us)
+    _send_ledger_batches({3: "copy-on-3", 5: "copy-on-5"}, received_at_us)
+
+    celery_sent, copy_on_3 = _stored(queue_3)
+    (copy_on_5,) = _stored(queue_5)
+    assert _without_ids(copy_on_3, "copy-on-3") == _without_ids(celery_sent, "celery-sent")
+    expected_on_5 = _without_ids(celery_sent, "celery-sent")
+    expected_on_5["properties"]["delivery_info"]["routing_key"] = queue_5
+    assert _without_ids(copy_on_5, "copy-on-5") == expected_on_5
+    assert copy_on_3["properties"]["delivery_tag"] != copy_on_5["properties"]["delivery_tag"]
+    assert published.snapshot() == ["celery-sent", "copy-on-3", "copy-on-5"]
+
+
+def test_a_channel_sends_its_commands_through_one_client_per_connection_pool():
+    # kombu built a redis.Redis per command; segs.broker keeps one per pool, and a new pool
+    # (kombu drops its pools when the connection is lost or the channel closes) gets a new one.
+    with Connection(settings().redis_url, transport="segs.broker:Transport") as conn:
+        channel = conn.channel()
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.ping()
+        channel._disconnect_pools()
+        with channel.conn_or_acquire() as after_reconnect:
+            assert after_reconnect is not first
+            assert after_reconnect.connection_pool is channel.pool
+            assert after_reconnect.ping()
