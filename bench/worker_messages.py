@@ -31,6 +31,7 @@ import redis
 from bench.pipeline import BenchConfig
 from bench.pipeline import _cpu_seconds
 from bench.pipeline import _proc_tree
+from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stop
 from bench.pipeline import configure_in_process_segs
@@ -38,6 +39,8 @@ from tools import commands
 
 # A worker whose CPU grows less than this in a second has finished.
 _IDLE_CPU_S = 0.02
+# Queues that keep their length this long mean the worker is not settling anything.
+_STUCK_S = 60.0
 
 
 def _publish(count: int, shards: int) -> float:
@@ -57,6 +60,22 @@ def _wait_idle(pid: int) -> float:
         previous = total
         time.sleep(1)
     return total
+
+
+def _wait_drained(broker: redis.Redis, queues: list[str], worker_log: Path) -> None:
+    """Wait until *queues* are empty; stop the benchmark if they stop shrinking for a while
+    (the worker failing and retrying each group, for one), with the end of the worker's log."""
+    fewest, shrank_at = None, time.monotonic()
+    while left := sum(int(broker.llen(queue)) for queue in queues):
+        if fewest is None or left < fewest:
+            fewest, shrank_at = left, time.monotonic()
+        elif time.monotonic() - shrank_at > _STUCK_S:
+            tail = worker_log.read_text(errors="replace").splitlines()[-5:]
+            raise SystemExit(
+                f"{left:,} messages left and no fewer for {_STUCK_S:.0f} s; the worker's "
+                "log ends:\n" + "\n".join(tail)
+            )
+        time.sleep(0.05)
 
 
 def _measure(config: BenchConfig, count: int) -> tuple[float, float, float, float]:
@@ -80,8 +99,7 @@ def _measure(config: BenchConfig, count: int) -> tuple[float, float, float, floa
             pool_before = _cpu_seconds(pids[1:])
             started = time.monotonic()
             published = _publish(count, config.shards)
-            while sum(int(broker.llen(queue)) for queue in queues):
-                time.sleep(0.05)
+            _wait_drained(broker, queues, worker.log_path)
             drained_s = time.monotonic() - started
             _wait_idle(worker.process.pid)
             main = _cpu_seconds(pids[:1]) - main_before
@@ -118,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         client_concurrency=0,
     )
     os.environ.update(config.env())
+    # The bench database must exist and be migrated: the worker settles each group there.
+    _run_setup(config)
     configure_in_process_segs()
     print(
         f"SEGS worker cost per reading-batch message, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
