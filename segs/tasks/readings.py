@@ -16,6 +16,7 @@ from celery import signals
 from celery.utils.log import get_task_logger
 from celery_batches import SimpleRequest
 from kombu import serialization
+from kombu.entity import maybe_delivery_mode
 
 from segs import broker
 from segs import metrics
@@ -311,12 +312,13 @@ def _send_ledger_batches(ids: dict[int, str], received_at_us: int) -> None:
                 for shard, task_id in ids.items():
                     _send(task_id, queue_for_shard(shard), None, received_at_us, producer=producer)
             return
+        # What send_task_message gives a queue whose exchange names no delivery mode.
+        delivery_mode = maybe_delivery_mode(app.conf.task_default_delivery_mode)
         copies = [
             (
                 queue_for_shard(shard),
                 {**template.headers, "id": task_id, "root_id": task_id},
-                # delivery_mode 2 (persistent): what Celery's task_default_delivery_mode asks.
-                {**template.properties, "correlation_id": task_id, "delivery_mode": 2},
+                {**template.properties, "correlation_id": task_id, "delivery_mode": delivery_mode},
             )
             for shard, task_id in ids.items()
         ]
