@@ -282,69 +282,69 @@ def publish_batches(
         time.time(),
     )
     try:
-        if keeps_rows:
-            _send_ledger_batches(ids, received_at_us)
-        else:
-            with app.producer_or_acquire() as producer, producer.batch():
-                for shard, rows in by_shard.items():
-                    _send(
-                        ids[shard], queue_for_shard(shard), rows, received_at_us, producer=producer
-                    )
+        with app.producer_or_acquire() as producer:
+            if keeps_rows and _sends_copies(producer.channel):
+                _send_copies(producer.channel, ids, received_at_us)
+            else:
+                with producer.batch():
+                    for shard, rows in by_shard.items():
+                        _send(
+                            ids[shard],
+                            queue_for_shard(shard),
+                            None if keeps_rows else rows,
+                            received_at_us,
+                            producer=producer,
+                        )
     except BaseException:
         ledger.settle(list(ids.items()))
         raise
 
 
-def _send_ledger_batches(ids: dict[int, str], received_at_us: int) -> None:
+def _sends_copies(channel: Any) -> bool:
+    """Whether a request's messages can go as copies of one (_send_copies): SEGS's Redis
+    channel does it; kombu's own (rediss://) and the task-sent events
+    (task_send_sent_event) send each message by itself."""
+    return isinstance(channel, broker.Channel) and not app.conf.task_send_sent_event
+
+
+def _send_copies(channel: broker.Channel, ids: dict[int, str], received_at_us: int) -> None:
     """Send the messages of batches whose rows wait in the ledger (task ids by shard).
 
     They differ only in their task id and queue, so Celery builds one message and segs.broker
     pushes a copy per batch, in one round trip: building and publishing each cost the API about
     twice as much (BENCHMARKS.md, "Stop 27"). Each copy sends Celery's publish signals, as
-    apply_async would. Another transport (kombu's own, for rediss://) or the task-sent events
-    (task_send_sent_event) take _send's way, message by message.
+    apply_async would.
     """
     template = _task_message(next(iter(ids.values())), None, received_at_us)
-    with app.producer_or_acquire() as producer:
-        channel = producer.channel
-        if not isinstance(channel, broker.Channel) or app.conf.task_send_sent_event:
-            with producer.batch():
-                for shard, task_id in ids.items():
-                    _send(task_id, queue_for_shard(shard), None, received_at_us, producer=producer)
-            return
-        # What send_task_message gives a queue whose exchange names no delivery mode.
-        delivery_mode = maybe_delivery_mode(app.conf.task_default_delivery_mode)
-        copies = [
-            (
-                queue_for_shard(shard),
-                {**template.headers, "id": task_id, "root_id": task_id},
-                {**template.properties, "correlation_id": task_id, "delivery_mode": delivery_mode},
-            )
-            for shard, task_id in ids.items()
-        ]
-        content_type, content_encoding, body = serialization.dumps(
-            template.body, serializer=app.conf.task_serializer
+    # What send_task_message gives a queue whose exchange names no delivery mode.
+    delivery_mode = maybe_delivery_mode(app.conf.task_default_delivery_mode)
+    copies = [
+        (
+            queue_for_shard(shard),
+            {**template.headers, "id": task_id, "root_id": task_id},
+            {**template.properties, "correlation_id": task_id, "delivery_mode": delivery_mode},
         )
-        for queue, headers, properties in copies:
-            signals.before_task_publish.send(
-                sender=FOLD_BATCH,
-                body=template.body,
-                exchange="",
-                routing_key=queue,
-                declare=[],
-                headers=headers,
-                properties=properties,
-                retry_policy=None,
-            )
-        channel.publish_copies(body, content_type, content_encoding, copies)
-        for queue, headers, _ in copies:
-            signals.after_task_publish.send(
-                sender=FOLD_BATCH,
-                body=template.body,
-                exchange="",
-                routing_key=queue,
-                headers=headers,
-            )
+        for shard, task_id in ids.items()
+    ]
+    content_type, content_encoding, body = serialization.dumps(
+        template.body, serializer=app.conf.task_serializer
+    )
+    for queue, headers, properties in copies:
+        signals.before_task_publish.send(
+            sender=FOLD_BATCH,
+            body=template.body,
+            exchange="",
+            routing_key=queue,
+            declare=[],
+            headers=headers,
+            properties=properties,
+            retry_policy=None,
+        )
+    channel.publish_copies(body, content_type, content_encoding, copies)
+    for queue, headers, _ in copies:
+        signals.after_task_publish.send(
+            sender=FOLD_BATCH, body=template.body, exchange="", routing_key=queue, headers=headers
+        )
 
 
 def _task_message(
