@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-unit test-integration bench lint typecheck services browser screenshots diagrams migrate install clean
+.PHONY: run test test-unit test-integration test-redis-broker test-amqp-broker bench lint typecheck services browser screenshots diagrams migrate install clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,11 +46,19 @@ CLUSTER_TESTS := tests/integration/test_pipeline_e2e.py tests/integration/test_r
 	tests/integration/test_window_scripts_spec.py
 
 ## Lint, type-check, import contracts, unit tests, then the integration suite on both brokers
-## (the broker-free API tests only on the first), then the cluster run
+## side by side (the tests that touch no broker only on the first), the cluster run after RabbitMQ's.
+## Each run has a database and Redis database of its own (tests/conftest.py); make prints a run's
+## output when it ends, and fails if either failed. Their tests mostly wait on workers and timers,
+## so together they take about as long as the longer one.
 test: install services browser lint typecheck
 	$(BIN)/python -m pytest tests/unit -q
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-redis-broker test-amqp-broker
+
+test-redis-broker: install services browser
 	SEGS_TEST_BROKER=redis $(BIN)/python -m pytest tests/integration -q
-	SEGS_TEST_BROKER=amqp $(BIN)/python -m pytest tests/integration -q -m "not api"
+
+test-amqp-broker: install services
+	SEGS_TEST_BROKER=amqp $(BIN)/python -m pytest tests/integration -q -m "not api and not scripts"
 	SEGS_TEST_BROKER=amqp SEGS_TEST_REDIS=cluster $(BIN)/python -m pytest $(CLUSTER_TESTS) -q
 
 test-unit: install

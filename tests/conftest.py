@@ -16,19 +16,29 @@ import os
 
 from segs.config import load_settings
 
-BROKERS = {
-    "redis": "redis://localhost:6379/15",
-    "amqp": "amqp://guest:guest@localhost:5672//",
+# Each broker's run keeps its data in a database and a Redis database of its own, so that
+# make test can run the two side by side.
+BROKER_RUNS = {
+    "redis": {
+        "CELERY_BROKER_URL": "redis://localhost:6379/15",
+        "DATABASE_URL": "postgresql+psycopg:///segs_test",
+        "REDIS_URL": "redis://localhost:6379/14",
+    },
+    "amqp": {
+        "CELERY_BROKER_URL": "amqp://guest:guest@localhost:5672//",
+        "DATABASE_URL": "postgresql+psycopg:///segs_test_amqp",
+        "REDIS_URL": "redis://localhost:6379/12",
+    },
 }
 TEST_BROKER = os.environ.get("SEGS_TEST_BROKER", "redis")
-if TEST_BROKER not in BROKERS:
-    raise RuntimeError(f"SEGS_TEST_BROKER must be one of {', '.join(BROKERS)}, got {TEST_BROKER!r}")
+if TEST_BROKER not in BROKER_RUNS:
+    raise RuntimeError(
+        f"SEGS_TEST_BROKER must be one of {', '.join(BROKER_RUNS)}, got {TEST_BROKER!r}"
+    )
 
 TEST_VALUES = {
     "SEGS_ENV": "testing",
-    "DATABASE_URL": "postgresql+psycopg:///segs_test",
-    "REDIS_URL": "redis://localhost:6379/14",
-    "CELERY_BROKER_URL": BROKERS[TEST_BROKER],
+    **BROKER_RUNS[TEST_BROKER],
     "SEGS_SHARDS": "4",
     "SEGS_WORKER_METRICS_PORT": "0",
     "SEGS_WINDOW_GRACE_S": "1",

@@ -30,7 +30,7 @@ from tests.support import shard_of
 # No window counts as late here (they are old test windows, flushed on their end).
 NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.scripts]
 
 MISSED = 3
 

@@ -41,7 +41,7 @@ from tests.redis_model import Model
 from tests.redis_model import assert_holds
 from tests.redis_model import b
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.scripts]
 
 SHARDS = 4
 SEEDS = [1, 2, 3]

@@ -50,7 +50,7 @@ from tests.redis_model import Model
 from tests.redis_model import assert_holds
 from tests.redis_model import b
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.scripts]
 
 SHARDS = 4
 MARKER_TTL_S = 3600  # far longer than a test: no marker expires while it runs
