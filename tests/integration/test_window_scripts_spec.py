@@ -42,6 +42,8 @@ from segs.services.shared.keyspace import all_shard_keys
 from segs.services.shared.keyspace import parse_flushing_name
 from segs.services.shared.keyspace import shard_keys
 from segs.services.spine.detection import pack_readings
+from segs.services.spine.windows_store import TABLE_FIELD
+from segs.services.spine.windows_store import TABLE_VALUE
 from segs.services.spine.windows_store import FoldResult
 from segs.services.spine.windows_store import Judged
 from segs.services.spine.windows_store import LateWindows
@@ -148,7 +150,11 @@ class Spec:
         flushing = parse_flushing_name(name)
         names = shard_keys(flushing.shard)
         target = rollup_target(flushing.window)
-        meters: dict[bytes, bytes] = self.model.data.get(b(name), {})
+        meters = {
+            meter: packed
+            for meter, packed in self.model.data.get(b(name), {}).items()
+            if meter != b(TABLE_FIELD)
+        }
         if target is not None and meters:
             larger = b(names.window(target))
             if larger in self.model.data.get(b(names.open_windows), {}):
@@ -171,6 +177,8 @@ class Spec:
         if not meters:
             return  # no meter, no hash
         window: dict[bytes, bytes] = self.model.data.setdefault(name, {})
+        # Spec: a window hash holds the field that keeps it a hash table, beside its meters.
+        window[b(TABLE_FIELD)] = b(TABLE_VALUE)
         for meter, stats in meters.items():
             current = window.get(b(meter))
             if current is not None:
@@ -497,3 +505,23 @@ def test_windows_of_more_meters_than_one_bulk_call_takes(script_redis):
     [name] = world.flushing_names()
     world.forget(name, on_time)
     assert world.spec.seen["rolled up"] == 1
+
+
+def test_a_window_of_few_meters_is_kept_as_a_hash_table(script_redis):
+    # A hash of a few short fields would be one packed list that every read and write scans;
+    # the fold and the roll-up keep each window a hash table, and the store reads only meters.
+    world = Lockstep(script_redis)
+    rng = random.Random(5)
+    on_time = LateWindows(cutoff_us=0, hold_us=0)
+    window = minute(REGIONS[0], 2)
+    stats = {f"FEW-{n}": random_stats(rng, window) for n in range(3)}
+    world.fold(0, ["few"], {window: stats}, on_time)
+    names = shard_keys(0)
+    assert script_redis.object("encoding", names.window(window)) == b"hashtable"
+    world.move_due("1m", window.end_us, token="t", limit=1000)
+    [name] = world.flushing_names()
+    assert world.store.read(name) == stats
+    world.forget(name, on_time)
+    quarter = rollup_target(window)
+    assert quarter is not None
+    assert script_redis.object("encoding", names.window(quarter)) == b"hashtable"

@@ -1,8 +1,9 @@
 -- merge_all(key, meters, packs): fold each meter's packed statistics (layout STATS, from
--- segs.domain.windows) into a window hash, reading and writing the hash in bulk.
+-- segs.domain.windows) into a window hash, reading and writing the hash in bulk. Each write
+-- also sets TABLE_FIELD, so Redis keeps the hash as a hash table (see windows_store.py).
 local function merge_all(key, meters, packs)
   local currents = hmget_all(key, meters)
-  local fields = {}
+  local fields = {TABLE_FIELD, TABLE_VALUE}
   for i = 1, #meters do
     local packed = packs[i]
     local n, p, lo, hi, e, v, vn, t = struct.unpack(STATS, packed)

@@ -55,8 +55,21 @@ def _meter_head(meter_id: str) -> bytes:
     return _METER_HEAD.pack(len(meter)) + meter
 
 
+# Redis keeps a hash of short fields and values, up to hash-max-listpack-entries of them (512 by
+# default), as one packed list, and each field read or write scans that list. A window hash of a
+# few hundred meters (one shard's meters of one region) then cost the fold about twice its Redis
+# CPU per reading (BENCHMARKS.md, stop 28). So each window hash also holds this field, which is
+# not a meter id ('#' is outside the id rule), with a value longer than hash-max-listpack-value
+# (64 bytes by default): Redis keeps such a hash as a hash table from its first write.
+TABLE_FIELD = "#table"
+TABLE_VALUE = "a value longer than hash-max-listpack-value keeps this hash a hash table"
+_TABLE_FIELD_BYTES = TABLE_FIELD.encode()
+
 _MERGE = LuaLibrary(
-    __package__, "windows_store.merge.lua", uses=(BULK,), constants={"STATS": LUA_LAYOUT}
+    __package__,
+    "windows_store.merge.lua",
+    uses=(BULK,),
+    constants={"STATS": LUA_LAYOUT, "TABLE_FIELD": TABLE_FIELD, "TABLE_VALUE": TABLE_VALUE},
 )
 # Passing the entries as one blob instead of thousands of arguments cut the client's encoding
 # time per batch by an order of magnitude. The markers, the fold and the detection happen in one
@@ -229,6 +242,7 @@ class WindowStore:
         return {
             meter.decode(): WindowStats.unpack(packed)
             for meter, packed in self.client.hgetall(name).items()
+            if meter != _TABLE_FIELD_BYTES
         }
 
     def forget(self, name: str, late: LateWindows) -> None:

@@ -7,8 +7,10 @@
 local entries = redis.call('HGETALL', flushed)
 local meters, packs = {}, {}
 for i = 1, #entries, 2 do
-  meters[#meters + 1] = entries[i]
-  packs[#packs + 1] = entries[i + 1]
+  if entries[i] ~= TABLE_FIELD then
+    meters[#meters + 1] = entries[i]
+    packs[#packs + 1] = entries[i + 1]
+  end
 end
 if #meters > 0 then
   merge_all(larger, meters, packs)
