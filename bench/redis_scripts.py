@@ -35,13 +35,30 @@ NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 START_US = 1_800_000_000 * MICRO
 
 
-def _batch(meters: list[str], index: int, size: int, rng: random.Random) -> list[ReadingRow]:
-    """The index-th batch of a fleet sending one reading per meter every 2 s."""
+# The seed's regions; a fleet in N of them has its meters spread over the first N in turn.
+REGIONS = (
+    "Pune-West",
+    "Pune-East",
+    "Mumbai-North",
+    "Mumbai-South",
+    "Delhi-North",
+    "Delhi-South",
+    "Bangalore-East",
+    "Bangalore-West",
+    "Chennai-North",
+    "Hyderabad-Central",
+)
+
+
+def _batch(
+    meters: list[tuple[str, str]], index: int, size: int, rng: random.Random
+) -> list[ReadingRow]:
+    """The index-th batch of a fleet of (meter, region) sending one reading per meter every 2 s."""
     first = (index * size) % len(meters)
     ts = START_US + (index * size // len(meters)) * 2 * MICRO
     return [
-        [meter, "Pune-West", "r", ts, rng.randint(MICRO, 8 * MICRO), 1000, 230 * MICRO] + [None] * 4
-        for meter in meters[first : first + size]
+        [meter, region, "r", ts, rng.randint(MICRO, 8 * MICRO), 1000, 230 * MICRO] + [None] * 4
+        for meter, region in meters[first : first + size]
     ]
 
 
@@ -70,12 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://localhost:6379/13", help="emptied")
     parser.add_argument("--meters", type=int, default=40_000, help="fleet size")
     parser.add_argument("--readings", type=int, default=300_000, help="readings per measurement")
+    parser.add_argument(
+        "--regions",
+        type=int,
+        choices=range(1, len(REGIONS) + 1),
+        default=1,
+        metavar=f"1..{len(REGIONS)}",
+        help="regions the meters are spread over; a window hash holds one region's meters "
+        "(--meters 4425 --regions 10 is one shard's part of the simulator's fleet at 17,700 "
+        "readings/s)",
+    )
     args = parser.parse_args(argv)
 
     client = redis.Redis.from_url(args.redis_url)
     store = WindowStore(client, 1)
     marks = RedisDedupeMarks(client, ttl_s=300)
-    meters = [f"MTR-{index:08d}" for index in range(args.meters)]
+    meters = [(f"MTR-{index:08d}", REGIONS[index % args.regions]) for index in range(args.meters)]
     rng = random.Random(1)
 
     def fold(judge: bool) -> Callable[[int], None]:
@@ -92,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         marks.mark_new({0: [(row[0], row[3]) for row in rows]})
 
     print(f"SEGS Redis scripts, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
+    print(f"fleet: {args.meters:,} meters in {args.regions} region(s)")
     for name, size, call in (
         ("fold", 250, fold(judge=True)),
         ("fold, no detection", 250, fold(judge=False)),
