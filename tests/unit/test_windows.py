@@ -7,6 +7,7 @@ from functools import reduce
 
 import pytest
 
+from segs.domain.identifiers import is_valid_id
 from segs.domain.readings import MICRO
 from segs.domain.windows import LUA_LAYOUT
 from segs.domain.windows import PACKED_LAYOUT
@@ -19,6 +20,8 @@ from segs.domain.windows import window_start_us
 from segs.services.shared.keyspace import FlushingWindow
 from segs.services.shared.keyspace import parse_flushing_name
 from segs.services.shared.keyspace import shard_keys
+from segs.services.spine.windows_store import TABLE_FIELD
+from segs.services.spine.windows_store import TABLE_VALUE
 
 # 2026-01-01T00:00:00Z, a multiple of 900 s.
 T0 = 1_767_225_600 * MICRO
@@ -253,3 +256,10 @@ def test_a_shards_keys_share_one_hash_tag():
         names.dedupe_prefix + "123",
     ]
     assert {key[key.index("{") : key.index("}") + 1] for key in keys} == {"{s11}"}
+
+
+def test_the_field_that_keeps_a_window_a_hash_table_is_never_a_meter():
+    # A meter of that id would be skipped by the flush; its value must outgrow Redis's default
+    # hash-max-listpack-value (64 bytes) to keep the hash a hash table.
+    assert not is_valid_id(TABLE_FIELD)
+    assert len(TABLE_VALUE.encode()) > 64
