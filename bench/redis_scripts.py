@@ -28,26 +28,12 @@ from segs.services.spine.detection import pack_readings
 from segs.services.spine.windows_store import Judged
 from segs.services.spine.windows_store import LateWindows
 from segs.services.spine.windows_store import WindowStore
+from simulator.meters import REGIONS
 
 # No window counts as late here (they are old test windows, flushed on their end).
 NEVER_LATE = LateWindows(cutoff_us=0, hold_us=0)
 
 START_US = 1_800_000_000 * MICRO
-
-
-# The seed's regions; a fleet in N of them has its meters spread over the first N in turn.
-REGIONS = (
-    "Pune-West",
-    "Pune-East",
-    "Mumbai-North",
-    "Mumbai-South",
-    "Delhi-North",
-    "Delhi-South",
-    "Bangalore-East",
-    "Bangalore-West",
-    "Chennai-North",
-    "Hyderabad-Central",
-)
 
 
 def _batch(
