@@ -10,11 +10,19 @@ from dataclasses import field
 from amqp.exceptions import NotFound
 from kombu.exceptions import ChannelError
 
+from segs import broker
 from segs.celery_app import app
 
 
 def queue_depths(queues: list[str]) -> dict[str, int]:
     """Return the number of ready messages in each queue (0 for a queue not declared yet)."""
+    # SEGS's Redis channel counts them all in one round trip on a pooled connection: the way
+    # below (a connection, a channel and two round trips per queue) cost an API process about
+    # 10 ms of CPU, paid by one request a second.
+    with app.pool.acquire(block=True) as pooled:
+        if isinstance(pooled.transport, broker.Transport):
+            counts: dict[str, int] = pooled.default_channel.ready_counts(queues)
+            return counts
     depths: dict[str, int] = {}
     # A connection of its own, as a pooled one may have been closed by the broker while idle.
     # One channel for all the queues: a Redis channel opens with a PING, and opening one per

@@ -161,3 +161,29 @@ def test_a_channel_sends_its_commands_through_one_client_per_connection_pool():
             assert after_reconnect is not first
             assert after_reconnect.connection_pool is channel.pool
             assert after_reconnect.ping()
+
+
+def test_ready_counts_agree_with_kombus_passive_declare(queue_name):
+    """One round trip counts what kombu's passive declare counts per queue, over every
+    priority list, and 0 for a queue that holds nothing."""
+    empty_name = f"{queue_name}-empty"
+    options = {"priority_steps": [0, 5]}
+    try:
+        with Connection(
+            settings().redis_url, transport="segs.broker:Transport", transport_options=options
+        ) as conn:
+            channel = conn.channel()
+            producer = Producer(channel, routing_key=queue_name)
+            queue = Queue(queue_name)
+            for number, priority in enumerate([0, 0, 7, 0, 9]):
+                producer.publish(
+                    {"n": number}, declare=[queue], serializer="json", priority=priority
+                )
+            declared = channel.queue_declare(queue=queue_name, passive=True).message_count
+
+            counts = channel.ready_counts([queue_name, empty_name])
+    finally:
+        redis.Redis.from_url(settings().redis_url).delete(f"{queue_name}\x06\x165")
+
+    assert declared == 5
+    assert counts == {queue_name: 5, empty_name: 0}
