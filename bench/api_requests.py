@@ -32,6 +32,7 @@ from bench.closed_loop import LoadShape
 from bench.pipeline import BenchConfig
 from bench.pipeline import _run_setup
 from bench.pipeline import create_ingestion_key
+from bench.pipeline import in_process_config
 from bench.spine import first_regions
 
 # The queues are emptied this often: no worker takes the messages, and the backlog bound
@@ -92,20 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, for the median")
     parser.add_argument("--shards", type=int, default=8, help="SEGS_SHARDS")
     args = parser.parse_args(argv)
-    config = BenchConfig(
-        meters=100_000,
-        interval_s=1,
-        duration_s=0,
-        api_workers=0,
-        worker_concurrency=None,
-        worker_pool="prefork",
-        worker_nice=0,
-        shards=args.shards,
-        broker="redis",
-        api_port=0,
-        seed=0,
-        client_concurrency=0,
-    )
+    config = in_process_config(shards=args.shards, meters=100_000)
     os.environ.update(config.env())
     print(
         f"SEGS API cost per ingestion request, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "

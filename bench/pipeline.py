@@ -103,6 +103,25 @@ class BenchConfig:
         return env
 
 
+def in_process_config(*, shards: int, meters: int = 0) -> BenchConfig:
+    """The settings of a benchmark that runs SEGS in its own process, or starts only a worker
+    itself: the bench's stores and the Redis broker, no load generator and no API server."""
+    return BenchConfig(
+        meters=meters,
+        interval_s=1,
+        duration_s=0,
+        api_workers=0,
+        worker_concurrency=None,
+        worker_pool="prefork",
+        worker_nice=0,
+        shards=shards,
+        broker="redis",
+        api_port=0,
+        seed=0,
+        client_concurrency=0,
+    )
+
+
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     """Where a benchmark keeps its data: its own database and Redis databases (emptied first)."""
     parser.add_argument(

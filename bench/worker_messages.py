@@ -35,6 +35,7 @@ from bench.pipeline import _run_setup
 from bench.pipeline import _spawn
 from bench.pipeline import _stop
 from bench.pipeline import configure_in_process_segs
+from bench.pipeline import in_process_config
 from tools import commands
 
 # A worker whose CPU grows less than this in a second has finished.
@@ -121,20 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs, for the median")
     parser.add_argument("--shards", type=int, default=8, help="SEGS_SHARDS")
     args = parser.parse_args(argv)
-    config = BenchConfig(
-        meters=0,
-        interval_s=1,
-        duration_s=0,
-        api_workers=0,
-        worker_concurrency=None,
-        worker_pool="prefork",
-        worker_nice=0,
-        shards=args.shards,
-        broker="redis",
-        api_port=0,
-        seed=0,
-        client_concurrency=0,
-    )
+    config = in_process_config(shards=args.shards)
     os.environ.update(config.env())
     # The bench database must exist and be migrated: the worker settles each group there.
     _run_setup(config)
