@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -390,14 +391,18 @@ def _spawn(name: str, command: list[str], env: dict[str, str], logs: Path) -> Pr
 
 
 def _stop(group: ProcessGroup, timeout: float = 20.0) -> None:
-    if group.process.poll() is not None:
-        return
-    os.killpg(group.process.pid, signal.SIGTERM)
-    try:
-        group.process.wait(timeout)
-    except subprocess.TimeoutExpired:
+    """Stop a process as `make run` does: one SIGTERM to the process itself (a Celery worker's
+    warm shutdown; a SIGTERM reaching its pool processes would cut their tasks short), then
+    SIGKILL to its whole group after *timeout*, and to whatever of the group outlived it."""
+    if group.process.poll() is None:
+        group.process.terminate()
+        try:
+            group.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(group.process.pid, signal.SIGKILL)
+            group.process.wait()
+    with suppress(ProcessLookupError):
         os.killpg(group.process.pid, signal.SIGKILL)
-        group.process.wait()
 
 
 def _wait_ready(url: str, timeout: float = 60.0) -> None:
