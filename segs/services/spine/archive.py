@@ -87,15 +87,20 @@ WHERE r.batch_id = (%(batch_ids)s::uuid[])[s.batch_no]
 # A meter the API registered has its first_seen already, so it is skipped before the
 # conflict arm, which locks every row it meets, even those its WHERE leaves alone. Meeting
 # 100,000 new meters, that locking cost PostgreSQL 6.5 s in a 40 s benchmark; 0.4 s without.
+# The OFFSET keeps the check an index probe per unknown meter: as an anti-join, the planner
+# hashed the whole table whenever its statistics were older than the table (22 ms a group at
+# 100,000 meters, growing with the table, against 9 ms for 4,000 probes).
 _REGISTER_METERS = """
 INSERT INTO meters (meter_id, region, first_seen, last_seen)
 SELECT s.meter_id, min(s.region),
        timestamptz 'epoch' + min(s.ts_us) * interval '1 microsecond',
        timestamptz 'epoch' + max(s.ts_us) * interval '1 microsecond'
-FROM reading_stage s
-JOIN unnest(%(meter_ids)s::text[]) AS unknown(meter_id) ON unknown.meter_id = s.meter_id
+FROM unnest(%(meter_ids)s::text[]) AS unknown(meter_id)
+JOIN reading_stage s ON s.meter_id = unknown.meter_id
 WHERE NOT EXISTS (
-    SELECT FROM meters m WHERE m.meter_id = s.meter_id AND m.first_seen IS NOT NULL
+    SELECT FROM meters m
+    WHERE m.meter_id = unknown.meter_id AND m.first_seen IS NOT NULL
+    OFFSET 0
 )
 GROUP BY s.meter_id
 ON CONFLICT (meter_id) DO UPDATE SET first_seen = EXCLUDED.first_seen

@@ -23,8 +23,11 @@ from segs.services.spine.registry_cache import RegistryCache
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
-# One index probe per meter (a join on the array, where "= ANY" of 500 ids had the planner scan
-# the whole table), and a meter's moves only if it has any.
+# One index probe per meter, whatever the table's statistics say. The LATERAL subquery's LIMIT
+# keeps the planner from turning it into a join: with a plain join on the array it hashed the
+# whole table whenever its statistics were older than the table (no ANALYZE since the meters
+# were registered: autovacuum off, or not yet come round), 20 ms for 500 meters of 100,000
+# instead of 1.5 ms. A meter's moves are read only if it has any.
 _PLACES = """
 SELECT m.meter_id, m.region, (extract(epoch FROM m.retired_at) * 1000000)::bigint,
        (SELECT json_agg(json_build_array(
@@ -32,7 +35,9 @@ SELECT m.meter_id, m.region, (extract(epoch FROM m.retired_at) * 1000000)::bigin
                    v.from_region, v.to_region))
         FROM meter_moves v WHERE v.meter_id = m.meter_id)
 FROM unnest(%(meters)s::text[]) AS k(meter_id)
-JOIN meters m ON m.meter_id = k.meter_id
+CROSS JOIN LATERAL (
+    SELECT meter_id, region, retired_at FROM meters WHERE meters.meter_id = k.meter_id LIMIT 1
+) AS m
 """
 
 # first_seen is the request's first reading of the meter; the worker sets it for a meter an
