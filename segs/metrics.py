@@ -3,18 +3,30 @@
 gunicorn and Celery prefork run several processes, so prometheus-client runs in multiprocess mode:
 every process writes its samples into PROMETHEUS_MULTIPROC_DIR and one collector reads them all.
 The directory must be set before prometheus_client is imported; when nobody set it we create a
-fresh one here, and forked children inherit it through the environment.
+fresh one here, forked children inherit it through the environment, and it is removed when the
+process that made it exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 
+
+def _remove_own_directory(directory: str, owner_pid: int) -> None:
+    # Forked children run the exit handlers they inherit too; only the maker removes it.
+    if os.getpid() == owner_pid:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="segs-metrics-")
+    # Ours, so it goes when this process exits (a directory given in the environment stays).
+    atexit.register(_remove_own_directory, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 from prometheus_client import CollectorRegistry  # noqa: E402
