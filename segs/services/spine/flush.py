@@ -85,15 +85,22 @@ RETURNING a.meter_id, a.flush_count
 """
 
 # The region's row is derived from its meters' rows, never accumulated, so it is always exact.
+# Summed first, then joined to its region once: joined row by row, the planner (estimating one
+# meter row where 25,000 were) probed regions and sorted for every meter, 24 ms a region's
+# window instead of 5 ms.
 _RECOMPUTE_REGION = """
 INSERT INTO {region_table} AS g (region, window_start, meter_count, reading_count,
     total_power_kw, capacity_kw, load_percentage, energy_kwh_sum, updated_at)
-SELECT a.region, a.window_start, count(*), sum(a.reading_count), sum(a.avg_power_kw),
-       r.capacity_kw, round(100 * sum(a.avg_power_kw) / r.capacity_kw, 4),
-       sum(a.energy_kwh_sum), now()
-FROM {meter_table} a JOIN regions r ON r.name = a.region
-WHERE a.region = %(region)s AND a.window_start = %(window_start)s
-GROUP BY a.region, a.window_start, r.capacity_kw
+SELECT a.region, a.window_start, a.meter_count, a.reading_count, a.total_power_kw,
+       r.capacity_kw, round(100 * a.total_power_kw / r.capacity_kw, 4), a.energy_kwh_sum, now()
+FROM (
+    SELECT region, window_start, count(*) AS meter_count, sum(reading_count) AS reading_count,
+           sum(avg_power_kw) AS total_power_kw, sum(energy_kwh_sum) AS energy_kwh_sum
+    FROM {meter_table}
+    WHERE region = %(region)s AND window_start = %(window_start)s
+    GROUP BY region, window_start
+) AS a
+JOIN regions r ON r.name = a.region
 ON CONFLICT (region, window_start) DO UPDATE SET
     meter_count = EXCLUDED.meter_count,
     reading_count = EXCLUDED.reading_count,
