@@ -84,11 +84,12 @@ ON CONFLICT (meter_id, window_start) DO UPDATE SET
 RETURNING a.meter_id, a.flush_count
 """
 
-# The region's row is derived from its meters' rows, never accumulated, so it is always exact.
-# Summed first, then joined to its region once: joined row by row, the planner (estimating one
-# meter row where 25,000 were) probed regions and sorted for every meter, 24 ms a region's
-# window instead of 5 ms.
-_RECOMPUTE_REGION = """
+# A region's rows are derived from its meters' rows, never accumulated, so they are always
+# exact: the flush writes one region's window this way, the rebuild (segs.services.spine.recompute)
+# a quarter's. Summed first, then joined to the region once: joined row by row, the planner
+# (estimating one meter row where 25,000 were) probed regions and sorted for every meter, 24 ms
+# a region's window instead of 5 ms.
+_REGION_ROWS = """
 INSERT INTO {region_table} AS g (region, window_start, meter_count, reading_count,
     total_power_kw, capacity_kw, load_percentage, energy_kwh_sum, updated_at)
 SELECT a.region, a.window_start, a.meter_count, a.reading_count, a.total_power_kw,
@@ -97,7 +98,7 @@ FROM (
     SELECT region, window_start, count(*) AS meter_count, sum(reading_count) AS reading_count,
            sum(avg_power_kw) AS total_power_kw, sum(energy_kwh_sum) AS energy_kwh_sum
     FROM {meter_table}
-    WHERE region = %(region)s AND window_start = %(window_start)s
+    WHERE {meter_rows}
     GROUP BY region, window_start
 ) AS a
 JOIN regions r ON r.name = a.region
@@ -111,6 +112,19 @@ ON CONFLICT (region, window_start) DO UPDATE SET
     updated_at = now()
 RETURNING g.load_percentage
 """
+
+_ONE_REGION_WINDOW = sql.SQL("region = %(region)s AND window_start = %(window_start)s")
+
+
+def region_rows(size: str, meter_rows: sql.Composable) -> sql.Composed:
+    """The statement writing the *size* region rows of the meter rows *meter_rows* picks (a
+    condition on the meter table); each returns its load percentage."""
+    return sql.SQL(_REGION_ROWS).format(
+        region_table=sql.Identifier(REGION_TABLES[size]),
+        meter_table=sql.Identifier(METER_TABLES[size]),
+        meter_rows=meter_rows,
+    )
+
 
 # An upsert, not an UPDATE: workers skip registering meters they registered before, so the
 # registry converges here even if a meter row went missing since.
@@ -255,13 +269,7 @@ def _merge_window(
             params,
         )
         merged_late = [meter_id for meter_id, flush_count in cursor.fetchall() if flush_count > 1]
-        cursor.execute(
-            sql.SQL(_RECOMPUTE_REGION).format(
-                region_table=sql.Identifier(REGION_TABLES[window.size]),
-                meter_table=sql.Identifier(METER_TABLES[window.size]),
-            ),
-            params,
-        )
+        cursor.execute(region_rows(window.size, _ONE_REGION_WINDOW), params)
         load = cursor.fetchone()
         if window.size == "1m":
             cursor.execute(_TOUCH_METERS, params)

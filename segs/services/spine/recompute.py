@@ -36,6 +36,7 @@ from segs.domain.windows import WINDOW_SIZES
 from segs.services.shared.keyspace import FLUSH_LOCK
 from segs.services.spine.flush import METER_TABLES
 from segs.services.spine.flush import REGION_TABLES
+from segs.services.spine.flush import region_rows
 from segs.services.spine.pending import PendingLedger
 from segs.services.spine.windows_store import WindowStore
 
@@ -56,17 +57,8 @@ WHERE ts >= %(start)s AND ts < %(end)s AND NOT (batch_id = ANY(%(unfolded)s::uui
 GROUP BY 1, 2, 3
 """
 
-# The regions' rows from the meter rows just written (the flush derives them the same way).
-_REGION_ROWS = """
-INSERT INTO {region_table} (region, window_start, meter_count, reading_count, total_power_kw,
-    capacity_kw, load_percentage, energy_kwh_sum, updated_at)
-SELECT a.region, a.window_start, count(*), sum(a.reading_count), sum(a.avg_power_kw),
-       r.capacity_kw, round(100 * sum(a.avg_power_kw) / r.capacity_kw, 4),
-       sum(a.energy_kwh_sum), now()
-FROM {meter_table} a JOIN regions r ON r.name = a.region
-WHERE a.window_start >= %(start)s AND a.window_start < %(end)s
-GROUP BY a.region, a.window_start, r.capacity_kw
-"""
+# The quarter's meter rows, as the region rows are derived from them.
+_QUARTER = sql.SQL("window_start >= %(start)s AND window_start < %(end)s")
 
 
 @dataclass
@@ -163,11 +155,5 @@ def _rebuild_quarter(
                 {**params, "seconds": WINDOW_SIZES[size]},
             )
             report.rows[meter_table] = report.rows.get(meter_table, 0) + cursor.rowcount
-            cursor.execute(
-                sql.SQL(_REGION_ROWS).format(
-                    region_table=sql.Identifier(region_table),
-                    meter_table=sql.Identifier(meter_table),
-                ),
-                params,
-            )
+            cursor.execute(region_rows(size, _QUARTER), params)
             report.rows[region_table] = report.rows.get(region_table, 0) + cursor.rowcount
