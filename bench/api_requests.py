@@ -27,6 +27,7 @@ from datetime import datetime
 
 import redis
 
+from bench.closed_loop import BATCH
 from bench.closed_loop import BatchBodies
 from bench.closed_loop import LoadShape
 from bench.pipeline import BenchConfig
@@ -34,6 +35,7 @@ from bench.pipeline import _run_setup
 from bench.pipeline import create_ingestion_key
 from bench.pipeline import in_process_config
 from bench.spine import first_regions
+from simulator.runner import percentile
 
 # The queues are emptied this often: no worker takes the messages, and the backlog bound
 # (SEGS_MAX_QUEUE_BACKLOG, 2,000 per queue) must not be reached.
@@ -110,17 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         cpu_s, walls = poster.timed(args.requests)
         walls.sort()
         cpus.append(cpu_s * 1e3 / len(walls))
-        p99s.append(walls[int(len(walls) * 0.99)] * 1e3)
+        p99s.append(percentile(walls, 99) * 1e3)
         print(
             f"round {number}: per request {cpus[-1]:.2f} ms CPU, "
             f"{sum(walls) * 1e3 / len(walls):.2f} ms wall; wall p50 "
-            f"{walls[len(walls) // 2] * 1e3:.1f} ms, p99 {p99s[-1]:.1f} ms, "
+            f"{percentile(walls, 50) * 1e3:.1f} ms, p99 {p99s[-1]:.1f} ms, "
             f"max {walls[-1] * 1e3:.1f} ms",
             flush=True,
         )
     print(
         f"median: {statistics.median(cpus):.2f} ms CPU per request "
-        f"({statistics.median(cpus) * 2:.2f} µs per reading), wall p99 "
+        f"({statistics.median(cpus) * 1e3 / BATCH:.2f} µs per reading), wall p99 "
         f"{statistics.median(p99s):.1f} ms"
     )
     return 0
